@@ -1,0 +1,168 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/licet/licet/api"
+	"github.com/licet/licet/challenge"
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/fsutil"
+	"github.com/licet/licet/internal/ids"
+	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/softid"
+	"github.com/licet/licet/verify"
+)
+
+// Files of the license cache in the agent directory.
+const (
+	RootFile    = "root.crt" // the vendor root, pinned on first use
+	licensesDir = "licenses" // one PEM file per product
+)
+
+// AcquireOptions say what to acquire and from where.
+type AcquireOptions struct {
+	Server     string    // the site, or a gateway in front of it
+	ProductID  string    // the product to license
+	SoftwareID softid.ID // the client's software ID (platform, vendor, revision)
+	Image      string    // the executable whose integrity the challenge proves; default this program
+	Now        time.Time // for verification; zero means now
+}
+
+// LicensePath is where the license of a product is cached.
+func (id *Identity) LicensePath(product string) string {
+	return filepath.Join(id.Dir, licensesDir, product+".pem")
+}
+
+// root returns the pinned vendor root, pinning the server's on first use.
+func (id *Identity) root(ctx context.Context, c *api.Client) ([]byte, error) {
+	path := filepath.Join(id.Dir, RootFile)
+	pem, err := os.ReadFile(path)
+	if err == nil {
+		return pem, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, errs.Wrap(errs.Internal, err, "read pinned vendor root")
+	}
+	if pem, err = c.Root(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := verify.New(pem); err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "the server at %s offered no valid vendor root", c.BaseURL)
+	}
+	if err := fsutil.WriteFileAtomic(path, pem, 0o644); err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "pin vendor root")
+	}
+	return pem, nil
+}
+
+// PinRoot installs the vendor root this agent trusts, instead of trusting the
+// server's on first use.
+func (id *Identity) PinRoot(rootPEM []byte) error {
+	if _, err := verify.New(rootPEM); err != nil {
+		return errs.Wrap(errs.Invalid, err, "not a vendor root certificate")
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(id.Dir, RootFile), rootPEM, 0o644)
+}
+
+// Acquire runs the whole grant: challenge, answer over the image, signed
+// request; then it decrypts the license, verifies it against the pinned vendor
+// root, and stores it in the license cache.
+func (id *Identity) Acquire(ctx context.Context, opts AcquireOptions) (*verify.License, bool, error) {
+	if err := opts.SoftwareID.Check(); err != nil {
+		return nil, false, err
+	}
+	if opts.SoftwareID.Platform() != id.Platform {
+		return nil, false, errs.E(errs.Invalid, "software ID %s is for platform %s, but this agent is %s", opts.SoftwareID, opts.SoftwareID.Platform(), id.Platform)
+	}
+	image := opts.Image
+	if image == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, false, errs.Wrap(errs.Internal, err, "find this program's executable; pass --image")
+		}
+		image = exe
+	}
+	c := &api.Client{BaseURL: opts.Server}
+	rootPEM, err := id.root(ctx, c)
+	if err != nil {
+		return nil, false, err
+	}
+	ch, err := c.Challenge(ctx, licenseserver.ChallengeRequest{SoftwareID: uint32(opts.SoftwareID), ProductID: opts.ProductID, ClientKey: id.Signer.Public()})
+	if err != nil {
+		return nil, false, err
+	}
+	answer, err := challenge.AnswerFile(ch.Nonce, image)
+	if err != nil {
+		return nil, false, err
+	}
+	req := &licenseserver.GrantRequest{
+		ChallengeID: ch.ChallengeID, Answer: answer, ClientKey: id.Signer.Public(),
+		ClientHPKEKey: id.Decrypter.PublicBytes(), SystemID: id.SystemID, ProductID: opts.ProductID,
+	}
+	req.Signature = id.Signer.Sign(licenseserver.GrantMessage(req))
+	resp, err := c.Grant(ctx, req)
+	if err != nil {
+		return nil, false, err
+	}
+	lic, pem, err := id.open([]byte(resp.License), rootPEM, opts)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := os.MkdirAll(filepath.Join(id.Dir, licensesDir), 0o700); err != nil {
+		return nil, false, errs.Wrap(errs.Internal, err, "create license cache")
+	}
+	if err := fsutil.WriteFileAtomic(id.LicensePath(opts.ProductID), pem, 0o600); err != nil {
+		return nil, false, errs.Wrap(errs.Internal, err, "store license")
+	}
+	return lic, resp.Reissued, nil
+}
+
+// open decrypts a license file and verifies it for this client.
+func (id *Identity) open(file, rootPEM []byte, opts AcquireOptions) (*verify.License, []byte, error) {
+	pem, err := licenseserver.OpenLicense(file, id.Decrypter)
+	if err != nil {
+		return nil, nil, err
+	}
+	lic, err := id.check(pem, rootPEM, opts.ProductID, opts.Now)
+	if err != nil {
+		return nil, nil, errs.Wrap(errs.Invalid, err, "the license the server sent does not verify")
+	}
+	return lic, pem, nil
+}
+
+func (id *Identity) check(pem, rootPEM []byte, product string, now time.Time) (*verify.License, error) {
+	v, err := verify.New(rootPEM)
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "pinned vendor root")
+	}
+	lic, err := v.Verify(pem, verify.Options{Now: now, Product: product, ClientKey: id.Signer.Public()})
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "license of %s", product)
+	}
+	return lic, nil
+}
+
+// License reads the cached license of a product and verifies it offline:
+// chain to the pinned root, dates, product, and binding to this client's key.
+func (id *Identity) License(product string, now time.Time) (*verify.License, error) {
+	if err := ids.CheckSlug("product", product); err != nil {
+		return nil, err
+	}
+	pem, err := os.ReadFile(id.LicensePath(product))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errs.E(errs.NotFound, "no license of %s in the cache; run 'licet agent license acquire'", product)
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "read license")
+	}
+	rootPEM, err := os.ReadFile(filepath.Join(id.Dir, RootFile))
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "no pinned vendor root; acquire a license first")
+	}
+	return id.check(pem, rootPEM, product, now)
+}

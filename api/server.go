@@ -1,0 +1,250 @@
+// Package api is licet's HTTP layer: the vendor and site APIs, the plumbing
+// every licet server shares (health, Prometheus metrics, structured logs,
+// request size and rate limits, JSON errors, graceful shutdown), and the Go
+// clients that the CLI uses to talk to them.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/licet/licet/auth"
+	"github.com/licet/licet/errs"
+)
+
+// Limits bound what one client can send.
+type Limits struct {
+	MaxBody   int64   // request body bytes; larger bodies get 413
+	RatePerIP float64 // sustained requests per second per client IP; 0 disables
+	Burst     int     // bucket size of the per-IP limiter
+}
+
+// DefaultLimits suit an admin and license API on one machine.
+var DefaultLimits = Limits{MaxBody: 1 << 20, RatePerIP: 2000, Burst: 4000}
+
+// errorBody is the JSON shape of every error answer.
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// WriteError answers with err as JSON, with the status of its kind. Internal
+// errors are logged in full and answered with a generic message.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	kind := errs.KindOf(err)
+	if kind == errs.Internal {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	var body errorBody
+	body.Error.Code = kind.String()
+	body.Error.Message = errs.PublicMessage(err)
+	writeJSON(w, errs.HTTPStatus(kind), body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// readJSON decodes a JSON request body into v, rejecting unknown fields.
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err, "request body is not the expected JSON")
+	}
+	return nil
+}
+
+// readBody reads the whole request body (already bounded by the size limit).
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, bodyError(err, "could not read request body")
+	}
+	return b, nil
+}
+
+func bodyError(err error, msg string) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return errs.E(errs.TooLarge, "request body is over the limit of %d bytes", tooBig.Limit)
+	}
+	return errs.Wrap(errs.Invalid, err, "%s", msg)
+}
+
+// Server wraps a role's routes with the shared plumbing.
+type Server struct {
+	Name    string // role name, used in metrics and logs
+	Log     *slog.Logger
+	Limits  Limits
+	Tokens  auth.TokenStore // checks admin bearer tokens
+	mux     *http.ServeMux
+	reg     *prometheus.Registry
+	reqs    *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+}
+
+// NewServer makes a server with /healthz and /metrics already routed.
+func NewServer(name string, log *slog.Logger, limits Limits, tokens auth.TokenStore) *Server {
+	s := &Server{Name: name, Log: log, Limits: limits, Tokens: tokens, mux: http.NewServeMux(),
+		reg: prometheus.NewRegistry(), limiters: map[string]*rate.Limiter{}}
+	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "licet_http_requests_total", Help: "HTTP requests by route and status.",
+		ConstLabels: prometheus.Labels{"role": name},
+	}, []string{"route", "code"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "licet_http_request_duration_seconds", Help: "HTTP request latency by route.",
+		ConstLabels: prometheus.Labels{"role": name},
+		Buckets:     []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"route"})
+	s.reg.MustRegister(s.reqs, s.latency, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "role": name})
+	})
+	return s
+}
+
+// Registry returns the Prometheus registry, for role-specific metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// handlerFunc is a handler that returns an error instead of writing it.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Public routes pattern to h without authentication.
+func (s *Server) Public(pattern string, h handlerFunc) { s.route(pattern, false, h) }
+
+// Admin routes pattern to h behind a bearer admin token.
+func (s *Server) Admin(pattern string, h handlerFunc) { s.route(pattern, true, h) }
+
+func (s *Server) route(pattern string, admin bool, h handlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if admin {
+			bearer, ok := bearerToken(r)
+			if !ok {
+				WriteError(w, r, s.Log, errs.E(errs.Unauthenticated, "this call needs an admin token: send 'Authorization: Bearer licet_…' (the token 'init' printed)"))
+				return
+			}
+			if _, err := auth.Check(r.Context(), s.Tokens, bearer); err != nil {
+				WriteError(w, r, s.Log, err)
+				return
+			}
+		}
+		if err := h(w, r); err != nil {
+			WriteError(w, r, s.Log, err)
+		}
+	})
+}
+
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) <= len(p) || h[:len(p)] != p {
+		return "", false
+	}
+	return h[len(p):], true
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) limiter(ip string) *rate.Limiter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.limiters[ip]
+	if !ok {
+		if len(s.limiters) > 100000 { // forget idle clients rather than grow without bound
+			s.limiters = map[string]*rate.Limiter{}
+		}
+		l = rate.NewLimiter(rate.Limit(s.Limits.RatePerIP), s.Limits.Burst)
+		s.limiters[ip] = l
+	}
+	return l
+}
+
+// ServeHTTP applies rate and size limits, records metrics and logs, and routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if s.Limits.RatePerIP > 0 {
+		ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if !s.limiter(ip).Allow() {
+			w.Header().Set("Retry-After", "1")
+			WriteError(w, r, s.Log, errs.E(errs.RateLimited, "too many requests from %s; slow down and retry", ip))
+			s.reqs.WithLabelValues("rate_limited", "429").Inc()
+			return
+		}
+	}
+	if s.Limits.MaxBody > 0 {
+		if r.ContentLength > s.Limits.MaxBody {
+			WriteError(w, r, s.Log, errs.E(errs.TooLarge, "request body of %d bytes is over the limit of %d bytes", r.ContentLength, s.Limits.MaxBody))
+			s.reqs.WithLabelValues("too_large", "413").Inc()
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.Limits.MaxBody)
+	}
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	_, route := s.mux.Handler(r)
+	if route == "" {
+		route = "unmatched"
+	}
+	s.mux.ServeHTTP(rec, r)
+	elapsed := time.Since(start)
+	s.reqs.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+	s.latency.WithLabelValues(route).Observe(elapsed.Seconds())
+	s.Log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", elapsed)
+}
+
+// Serve serves h on ln until ctx ends, then shuts down gracefully, letting
+// requests in flight finish for up to ten seconds.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	<-done
+	return err
+}

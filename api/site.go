@@ -1,0 +1,142 @@
+package api
+
+import (
+	"encoding/pem"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/pki"
+	"github.com/licet/licet/verify"
+)
+
+// SiteInfo is the answer of GET /v1/site.
+type SiteInfo struct {
+	SiteID          string `json:"site_id"`
+	Name            string `json:"name"`
+	Certified       bool   `json:"certified"`
+	CustomerID      string `json:"customer_id,omitempty"`
+	RootFingerprint string `json:"root_fingerprint,omitempty"`
+	VendorURL       string `json:"vendor_url,omitempty"`
+}
+
+// GrantResponse is the answer of POST /v1/licenses.
+type GrantResponse struct {
+	LicenseID int64  `json:"license_id"`
+	Reissued  bool   `json:"reissued"`
+	License   string `json:"license"` // armored LICENSE file, encrypted to the client
+}
+
+// Info describes a site identity.
+func Info(id *licenseserver.Identity) SiteInfo {
+	info := SiteInfo{SiteID: id.SiteID, Name: id.Config.Name, Certified: id.Certified(), VendorURL: id.Config.VendorURL}
+	if id.Certified() {
+		info.CustomerID = id.Site.CustomerID
+		info.RootFingerprint = pki.Fingerprint(id.Root.Raw)
+	}
+	return info
+}
+
+// VerifyResponse is the answer of POST /v1/licenses/verify for a valid license.
+type VerifyResponse struct {
+	verify.Attributes
+	SiteID    string    `json:"site_id"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+}
+
+// NewSiteHandler returns the site's HTTP API over srv.
+func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) (*Server, error) {
+	s := NewServer("site", log, limits, srv.Store)
+	var verifier *verify.Verifier
+	if srv.ID.Certified() {
+		var err error
+		if verifier, err = verify.New(srv.ID.Root.Raw); err != nil {
+			return nil, err
+		}
+	}
+	s.Admin("GET /v1/site", func(w http.ResponseWriter, r *http.Request) error {
+		writeJSON(w, http.StatusOK, Info(srv.ID))
+		return nil
+	})
+	// The grant routes are public: a client proves itself with the platform
+	// challenge and a signature by its key.
+	s.Public("POST /v1/challenges", func(w http.ResponseWriter, r *http.Request) error {
+		var req licenseserver.ChallengeRequest
+		if err := readJSON(r, &req); err != nil {
+			return err
+		}
+		ch, err := srv.NewChallenge(r.Context(), req)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, ch)
+		return nil
+	})
+	s.Public("POST /v1/licenses", func(w http.ResponseWriter, r *http.Request) error {
+		var req licenseserver.GrantRequest
+		if err := readJSON(r, &req); err != nil {
+			return err
+		}
+		g, err := srv.Grant(r.Context(), &req)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, GrantResponse{LicenseID: g.Assignment.LicenseID, Reissued: g.Reissued, License: string(g.File)})
+		return nil
+	})
+	s.Public("POST /v1/licenses/verify", func(w http.ResponseWriter, r *http.Request) error {
+		if verifier == nil {
+			return srv.ID.RequireCertified()
+		}
+		body, err := readBody(r)
+		if err != nil {
+			return err
+		}
+		lic, err := verifier.Verify(body, verify.Options{Now: srv.Now(), Product: r.URL.Query().Get("product")})
+		if err != nil {
+			return errs.Wrap(errs.Invalid, err, "license is not valid")
+		}
+		writeJSON(w, http.StatusOK, VerifyResponse{Attributes: lic.Attributes, SiteID: lic.SiteID, NotBefore: lic.NotBefore, NotAfter: lic.NotAfter})
+		return nil
+	})
+	s.Public("GET /v1/root", func(w http.ResponseWriter, r *http.Request) error {
+		if err := srv.ID.RequireCertified(); err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, err := w.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.ID.Root.Raw}))
+		return err
+	})
+	s.Admin("GET /v1/licenses", func(w http.ResponseWriter, r *http.Request) error {
+		as, err := srv.Store.Assignments(r.Context(), licenseserver.AssignmentFilter{ClientID: r.URL.Query().Get("client"), PackID: r.URL.Query().Get("pack")})
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, as)
+		return nil
+	})
+	s.Admin("GET /v1/packs", func(w http.ResponseWriter, r *http.Request) error {
+		ps, err := srv.Store.Packs(r.Context())
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, ps)
+		return nil
+	})
+	s.Admin("POST /v1/packs", func(w http.ResponseWriter, r *http.Request) error {
+		body, err := readBody(r)
+		if err != nil {
+			return err
+		}
+		p, err := srv.InstallPack(r.Context(), body)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, p)
+		return nil
+	})
+	return s, nil
+}

@@ -1,0 +1,70 @@
+// Package auth issues and checks the bearer tokens that administrators use
+// against licet's HTTP APIs. Only a token's SHA-256 is stored; a token is
+// shown once, when it is made.
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"strings"
+	"time"
+
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/ids"
+)
+
+// TokenPrefix starts every admin token, so that secret scanners can find leaked ones.
+const TokenPrefix = "licet_"
+
+// Token is a stored admin token.
+type Token struct {
+	ID      string    // public handle, e.g. for revocation
+	Name    string    // what it is for
+	Hash    []byte    // SHA-256 of the secret token text
+	Created time.Time // when it was made
+}
+
+// TokenStore keeps admin tokens. Both the vendor and the site stores implement it.
+type TokenStore interface {
+	// AddToken stores a new token.
+	AddToken(ctx context.Context, t *Token) error
+	// TokenByHash returns the token with the given hash, or a NotFound error.
+	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
+}
+
+// HashToken returns the SHA-256 under which a token is stored.
+func HashToken(secret string) []byte {
+	sum := sha256.Sum256([]byte(secret))
+	return sum[:]
+}
+
+// NewToken makes a token, stores its hash and returns the secret text.
+func NewToken(ctx context.Context, st TokenStore, name string, now time.Time) (string, error) {
+	secret := TokenPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(ids.Random(32)))
+	t := &Token{ID: ids.New("tok"), Name: name, Hash: HashToken(secret), Created: now.UTC()}
+	if err := st.AddToken(ctx, t); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// Check looks the secret up and returns its token, or an Unauthenticated error.
+func Check(ctx context.Context, st TokenStore, secret string) (*Token, error) {
+	if !strings.HasPrefix(secret, TokenPrefix) {
+		return nil, errs.E(errs.Unauthenticated, "missing or malformed admin token: send 'Authorization: Bearer licet_…'")
+	}
+	h := HashToken(secret)
+	t, err := st.TokenByHash(ctx, h)
+	if errs.Is(err, errs.NotFound) {
+		return nil, errs.E(errs.Unauthenticated, "admin token is not valid")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(t.Hash, h) != 1 {
+		return nil, errs.E(errs.Unauthenticated, "admin token is not valid")
+	}
+	return t, nil
+}

@@ -1,0 +1,440 @@
+// Package clearinghouse is the vendor's side of seat licensing: products,
+// customers, the certification of customers' license servers (sites), orders,
+// and the license packs issued against them, signed by the clearinghouse key
+// and encrypted to one site.
+package clearinghouse
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base32"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/licet/licet/auth"
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/fsutil"
+	"github.com/licet/licet/internal/ids"
+	"github.com/licet/licet/keys"
+	"github.com/licet/licet/pack"
+	"github.com/licet/licet/pki"
+)
+
+// Files in a vendor data directory.
+const (
+	fileConfig            = "vendor.json"
+	fileRootKey           = "root.key"
+	fileRootCert          = "root.crt"
+	fileClearinghouseKey  = "clearinghouse.key"
+	fileClearinghouseCert = "clearinghouse.crt"
+	defaultDB             = "vendor.db"
+)
+
+// EnrollmentTTL is how long an enrollment code stays valid.
+const EnrollmentTTL = 7 * 24 * time.Hour
+
+// Config is the vendor's vendor.json.
+type Config struct {
+	VendorName string `json:"vendor_name"`
+	DB         string `json:"db"` // SQLite path relative to the data dir, or a postgres:// URL
+}
+
+// OpenStore opens a store by DSN; package store provides it (cmd wires it in,
+// so that this package does not depend on database drivers).
+type OpenStore func(ctx context.Context, dsn string) (StoreCloser, error)
+
+// StoreCloser is a Store that must be closed.
+type StoreCloser interface {
+	Store
+	io.Closer
+}
+
+// Service is a running clearinghouse.
+type Service struct {
+	Store              Store
+	Root               *pki.Authority
+	Clearinghouse      *keys.Signer
+	ClearinghouseChain [][]byte // DER: the clearinghouse certificate
+	Config             Config
+	Now                func() time.Time
+}
+
+// Init creates a vendor data directory: root and clearinghouse keys and
+// certificates, the configuration and the database. It returns the first admin
+// token, which is shown once.
+func Init(ctx context.Context, dir, vendorName, dsn string, open OpenStore) (string, error) {
+	if vendorName == "" {
+		return "", errs.E(errs.Usage, "--name: the vendor name is required")
+	}
+	if _, err := os.Stat(filepath.Join(dir, fileConfig)); err == nil {
+		return "", errs.E(errs.Conflict, "%s is already a vendor data directory; use it, or choose another --data", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", errs.Wrap(errs.Internal, err, "create data directory")
+	}
+	if dsn == "" {
+		dsn = defaultDB
+	}
+	now := time.Now()
+	rootKey, err := keys.GenerateSigner()
+	if err != nil {
+		return "", err
+	}
+	root, err := pki.NewRoot(rootKey, vendorName, now)
+	if err != nil {
+		return "", err
+	}
+	chKey, err := keys.GenerateSigner()
+	if err != nil {
+		return "", err
+	}
+	chDER, err := root.IssueClearinghouse(chKey.Public(), vendorName, now)
+	if err != nil {
+		return "", err
+	}
+	if err := rootKey.Save(filepath.Join(dir, fileRootKey)); err != nil {
+		return "", errs.Wrap(errs.Internal, err, "save root key")
+	}
+	if err := chKey.Save(filepath.Join(dir, fileClearinghouseKey)); err != nil {
+		return "", errs.Wrap(errs.Internal, err, "save clearinghouse key")
+	}
+	if err := writeCert(filepath.Join(dir, fileRootCert), root.Cert.Raw); err != nil {
+		return "", err
+	}
+	if err := writeCert(filepath.Join(dir, fileClearinghouseCert), chDER); err != nil {
+		return "", err
+	}
+	st, err := open(ctx, resolveDSN(dir, dsn))
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	token, err := auth.NewToken(ctx, st, "initial admin token", now)
+	if err != nil {
+		return "", err
+	}
+	cfg, _ := json.MarshalIndent(Config{VendorName: vendorName, DB: dsn}, "", "  ")
+	// The config is written last: its presence marks a complete data directory.
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, fileConfig), append(cfg, '\n'), 0o600); err != nil {
+		return "", errs.Wrap(errs.Internal, err, "write configuration")
+	}
+	return token, nil
+}
+
+func resolveDSN(dir, dsn string) string {
+	if strings.Contains(dsn, "://") || filepath.IsAbs(dsn) {
+		return dsn
+	}
+	return filepath.Join(dir, dsn)
+}
+
+func writeCert(path string, der []byte) error {
+	if err := fsutil.WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return errs.Wrap(errs.Internal, err, "write certificate")
+	}
+	return nil
+}
+
+// ReadCertFile reads one PEM or DER certificate from a file.
+func ReadCertFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "read certificate")
+	}
+	if blk, _ := pem.Decode(data); blk != nil {
+		return blk.Bytes, nil
+	}
+	return data, nil
+}
+
+// Open loads a vendor data directory made by Init. A non-empty dsn overrides
+// the configured database.
+func Open(ctx context.Context, dir, dsn string, open OpenStore) (*Service, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, fileConfig))
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "%s is not a vendor data directory (run 'licet vendor init --data %s' first)", dir, dir)
+	}
+	var cfg Config
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "read %s", fileConfig)
+	}
+	if dsn != "" {
+		cfg.DB = dsn
+	}
+	rootKey, err := keys.LoadSigner(filepath.Join(dir, fileRootKey))
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "load root key")
+	}
+	rootDER, err := ReadCertFile(filepath.Join(dir, fileRootCert))
+	if err != nil {
+		return nil, err
+	}
+	rootCert, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "parse root certificate")
+	}
+	chKey, err := keys.LoadSigner(filepath.Join(dir, fileClearinghouseKey))
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "load clearinghouse key")
+	}
+	chDER, err := ReadCertFile(filepath.Join(dir, fileClearinghouseCert))
+	if err != nil {
+		return nil, err
+	}
+	st, err := open(ctx, resolveDSN(dir, cfg.DB))
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		Store: st, Root: &pki.Authority{Cert: rootCert, Signer: rootKey},
+		Clearinghouse: chKey, ClearinghouseChain: [][]byte{chDER}, Config: cfg, Now: time.Now,
+	}, nil
+}
+
+// Close closes the store.
+func (s *Service) Close() error {
+	if c, ok := s.Store.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// AddProduct records a product.
+func (s *Service) AddProduct(ctx context.Context, p *Product) error {
+	if err := ids.CheckSlug("product id", p.ID); err != nil {
+		return err
+	}
+	if p.Name == "" {
+		p.Name = p.ID
+	}
+	if p.Version == "" {
+		return errs.E(errs.Invalid, "product version is required (e.g. 1.0)")
+	}
+	if p.Manufacturer == "" {
+		p.Manufacturer = s.Config.VendorName
+	}
+	for _, f := range p.Features {
+		if err := ids.CheckSlug("feature", f); err != nil {
+			return err
+		}
+	}
+	p.Created = s.Now().UTC()
+	return s.Store.CreateProduct(ctx, p)
+}
+
+// AddCustomer records a customer.
+func (s *Service) AddCustomer(ctx context.Context, c *Customer) error {
+	if err := ids.CheckSlug("customer id", c.ID); err != nil {
+		return err
+	}
+	if c.Name == "" {
+		c.Name = c.ID
+	}
+	c.Created = s.Now().UTC()
+	return s.Store.CreateCustomer(ctx, c)
+}
+
+// hashCode normalises an enrollment code as a person may type it, and hashes it.
+func hashCode(code string) []byte {
+	norm := strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(code))
+	sum := sha256.Sum256([]byte(norm))
+	return sum[:]
+}
+
+// CreateEnrollment makes a one-time enrollment code for a customer's site.
+func (s *Service) CreateEnrollment(ctx context.Context, customerID string) (string, *Enrollment, error) {
+	if _, err := s.Store.Customer(ctx, customerID); err != nil {
+		return "", nil, err
+	}
+	raw := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(ids.Random(10)) // 16 characters, 80 bits
+	code := raw[0:4] + "-" + raw[4:8] + "-" + raw[8:12] + "-" + raw[12:16]
+	now := s.Now().UTC()
+	e := &Enrollment{CodeHash: hashCode(code), CustomerID: customerID, Created: now, Expires: now.Add(EnrollmentTTL)}
+	if err := s.Store.CreateEnrollment(ctx, e); err != nil {
+		return "", nil, err
+	}
+	return code, e, nil
+}
+
+// EnrollSite certifies a site online against a one-time enrollment code and
+// returns its certificate chain (site certificate, then the root).
+func (s *Service) EnrollSite(ctx context.Context, code string, csrDER []byte) ([][]byte, error) {
+	h := hashCode(code)
+	e, err := s.Store.Enrollment(ctx, h)
+	if errs.Is(err, errs.NotFound) {
+		return nil, errs.E(errs.Forbidden, "enrollment code is not valid; ask the vendor for a new one")
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := s.Now().UTC()
+	if e.UsedAt != nil {
+		return nil, errs.E(errs.Conflict, "enrollment code was already used on %s; ask the vendor for a new one", e.UsedAt.Format(time.DateOnly))
+	}
+	if !now.Before(e.Expires) {
+		return nil, errs.E(errs.Forbidden, "enrollment code expired on %s; ask the vendor for a new one", e.Expires.Format(time.DateOnly))
+	}
+	req, err := pki.ParseSiteRequest(csrDER)
+	if err != nil {
+		return nil, err
+	}
+	der, err := s.Root.CertifySite(req, e.CustomerID, now)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "issue site certificate")
+	}
+	site := &Site{ID: req.SiteID, CustomerID: e.CustomerID, Name: req.Name, CertDER: der, Certified: now}
+	if err := s.Store.EnrollSite(ctx, h, site, now); err != nil {
+		return nil, err
+	}
+	return [][]byte{der, s.Root.Cert.Raw}, nil
+}
+
+// CertifySite certifies a site from its request file for a customer (the
+// offline path, run by the vendor admin).
+func (s *Service) CertifySite(ctx context.Context, customerID string, csrDER []byte) ([][]byte, error) {
+	if _, err := s.Store.Customer(ctx, customerID); err != nil {
+		return nil, err
+	}
+	req, err := pki.ParseSiteRequest(csrDER)
+	if err != nil {
+		return nil, err
+	}
+	now := s.Now().UTC()
+	der, err := s.Root.CertifySite(req, customerID, now)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "issue site certificate")
+	}
+	if err := s.Store.PutSite(ctx, &Site{ID: req.SiteID, CustomerID: customerID, Name: req.Name, CertDER: der, Certified: now}); err != nil {
+		return nil, err
+	}
+	return [][]byte{der, s.Root.Cert.Raw}, nil
+}
+
+// AddOrder records an order and gives it an ID.
+func (s *Service) AddOrder(ctx context.Context, o *Order) error {
+	if _, err := s.Store.Customer(ctx, o.CustomerID); err != nil {
+		return err
+	}
+	p, err := s.Store.Product(ctx, o.ProductID)
+	if err != nil {
+		return err
+	}
+	if err := pack.CheckPlatform(o.Platform); err != nil {
+		return err
+	}
+	if o.Quantity < 1 || o.Quantity > 10_000_000 {
+		return errs.E(errs.Invalid, "quantity %d is out of range: order 1 to 10,000,000 seats", o.Quantity)
+	}
+	for _, f := range o.Features {
+		if !slices.Contains(p.Features, f) {
+			return errs.E(errs.Invalid, "feature %q is not a feature of product %s (it has %v)", f, p.ID, p.Features)
+		}
+	}
+	if o.Features == nil {
+		o.Features = p.Features
+	}
+	now := s.Now().UTC()
+	if o.Expires != nil && !o.Expires.After(now) {
+		return errs.E(errs.Invalid, "expiry date %s is in the past", o.Expires.Format(time.DateOnly))
+	}
+	if o.Expires != nil && o.FirstActive != nil && !o.Expires.After(*o.FirstActive) {
+		return errs.E(errs.Invalid, "expiry date must be after the first-active date")
+	}
+	o.ID = ids.New("ord")
+	o.Created = now
+	o.PackID = ""
+	return s.Store.CreateOrder(ctx, o)
+}
+
+// IssuePack answers a purchase request file with the license pack file of its
+// order. A pack is issued once per order: asking again for the same order from
+// the same site returns the same pack.
+func (s *Service) IssuePack(ctx context.Context, requestFile []byte) ([]byte, *IssuedPack, error) {
+	now := s.Now().UTC()
+	req, site, err := pack.ReadPurchaseRequest(requestFile, s.Root.Cert, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	known, err := s.Store.Site(ctx, site.SiteID)
+	if errs.Is(err, errs.NotFound) {
+		return nil, nil, errs.E(errs.Forbidden, "site %s is not registered with this vendor", site.SiteID)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if known.CustomerID != site.CustomerID {
+		return nil, nil, errs.E(errs.Forbidden, "site %s is registered for another customer", site.SiteID)
+	}
+	o, err := s.Store.Order(ctx, req.OrderID)
+	if errs.Is(err, errs.NotFound) {
+		return nil, nil, errs.E(errs.NotFound, "order %s does not exist; check the order ID with the vendor", req.OrderID)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.CustomerID != site.CustomerID {
+		return nil, nil, errs.E(errs.Forbidden, "order %s belongs to another customer than site %s (customer %s)", o.ID, site.SiteID, site.CustomerID)
+	}
+	if o.PackID != "" {
+		return s.existingPack(ctx, o, site.SiteID)
+	}
+	if o.Expires != nil && !o.Expires.After(now) {
+		return nil, nil, errs.E(errs.Invalid, "order %s expired on %s", o.ID, o.Expires.Format(time.DateOnly))
+	}
+	p, err := s.Store.Product(ctx, o.ProductID)
+	if err != nil {
+		return nil, nil, err
+	}
+	begin, err := s.Store.AllocateSerials(ctx, o.Quantity)
+	if err != nil {
+		return nil, nil, err
+	}
+	doc := &pack.Pack{
+		PackID: ids.New("pk"), OrderID: o.ID, SiteID: site.SiteID, CustomerID: o.CustomerID,
+		Issued: now.Truncate(time.Second), FirstActive: o.FirstActive, Expires: o.Expires,
+		BeginSerial: begin, Quantity: o.Quantity, Platform: o.Platform,
+		Product:  pack.Product{ID: p.ID, Name: p.Name, Version: p.Version},
+		Features: o.Features, Descriptions: p.Descriptions, Manufacturer: p.Manufacturer, ProductData: p.Data,
+	}
+	file, err := pack.Seal(doc, s.Clearinghouse, s.ClearinghouseChain, site.HPKEKey)
+	if err != nil {
+		return nil, nil, errs.Wrap(errs.Internal, err, "seal pack")
+	}
+	rec := &IssuedPack{PackID: doc.PackID, OrderID: o.ID, SiteID: site.SiteID, BeginSerial: begin, Quantity: o.Quantity, Issued: now, File: file}
+	if err := s.Store.RecordPack(ctx, rec); err != nil {
+		if errs.Is(err, errs.Conflict) { // a concurrent request for the same order won
+			return s.existingPack(ctx, o, site.SiteID)
+		}
+		return nil, nil, err
+	}
+	return file, rec, nil
+}
+
+func (s *Service) existingPack(ctx context.Context, o *Order, siteID string) ([]byte, *IssuedPack, error) {
+	prev, err := s.Store.PackForOrder(ctx, o.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if prev.SiteID != siteID {
+		return nil, nil, errs.E(errs.Conflict, "order %s was already fulfilled with pack %s for site %s; a pack is issued once per order", o.ID, prev.PackID, prev.SiteID)
+	}
+	return prev.File, prev, nil
+}
+
+// RootPEM returns the vendor root certificate in PEM, for distribution.
+func (s *Service) RootPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Root.Cert.Raw})
+}
+
+// String describes the service without secrets.
+func (s *Service) String() string {
+	return fmt.Sprintf("clearinghouse %q root %s", s.Config.VendorName, pki.Fingerprint(s.Root.Cert.Raw)[:16])
+}

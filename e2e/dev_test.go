@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var devLineRE = regexp.MustCompile(`(vendor|site) API\s+(http://\S+)\s+admin token (\S+)`)
+
+// runDev starts 'licet dev', waits for its banner and returns the URLs and
+// tokens it printed, and a stop function that sends SIGINT and waits.
+func runDev(t *testing.T, data string) (urls, tokens map[string]string, stop func()) {
+	t.Helper()
+	cmd := exec.Command(licetBin, "dev", "--data", data, "--vendor-listen", "127.0.0.1:0", "--site-listen", "127.0.0.1:0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	urls, tokens = map[string]string{}, map[string]string{}
+	ready := make(chan []string, 1)
+	go func() {
+		var lines []string
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+			if strings.Contains(sc.Text(), "vendor order list") {
+				ready <- lines
+			}
+		}
+	}()
+	select {
+	case lines := <-ready:
+		for _, l := range lines {
+			if m := devLineRE.FindStringSubmatch(l); m != nil {
+				urls[m[1]], tokens[m[1]] = m[2], m[3]
+			}
+		}
+		if !strings.Contains(strings.Join(lines, "\n"), "Try next:") {
+			t.Fatalf("banner lacks commands to try:\n%s", strings.Join(lines, "\n"))
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("licet dev did not print its banner within 60 s")
+	}
+	return urls, tokens, func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("licet dev did not exit cleanly on Ctrl-C: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("licet dev did not stop within 15 s of Ctrl-C")
+		}
+	}
+}
+
+func TestDev(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "licet-dev")
+	urls, tokens, stop := runDev(t, data)
+	if urls["vendor"] == "" || urls["site"] == "" || tokens["vendor"] == "" || tokens["site"] == "" {
+		t.Fatalf("banner lacks URLs or tokens: %v %v", urls, tokens)
+	}
+	packs := sitePacks(t, urls["site"], tokens["site"])
+	if packs != 1 {
+		t.Fatalf("demo site has %d packs, want 1", packs)
+	}
+	checkHealthAndMetrics(t, urls["vendor"], "vendor")
+	stop()
+
+	// A second run reuses the data: same tokens, the same single pack.
+	urls2, tokens2, stop2 := runDev(t, data)
+	defer stop2()
+	if tokens2["vendor"] != tokens["vendor"] || tokens2["site"] != tokens["site"] {
+		t.Fatal("a second run of licet dev did not reuse its data")
+	}
+	if n := sitePacks(t, urls2["site"], tokens2["site"]); n != 1 {
+		t.Fatalf("after restart the demo site has %d packs, want 1", n)
+	}
+}
+
+func sitePacks(t *testing.T, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url+"/v1/packs", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rows []packRow
+	if err := json.NewDecoder(resp.Body).Decode(&rows); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /v1/packs: %d %v", resp.StatusCode, err)
+	}
+	return len(rows)
+}

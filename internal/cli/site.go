@@ -1,0 +1,435 @@
+package cli
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/licet/licet/api"
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/softid"
+	"github.com/licet/licet/store"
+)
+
+func openSiteStore(ctx context.Context, dsn string) (licenseserver.StoreCloser, error) {
+	return store.OpenSite(ctx, dsn)
+}
+
+func siteCommand() *command {
+	return &command{name: "site", summary: "the customer's license server", sub: []*command{
+		leaf("init", "create the site's keys and certification request, and enroll it", siteInit),
+		leaf("info", "show the site's identity and certification", siteInfo),
+		leaf("serve", "run the site API server", siteServe),
+		{name: "cert", summary: "the site's certificate", sub: []*command{
+			leaf("install", "install the certificate file the vendor issued (offline enrollment)", siteCertInstall),
+		}},
+		{name: "pack", summary: "license packs", sub: []*command{
+			leaf("request", "write a purchase request file for an order (offline)", sitePackRequest),
+			leaf("install", "verify, decrypt and install a pack file", sitePackInstall),
+			leaf("buy", "buy the pack of an order from the vendor and install it (online)", sitePackBuy),
+			leaf("list", "list installed packs with free seats", sitePackList),
+		}},
+		{name: "image", summary: "reference client images for platform challenges", sub: []*command{
+			leaf("add", "register a client image signed by the vendor", siteImageAdd),
+			leaf("list", "list registered client images", siteImageList),
+		}},
+		{name: "license", summary: "granted client licenses", sub: []*command{
+			leaf("list", "list licenses by client or pack", siteLicenseList),
+		}},
+	}}
+}
+
+// siteFlags are the flags of commands that work on a site data directory.
+type siteFlags struct {
+	data, db *string
+	json     *bool
+}
+
+func addSiteFlags(fs interface {
+	String(string, string, string) *string
+	Bool(string, bool, string) *bool
+}) siteFlags {
+	return siteFlags{
+		data: fs.String("data", "", "site data directory"),
+		db:   fs.String("db", "", "override the configured database (SQLite path or postgres:// URL)"),
+		json: fs.Bool("json", false, "print the result as JSON"),
+	}
+}
+
+// open loads the identity and opens the store.
+func (f siteFlags) open(ctx context.Context, e *env) (*licenseserver.Server, func(), error) {
+	if *f.data == "" {
+		return nil, nil, errs.E(errs.Usage, "--data is required: the site data directory")
+	}
+	now, err := e.clock()
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := licenseserver.LoadIdentity(*f.data)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := id.OpenStore(ctx, *f.db, openSiteStore)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &licenseserver.Server{ID: id, Store: st, Now: now}, func() { st.Close() }, nil
+}
+
+func siteInit(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site init", "--data DIR [--name NAME] [--vendor URL --enroll CODE] [--root-fingerprint FP]",
+		"Creates the site's signing and encryption keys (mode 0600), its database, an admin\ntoken for the site API (printed once) and a certification request.\n\nOnline: with --vendor and --enroll the site enrolls at once with the code the vendor\ngave you. Offline: carry DIR/site-request.txt to the vendor, who answers with a\ncertificate file for 'licet site cert install'.")
+	sf := addSiteFlags(fs)
+	name := fs.String("name", "", "a name for this license server (default: its site ID)")
+	vendor := fs.String("vendor", "", "vendor API URL, for online enrollment and purchases")
+	code := fs.String("enroll", "", "one-time enrollment code from the vendor")
+	fp := fs.String("root-fingerprint", "", "expected SHA-256 fingerprint of the vendor root (recommended)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "data"); err != nil {
+		return err
+	}
+	if *code != "" && *vendor == "" {
+		return errs.E(errs.Usage, "--enroll needs --vendor: the vendor API URL")
+	}
+	var enroll licenseserver.Enroller
+	if *code != "" {
+		enroll = func(ctx context.Context, req []byte) ([]byte, error) {
+			cert, err := (&api.Client{BaseURL: *vendor}).Enroll(ctx, *code, req)
+			if err != nil {
+				return nil, errs.Wrap(errs.KindOf(err), err, "enrollment at %s failed; nothing was written", *vendor)
+			}
+			return cert, nil
+		}
+	}
+	id, token, err := licenseserver.Init(ctx, *sf.data, licenseserver.InitOptions{
+		Name: *name, DB: *sf.db, VendorURL: *vendor, RootFingerprint: *fp, Enroll: enroll,
+	}, openSiteStore)
+	if err != nil {
+		return err
+	}
+	result := map[string]any{"site_id": id.SiteID, "admin_token": token, "request_file": *sf.data + "/site-request.txt"}
+	info := api.Info(id)
+	result["certified"] = info.Certified
+	result["customer_id"] = info.CustomerID
+	result["root_fingerprint"] = info.RootFingerprint
+	if *sf.json {
+		return printJSON(e.stdout, result)
+	}
+	fmt.Fprintf(e.stdout, "Site %s initialised in %s.\nSite admin token (shown once; keep it safe):\n  %s\n", id.SiteID, *sf.data, token)
+	if info.Certified {
+		fmt.Fprintf(e.stdout, "Enrolled for customer %s; vendor root fingerprint %s.\n", info.CustomerID, info.RootFingerprint)
+	} else {
+		fmt.Fprintf(e.stdout, "Not certified yet. Send %s/site-request.txt to the vendor, then run\n  licet site cert install --data %s CERTIFICATE-FILE\n", *sf.data, *sf.data)
+	}
+	return nil
+}
+
+func siteInfo(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site info", "--data DIR", "Shows the site ID, whether it is certified, its customer and the vendor root.")
+	sf := addSiteFlags(fs)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "data"); err != nil {
+		return err
+	}
+	id, err := licenseserver.LoadIdentity(*sf.data)
+	if err != nil {
+		return err
+	}
+	info := api.Info(id)
+	if *sf.json {
+		return printJSON(e.stdout, info)
+	}
+	table(e.stdout, []string{"SITE", "NAME", "CERTIFIED", "CUSTOMER", "ROOT FINGERPRINT"},
+		[][]string{{info.SiteID, info.Name, fmt.Sprint(info.Certified), fmt.Sprint(orDash(info.CustomerID)), fmt.Sprint(orDash(info.RootFingerprint))}})
+	return nil
+}
+
+func siteCertInstall(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site cert install", "--data DIR [--root-fingerprint FP] FILE",
+		"Installs the site certificate file the vendor issued ('licet vendor site certify').\nOn first install the vendor root in it is pinned; compare its fingerprint with the\none the vendor gave you, or pass it as --root-fingerprint.")
+	sf := addSiteFlags(fs)
+	fp := fs.String("root-fingerprint", "", "expected SHA-256 fingerprint of the vendor root")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if err := required(fs, "data"); err != nil {
+		return err
+	}
+	id, err := licenseserver.LoadIdentity(*sf.data)
+	if err != nil {
+		return err
+	}
+	file, err := readInput(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	site, err := id.InstallCertificate(file, *fp)
+	if err != nil {
+		return err
+	}
+	info := api.Info(id)
+	if *sf.json {
+		return printJSON(e.stdout, info)
+	}
+	fmt.Fprintf(e.stdout, "Installed the certificate of site %s for customer %s.\nVendor root fingerprint: %s\n", site.SiteID, site.CustomerID, info.RootFingerprint)
+	return nil
+}
+
+func siteServe(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site serve", "--data DIR [--listen ADDR] [--db DSN]",
+		"Runs the site API (packs, and /healthz and /metrics). Stops cleanly on SIGINT or SIGTERM.")
+	sf := addSiteFlags(fs)
+	srvf := addServerFlags(fs, DefaultSiteListen)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	log := srvf.logger(e)
+	ln, _, err := listen(e, "site", *srvf.listen)
+	if err != nil {
+		return err
+	}
+	log.Info("site serving", "addr", ln.Addr().String(), "site", srv.ID.SiteID, "certified", srv.ID.Certified())
+	h, err := api.NewSiteHandler(srv, log, srvf.limits())
+	if err != nil {
+		return err
+	}
+	return api.Serve(ctx, ln, h, log)
+}
+
+func sitePackRequest(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site pack request", "--data DIR --order ID [-o FILE]",
+		"Writes a purchase request for an order, signed by the site's certified key, to carry\nto the vendor ('licet vendor pack issue'). Install the answer with 'licet site pack install'.")
+	sf := addSiteFlags(fs)
+	order := fs.String("order", "", "order ID from the vendor")
+	out := fs.String("o", "", "write the request here (default: standard output)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "data", "order"); err != nil {
+		return err
+	}
+	id, err := licenseserver.LoadIdentity(*sf.data)
+	if err != nil {
+		return err
+	}
+	now, err := e.clock()
+	if err != nil {
+		return err
+	}
+	srv := &licenseserver.Server{ID: id, Now: now}
+	req, err := srv.PurchaseRequest(*order)
+	if err != nil {
+		return err
+	}
+	return writeOutput(e, *out, req)
+}
+
+func printInstalled(e *env, asJSON bool, p *licenseserver.InstalledPack) error {
+	if asJSON {
+		return printJSON(e.stdout, p)
+	}
+	fmt.Fprintf(e.stdout, "Installed pack %s: %d %s seats of %s %s (order %s).\n", p.PackID, p.Quantity, p.Platform, p.ProductID, p.ProductVersion, p.OrderID)
+	return nil
+}
+
+func sitePackInstall(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site pack install", "--data DIR PACK-FILE",
+		"Verifies a pack file against the vendor root, decrypts it with the site key and\ninstalls it in one transaction. A pack already installed, expired, for another site,\nor changed in any byte is refused and nothing is written.")
+	sf := addSiteFlags(fs)
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	file, err := readInput(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	p, err := srv.InstallPack(ctx, file)
+	if err != nil {
+		return err
+	}
+	return printInstalled(e, *sf.json, p)
+}
+
+func sitePackBuy(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site pack buy", "--data DIR --order ID [--vendor URL]",
+		"Sends a purchase request for the order to the vendor, authenticated by the site's\ncertified key, and installs the pack that comes back.")
+	sf := addSiteFlags(fs)
+	order := fs.String("order", "", "order ID from the vendor")
+	vendor := fs.String("vendor", "", "vendor API URL (default: the one given at init)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "data", "order"); err != nil {
+		return err
+	}
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	url := *vendor
+	if url == "" {
+		url = srv.ID.Config.VendorURL
+	}
+	if url == "" {
+		return errs.E(errs.Usage, "--vendor is required: this site has no vendor URL configured")
+	}
+	req, err := srv.PurchaseRequest(*order)
+	if err != nil {
+		return err
+	}
+	resp, err := (&api.Client{BaseURL: url}).Purchase(ctx, req)
+	if err != nil {
+		return err
+	}
+	p, err := srv.InstallPack(ctx, []byte(resp.Pack))
+	if err != nil {
+		return err
+	}
+	return printInstalled(e, *sf.json, p)
+}
+
+func sitePackList(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site pack list", "--data DIR [--all]", "Lists installed packs that have free seats (all with --all).")
+	sf := addSiteFlags(fs)
+	all := fs.Bool("all", false, "include packs with no free seats and expired packs")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	packs, err := srv.Store.Packs(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	shown := []*licenseserver.InstalledPack{}
+	for _, p := range packs {
+		if *all || (p.Free() > 0 && (p.Expires == nil || now.Before(*p.Expires))) {
+			shown = append(shown, p)
+		}
+	}
+	if *sf.json {
+		return printJSON(e.stdout, shown)
+	}
+	var rows [][]string
+	for _, p := range shown {
+		exp := "never"
+		if p.Expires != nil {
+			exp = p.Expires.Format(time.DateOnly)
+		}
+		rows = append(rows, []string{p.PackID, p.ProductID, p.ProductVersion, p.Platform, fmt.Sprint(p.Quantity), fmt.Sprint(p.Free()), exp})
+	}
+	table(e.stdout, []string{"PACK", "PRODUCT", "VERSION", "PLATFORM", "SEATS", "FREE", "EXPIRES"}, rows)
+	return nil
+}
+
+func siteImageAdd(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site image add", "--data DIR --signature FILE IMAGE",
+		"Registers the reference copy of a client program for its software ID. The image must\nmatch the vendor's signature file ('licet vendor image sign').")
+	sf := addSiteFlags(fs)
+	sig := fs.String("signature", "", "the vendor's image signature file")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if err := required(fs, "data", "signature"); err != nil {
+		return err
+	}
+	sigFile, err := readInput(*sig)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return errs.Wrap(errs.Invalid, err, "open image")
+	}
+	defer f.Close()
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	img, err := srv.AddImage(ctx, sigFile, f)
+	if err != nil {
+		return err
+	}
+	if *sf.json {
+		return printJSON(e.stdout, img)
+	}
+	fmt.Fprintf(e.stdout, "Registered image %s (%d bytes) for software ID %s.\n", img.Name, img.Size, softid.ID(img.SoftwareID))
+	return nil
+}
+
+func siteImageList(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site image list", "--data DIR", "Lists the registered client images.")
+	sf := addSiteFlags(fs)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	imgs, err := srv.Store.Images(ctx)
+	if err != nil {
+		return err
+	}
+	if *sf.json {
+		return printJSON(e.stdout, imgs)
+	}
+	var rows [][]string
+	for _, i := range imgs {
+		rows = append(rows, []string{softid.ID(i.SoftwareID).String(), i.Name, fmt.Sprint(i.Size), hex.EncodeToString(i.SHA256)[:16]})
+	}
+	table(e.stdout, []string{"SOFTWARE ID", "NAME", "BYTES", "SHA-256"}, rows)
+	return nil
+}
+
+func siteLicenseList(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site license list", "--data DIR [--client ID] [--pack ID]", "Lists granted licenses (the client assignment table).")
+	sf := addSiteFlags(fs)
+	client := fs.String("client", "", "only this client's licenses")
+	packID := fs.String("pack", "", "only licenses from this pack")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	as, err := srv.Store.Assignments(ctx, licenseserver.AssignmentFilter{ClientID: *client, PackID: *packID})
+	if err != nil {
+		return err
+	}
+	if *sf.json {
+		return printJSON(e.stdout, as)
+	}
+	var rows [][]string
+	for _, a := range as {
+		rows = append(rows, []string{fmt.Sprint(a.LicenseID), a.ClientID, a.PackID, a.ProductID, a.Platform, a.Issued.Format(time.DateOnly)})
+	}
+	table(e.stdout, []string{"LICENSE", "CLIENT", "PACK", "PRODUCT", "PLATFORM", "ISSUED"}, rows)
+	return nil
+}

@@ -1,0 +1,477 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/licet/licet/api"
+	"github.com/licet/licet/clearinghouse"
+	"github.com/licet/licet/clientimage"
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/fsutil"
+	"github.com/licet/licet/pki"
+	"github.com/licet/licet/softid"
+	"github.com/licet/licet/store"
+)
+
+// DefaultVendorListen and DefaultSiteListen are the servers' default addresses.
+const (
+	DefaultVendorListen = "127.0.0.1:8470"
+	DefaultSiteListen   = "127.0.0.1:8471"
+)
+
+func openVendorStore(ctx context.Context, dsn string) (clearinghouse.StoreCloser, error) {
+	return store.OpenVendor(ctx, dsn)
+}
+
+func vendorCommand() *command {
+	return &command{name: "vendor", summary: "the vendor: clearinghouse for license packs", sub: []*command{
+		leaf("init", "create the vendor's keys, root certificate and database", vendorInit),
+		leaf("serve", "run the vendor API server", vendorServe),
+		{name: "product", summary: "manage products", sub: []*command{
+			leaf("add", "add a product", vendorProductAdd),
+			leaf("list", "list products", vendorList("product", "/v1/products")),
+		}},
+		{name: "customer", summary: "manage customers", sub: []*command{
+			leaf("add", "add a customer", vendorCustomerAdd),
+			leaf("list", "list customers", vendorList("customer", "/v1/customers")),
+		}},
+		{name: "enroll", summary: "one-time codes that let a customer's site enroll online", sub: []*command{
+			leaf("create", "make an enrollment code for a customer", vendorEnrollCreate),
+		}},
+		{name: "site", summary: "certify and list customers' license servers", sub: []*command{
+			leaf("certify", "certify a site from its request file (offline enrollment)", vendorSiteCertify),
+			leaf("list", "list certified sites", vendorList("site", "/v1/sites")),
+		}},
+		{name: "order", summary: "record and list orders", sub: []*command{
+			leaf("add", "record an order", vendorOrderAdd),
+			leaf("list", "list orders", vendorList("order", "/v1/orders")),
+		}},
+		{name: "pack", summary: "license packs", sub: []*command{
+			leaf("issue", "answer a site's purchase request file with its pack file", vendorPackIssue),
+		}},
+		{name: "image", summary: "client program images", sub: []*command{
+			leaf("sign", "sign a client executable so sites can check platform challenges", vendorImageSign),
+		}},
+	}}
+}
+
+func vendorInit(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor init", "--data DIR --name NAME [--db DSN]",
+		"Creates the vendor root key and certificate, the clearinghouse key, the database and\nan admin token, which is printed once. Keys are written with mode 0600.")
+	data := fs.String("data", "", "data directory to create")
+	name := fs.String("name", "", "the vendor's name, shown in certificates")
+	db := fs.String("db", "", "database: a SQLite file in the data directory (default vendor.db) or a postgres:// URL")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "data", "name"); err != nil {
+		return err
+	}
+	token, err := clearinghouse.Init(ctx, *data, *name, *db, openVendorStore)
+	if err != nil {
+		return err
+	}
+	svc, err := clearinghouse.Open(ctx, *data, "", openVendorStore)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	fp := pki.Fingerprint(svc.Root.Cert.Raw)
+	if *asJSON {
+		return printJSON(e.stdout, map[string]string{"data": *data, "admin_token": token, "root_fingerprint": fp})
+	}
+	fmt.Fprintf(e.stdout, "Vendor %q initialised in %s.\nRoot certificate fingerprint (give it to customers): %s\n\nAdmin token (shown once; keep it safe):\n  %s\n\nNext: licet vendor serve --data %s\n", *name, *data, fp, token, *data)
+	return nil
+}
+
+// serverFlags are the flags every server command shares.
+type serverFlags struct {
+	listen  *string
+	logJSON *bool
+	rate    *float64
+	maxBody *int64
+}
+
+func addServerFlags(fs *flag.FlagSet, defaultListen string) serverFlags {
+	return serverFlags{
+		listen:  fs.String("listen", defaultListen, "address to listen on"),
+		logJSON: fs.Bool("log-json", false, "log JSON lines instead of text"),
+		rate:    fs.Float64("rate-limit", api.DefaultLimits.RatePerIP, "requests per second per client IP (0: no limit)"),
+		maxBody: fs.Int64("max-body", api.DefaultLimits.MaxBody, "largest request body in bytes"),
+	}
+}
+
+func (f serverFlags) logger(e *env) *slog.Logger {
+	if *f.logJSON {
+		return slog.New(slog.NewJSONHandler(e.stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, nil))
+}
+
+func (f serverFlags) limits() api.Limits {
+	return api.Limits{MaxBody: *f.maxBody, RatePerIP: *f.rate, Burst: max(1, int(2**f.rate))}
+}
+
+// listen opens the listener and announces its URL on stdout, so that a
+// script (or a test using port 0) learns where the server is.
+func listen(e *env, role, addr string) (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", errs.Wrap(errs.Internal, err, "%s cannot listen on %s; choose another --listen address", role, addr)
+	}
+	url := "http://" + ln.Addr().String()
+	fmt.Fprintf(e.stdout, "%s listening on %s\n", role, url)
+	return ln, url, nil
+}
+
+func vendorServe(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor serve", "--data DIR [--listen ADDR] [--db DSN]",
+		"Runs the vendor API: products, customers, site enrollment, orders and license packs,\nplus /healthz and /metrics. Stops cleanly on SIGINT or SIGTERM.")
+	data := fs.String("data", "", "vendor data directory made by 'licet vendor init'")
+	db := fs.String("db", "", "override the configured database (SQLite path or postgres:// URL)")
+	sf := addServerFlags(fs, DefaultVendorListen)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "data"); err != nil {
+		return err
+	}
+	svc, err := clearinghouse.Open(ctx, *data, *db, openVendorStore)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	log := sf.logger(e)
+	ln, _, err := listen(e, "vendor", *sf.listen)
+	if err != nil {
+		return err
+	}
+	log.Info("vendor serving", "addr", ln.Addr().String(), "root", pki.Fingerprint(svc.Root.Cert.Raw)[:16])
+	return api.Serve(ctx, ln, api.NewVendorHandler(svc, log, sf.limits()), log)
+}
+
+// adminFlags are the flags of commands that call an API as an administrator.
+type adminFlags struct {
+	server, token *string
+	json          *bool
+}
+
+func addAdminFlags(e *env, fs *flag.FlagSet, urlEnv, defaultURL string) adminFlags {
+	def := e.getenv(urlEnv)
+	if def == "" {
+		def = defaultURL
+	}
+	return adminFlags{
+		server: fs.String("server", def, "API URL (default from $"+urlEnv+")"),
+		token:  fs.String("token", "", "admin token (default from $LICET_TOKEN)"),
+		json:   fs.Bool("json", false, "print the result as JSON"),
+	}
+}
+
+func (a adminFlags) client(e *env) *api.Client {
+	tok := *a.token
+	if tok == "" {
+		tok = e.getenv("LICET_TOKEN")
+	}
+	return &api.Client{BaseURL: *a.server, Token: tok}
+}
+
+func vendorAdmin(e *env, fs *flag.FlagSet) adminFlags {
+	return addAdminFlags(e, fs, "LICET_VENDOR_URL", "http://"+DefaultVendorListen)
+}
+
+func vendorProductAdd(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor product add", "--id ID --version V [--name N] [--feature F]... [--description LANG=TEXT]... [--data K=V]...",
+		"Adds a product that orders and packs can name.")
+	a := vendorAdmin(e, fs)
+	p := clearinghouse.Product{Descriptions: map[string]string{}, Data: map[string]string{}}
+	fs.StringVar(&p.ID, "id", "", "product ID (lower-case letters, digits, '.', '_', '-')")
+	fs.StringVar(&p.Name, "name", "", "display name (default: the ID)")
+	fs.StringVar(&p.Version, "version", "", "product version, e.g. 2.1")
+	fs.StringVar(&p.Manufacturer, "manufacturer", "", "manufacturer (default: the vendor name)")
+	var feats listFlag
+	fs.Var(&feats, "feature", "a licensable feature (repeatable)")
+	fs.Var(mapFlag(p.Descriptions), "description", "LANG=TEXT human description in a language (repeatable)")
+	fs.Var(mapFlag(p.Data), "data", "KEY=VALUE product-specific data carried into packs (repeatable)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "id", "version"); err != nil {
+		return err
+	}
+	p.Features = feats
+	out, err := a.client(e).AddProduct(ctx, &p)
+	if err != nil {
+		return err
+	}
+	if *a.json {
+		return printJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Added product %s (%s %s).\n", out.ID, out.Name, out.Version)
+	return nil
+}
+
+func vendorCustomerAdd(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor customer add", "--id ID [--name NAME]", "Adds a customer.")
+	a := vendorAdmin(e, fs)
+	var c clearinghouse.Customer
+	fs.StringVar(&c.ID, "id", "", "customer ID (lower-case letters, digits, '.', '_', '-')")
+	fs.StringVar(&c.Name, "name", "", "display name (default: the ID)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "id"); err != nil {
+		return err
+	}
+	out, err := a.client(e).AddCustomer(ctx, &c)
+	if err != nil {
+		return err
+	}
+	if *a.json {
+		return printJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Added customer %s (%s).\n", out.ID, out.Name)
+	return nil
+}
+
+func vendorEnrollCreate(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor enroll create", "--customer ID",
+		"Makes a one-time code with which one license server of the customer enrolls online\n('licet site init --vendor URL --enroll CODE'). It expires after 7 days.")
+	a := vendorAdmin(e, fs)
+	customer := fs.String("customer", "", "customer ID")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "customer"); err != nil {
+		return err
+	}
+	out, err := a.client(e).CreateEnrollment(ctx, *customer)
+	if err != nil {
+		return err
+	}
+	if *a.json {
+		return printJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Enrollment code for %s (one use, expires %s):\n  %s\n", out.CustomerID, out.Expires.Format(time.DateOnly), out.Code)
+	return nil
+}
+
+// writeOutput writes data to path atomically, or to stdout for "" or "-".
+func writeOutput(e *env, path string, data []byte) error {
+	if path == "" || path == "-" {
+		_, err := e.stdout.Write(data)
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(path, data, 0o644); err != nil {
+		return errs.Wrap(errs.Internal, err, "write %s", path)
+	}
+	return nil
+}
+
+func vendorSiteCertify(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor site certify", "--customer ID [-o FILE] REQUEST",
+		"Certifies a customer's license server from the request file that 'licet site init'\nwrote, and writes the site certificate file to carry back ('licet site cert install').")
+	a := vendorAdmin(e, fs)
+	customer := fs.String("customer", "", "customer ID the site belongs to")
+	out := fs.String("o", "", "write the certificate file here (default: standard output)")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if err := required(fs, "customer"); err != nil {
+		return err
+	}
+	req, err := readInput(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	cert, err := a.client(e).Certify(ctx, *customer, req)
+	if err != nil {
+		return err
+	}
+	if err := writeOutput(e, *out, cert); err != nil {
+		return err
+	}
+	if *out != "" {
+		fmt.Fprintf(e.stderr, "Wrote the site certificate to %s.\n", *out)
+	}
+	return nil
+}
+
+func parseDate(field, v string) (*time.Time, error) {
+	if v == "" {
+		return nil, nil
+	}
+	for _, layout := range []string{time.DateOnly, time.RFC3339} {
+		if t, err := time.Parse(layout, v); err == nil {
+			t = t.UTC()
+			return &t, nil
+		}
+	}
+	return nil, errs.E(errs.Usage, "--%s %q is not a date: use YYYY-MM-DD or RFC 3339", field, v)
+}
+
+func vendorOrderAdd(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor order add", "--customer ID --product ID --platform P --quantity N [--feature F]... [--first-active DATE] [--expires DATE]",
+		"Records an order and prints its ID. The customer's site then buys the pack with\n'licet site pack buy --order ID' (online) or 'licet site pack request --order ID' (offline).")
+	a := vendorAdmin(e, fs)
+	var o clearinghouse.Order
+	fs.StringVar(&o.CustomerID, "customer", "", "customer ID")
+	fs.StringVar(&o.ProductID, "product", "", "product ID")
+	fs.StringVar(&o.Platform, "platform", "", "client platform: windows, non-windows, legacy or direct-connect")
+	qty := fs.String("quantity", "", "number of seats")
+	var feats listFlag
+	fs.Var(&feats, "feature", "licensed feature (repeatable; default: all of the product's)")
+	first := fs.String("first-active", "", "date the seats become usable (YYYY-MM-DD)")
+	exp := fs.String("expires", "", "date the pack expires (YYYY-MM-DD; default: never)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "customer", "product", "platform", "quantity"); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(*qty)
+	if err != nil {
+		return errs.E(errs.Usage, "--quantity %q is not a whole number", *qty)
+	}
+	o.Quantity = n
+	if len(feats) > 0 {
+		o.Features = feats
+	}
+	if o.FirstActive, err = parseDate("first-active", *first); err != nil {
+		return err
+	}
+	if o.Expires, err = parseDate("expires", *exp); err != nil {
+		return err
+	}
+	out, err := a.client(e).AddOrder(ctx, &o)
+	if err != nil {
+		return err
+	}
+	if *a.json {
+		return printJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Recorded order %s: %d %s seats of %s for %s.\n", out.ID, out.Quantity, out.Platform, out.ProductID, out.CustomerID)
+	return nil
+}
+
+func vendorPackIssue(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor pack issue", "[-o FILE] REQUEST",
+		"Answers a site's purchase request file (from 'licet site pack request') with the\nlicense pack file, signed by the clearinghouse and encrypted to that site. A pack is\nissued once per order; asking again returns the same pack.")
+	a := vendorAdmin(e, fs)
+	out := fs.String("o", "", "write the pack file here (default: standard output)")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	req, err := readInput(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	resp, err := a.client(e).Purchase(ctx, req)
+	if err != nil {
+		return err
+	}
+	if *a.json && *out != "" {
+		if err := writeOutput(e, *out, []byte(resp.Pack)); err != nil {
+			return err
+		}
+		return printJSON(e.stdout, resp.IssuedPack)
+	}
+	if err := writeOutput(e, *out, []byte(resp.Pack)); err != nil {
+		return err
+	}
+	if *out != "" {
+		fmt.Fprintf(e.stderr, "Wrote pack %s (%d seats, order %s, site %s) to %s.\n", resp.PackID, resp.Quantity, resp.OrderID, resp.SiteID, *out)
+	}
+	return nil
+}
+
+// vendorList makes a "list" command that prints an admin GET as JSON or a table.
+func vendorList(what, path string) func(ctx context.Context, e *env, args []string) error {
+	return func(ctx context.Context, e *env, args []string) error {
+		fs := flagSet(e, "licet vendor "+what+" list", "[--customer ID]", "Lists "+what+"s.")
+		a := vendorAdmin(e, fs)
+		customer := fs.String("customer", "", "only this customer's (orders and sites)")
+		if err := parse(fs, args, 0); err != nil {
+			return err
+		}
+		p := path
+		if *customer != "" {
+			p += "?customer=" + *customer
+		}
+		var rows []map[string]any
+		if err := a.client(e).Get(ctx, p, &rows); err != nil {
+			return err
+		}
+		if *a.json {
+			return printJSON(e.stdout, rows)
+		}
+		cols := map[string][]string{
+			"product":  {"id", "name", "version", "features"},
+			"customer": {"id", "name", "created"},
+			"site":     {"id", "customer_id", "name", "certified"},
+			"order":    {"id", "customer_id", "product_id", "platform", "quantity", "pack_id"},
+		}[what]
+		var out [][]string
+		for _, r := range rows {
+			var line []string
+			for _, c := range cols {
+				line = append(line, fmt.Sprint(orDash(r[c])))
+			}
+			out = append(out, line)
+		}
+		table(e.stdout, cols, out)
+		return nil
+	}
+}
+
+func orDash(v any) any {
+	if v == nil || v == "" {
+		return "-"
+	}
+	return v
+}
+
+func vendorImageSign(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor image sign", "--software-id ID [--name NAME] [-o FILE] IMAGE",
+		"Signs a client executable image with the clearinghouse key: its SHA-256, size and\nsoftware ID. Only the hash leaves this machine. Sites register the image with\n'licet site image add --signature FILE IMAGE' to check platform challenges against it.")
+	a := vendorAdmin(e, fs)
+	sid := fs.String("software-id", "", "software ID, PLATFORM/VENDOR/REVISION (e.g. windows/7/312) or hex")
+	name := fs.String("name", "", "a name for the image (default: its file name)")
+	out := fs.String("o", "", "write the signature file here (default: standard output)")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if err := required(fs, "software-id"); err != nil {
+		return err
+	}
+	software, err := softid.Parse(*sid)
+	if err != nil {
+		return errs.Wrap(errs.Usage, err, "--software-id")
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return errs.Wrap(errs.Invalid, err, "open image")
+	}
+	defer f.Close()
+	sum, size, err := clientimage.Hash(f)
+	if err != nil {
+		return err
+	}
+	if *name == "" {
+		*name = filepath.Base(fs.Arg(0))
+	}
+	sig, err := a.client(e).SignImage(ctx, &clientimage.Manifest{SoftwareID: uint32(software), Name: *name, SHA256: sum, Size: size})
+	if err != nil {
+		return err
+	}
+	return writeOutput(e, *out, sig)
+}

@@ -1,0 +1,267 @@
+package licenseserver
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/licet/licet/armor"
+	"github.com/licet/licet/challenge"
+	"github.com/licet/licet/clientimage"
+	"github.com/licet/licet/envelope"
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/ids"
+	"github.com/licet/licet/keys"
+	"github.com/licet/licet/license"
+	"github.com/licet/licet/pki"
+	"github.com/licet/licet/softid"
+	"github.com/licet/licet/verify"
+)
+
+// The license file a client receives: an armored LICENSE block holding a
+// Sealed document, encrypted to the client's HPKE key, whose plaintext is the
+// license PEM (license certificate, then site certificate).
+const (
+	TypeLicense    = "licet.license"
+	LicenseVersion = 1
+)
+
+// ChallengeTTL is how long a platform challenge may be answered.
+const ChallengeTTL = 2 * time.Minute
+
+func (s *Server) imagePath(sum []byte) string {
+	return filepath.Join(s.ID.Dir, "images", hex.EncodeToString(sum))
+}
+
+// AddImage registers a reference client image after checking the vendor's
+// signature file over it. The image is copied into the data directory.
+func (s *Server) AddImage(ctx context.Context, sigFile []byte, image io.Reader) (*Image, error) {
+	if err := s.ID.RequireCertified(); err != nil {
+		return nil, err
+	}
+	m, err := clientimage.Read(sigFile, s.ID.Root, s.Now())
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(s.ID.Dir, "images")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "create image directory")
+	}
+	tmp, err := os.CreateTemp(dir, ".incoming-*")
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "store image")
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	sum, size, err := clientimage.Hash(io.TeeReader(image, tmp))
+	if err != nil {
+		return nil, err
+	}
+	if sum != m.SHA256 || size != m.Size {
+		return nil, errs.E(errs.Invalid, "image does not match its signature (SHA-256 %s…, %d bytes; signed %s…, %d bytes): it was modified, or it is another file", sum[:16], size, m.SHA256[:16], m.Size)
+	}
+	if err := tmp.Sync(); err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "store image")
+	}
+	raw, _ := hex.DecodeString(sum)
+	if err := os.Rename(tmp.Name(), s.imagePath(raw)); err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "store image")
+	}
+	img := &Image{SoftwareID: m.SoftwareID, Name: m.Name, SHA256: raw, Size: size, Added: s.Now().UTC()}
+	if err := s.Store.PutImage(ctx, img); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// ChallengeRequest starts a grant: the client names its software ID, the
+// product it wants and its public signing key.
+type ChallengeRequest struct {
+	SoftwareID uint32 `json:"software_id"`
+	ProductID  string `json:"product_id"`
+	ClientKey  []byte `json:"client_key"` // Ed25519 public key
+}
+
+// ChallengeResponse is the platform challenge the client must answer.
+type ChallengeResponse struct {
+	ChallengeID string    `json:"challenge_id"`
+	Nonce       []byte    `json:"challenge"` // 128 random bits
+	Expires     time.Time `json:"expires"`
+}
+
+// NewChallenge answers a challenge request. A software ID without a reference
+// image is rejected.
+func (s *Server) NewChallenge(ctx context.Context, req ChallengeRequest) (*ChallengeResponse, error) {
+	if err := s.ID.RequireCertified(); err != nil {
+		return nil, err
+	}
+	if len(req.ClientKey) != ed25519.PublicKeySize {
+		return nil, errs.E(errs.Invalid, "client_key must be a %d-byte Ed25519 public key", ed25519.PublicKeySize)
+	}
+	if req.ProductID == "" {
+		return nil, errs.E(errs.Invalid, "product_id is required")
+	}
+	if err := softid.ID(req.SoftwareID).Check(); err != nil {
+		return nil, err
+	}
+	if _, err := s.Store.Image(ctx, req.SoftwareID); err != nil {
+		if errs.Is(err, errs.NotFound) {
+			return nil, errs.E(errs.NotFound, "rejected: this license server knows no client image for software ID %s; the administrator must add it ('licet site image add')", softid.ID(req.SoftwareID))
+		}
+		return nil, err
+	}
+	c := &Challenge{
+		ID: ids.New("ch"), Nonce: ids.Random(16), SoftwareID: req.SoftwareID,
+		ClientID: verify.ClientID(req.ClientKey), ProductID: req.ProductID, Expires: s.Now().UTC().Add(ChallengeTTL),
+	}
+	if err := s.Store.CreateChallenge(ctx, c); err != nil {
+		return nil, err
+	}
+	return &ChallengeResponse{ChallengeID: c.ID, Nonce: c.Nonce, Expires: c.Expires}, nil
+}
+
+// GrantRequest answers a challenge and asks for the license. Signature is the
+// client key's signature over GrantMessage, proving the client holds the key
+// the license will be bound to.
+type GrantRequest struct {
+	ChallengeID   string `json:"challenge_id"`
+	Answer        []byte `json:"answer"` // SHA-256(challenge | image | challenge)
+	ClientKey     []byte `json:"client_key"`
+	ClientHPKEKey []byte `json:"client_hpke_key"` // the license is encrypted to it
+	SystemID      string `json:"system_id"`
+	ProductID     string `json:"product_id"`
+	Signature     []byte `json:"signature"`
+}
+
+// GrantMessage is what the client signs in a grant request.
+func GrantMessage(r *GrantRequest) []byte {
+	var m []byte
+	m = append(m, "licet/v1 grant\x00"...)
+	for _, f := range [][]byte{[]byte(r.ChallengeID), r.Answer, r.ClientHPKEKey, []byte(r.SystemID), []byte(r.ProductID)} {
+		m = append(m, f...)
+		m = append(m, 0)
+	}
+	return m
+}
+
+// Grant is a granted license.
+type Grant struct {
+	Assignment *Assignment
+	Reissued   bool   // an existing license of this client was returned
+	File       []byte // the armored license file, encrypted to the client
+}
+
+// Grant checks a challenge answer and grants the license: the client's
+// existing unexpired license again, or a new seat.
+func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
+	if err := s.ID.RequireCertified(); err != nil {
+		return nil, err
+	}
+	c, err := s.Store.TakeChallenge(ctx, req.ChallengeID)
+	if errs.Is(err, errs.NotFound) {
+		return nil, errs.E(errs.Forbidden, "rejected: challenge %q is unknown or was already answered; request a new challenge", req.ChallengeID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := s.Now().UTC()
+	if !now.Before(c.Expires) {
+		return nil, errs.E(errs.Forbidden, "rejected: the challenge expired at %s; request a new one", c.Expires.Format(time.RFC3339))
+	}
+	if len(req.ClientKey) != ed25519.PublicKeySize || verify.ClientID(req.ClientKey) != c.ClientID || req.ProductID != c.ProductID {
+		return nil, errs.E(errs.Forbidden, "rejected: the grant request does not match the challenge's client key and product")
+	}
+	if !ed25519.Verify(req.ClientKey, GrantMessage(req), req.Signature) {
+		return nil, errs.E(errs.Forbidden, "rejected: the grant request is not signed by the client key")
+	}
+	img, err := s.Store.Image(ctx, c.SoftwareID)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(s.imagePath(img.SHA256))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errs.Wrap(errs.Internal, err, "reference image of software ID %s is missing from the data directory; add it again", softid.ID(c.SoftwareID))
+		}
+		return nil, errs.Wrap(errs.Internal, err, "open reference image")
+	}
+	match, err := challenge.Check(c.Nonce, req.Answer, f)
+	f.Close()
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "hash reference image")
+	}
+	if !match {
+		return nil, errs.E(errs.Forbidden, "rejected: the challenge answer does not match the reference image of software ID %s; the client program was modified or is another revision", softid.ID(c.SoftwareID))
+	}
+	if _, err := keys.SuiteKEM.NewPublicKey(req.ClientHPKEKey); err != nil {
+		return nil, errs.E(errs.Invalid, "client_hpke_key is not an MLKEM768-X25519 public key")
+	}
+	a, existing, err := s.Store.AssignSeat(ctx, SeatRequest{
+		ClientID: c.ClientID, SystemID: req.SystemID, ClientKey: req.ClientKey,
+		ProductID: c.ProductID, Platform: softid.ID(c.SoftwareID).Platform(), Now: now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(a.Cert) == 0 {
+		if a.Cert, err = s.signLicense(ctx, a); err != nil {
+			return nil, err
+		}
+		if err := s.Store.SetAssignmentCert(ctx, a.LicenseID, a.Cert); err != nil {
+			return nil, err
+		}
+	}
+	file, err := SealLicense([][]byte{a.Cert, s.ID.Site.Cert.Raw}, req.ClientHPKEKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Grant{Assignment: a, Reissued: existing, File: file}, nil
+}
+
+func (s *Server) signLicense(ctx context.Context, a *Assignment) ([]byte, error) {
+	p, err := s.Store.Pack(ctx, a.PackID)
+	if err != nil {
+		return nil, err
+	}
+	notAfter := s.ID.Site.Cert.NotAfter
+	if a.Expires != nil && a.Expires.Before(notAfter) {
+		notAfter = *a.Expires
+	}
+	attrs := verify.Attributes{
+		DataVersion: verify.CurrentDataVersion, LicenseID: a.LicenseID, ClientID: a.ClientID, SystemID: a.SystemID,
+		PackID: a.PackID, ProductID: p.ProductID, ProductVersion: p.ProductVersion, Platform: a.Platform, Features: p.Features,
+	}
+	der, err := license.Issue(&pki.Authority{Cert: s.ID.Site.Cert, Signer: s.ID.Signer}, ed25519.PublicKey(a.ClientKey), attrs, a.Issued, notAfter)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "sign license %d", a.LicenseID)
+	}
+	return der, nil
+}
+
+// SealLicense encrypts a license chain to a client's HPKE key as an armored LICENSE file.
+func SealLicense(chain [][]byte, clientHPKE []byte) ([]byte, error) {
+	sealed, err := envelope.Seal(TypeLicense, LicenseVersion, clientHPKE, license.EncodePEM(chain))
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "encrypt license to the client")
+	}
+	return armor.Encode(armor.Block{Type: armor.TypeLicense, Version: LicenseVersion, Body: sealed.Marshal()}), nil
+}
+
+// OpenLicense decrypts a LICENSE file with the client's key, giving the license PEM.
+func OpenLicense(file []byte, client *keys.Decrypter) ([]byte, error) {
+	blk, err := armor.Decode(file, armor.TypeLicense)
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "license file rejected")
+	}
+	sealed, err := envelope.ParseSealed(blk.Body, TypeLicense, LicenseVersion)
+	if err != nil {
+		return nil, err
+	}
+	return sealed.Open(client)
+}

@@ -1,0 +1,340 @@
+// Package licenseserver is the customer's license server (the site): its
+// identity certified by the vendor root, and the license packs it installs
+// into its store. Later issues add the grant of client licenses.
+package licenseserver
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/licet/licet/armor"
+	"github.com/licet/licet/auth"
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/fsutil"
+	"github.com/licet/licet/keys"
+	"github.com/licet/licet/pack"
+	"github.com/licet/licet/pki"
+)
+
+// Files in a site data directory.
+const (
+	fileConfig   = "site.json"
+	fileKey      = "site.key"
+	fileHPKEKey  = "site-hpke.key"
+	fileRequest  = "site-request.txt"
+	fileCert     = "site-certificate.txt"
+	fileRootCert = "root.crt"
+	defaultDB    = "site.db"
+)
+
+// CertificateVersion is the format version of the armored site certificate file.
+const CertificateVersion = 1
+
+// Config is the site's site.json.
+type Config struct {
+	Name      string `json:"name"`
+	DB        string `json:"db"`                   // SQLite path relative to the data dir, or a postgres:// URL
+	VendorURL string `json:"vendor_url,omitempty"` // for online purchases
+}
+
+// OpenStore opens a store by DSN (package store provides it).
+type OpenStore func(ctx context.Context, dsn string) (StoreCloser, error)
+
+// StoreCloser is a Store that must be closed.
+type StoreCloser interface {
+	Store
+	io.Closer
+}
+
+// Identity is the site's key material and, once certified, its certificate.
+type Identity struct {
+	Dir       string
+	Config    Config
+	Signer    *keys.Signer
+	Decrypter *keys.Decrypter
+	SiteID    string
+	Chain     [][]byte          // site certificate then root, DER; nil until certified
+	Root      *x509.Certificate // the vendor root; nil until certified
+	Site      *pki.Site         // the verified certificate contents; nil until certified
+}
+
+// Enroller exchanges an armored certification request for the armored site
+// certificate file, online at the vendor.
+type Enroller func(ctx context.Context, request []byte) ([]byte, error)
+
+// InitOptions are the choices made when a site is created.
+type InitOptions struct {
+	Name            string   // a name for the site; default its site ID
+	DB              string   // SQLite file in the data directory (default site.db) or postgres:// URL
+	VendorURL       string   // the vendor API, for online enrollment and purchases
+	RootFingerprint string   // expected vendor root fingerprint, checked on enrollment
+	Enroll          Enroller // enrolls online; nil leaves the site to offline certification
+}
+
+// Init creates a site data directory with the site's keys, its certification
+// request (written to site-request.txt) and its database. With opts.Enroll, the
+// site is certified online first, and nothing is written if that fails. It
+// returns the identity and the first admin token of the site API.
+func Init(ctx context.Context, dir string, opts InitOptions, open OpenStore) (*Identity, string, error) {
+	name, dsn := opts.Name, opts.DB
+	if _, err := os.Stat(filepath.Join(dir, fileConfig)); err == nil {
+		return nil, "", errs.E(errs.Conflict, "%s is already a site data directory; use it, or choose another --data", dir)
+	}
+	if dsn == "" {
+		dsn = defaultDB
+	}
+	sig, err := keys.GenerateSigner()
+	if err != nil {
+		return nil, "", err
+	}
+	dec, err := keys.GenerateDecrypter()
+	if err != nil {
+		return nil, "", err
+	}
+	if name == "" {
+		name = pki.SiteID(sig.Public())
+	}
+	csr, err := pki.NewSiteRequest(sig, dec.PublicBytes(), name)
+	if err != nil {
+		return nil, "", errs.Wrap(errs.Internal, err, "make certification request")
+	}
+	request := armor.Encode(armor.Block{Type: armor.TypeCertRequest, Version: 1, Body: csr})
+	id := &Identity{Dir: dir, Config: Config{Name: name, DB: dsn, VendorURL: opts.VendorURL}, Signer: sig, Decrypter: dec, SiteID: pki.SiteID(sig.Public())}
+	var certFile []byte
+	if opts.Enroll != nil {
+		if certFile, err = opts.Enroll(ctx, request); err != nil {
+			return nil, "", err
+		}
+		if id.Chain, id.Root, id.Site, err = id.checkCertificate(certFile, opts.RootFingerprint); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", errs.Wrap(errs.Internal, err, "create data directory")
+	}
+	if err := sig.Save(filepath.Join(dir, fileKey)); err != nil {
+		return nil, "", errs.Wrap(errs.Internal, err, "save site key")
+	}
+	if err := dec.Save(filepath.Join(dir, fileHPKEKey)); err != nil {
+		return nil, "", errs.Wrap(errs.Internal, err, "save site encryption key")
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, fileRequest), request, 0o644); err != nil {
+		return nil, "", errs.Wrap(errs.Internal, err, "write certification request")
+	}
+	if certFile != nil {
+		if err := id.writeCertificate(); err != nil {
+			return nil, "", err
+		}
+	}
+	st, err := open(ctx, resolveDSN(dir, dsn))
+	if err != nil {
+		return nil, "", err
+	}
+	defer st.Close()
+	token, err := auth.NewToken(ctx, st, "initial site admin token", time.Now())
+	if err != nil {
+		return nil, "", err
+	}
+	// The config is written last: its presence marks a complete data directory.
+	if err := id.saveConfig(); err != nil {
+		return nil, "", err
+	}
+	return id, token, nil
+}
+
+func resolveDSN(dir, dsn string) string {
+	if strings.Contains(dsn, "://") || filepath.IsAbs(dsn) {
+		return dsn
+	}
+	return filepath.Join(dir, dsn)
+}
+
+// LoadIdentity reads a site data directory made by Init.
+func LoadIdentity(dir string) (*Identity, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, fileConfig))
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "%s is not a site data directory (run 'licet site init --data %s' first)", dir, dir)
+	}
+	id := &Identity{Dir: dir}
+	if err := json.Unmarshal(raw, &id.Config); err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "read %s", fileConfig)
+	}
+	if id.Signer, err = keys.LoadSigner(filepath.Join(dir, fileKey)); err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "load site key")
+	}
+	if id.Decrypter, err = keys.LoadDecrypter(filepath.Join(dir, fileHPKEKey)); err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "load site encryption key")
+	}
+	id.SiteID = pki.SiteID(id.Signer.Public())
+	certFile, err := os.ReadFile(filepath.Join(dir, fileCert))
+	if errors.Is(err, fs.ErrNotExist) {
+		return id, nil
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "read site certificate")
+	}
+	chain, root, site, err := id.checkCertificate(certFile, "")
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "the installed site certificate no longer verifies")
+	}
+	id.Chain, id.Root, id.Site = chain, root, site
+	return id, nil
+}
+
+// Request returns the armored certification request written at init.
+func (id *Identity) Request() ([]byte, error) {
+	return os.ReadFile(filepath.Join(id.Dir, fileRequest))
+}
+
+// Certified reports whether the site holds a certificate.
+func (id *Identity) Certified() bool { return id.Site != nil }
+
+// RequireCertified returns an error telling the admin how to certify the site.
+func (id *Identity) RequireCertified() error {
+	if id.Certified() {
+		return nil
+	}
+	return errs.E(errs.Invalid, "site %s is not certified yet: enroll it online ('licet site init --vendor URL --enroll CODE') or install the certificate the vendor sent ('licet site cert install FILE')", id.SiteID)
+}
+
+type certFileBody struct {
+	Certificates [][]byte `json:"certificates"` // site certificate, then the vendor root
+}
+
+// EncodeCertificate writes a certificate chain as an armored site certificate file.
+func EncodeCertificate(chain [][]byte) []byte {
+	body, _ := json.Marshal(certFileBody{Certificates: chain})
+	return armor.Encode(armor.Block{Type: armor.TypeSiteCertificate, Version: CertificateVersion, Body: body})
+}
+
+// checkCertificate verifies an armored certificate file against this site's
+// keys, against the pinned root (if any) and against rootFingerprint (if given).
+func (id *Identity) checkCertificate(file []byte, rootFingerprint string) ([][]byte, *x509.Certificate, *pki.Site, error) {
+	blk, err := armor.Decode(file, armor.TypeSiteCertificate)
+	if err != nil {
+		return nil, nil, nil, errs.Wrap(errs.Invalid, err, "site certificate rejected")
+	}
+	if blk.Version > CertificateVersion {
+		return nil, nil, nil, errs.E(errs.Invalid, "site certificate format version %d is newer than this licet reads (%d)", blk.Version, CertificateVersion)
+	}
+	var body certFileBody
+	if err := json.Unmarshal(blk.Body, &body); err != nil || len(body.Certificates) < 2 {
+		return nil, nil, nil, errs.E(errs.Invalid, "site certificate file must hold the site certificate and the vendor root")
+	}
+	chain := body.Certificates
+	root, err := pki.ParseRoot(chain[len(chain)-1])
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fp := pki.Fingerprint(root.Raw)
+	if rootFingerprint != "" && !strings.EqualFold(strings.ReplaceAll(rootFingerprint, ":", ""), fp) {
+		return nil, nil, nil, errs.E(errs.Invalid, "vendor root fingerprint is %s, not the %s you expected; do not install this certificate", fp, rootFingerprint)
+	}
+	if pinned, err := os.ReadFile(filepath.Join(id.Dir, fileRootCert)); err == nil {
+		blk, _ := pem.Decode(pinned)
+		if blk == nil || string(blk.Bytes) != string(root.Raw) {
+			return nil, nil, nil, errs.E(errs.Invalid, "certificate chains to vendor root %s, but this site already trusts another root", fp[:16])
+		}
+	}
+	site, err := pki.VerifySite(chain[:len(chain)-1], root, time.Now())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if site.SiteID != id.SiteID || string(site.HPKEKey) != string(id.Decrypter.PublicBytes()) {
+		return nil, nil, nil, errs.E(errs.Invalid, "certificate is for site %s, not for this site (%s)", site.SiteID, id.SiteID)
+	}
+	return chain, root, site, nil
+}
+
+// InstallCertificate checks and installs the certificate file the vendor
+// issued for this site, pinning the vendor root on first install.
+func (id *Identity) InstallCertificate(file []byte, rootFingerprint string) (*pki.Site, error) {
+	chain, root, site, err := id.checkCertificate(file, rootFingerprint)
+	if err != nil {
+		return nil, err
+	}
+	id.Chain, id.Root, id.Site = chain, root, site
+	if err := id.writeCertificate(); err != nil {
+		return nil, err
+	}
+	return site, nil
+}
+
+// writeCertificate writes the pinned root and the certificate chain.
+func (id *Identity) writeCertificate() error {
+	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.Root.Raw})
+	if err := fsutil.WriteFileAtomic(filepath.Join(id.Dir, fileRootCert), rootPEM, 0o644); err != nil {
+		return errs.Wrap(errs.Internal, err, "write vendor root")
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(id.Dir, fileCert), EncodeCertificate(id.Chain), 0o644); err != nil {
+		return errs.Wrap(errs.Internal, err, "write site certificate")
+	}
+	return nil
+}
+
+func (id *Identity) saveConfig() error {
+	cfg, _ := json.MarshalIndent(id.Config, "", "  ")
+	if err := fsutil.WriteFileAtomic(filepath.Join(id.Dir, fileConfig), append(cfg, '\n'), 0o600); err != nil {
+		return errs.Wrap(errs.Internal, err, "write configuration")
+	}
+	return nil
+}
+
+// OpenStore opens the site's database; a non-empty dsn overrides the configured one.
+func (id *Identity) OpenStore(ctx context.Context, dsn string, open OpenStore) (StoreCloser, error) {
+	if dsn == "" {
+		dsn = id.Config.DB
+	}
+	return open(ctx, resolveDSN(id.Dir, dsn))
+}
+
+// Server is a license server: an identity and its store.
+type Server struct {
+	ID    *Identity
+	Store Store
+	Now   func() time.Time
+}
+
+// PurchaseRequest writes the armored purchase request for an order.
+func (s *Server) PurchaseRequest(orderID string) ([]byte, error) {
+	if err := s.ID.RequireCertified(); err != nil {
+		return nil, err
+	}
+	if orderID == "" {
+		return nil, errs.E(errs.Usage, "--order: the order ID the vendor gave you is required")
+	}
+	return pack.NewPurchaseRequest(s.ID.Signer, s.ID.Chain[:len(s.ID.Chain)-1], orderID, s.Now())
+}
+
+// InstallPack verifies, decrypts and installs a pack file. Nothing is written
+// unless every check passes; installing happens in one transaction.
+func (s *Server) InstallPack(ctx context.Context, file []byte) (*InstalledPack, error) {
+	if err := s.ID.RequireCertified(); err != nil {
+		return nil, err
+	}
+	now := s.Now().UTC()
+	p, err := pack.Open(file, s.ID.Decrypter, s.ID.SiteID, s.ID.Root, now)
+	if err != nil {
+		return nil, err
+	}
+	ip := &InstalledPack{
+		PackID: p.PackID, OrderID: p.OrderID, ProductID: p.Product.ID, ProductName: p.Product.Name,
+		ProductVersion: p.Product.Version, Platform: p.Platform, Features: p.Features,
+		Quantity: p.Quantity, BeginSerial: p.BeginSerial, FirstActive: p.FirstActive, Expires: p.Expires,
+		Descriptions: p.Descriptions, Manufacturer: p.Manufacturer, ProductData: p.ProductData,
+		Installed: now, File: file,
+	}
+	if err := s.Store.InstallPack(ctx, ip); err != nil {
+		return nil, err
+	}
+	return ip, nil
+}

@@ -1,0 +1,120 @@
+package licenseserver
+
+import (
+	"context"
+	"time"
+
+	"github.com/licet/licet/auth"
+)
+
+// InstalledPack is a row of the license pack table (licensing seed Table 3).
+type InstalledPack struct {
+	PackID         string            `json:"pack_id"`
+	OrderID        string            `json:"order_id"`
+	ProductID      string            `json:"product_id"`
+	ProductName    string            `json:"product_name"`
+	ProductVersion string            `json:"product_version"`
+	Platform       string            `json:"platform"`
+	Features       []string          `json:"features"`
+	Quantity       int               `json:"quantity"`
+	Assigned       int               `json:"assigned"`
+	BeginSerial    int64             `json:"begin_serial"`
+	FirstActive    *time.Time        `json:"first_active,omitempty"`
+	Expires        *time.Time        `json:"expires,omitempty"`
+	Descriptions   map[string]string `json:"descriptions"`
+	Manufacturer   string            `json:"manufacturer"`
+	ProductData    map[string]string `json:"product_data"`
+	Installed      time.Time         `json:"installed"`
+	File           []byte            `json:"-"` // the pack file as installed, kept for audit
+}
+
+// Free returns the number of seats not yet assigned.
+func (p *InstalledPack) Free() int { return p.Quantity - p.Assigned }
+
+// Store is the site's database. Every method returns errs kinds: NotFound for
+// a missing object, Conflict for a duplicate.
+type Store interface {
+	auth.TokenStore
+	GrantStore
+
+	// InstallPack records a pack and its file in one transaction; Conflict
+	// if a pack with that ID is installed already.
+	InstallPack(ctx context.Context, p *InstalledPack) error
+	Pack(ctx context.Context, id string) (*InstalledPack, error)
+	// Packs lists installed packs, oldest first.
+	Packs(ctx context.Context) ([]*InstalledPack, error)
+}
+
+// Image is a reference client image registered for a software ID (the
+// site's client image cache). The image bytes live in the data directory
+// under images/, named by their SHA-256.
+type Image struct {
+	SoftwareID uint32    `json:"software_id"`
+	Name       string    `json:"name"`
+	SHA256     []byte    `json:"sha256"`
+	Size       int64     `json:"size"`
+	Added      time.Time `json:"added"`
+}
+
+// Challenge is an outstanding platform challenge, usable once.
+type Challenge struct {
+	ID         string
+	Nonce      []byte
+	SoftwareID uint32
+	ClientID   string
+	ProductID  string
+	Expires    time.Time
+}
+
+// Assignment is a row of the client assignment table (licensing seed Table 4).
+type Assignment struct {
+	LicenseID int64      `json:"license_id"`
+	PackID    string     `json:"pack_id"`
+	ClientID  string     `json:"client_id"`
+	SystemID  string     `json:"system_id"`
+	ProductID string     `json:"product_id"`
+	Platform  string     `json:"platform"`
+	ClientKey []byte     `json:"-"`
+	Issued    time.Time  `json:"issued"`
+	Expires   *time.Time `json:"expires,omitempty"` // the pack's expiry
+	Cert      []byte     `json:"-"`                 // the license certificate (DER); empty until signed
+}
+
+// SeatRequest asks for one seat of a product for a client.
+type SeatRequest struct {
+	ClientID  string
+	SystemID  string
+	ClientKey []byte
+	ProductID string
+	Platform  string
+	Now       time.Time
+}
+
+// AssignmentFilter selects assignments; empty fields match all.
+type AssignmentFilter struct {
+	ClientID string
+	PackID   string
+}
+
+// GrantStore is the part of the site's database that grants licenses.
+type GrantStore interface {
+	// PutImage registers or replaces the reference image of a software ID.
+	PutImage(ctx context.Context, img *Image) error
+	Image(ctx context.Context, softwareID uint32) (*Image, error)
+	Images(ctx context.Context) ([]*Image, error)
+
+	CreateChallenge(ctx context.Context, c *Challenge) error
+	// TakeChallenge removes and returns a challenge; NotFound if it does not
+	// exist or was taken already, so that an answer can never be replayed.
+	TakeChallenge(ctx context.Context, id string) (*Challenge, error)
+
+	// AssignSeat returns the client's live assignment for the product
+	// (existing is true), or allocates one seat from a pack of the product and
+	// platform that is active at req.Now and records the assignment, with the
+	// pack's assigned count, in one transaction. Exhausted if no pack has a
+	// free seat. Exact under any concurrency, across processes too.
+	AssignSeat(ctx context.Context, req SeatRequest) (a *Assignment, existing bool, err error)
+	// SetAssignmentCert stores the signed license of an assignment.
+	SetAssignmentCert(ctx context.Context, licenseID int64, cert []byte) error
+	Assignments(ctx context.Context, f AssignmentFilter) ([]*Assignment, error)
+}

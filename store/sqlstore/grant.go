@@ -1,0 +1,171 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/licenseserver"
+)
+
+// PutImage registers or replaces the reference image of a software ID.
+func (s *Site) PutImage(ctx context.Context, img *licenseserver.Image) error {
+	return s.tx(ctx, func(c conn) error {
+		if _, err := c.exec(ctx, `DELETE FROM s_images WHERE software_id = ?`, int64(img.SoftwareID)); err != nil {
+			return s.dbErr(err, "replace image")
+		}
+		_, err := c.exec(ctx, `INSERT INTO s_images (software_id, name, sha256, size, added) VALUES (?, ?, ?, ?, ?)`,
+			int64(img.SoftwareID), img.Name, img.SHA256, img.Size, toNanos(img.Added))
+		return s.dbErr(err, "register image")
+	})
+}
+
+func scanImage(sc interface{ Scan(...any) error }) (*licenseserver.Image, error) {
+	var img licenseserver.Image
+	var sid, added int64
+	if err := sc.Scan(&sid, &img.Name, &img.SHA256, &img.Size, &added); err != nil {
+		return nil, err
+	}
+	img.SoftwareID, img.Added = uint32(sid), fromNanos(added)
+	return &img, nil
+}
+
+// Image returns the reference image of a software ID.
+func (s *Site) Image(ctx context.Context, softwareID uint32) (*licenseserver.Image, error) {
+	img, err := scanImage(s.conn().row(ctx, `SELECT software_id, name, sha256, size, added FROM s_images WHERE software_id = ?`, int64(softwareID)))
+	if err != nil {
+		return nil, s.scanErr(err, "image of software ID", "")
+	}
+	return img, nil
+}
+
+// Images lists the registered images.
+func (s *Site) Images(ctx context.Context) ([]*licenseserver.Image, error) {
+	return list(ctx, s.DB, "list images", scanImage, `SELECT software_id, name, sha256, size, added FROM s_images ORDER BY software_id`)
+}
+
+// CreateChallenge stores an outstanding challenge and drops long-expired ones.
+func (s *Site) CreateChallenge(ctx context.Context, ch *licenseserver.Challenge) error {
+	_, err := s.conn().exec(ctx, `INSERT INTO s_challenges (id, nonce, software_id, client_id, product_id, expires) VALUES (?, ?, ?, ?, ?, ?)`,
+		ch.ID, ch.Nonce, int64(ch.SoftwareID), ch.ClientID, ch.ProductID, toNanos(ch.Expires))
+	if err != nil {
+		return s.dbErr(err, "store challenge")
+	}
+	// Unanswered challenges expire; sweep a few so the table stays small.
+	_, err = s.conn().exec(ctx, `DELETE FROM s_challenges WHERE id IN (SELECT id FROM s_challenges WHERE expires < ? LIMIT 16)`, toNanos(ch.Expires)-2*int64(licenseserver.ChallengeTTL))
+	return s.dbErr(err, "sweep challenges")
+}
+
+// TakeChallenge deletes and returns a challenge, so that it is answered once.
+func (s *Site) TakeChallenge(ctx context.Context, id string) (*licenseserver.Challenge, error) {
+	var ch licenseserver.Challenge
+	var sid, exp int64
+	err := s.conn().row(ctx, `DELETE FROM s_challenges WHERE id = ? RETURNING id, nonce, software_id, client_id, product_id, expires`, id).
+		Scan(&ch.ID, &ch.Nonce, &sid, &ch.ClientID, &ch.ProductID, &exp)
+	if err != nil {
+		return nil, s.scanErr(err, "challenge", id)
+	}
+	ch.SoftwareID, ch.Expires = uint32(sid), fromNanos(exp)
+	return &ch, nil
+}
+
+const assignmentCols = `license_id, pack_id, client_id, system_id, product_id, platform, client_key, issued, expires, cert`
+
+func scanAssignment(sc interface{ Scan(...any) error }) (*licenseserver.Assignment, error) {
+	var a licenseserver.Assignment
+	var issued int64
+	var exp sql.NullInt64
+	if err := sc.Scan(&a.LicenseID, &a.PackID, &a.ClientID, &a.SystemID, &a.ProductID, &a.Platform, &a.ClientKey, &issued, &exp, &a.Cert); err != nil {
+		return nil, err
+	}
+	a.Issued, a.Expires = fromNanos(issued), fromNullNanos(exp)
+	return &a, nil
+}
+
+// AssignSeat returns the client's live assignment or allocates a seat. The
+// seat is taken with a conditional update (assigned < quantity), so two
+// processes can never both take the last one; a concurrent grant to the same
+// client loses on the unique (client, product) key and retries as a reissue.
+func (s *Site) AssignSeat(ctx context.Context, req licenseserver.SeatRequest) (*licenseserver.Assignment, bool, error) {
+	for attempt := 0; ; attempt++ {
+		a, existing, err := s.assignOnce(ctx, req)
+		if err != nil && s.d.IsUnique(errors.Unwrap(err)) && attempt < 3 {
+			continue
+		}
+		return a, existing, err
+	}
+}
+
+func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest) (*licenseserver.Assignment, bool, error) {
+	now := toNanos(req.Now)
+	var out *licenseserver.Assignment
+	existing := false
+	err := s.tx(ctx, func(c conn) error {
+		a, err := scanAssignment(c.row(ctx, `SELECT `+assignmentCols+` FROM s_assignments WHERE client_id = ? AND product_id = ?`, req.ClientID, req.ProductID))
+		switch {
+		case err == nil && (a.Expires == nil || a.Expires.UnixNano() > now):
+			out, existing = a, true
+			return nil
+		case err == nil: // the client's license died with its pack: free the key for a new seat
+			if _, err := c.exec(ctx, `DELETE FROM s_assignments WHERE license_id = ?`, a.LicenseID); err != nil {
+				return s.dbErr(err, "retire expired assignment")
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return s.dbErr(err, "look up assignment")
+		}
+		for {
+			var packID string
+			var expires sql.NullInt64
+			err := c.row(ctx, `SELECT pack_id, expires FROM s_packs
+				WHERE product_id = ? AND platform = ? AND assigned < quantity
+				  AND (first_active IS NULL OR first_active <= ?) AND (expires IS NULL OR expires > ?)
+				ORDER BY installed, pack_id LIMIT 1`, req.ProductID, req.Platform, now, now).Scan(&packID, &expires)
+			if errors.Is(err, sql.ErrNoRows) {
+				return errs.E(errs.Exhausted, "no free seat of %s for platform %s: every installed pack is used up, expired or not yet active", req.ProductID, req.Platform)
+			}
+			if err != nil {
+				return s.dbErr(err, "find a pack with a free seat")
+			}
+			var serial int64
+			err = c.row(ctx, `UPDATE s_packs SET assigned = assigned + 1 WHERE pack_id = ? AND assigned < quantity
+				RETURNING begin_serial + assigned - 1`, packID).Scan(&serial)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // another process took the pack's last seat: try the next pack
+			}
+			if err != nil {
+				return s.dbErr(err, "take a seat of pack "+packID)
+			}
+			out = &licenseserver.Assignment{LicenseID: serial, PackID: packID, ClientID: req.ClientID, SystemID: req.SystemID,
+				ProductID: req.ProductID, Platform: req.Platform, ClientKey: req.ClientKey, Issued: fromNanos(now), Expires: fromNullNanos(expires)}
+			_, err = c.exec(ctx, `INSERT INTO s_assignments (`+assignmentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+				out.LicenseID, out.PackID, out.ClientID, out.SystemID, out.ProductID, out.Platform, out.ClientKey, now, toNullNanos(out.Expires))
+			if err != nil {
+				return errs.Wrap(errs.Internal, err, "record assignment")
+			}
+			return nil
+		}
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return out, existing, nil
+}
+
+// SetAssignmentCert stores the signed license of an assignment.
+func (s *Site) SetAssignmentCert(ctx context.Context, licenseID int64, cert []byte) error {
+	res, err := s.conn().exec(ctx, `UPDATE s_assignments SET cert = ? WHERE license_id = ?`, cert, licenseID)
+	if err != nil {
+		return s.dbErr(err, "store license")
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return errs.E(errs.NotFound, "assignment of license %d not found", licenseID)
+	}
+	return nil
+}
+
+// Assignments lists assignments by license ID.
+func (s *Site) Assignments(ctx context.Context, f licenseserver.AssignmentFilter) ([]*licenseserver.Assignment, error) {
+	return list(ctx, s.DB, "list assignments", scanAssignment, `SELECT `+assignmentCols+` FROM s_assignments
+		WHERE (? = '' OR client_id = ?) AND (? = '' OR pack_id = ?) ORDER BY license_id`, f.ClientID, f.ClientID, f.PackID, f.PackID)
+}

@@ -1,0 +1,95 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/faultpoint"
+	"github.com/licet/licet/licenseserver"
+)
+
+// Site is the license server's database.
+type Site struct {
+	*DB
+	tokenTable
+}
+
+var _ licenseserver.Store = (*Site)(nil)
+
+// NewSite migrates db for the site role and returns the store.
+func NewSite(ctx context.Context, db *DB) (*Site, error) {
+	if err := db.Migrate(ctx, "site"); err != nil {
+		return nil, err
+	}
+	return &Site{DB: db, tokenTable: tokenTable{db: db, table: "s_tokens"}}, nil
+}
+
+// InstallPack records a pack and its file in one transaction.
+func (s *Site) InstallPack(ctx context.Context, p *licenseserver.InstalledPack) error {
+	return s.tx(ctx, func(c conn) error {
+		var installed int64
+		err := c.row(ctx, `SELECT installed FROM s_packs WHERE pack_id = ?`, p.PackID).Scan(&installed)
+		if err == nil {
+			return errs.E(errs.Conflict, "pack %s is already installed (on %s); nothing was changed", p.PackID, fromNanos(installed).Format("2006-01-02"))
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return s.dbErr(err, "look up pack "+p.PackID)
+		}
+		_, err = c.exec(ctx, `INSERT INTO s_packs (pack_id, order_id, product_id, product_name, product_version, platform, features,
+			quantity, assigned, begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)`,
+			p.PackID, p.OrderID, p.ProductID, p.ProductName, p.ProductVersion, p.Platform, toJSON(nonNil(p.Features)),
+			p.Quantity, p.BeginSerial, toNullNanos(p.FirstActive), toNullNanos(p.Expires),
+			toJSON(nonNilMap(p.Descriptions)), p.Manufacturer, toJSON(nonNilMap(p.ProductData)), toNanos(p.Installed))
+		if err != nil {
+			if s.d.IsUnique(err) {
+				return errs.E(errs.Conflict, "pack %s is already installed; nothing was changed", p.PackID)
+			}
+			return s.dbErr(err, "install pack "+p.PackID)
+		}
+		faultpoint.Hit("site.install-pack")
+		_, err = c.exec(ctx, `INSERT INTO s_pack_files (pack_id, file) VALUES (?, ?)`, p.PackID, p.File)
+		return s.dbErr(err, "store file of pack "+p.PackID)
+	})
+}
+
+const packCols = `pack_id, order_id, product_id, product_name, product_version, platform, features, quantity, assigned,
+	begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed`
+
+func scanPack(sc interface{ Scan(...any) error }) (*licenseserver.InstalledPack, error) {
+	var p licenseserver.InstalledPack
+	var feats, descs, data string
+	var first, exp sql.NullInt64
+	var installed int64
+	if err := sc.Scan(&p.PackID, &p.OrderID, &p.ProductID, &p.ProductName, &p.ProductVersion, &p.Platform, &feats,
+		&p.Quantity, &p.Assigned, &p.BeginSerial, &first, &exp, &descs, &p.Manufacturer, &data, &installed); err != nil {
+		return nil, err
+	}
+	p.FirstActive, p.Expires, p.Installed = fromNullNanos(first), fromNullNanos(exp), fromNanos(installed)
+	if err := fromJSON(feats, &p.Features); err != nil {
+		return nil, err
+	}
+	if err := fromJSON(descs, &p.Descriptions); err != nil {
+		return nil, err
+	}
+	return &p, fromJSON(data, &p.ProductData)
+}
+
+// Pack returns an installed pack with its file.
+func (s *Site) Pack(ctx context.Context, id string) (*licenseserver.InstalledPack, error) {
+	p, err := scanPack(s.conn().row(ctx, `SELECT `+packCols+` FROM s_packs WHERE pack_id = ?`, id))
+	if err != nil {
+		return nil, s.scanErr(err, "pack", id)
+	}
+	if err := s.conn().row(ctx, `SELECT file FROM s_pack_files WHERE pack_id = ?`, id).Scan(&p.File); err != nil {
+		return nil, s.scanErr(err, "file of pack", id)
+	}
+	return p, nil
+}
+
+// Packs lists installed packs, oldest first.
+func (s *Site) Packs(ctx context.Context) ([]*licenseserver.InstalledPack, error) {
+	return list(ctx, s.DB, "list packs", scanPack, `SELECT `+packCols+` FROM s_packs ORDER BY installed, pack_id`)
+}

@@ -1,0 +1,293 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/licet/licet/clearinghouse"
+	"github.com/licet/licet/errs"
+)
+
+// Vendor is the vendor's database.
+type Vendor struct {
+	*DB
+	tokenTable
+}
+
+var _ clearinghouse.Store = (*Vendor)(nil)
+
+// NewVendor migrates db for the vendor role and returns the store.
+func NewVendor(ctx context.Context, db *DB) (*Vendor, error) {
+	if err := db.Migrate(ctx, "vendor"); err != nil {
+		return nil, err
+	}
+	return &Vendor{DB: db, tokenTable: tokenTable{db: db, table: "v_tokens"}}, nil
+}
+
+// CreateProduct records a product; Conflict if its ID exists.
+func (v *Vendor) CreateProduct(ctx context.Context, p *clearinghouse.Product) error {
+	_, err := v.conn().exec(ctx, `INSERT INTO v_products (id, name, manufacturer, version, features, descriptions, data, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, p.ID, p.Name, p.Manufacturer, p.Version,
+		toJSON(nonNil(p.Features)), toJSON(nonNilMap(p.Descriptions)), toJSON(nonNilMap(p.Data)), toNanos(p.Created))
+	return v.dbErr(err, "product "+p.ID)
+}
+
+const productCols = `id, name, manufacturer, version, features, descriptions, data, created`
+
+func scanProduct(sc interface{ Scan(...any) error }) (*clearinghouse.Product, error) {
+	var p clearinghouse.Product
+	var feats, descs, data string
+	var created int64
+	if err := sc.Scan(&p.ID, &p.Name, &p.Manufacturer, &p.Version, &feats, &descs, &data, &created); err != nil {
+		return nil, err
+	}
+	p.Created = fromNanos(created)
+	if err := fromJSON(feats, &p.Features); err != nil {
+		return nil, err
+	}
+	if err := fromJSON(descs, &p.Descriptions); err != nil {
+		return nil, err
+	}
+	return &p, fromJSON(data, &p.Data)
+}
+
+// Product returns a product.
+func (v *Vendor) Product(ctx context.Context, id string) (*clearinghouse.Product, error) {
+	p, err := scanProduct(v.conn().row(ctx, `SELECT `+productCols+` FROM v_products WHERE id = ?`, id))
+	if err != nil {
+		return nil, v.scanErr(err, "product", id)
+	}
+	return p, nil
+}
+
+// Products lists products by creation.
+func (v *Vendor) Products(ctx context.Context) ([]*clearinghouse.Product, error) {
+	return list(ctx, v.DB, "list products", scanProduct, `SELECT `+productCols+` FROM v_products ORDER BY created, id`)
+}
+
+// list runs a query and scans every row.
+func list[T any](ctx context.Context, db *DB, what string, scan func(interface{ Scan(...any) error }) (*T, error), q string, args ...any) ([]*T, error) {
+	rows, err := db.conn().query(ctx, q, args...)
+	if err != nil {
+		return nil, db.dbErr(err, what)
+	}
+	defer rows.Close()
+	out := []*T{}
+	for rows.Next() {
+		x, err := scan(rows)
+		if err != nil {
+			return nil, db.dbErr(err, what)
+		}
+		out = append(out, x)
+	}
+	return out, db.dbErr(rows.Err(), what)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// CreateCustomer records a customer; Conflict if its ID exists.
+func (v *Vendor) CreateCustomer(ctx context.Context, c *clearinghouse.Customer) error {
+	_, err := v.conn().exec(ctx, `INSERT INTO v_customers (id, name, created) VALUES (?, ?, ?)`, c.ID, c.Name, toNanos(c.Created))
+	return v.dbErr(err, "customer "+c.ID)
+}
+
+func scanCustomer(sc interface{ Scan(...any) error }) (*clearinghouse.Customer, error) {
+	var c clearinghouse.Customer
+	var created int64
+	if err := sc.Scan(&c.ID, &c.Name, &created); err != nil {
+		return nil, err
+	}
+	c.Created = fromNanos(created)
+	return &c, nil
+}
+
+// Customer returns a customer.
+func (v *Vendor) Customer(ctx context.Context, id string) (*clearinghouse.Customer, error) {
+	c, err := scanCustomer(v.conn().row(ctx, `SELECT id, name, created FROM v_customers WHERE id = ?`, id))
+	if err != nil {
+		return nil, v.scanErr(err, "customer", id)
+	}
+	return c, nil
+}
+
+// Customers lists customers by creation.
+func (v *Vendor) Customers(ctx context.Context) ([]*clearinghouse.Customer, error) {
+	return list(ctx, v.DB, "list customers", scanCustomer, `SELECT id, name, created FROM v_customers ORDER BY created, id`)
+}
+
+// CreateEnrollment stores an enrollment code's hash.
+func (v *Vendor) CreateEnrollment(ctx context.Context, e *clearinghouse.Enrollment) error {
+	_, err := v.conn().exec(ctx, `INSERT INTO v_enrollments (code_hash, customer_id, created, expires) VALUES (?, ?, ?, ?)`,
+		e.CodeHash, e.CustomerID, toNanos(e.Created), toNanos(e.Expires))
+	return v.dbErr(err, "enrollment")
+}
+
+// Enrollment returns the enrollment of a code hash.
+func (v *Vendor) Enrollment(ctx context.Context, codeHash []byte) (*clearinghouse.Enrollment, error) {
+	var e clearinghouse.Enrollment
+	var created, expires int64
+	var usedBy sql.NullString
+	var usedAt sql.NullInt64
+	err := v.conn().row(ctx, `SELECT code_hash, customer_id, created, expires, used_by, used_at FROM v_enrollments WHERE code_hash = ?`, codeHash).
+		Scan(&e.CodeHash, &e.CustomerID, &created, &expires, &usedBy, &usedAt)
+	if err != nil {
+		return nil, v.scanErr(err, "enrollment", "(code)")
+	}
+	e.Created, e.Expires, e.UsedBy, e.UsedAt = fromNanos(created), fromNanos(expires), usedBy.String, fromNullNanos(usedAt)
+	return &e, nil
+}
+
+// EnrollSite consumes the code and records the site in one transaction.
+func (v *Vendor) EnrollSite(ctx context.Context, codeHash []byte, s *clearinghouse.Site, now time.Time) error {
+	return v.tx(ctx, func(c conn) error {
+		res, err := c.exec(ctx, `UPDATE v_enrollments SET used_by = ?, used_at = ? WHERE code_hash = ? AND used_at IS NULL`,
+			s.ID, toNanos(now), codeHash)
+		if err != nil {
+			return v.dbErr(err, "use enrollment code")
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errs.E(errs.Conflict, "enrollment code was already used; ask the vendor for a new one")
+		}
+		return v.putSite(ctx, c, s)
+	})
+}
+
+// PutSite records a site or renews its certificate.
+func (v *Vendor) PutSite(ctx context.Context, s *clearinghouse.Site) error {
+	return v.tx(ctx, func(c conn) error { return v.putSite(ctx, c, s) })
+}
+
+func (v *Vendor) putSite(ctx context.Context, c conn, s *clearinghouse.Site) error {
+	var customer string
+	err := c.row(ctx, `SELECT customer_id FROM v_sites WHERE id = ?`, s.ID).Scan(&customer)
+	switch {
+	case err == sql.ErrNoRows:
+		_, err = c.exec(ctx, `INSERT INTO v_sites (id, customer_id, name, cert, certified) VALUES (?, ?, ?, ?, ?)`,
+			s.ID, s.CustomerID, s.Name, s.CertDER, toNanos(s.Certified))
+		return v.dbErr(err, "record site "+s.ID)
+	case err != nil:
+		return v.dbErr(err, "read site "+s.ID)
+	case customer != s.CustomerID:
+		return errs.E(errs.Conflict, "site %s is already registered for customer %s", s.ID, customer)
+	}
+	_, err = c.exec(ctx, `UPDATE v_sites SET name = ?, cert = ?, certified = ? WHERE id = ?`, s.Name, s.CertDER, toNanos(s.Certified), s.ID)
+	return v.dbErr(err, "renew site "+s.ID)
+}
+
+const siteCols = `id, customer_id, name, cert, certified`
+
+func scanSite(sc interface{ Scan(...any) error }) (*clearinghouse.Site, error) {
+	var s clearinghouse.Site
+	var certified int64
+	if err := sc.Scan(&s.ID, &s.CustomerID, &s.Name, &s.CertDER, &certified); err != nil {
+		return nil, err
+	}
+	s.Certified = fromNanos(certified)
+	return &s, nil
+}
+
+// Site returns a site.
+func (v *Vendor) Site(ctx context.Context, id string) (*clearinghouse.Site, error) {
+	s, err := scanSite(v.conn().row(ctx, `SELECT `+siteCols+` FROM v_sites WHERE id = ?`, id))
+	if err != nil {
+		return nil, v.scanErr(err, "site", id)
+	}
+	return s, nil
+}
+
+// Sites lists sites, of one customer if customerID is set.
+func (v *Vendor) Sites(ctx context.Context, customerID string) ([]*clearinghouse.Site, error) {
+	return list(ctx, v.DB, "list sites", scanSite, `SELECT `+siteCols+` FROM v_sites WHERE (? = '' OR customer_id = ?) ORDER BY certified, id`, customerID, customerID)
+}
+
+// CreateOrder records an order.
+func (v *Vendor) CreateOrder(ctx context.Context, o *clearinghouse.Order) error {
+	_, err := v.conn().exec(ctx, `INSERT INTO v_orders (id, customer_id, product_id, platform, quantity, features, first_active, expires, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, o.CustomerID, o.ProductID, o.Platform, o.Quantity, toJSON(nonNil(o.Features)),
+		toNullNanos(o.FirstActive), toNullNanos(o.Expires), toNanos(o.Created))
+	return v.dbErr(err, "order "+o.ID)
+}
+
+const orderCols = `id, customer_id, product_id, platform, quantity, features, first_active, expires, created, pack_id`
+
+func scanOrder(sc interface{ Scan(...any) error }) (*clearinghouse.Order, error) {
+	var o clearinghouse.Order
+	var feats string
+	var first, exp sql.NullInt64
+	var created int64
+	var pack sql.NullString
+	if err := sc.Scan(&o.ID, &o.CustomerID, &o.ProductID, &o.Platform, &o.Quantity, &feats, &first, &exp, &created, &pack); err != nil {
+		return nil, err
+	}
+	o.FirstActive, o.Expires, o.Created, o.PackID = fromNullNanos(first), fromNullNanos(exp), fromNanos(created), pack.String
+	return &o, fromJSON(feats, &o.Features)
+}
+
+// Order returns an order.
+func (v *Vendor) Order(ctx context.Context, id string) (*clearinghouse.Order, error) {
+	o, err := scanOrder(v.conn().row(ctx, `SELECT `+orderCols+` FROM v_orders WHERE id = ?`, id))
+	if err != nil {
+		return nil, v.scanErr(err, "order", id)
+	}
+	return o, nil
+}
+
+// Orders lists orders, of one customer if customerID is set.
+func (v *Vendor) Orders(ctx context.Context, customerID string) ([]*clearinghouse.Order, error) {
+	return list(ctx, v.DB, "list orders", scanOrder, `SELECT `+orderCols+` FROM v_orders WHERE (? = '' OR customer_id = ?) ORDER BY created, id`, customerID, customerID)
+}
+
+// AllocateSerials reserves n serial numbers with one atomic update.
+func (v *Vendor) AllocateSerials(ctx context.Context, n int) (int64, error) {
+	if n < 1 {
+		return 0, errs.E(errs.Invalid, "cannot allocate %d serial numbers", n)
+	}
+	var next int64
+	err := v.conn().row(ctx, `UPDATE v_counters SET value = value + ? WHERE name = 'serial' RETURNING value`, n).Scan(&next)
+	if err != nil {
+		return 0, v.dbErr(err, "allocate serial numbers")
+	}
+	return next - int64(n), nil
+}
+
+// RecordPack stores a pack and links its order, once per order.
+func (v *Vendor) RecordPack(ctx context.Context, p *clearinghouse.IssuedPack) error {
+	return v.tx(ctx, func(c conn) error {
+		res, err := c.exec(ctx, `UPDATE v_orders SET pack_id = ? WHERE id = ? AND pack_id IS NULL`, p.PackID, p.OrderID)
+		if err != nil {
+			return v.dbErr(err, "link pack to order")
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errs.E(errs.Conflict, "order %s already has a pack, or does not exist", p.OrderID)
+		}
+		_, err = c.exec(ctx, `INSERT INTO v_packs (pack_id, order_id, site_id, begin_serial, quantity, issued, file) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			p.PackID, p.OrderID, p.SiteID, p.BeginSerial, p.Quantity, toNanos(p.Issued), p.File)
+		return v.dbErr(err, "record pack "+p.PackID)
+	})
+}
+
+// PackForOrder returns the pack issued for an order.
+func (v *Vendor) PackForOrder(ctx context.Context, orderID string) (*clearinghouse.IssuedPack, error) {
+	var p clearinghouse.IssuedPack
+	var issued int64
+	err := v.conn().row(ctx, `SELECT pack_id, order_id, site_id, begin_serial, quantity, issued, file FROM v_packs WHERE order_id = ?`, orderID).
+		Scan(&p.PackID, &p.OrderID, &p.SiteID, &p.BeginSerial, &p.Quantity, &issued, &p.File)
+	if err != nil {
+		return nil, v.scanErr(err, "pack of order", orderID)
+	}
+	p.Issued = fromNanos(issued)
+	return &p, nil
+}
