@@ -42,6 +42,8 @@ type Result struct {
 	P99         time.Duration `json:"p99_ns"`
 	Max         time.Duration `json:"max_ns"`
 	FirstErrors []string      `json:"first_errors,omitempty"`
+	// Granted maps each client that got a license to its license ID (grants only).
+	Granted map[string]int64 `json:"-"`
 }
 
 // String is a one-screen human summary.
@@ -106,7 +108,7 @@ func httpClient(concurrency int) *http.Client {
 
 // GrantOptions configure a grant storm.
 type GrantOptions struct {
-	Server      string
+	Servers     []string // requests go round robin to these sites (processes sharing one database)
 	ProductID   string
 	SoftwareID  softid.ID
 	Image       string // the client image the challenge is answered over
@@ -144,8 +146,17 @@ func Grants(ctx context.Context, opts GrantOptions) (*Result, error) {
 			return nil, err
 		}
 	}
-	c := &api.Client{BaseURL: opts.Server, HTTP: httpClient(opts.Concurrency)}
+	if len(opts.Servers) == 0 {
+		return nil, errs.E(errs.Usage, "no server to drive")
+	}
+	hc := httpClient(opts.Concurrency)
+	sites := make([]*api.Client, len(opts.Servers))
+	for i, u := range opts.Servers {
+		sites[i] = &api.Client{BaseURL: u, HTTP: hc}
+	}
 	rec := &recorder{}
+	var mu sync.Mutex
+	granted := map[string]int64{}
 	var next atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -159,42 +170,50 @@ func Grants(ctx context.Context, opts GrantOptions) (*Result, error) {
 					return
 				}
 				t0 := time.Now()
-				err := grantOnce(ctx, c, clients[i], opts, image, v)
+				id, err := grantOnce(ctx, sites[i%len(sites)], clients[i], opts, image, v)
 				rec.add(time.Since(t0), err)
+				if err == nil {
+					mu.Lock()
+					granted[verify.ClientID(clients[i].sig.Public())] = id
+					mu.Unlock()
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	return rec.result("grant", time.Since(start)), ctx.Err()
+	res := rec.result("grant", time.Since(start))
+	res.Granted = granted
+	return res, ctx.Err()
 }
 
-func grantOnce(ctx context.Context, c *api.Client, cl client, opts GrantOptions, image []byte, v *verify.Verifier) error {
+func grantOnce(ctx context.Context, c *api.Client, cl client, opts GrantOptions, image []byte, v *verify.Verifier) (int64, error) {
 	ch, err := c.Challenge(ctx, licenseserver.ChallengeRequest{SoftwareID: uint32(opts.SoftwareID), ProductID: opts.ProductID, ClientKey: cl.sig.Public()})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	answer, err := challenge.Answer(ch.Nonce, bytes.NewReader(image))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req := &licenseserver.GrantRequest{ChallengeID: ch.ChallengeID, Answer: answer, ClientKey: cl.sig.Public(),
 		ClientHPKEKey: cl.dec.PublicBytes(), SystemID: "sys-loadgen", ProductID: opts.ProductID}
 	req.Signature = cl.sig.Sign(licenseserver.GrantMessage(req))
 	resp, err := c.Grant(ctx, req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if v == nil {
-		return nil
+		return resp.LicenseID, nil
 	}
 	pem, err := licenseserver.OpenLicense([]byte(resp.License), cl.dec)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if _, err := v.Verify(pem, verify.Options{Product: opts.ProductID, ClientKey: ed25519.PublicKey(cl.sig.Public())}); err != nil {
-		return errs.Wrap(errs.Internal, err, "granted license does not verify")
+	lic, err := v.Verify(pem, verify.Options{Product: opts.ProductID, ClientKey: ed25519.PublicKey(cl.sig.Public())})
+	if err != nil {
+		return 0, errs.Wrap(errs.Internal, err, "granted license does not verify")
 	}
-	return nil
+	return lic.LicenseID, nil
 }
 
 // VerifyOptions configure an HTTP verification run.

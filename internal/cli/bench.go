@@ -20,7 +20,8 @@ func benchCommand() *command {
 func benchGrants(ctx context.Context, e *env, args []string) error {
 	fs := flagSet(e, "licet bench grants", "--server URL --product P --software-id ID --image PATH [--clients N] [--concurrency C]",
 		"Simulates N distinct clients (own keys) against a running site: challenge, answer over\nthe image, signed grant. Prints throughput and latency percentiles of whole grants.")
-	server := fs.String("server", "", "site URL")
+	var servers listFlag
+	fs.Var(&servers, "server", "site URL (repeatable: requests go round robin)")
 	product := fs.String("product", "", "product ID")
 	sid := fs.String("software-id", "", "software ID registered at the site")
 	image := fs.String("image", "", "the client image registered for that software ID")
@@ -38,7 +39,7 @@ func benchGrants(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return errs.Wrap(errs.Usage, err, "--software-id")
 	}
-	opts := loadgen.GrantOptions{Server: *server, ProductID: *product, SoftwareID: software, Image: *image, Clients: *clients, Concurrency: *conc}
+	opts := loadgen.GrantOptions{Servers: servers, ProductID: *product, SoftwareID: software, Image: *image, Clients: *clients, Concurrency: *conc}
 	if *root != "" {
 		if opts.RootPEM, err = os.ReadFile(*root); err != nil {
 			return errs.Wrap(errs.Invalid, err, "read --root")

@@ -1,0 +1,381 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/licet/licet/api"
+	"github.com/licet/licet/challenge"
+	"github.com/licet/licet/keys"
+	"github.com/licet/licet/license"
+	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/loadgen"
+	"github.com/licet/licet/pki"
+	"github.com/licet/licet/softid"
+	"github.com/licet/licet/store/postgres"
+	"github.com/licet/licet/verify"
+)
+
+const softwareID = "non-windows/7/312"
+
+// grantEnv is a vendor, an enrolled site with an installed pack and a
+// registered client image.
+type grantEnv struct {
+	v             *vendorEnv
+	siteDir, db   string
+	image, rootPE string
+	tmp           string
+}
+
+// newGrantEnv sets up a site with one pack of seats for product app on the
+// non-windows platform and the signed client image.
+func newGrantEnv(t *testing.T, db string, seats int) *grantEnv {
+	t.Helper()
+	g := &grantEnv{v: newVendor(t, ""), tmp: t.TempDir(), db: db}
+	g.siteDir = filepath.Join(g.tmp, "site")
+	args := []string{"site", "init", "--data", g.siteDir, "--vendor", g.v.srv.URL, "--enroll", g.v.enrollCode(t, "acme")}
+	if db != "" {
+		args = append(args, "--db", db)
+	}
+	ok(t, args...)
+	var o struct{ ID string }
+	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows", "--quantity", itoa(seats))...)
+	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
+	g.image = filepath.Join(g.tmp, "client-app")
+	img := make([]byte, 64<<10)
+	rand.Read(img)
+	if err := os.WriteFile(g.image, img, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sig := filepath.Join(g.tmp, "client-app.sig")
+	ok(t, g.v.admin("vendor", "image", "sign", "--software-id", softwareID, "-o", sig, g.image)...)
+	ok(t, "site", "image", "add", "--data", g.siteDir, "--signature", sig, g.image)
+	g.rootPE = filepath.Join(g.v.dir, "root.crt")
+	return g
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// fakeHardware lays out a machine's identity files under a directory.
+func fakeHardware(t *testing.T, machineID string) string {
+	t.Helper()
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc", "machine-id"), []byte(machineID+"\n"), 0o644)
+	dmi := filepath.Join(root, "sys", "class", "dmi", "id")
+	os.MkdirAll(dmi, 0o755)
+	os.WriteFile(filepath.Join(dmi, "product_uuid"), []byte("4c4c4544-0000-1000-8000-"+machineID[:12]+"\n"), 0o644)
+	return root
+}
+
+func newAgent(t *testing.T, machineID string) (dir, hw string) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "agent")
+	hw = fakeHardware(t, machineID)
+	ok(t, "agent", "init", "--data", dir, "--platform", "non-windows", "--hw-root", hw)
+	return dir, hw
+}
+
+type licenseOut struct {
+	LicenseID int64  `json:"license_id"`
+	ClientID  string `json:"client_id"`
+	ProductID string `json:"product_id"`
+	Reissued  bool   `json:"reissued"`
+}
+
+func TestGrantFlowAndAttacks(t *testing.T) {
+	g := newGrantEnv(t, "", 3)
+	site := start(t, nil, "site", "serve", "--data", g.siteDir)
+	a, hwA := newAgent(t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+	acquire := func(dir, hw string, extra ...string) []string {
+		return append([]string{"agent", "license", "acquire", "--data", dir, "--hw-root", hw, "--server", site.URL,
+			"--product", "app", "--software-id", softwareID, "--image", g.image}, extra...)
+	}
+	var first licenseOut
+	okJSON(t, &first, acquire(a, hwA)...)
+	if first.LicenseID == 0 || first.ProductID != "app" || first.Reissued {
+		t.Fatalf("first grant: %+v", first)
+	}
+	var shown licenseOut
+	okJSON(t, &shown, "agent", "license", "show", "--data", a, "--hw-root", hwA, "--product", "app")
+	if shown.LicenseID != first.LicenseID {
+		t.Fatalf("cached license %d, granted %d", shown.LicenseID, first.LicenseID)
+	}
+	licPath := filepath.Join(a, "licenses", "app.pem")
+	ok(t, "license", "verify", "--root", g.rootPE, "--product", "app", licPath)
+
+	// Lost cache: the same client gets the same license back.
+	os.RemoveAll(filepath.Join(a, "licenses"))
+	var again licenseOut
+	okJSON(t, &again, acquire(a, hwA)...)
+	if !again.Reissued || again.LicenseID != first.LicenseID {
+		t.Fatalf("reissue: %+v, first %+v", again, first)
+	}
+	var rows []struct {
+		LicenseID int64  `json:"license_id"`
+		ClientID  string `json:"client_id"`
+	}
+	okJSON(t, &rows, "site", "license", "list", "--data", g.siteDir)
+	if len(rows) != 1 || rows[0].LicenseID != first.LicenseID || rows[0].ClientID != first.ClientID {
+		t.Fatalf("assignment table after reissue: %+v", rows)
+	}
+
+	// A license changed by one byte.
+	pem := mustRead(t, licPath)
+	for _, i := range []int{40, len(pem) / 3, len(pem) / 2, len(pem) - 80} {
+		mod := []byte(string(pem))
+		mod[i] ^= 0x04
+		p := filepath.Join(g.tmp, "tampered.pem")
+		os.WriteFile(p, mod, 0o644)
+		fails(t, 3, "not valid", "license", "verify", "--root", g.rootPE, p)
+	}
+	// A license copied into another client's cache.
+	b, hwB := newAgent(t, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+	os.MkdirAll(filepath.Join(b, "licenses"), 0o700)
+	os.WriteFile(filepath.Join(b, "licenses", "app.pem"), pem, 0o600)
+	os.WriteFile(filepath.Join(b, "root.crt"), mustRead(t, g.rootPE), 0o644)
+	fails(t, 3, "another client|client", "agent", "license", "show", "--data", b, "--hw-root", hwB, "--product", "app")
+	// The agent directory copied to another machine.
+	fails(t, 3, "copied from another machine", "agent", "license", "show", "--data", a, "--hw-root", hwB, "--product", "app")
+	// An answer computed over a patched image.
+	patched := filepath.Join(g.tmp, "patched-app")
+	img := mustRead(t, g.image)
+	img[1000] ^= 0xff
+	os.WriteFile(patched, img, 0o755)
+	fails(t, 4, "modified", acquire(b, hwB, "--image", patched)[0:]...)
+	// A product no pack holds, and a software ID without a reference image.
+	fails(t, 3, "no free seat", "agent", "license", "acquire", "--data", b, "--hw-root", hwB, "--server", site.URL,
+		"--product", "other-product", "--software-id", softwareID, "--image", g.image)
+	fails(t, 3, "knows no client image", "agent", "license", "acquire", "--data", b, "--hw-root", hwB, "--server", site.URL,
+		"--product", "app", "--software-id", "non-windows/7/313", "--image", g.image)
+	// A license presented after its expiry.
+	failsEnv(t, []string{"LICET_NOW=" + time.Now().AddDate(30, 0, 0).Format(time.RFC3339)}, 3, "expired", "license", "verify", "--root", g.rootPE, licPath)
+	// A license issued by a site the vendor never certified.
+	rogue := filepath.Join(g.tmp, "rogue.pem")
+	os.WriteFile(rogue, rogueLicense(t), 0o644)
+	fails(t, 3, "not valid", "license", "verify", "--root", g.rootPE, rogue)
+
+	// A replayed challenge answer is refused: the challenge is single use.
+	replayChallenge(t, site.URL, g.image)
+
+	// The pool: 3 seats, held by A and the honest replay client; B takes the
+	// last one and C finds the pool empty.
+	okJSON(t, &licenseOut{}, acquire(b, hwB)...)
+	c, hwC := newAgent(t, "cccccccccccccccccccccccccccccccc")
+	fails(t, 3, "no free seat", acquire(c, hwC)...)
+	var packs []packRow
+	okJSON(t, &packs, "site", "pack", "list", "--data", g.siteDir, "--all")
+	if len(packs) != 1 || packs[0].Assigned != 3 {
+		t.Fatalf("pack after 3 grants: %+v", packs)
+	}
+}
+
+// replayChallenge answers a challenge correctly, then sends the same grant
+// request again.
+func replayChallenge(t *testing.T, siteURL, image string) {
+	t.Helper()
+	ctx := context.Background()
+	sig, _ := keys.GenerateSigner()
+	dec, _ := keys.GenerateDecrypter()
+	sid, _ := softid.Parse(softwareID)
+	c := &api.Client{BaseURL: siteURL}
+	ch, err := c.Challenge(ctx, licenseserver.ChallengeRequest{SoftwareID: uint32(sid), ProductID: "app", ClientKey: sig.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := challenge.AnswerFile(ch.Nonce, image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &licenseserver.GrantRequest{ChallengeID: ch.ChallengeID, Answer: answer, ClientKey: sig.Public(),
+		ClientHPKEKey: dec.PublicBytes(), SystemID: "sys-replay", ProductID: "app"}
+	req.Signature = sig.Sign(licenseserver.GrantMessage(req))
+	if _, err := c.Grant(ctx, req); err != nil {
+		t.Fatalf("honest grant: %v", err)
+	}
+	if _, err := c.Grant(ctx, req); err == nil || !strings.Contains(err.Error(), "already answered") {
+		t.Fatalf("replayed grant: %v", err)
+	}
+	// A grant request signed by another key than the challenged one.
+	ch, _ = c.Challenge(ctx, licenseserver.ChallengeRequest{SoftwareID: uint32(sid), ProductID: "app", ClientKey: sig.Public()})
+	answer, _ = challenge.AnswerFile(ch.Nonce, image)
+	other, _ := keys.GenerateSigner()
+	req = &licenseserver.GrantRequest{ChallengeID: ch.ChallengeID, Answer: answer, ClientKey: other.Public(),
+		ClientHPKEKey: dec.PublicBytes(), SystemID: "sys-replay", ProductID: "app"}
+	req.Signature = other.Sign(licenseserver.GrantMessage(req))
+	if _, err := c.Grant(ctx, req); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("grant with a swapped key: %v", err)
+	}
+}
+
+// rogueLicense is a well-formed license from a site certified by another root.
+func rogueLicense(t *testing.T) []byte {
+	t.Helper()
+	now := time.Now()
+	rootKey, _ := keys.GenerateSigner()
+	root, _ := pki.NewRoot(rootKey, "Test Vendor", now)
+	siteKey, _ := keys.GenerateSigner()
+	hp, _ := keys.GenerateDecrypter()
+	csr, _ := pki.NewSiteRequest(siteKey, hp.PublicBytes(), "rogue")
+	req, err := pki.ParseSiteRequest(csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	siteDER, err := root.CertifySite(req, "acme", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	siteCert, _ := x509Parse(siteDER)
+	client, _ := keys.GenerateSigner()
+	der, err := license.Issue(&pki.Authority{Cert: siteCert, Signer: siteKey}, client.Public(),
+		verify.Attributes{LicenseID: 7, ProductID: "app", ProductVersion: "2.0", Platform: "non-windows"}, now, now.Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return license.EncodePEM([][]byte{der, siteDER})
+}
+
+// testSeatsExact runs 1,000 concurrent clients against 100 seats through the
+// given site processes and checks that exactly 100 distinct clients got one.
+func testSeatsExact(t *testing.T, g *grantEnv, sites []string) {
+	sid, _ := softid.Parse(softwareID)
+	res, err := loadgen.Grants(context.Background(), loadgen.GrantOptions{Servers: sites, ProductID: "app", SoftwareID: sid,
+		Image: g.image, Clients: 1000, Concurrency: 1000, RootPEM: mustRead(t, g.rootPE)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", res)
+	if res.OK != 100 || res.Rejected != 900 || res.Failed != 0 {
+		t.Fatalf("1000 clients, 100 seats: %s %v", res, res.FirstErrors)
+	}
+	checkAssignments(t, g, res.Granted, 100)
+}
+
+// checkAssignments checks that every license the clients hold is recorded,
+// once, and that the pack's assigned count equals the rows.
+func checkAssignments(t *testing.T, g *grantEnv, held map[string]int64, wantAtLeast int) {
+	t.Helper()
+	args := []string{"site", "license", "list", "--data", g.siteDir}
+	if g.db != "" {
+		args = append(args, "--db", g.db)
+	}
+	var rows []struct {
+		LicenseID int64  `json:"license_id"`
+		ClientID  string `json:"client_id"`
+	}
+	okJSON(t, &rows, args...)
+	byClient := map[string]int64{}
+	ids := map[int64]bool{}
+	for _, r := range rows {
+		if _, dup := byClient[r.ClientID]; dup {
+			t.Fatalf("client %s has two assignments", r.ClientID)
+		}
+		if ids[r.LicenseID] {
+			t.Fatalf("license ID %d assigned twice", r.LicenseID)
+		}
+		byClient[r.ClientID], ids[r.LicenseID] = r.LicenseID, true
+	}
+	for client, id := range held {
+		if byClient[client] != id {
+			t.Fatalf("client %s holds license %d, the table says %d", client, id, byClient[client])
+		}
+	}
+	if len(rows) < wantAtLeast || len(rows) < len(held) {
+		t.Fatalf("%d assignments, %d held, want at least %d", len(rows), len(held), wantAtLeast)
+	}
+	var packs []packRow
+	pargs := []string{"site", "pack", "list", "--data", g.siteDir, "--all"}
+	if g.db != "" {
+		pargs = append(pargs, "--db", g.db)
+	}
+	okJSON(t, &packs, pargs...)
+	if len(packs) != 1 || packs[0].Assigned != len(rows) {
+		t.Fatalf("pack counts %+v, %d assignment rows", packs, len(rows))
+	}
+}
+
+func TestSeatsExactSQLite(t *testing.T) {
+	g := newGrantEnv(t, "", 100)
+	site := start(t, nil, "site", "serve", "--data", g.siteDir)
+	testSeatsExact(t, g, []string{site.URL})
+}
+
+func TestSeatsExactPostgresTwoProcesses(t *testing.T) {
+	db := postgres.TestDSN(t)
+	g := newGrantEnv(t, db, 100)
+	s1 := start(t, nil, "site", "serve", "--data", g.siteDir, "--db", db)
+	s2 := start(t, nil, "site", "serve", "--data", g.siteDir, "--db", db)
+	testSeatsExact(t, g, []string{s1.URL, s2.URL})
+}
+
+// TestGrantStormSurvivesSIGKILL kills the site with SIGKILL in the middle of
+// a grant storm, restarts it, and checks the assignment table against what
+// the clients hold.
+func TestGrantStormSurvivesSIGKILL(t *testing.T) {
+	g := newGrantEnv(t, "", 400)
+	cmd := exec.Command(licetBin, "site", "serve", "--data", g.siteDir, "--listen", "127.0.0.1:0")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 256)
+	n, _ := out.Read(buf)
+	m := listenRE.FindStringSubmatch(string(buf[:n]))
+	if m == nil {
+		cmd.Process.Kill()
+		t.Fatalf("site did not announce its address: %q", buf[:n])
+	}
+	sid, _ := softid.Parse(softwareID)
+	var res *loadgen.Result
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		res, _ = loadgen.Grants(context.Background(), loadgen.GrantOptions{Servers: []string{m[1]}, ProductID: "app", SoftwareID: sid,
+			Image: g.image, Clients: 600, Concurrency: 32})
+	}()
+	// Kill once some grants have landed.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(m[1] + "/metrics")
+		if err == nil {
+			body := make([]byte, 1<<20)
+			k, _ := resp.Body.Read(body)
+			resp.Body.Close()
+			if strings.Contains(string(body[:k]), `route="POST /v1/licenses"`) {
+				time.Sleep(300 * time.Millisecond)
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	wg.Wait()
+	if res.OK == 0 || res.Failed == 0 {
+		t.Fatalf("the kill did not land mid-storm: %s", res)
+	}
+	t.Logf("before the kill: %s", res)
+	// Restart: the store opens cleanly and agrees with what clients hold.
+	site := start(t, nil, "site", "serve", "--data", g.siteDir)
+	checkAssignments(t, g, res.Granted, res.OK)
+	// And it keeps granting.
+	res2, err := loadgen.Grants(context.Background(), loadgen.GrantOptions{Servers: []string{site.URL}, ProductID: "app", SoftwareID: sid,
+		Image: g.image, Clients: 10, Concurrency: 4})
+	if err != nil || res2.OK != 10 {
+		t.Fatalf("after restart: %v %v", res2, err)
+	}
+}
+
+func x509Parse(der []byte) (*x509.Certificate, error) { return x509.ParseCertificate(der) }
