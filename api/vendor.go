@@ -54,6 +54,9 @@ func decodeRequest(text string) ([]byte, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "certification request rejected")
 	}
+	if blk.Version > 1 {
+		return nil, errs.E(errs.Invalid, "certification request format version %d is newer than this licet reads (1); upgrade licet", blk.Version)
+	}
 	return blk.Body, nil
 }
 

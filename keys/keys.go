@@ -64,6 +64,9 @@ func (s *Signer) Sign(msg []byte) []byte { return ed25519.Sign(s.priv, msg) }
 // String shows the key ID only, so that a key in a log line leaks nothing.
 func (s *Signer) String() string { return "signer " + s.id }
 
+// GoString is String, so that %#v leaks nothing either.
+func (s *Signer) GoString() string { return s.String() }
+
 const pemSigner = "PRIVATE KEY"
 
 // Save writes the key as PKCS#8 PEM with mode 0600, refusing to overwrite a file.
@@ -148,6 +151,9 @@ func (d *Decrypter) PublicBytes() []byte { return append([]byte(nil), d.pub...) 
 
 // String shows the key ID only.
 func (d *Decrypter) String() string { return "decrypter " + d.id }
+
+// GoString is String, so that %#v leaks nothing either.
+func (d *Decrypter) GoString() string { return d.String() }
 
 // Open decrypts a ciphertext made by Seal for this key with the same info.
 func (d *Decrypter) Open(info, ciphertext []byte) ([]byte, error) {

@@ -3,12 +3,18 @@ package licenseserver
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/licet/licet/armor"
@@ -96,7 +102,10 @@ type ChallengeResponse struct {
 }
 
 // NewChallenge answers a challenge request. A software ID without a reference
-// image is rejected.
+// image is rejected. The challenge is stateless: its ID carries the nonce, the
+// software ID and the expiry under a MAC with a key derived from the site key,
+// so it needs no database write; it is recorded when it is answered, which
+// makes it single use.
 func (s *Server) NewChallenge(ctx context.Context, req ChallengeRequest) (*ChallengeResponse, error) {
 	if err := s.ID.RequireCertified(); err != nil {
 		return nil, err
@@ -116,14 +125,46 @@ func (s *Server) NewChallenge(ctx context.Context, req ChallengeRequest) (*Chall
 		}
 		return nil, err
 	}
-	c := &Challenge{
-		ID: ids.New("ch"), Nonce: ids.Random(16), SoftwareID: req.SoftwareID,
-		ClientID: verify.ClientID(req.ClientKey), ProductID: req.ProductID, Expires: s.Now().UTC().Add(ChallengeTTL),
+	nonce := ids.Random(16)
+	expires := s.Now().UTC().Add(ChallengeTTL).Truncate(time.Second)
+	body := make([]byte, 0, challengeIDLen)
+	body = append(body, nonce...)
+	body = binary.BigEndian.AppendUint32(body, req.SoftwareID)
+	body = binary.BigEndian.AppendUint64(body, uint64(expires.Unix()))
+	body = append(body, s.challengeMAC(body, verify.ClientID(req.ClientKey), req.ProductID)...)
+	return &ChallengeResponse{ChallengeID: "ch-" + base64.RawURLEncoding.EncodeToString(body), Nonce: nonce, Expires: expires}, nil
+}
+
+// challengeIDLen is the length of a decoded challenge ID: nonce, software
+// ID, expiry (Unix seconds) and a 16-byte MAC.
+const challengeIDLen = 16 + 4 + 8 + 16
+
+// challengeMAC binds a challenge to the client and product it was made for.
+func (s *Server) challengeMAC(body []byte, clientID, product string) []byte {
+	s.macOnce.Do(func() {
+		key, err := hkdf.Key(sha256.New, s.ID.Signer.Private().Seed(), nil, "licet/v1 challenge mac", 32)
+		if err != nil {
+			panic(err) // HKDF-SHA256 fails only for absurd lengths
+		}
+		s.macKey = key
+	})
+	m := hmac.New(sha256.New, s.macKey)
+	m.Write(body)
+	m.Write([]byte("\x00" + clientID + "\x00" + product))
+	return m.Sum(nil)[:16]
+}
+
+// openChallenge checks a challenge ID made by NewChallenge for this client and product.
+func (s *Server) openChallenge(id, clientID, product string) (nonce []byte, sid uint32, expires time.Time, err error) {
+	raw, derr := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(id, "ch-"))
+	if derr != nil || len(raw) != challengeIDLen || !strings.HasPrefix(id, "ch-") {
+		return nil, 0, time.Time{}, errs.E(errs.Forbidden, "rejected: %q is not a challenge of this license server; request a new challenge", id)
 	}
-	if err := s.Store.CreateChallenge(ctx, c); err != nil {
-		return nil, err
+	body, mac := raw[:challengeIDLen-16], raw[challengeIDLen-16:]
+	if !hmac.Equal(mac, s.challengeMAC(body, clientID, product)) {
+		return nil, 0, time.Time{}, errs.E(errs.Forbidden, "rejected: the grant request does not match the challenge's client key and product")
 	}
-	return &ChallengeResponse{ChallengeID: c.ID, Nonce: c.Nonce, Expires: c.Expires}, nil
+	return body[:16], binary.BigEndian.Uint32(body[16:20]), time.Unix(int64(binary.BigEndian.Uint64(body[20:28])), 0).UTC(), nil
 }
 
 // GrantRequest answers a challenge and asks for the license. Signature is the
@@ -163,59 +204,50 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 	if err := s.ID.RequireCertified(); err != nil {
 		return nil, err
 	}
-	c, err := s.Store.TakeChallenge(ctx, req.ChallengeID)
-	if errs.Is(err, errs.NotFound) {
-		return nil, errs.E(errs.Forbidden, "rejected: challenge %q is unknown or was already answered; request a new challenge", req.ChallengeID)
+	if len(req.ClientKey) != ed25519.PublicKeySize {
+		return nil, errs.E(errs.Invalid, "client_key must be a %d-byte Ed25519 public key", ed25519.PublicKeySize)
 	}
+	clientID := verify.ClientID(req.ClientKey)
+	nonce, sid, expires, err := s.openChallenge(req.ChallengeID, clientID, req.ProductID)
 	if err != nil {
 		return nil, err
 	}
 	now := s.Now().UTC()
-	if !now.Before(c.Expires) {
-		return nil, errs.E(errs.Forbidden, "rejected: the challenge expired at %s; request a new one", c.Expires.Format(time.RFC3339))
-	}
-	if len(req.ClientKey) != ed25519.PublicKeySize || verify.ClientID(req.ClientKey) != c.ClientID || req.ProductID != c.ProductID {
-		return nil, errs.E(errs.Forbidden, "rejected: the grant request does not match the challenge's client key and product")
+	if !now.Before(expires) {
+		return nil, errs.E(errs.Forbidden, "rejected: the challenge expired at %s; request a new one", expires.Format(time.RFC3339))
 	}
 	if !ed25519.Verify(req.ClientKey, GrantMessage(req), req.Signature) {
 		return nil, errs.E(errs.Forbidden, "rejected: the grant request is not signed by the client key")
 	}
-	img, err := s.Store.Image(ctx, c.SoftwareID)
+	img, err := s.Store.Image(ctx, sid)
 	if err != nil {
 		return nil, err
 	}
 	f, err := os.Open(s.imagePath(img.SHA256))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errs.Wrap(errs.Internal, err, "reference image of software ID %s is missing from the data directory; add it again", softid.ID(c.SoftwareID))
+			return nil, errs.Wrap(errs.Internal, err, "reference image of software ID %s is missing from the data directory; add it again", softid.ID(sid))
 		}
 		return nil, errs.Wrap(errs.Internal, err, "open reference image")
 	}
-	match, err := challenge.Check(c.Nonce, req.Answer, f)
+	match, err := challenge.Check(nonce, req.Answer, f)
 	f.Close()
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "hash reference image")
 	}
 	if !match {
-		return nil, errs.E(errs.Forbidden, "rejected: the challenge answer does not match the reference image of software ID %s; the client program was modified or is another revision", softid.ID(c.SoftwareID))
+		return nil, errs.E(errs.Forbidden, "rejected: the challenge answer does not match the reference image of software ID %s; the client program was modified or is another revision", softid.ID(sid))
 	}
 	if _, err := keys.SuiteKEM.NewPublicKey(req.ClientHPKEKey); err != nil {
 		return nil, errs.E(errs.Invalid, "client_hpke_key is not an MLKEM768-X25519 public key")
 	}
 	a, existing, err := s.Store.AssignSeat(ctx, SeatRequest{
-		ClientID: c.ClientID, SystemID: req.SystemID, ClientKey: req.ClientKey,
-		ProductID: c.ProductID, Platform: softid.ID(c.SoftwareID).Platform(), Now: now,
-	})
+		ClientID: clientID, SystemID: req.SystemID, ClientKey: req.ClientKey,
+		ProductID: req.ProductID, Platform: softid.ID(sid).Platform(), Now: now,
+		ChallengeID: req.ChallengeID, ChallengeExpires: expires,
+	}, s.signLicense)
 	if err != nil {
 		return nil, err
-	}
-	if len(a.Cert) == 0 {
-		if a.Cert, err = s.signLicense(ctx, a); err != nil {
-			return nil, err
-		}
-		if err := s.Store.SetAssignmentCert(ctx, a.LicenseID, a.Cert); err != nil {
-			return nil, err
-		}
 	}
 	file, err := SealLicense([][]byte{a.Cert, s.ID.Site.Cert.Raw}, req.ClientHPKEKey)
 	if err != nil {
@@ -224,11 +256,8 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 	return &Grant{Assignment: a, Reissued: existing, File: file}, nil
 }
 
-func (s *Server) signLicense(ctx context.Context, a *Assignment) ([]byte, error) {
-	p, err := s.Store.Pack(ctx, a.PackID)
-	if err != nil {
-		return nil, err
-	}
+// signLicense makes the license certificate of an assignment from pack p.
+func (s *Server) signLicense(a *Assignment, p *InstalledPack) ([]byte, error) {
 	notAfter := s.ID.Site.Cert.NotAfter
 	if a.Expires != nil && a.Expires.Before(notAfter) {
 		notAfter = *a.Expires

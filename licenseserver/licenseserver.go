@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/licet/licet/armor"
@@ -302,6 +303,9 @@ type Server struct {
 	ID    *Identity
 	Store Store
 	Now   func() time.Time
+
+	macOnce sync.Once // derives macKey, the challenge MAC key, from the site key
+	macKey  []byte
 }
 
 // PurchaseRequest writes the armored purchase request for an order.

@@ -56,16 +56,6 @@ type Image struct {
 	Added      time.Time `json:"added"`
 }
 
-// Challenge is an outstanding platform challenge, usable once.
-type Challenge struct {
-	ID         string
-	Nonce      []byte
-	SoftwareID uint32
-	ClientID   string
-	ProductID  string
-	Expires    time.Time
-}
-
 // Assignment is a row of the client assignment table (licensing seed Table 4).
 type Assignment struct {
 	LicenseID int64      `json:"license_id"`
@@ -80,14 +70,17 @@ type Assignment struct {
 	Cert      []byte     `json:"-"`                 // the license certificate (DER); empty until signed
 }
 
-// SeatRequest asks for one seat of a product for a client.
+// SeatRequest asks for one seat of a product for a client, answering the
+// challenge ChallengeID.
 type SeatRequest struct {
-	ClientID  string
-	SystemID  string
-	ClientKey []byte
-	ProductID string
-	Platform  string
-	Now       time.Time
+	ClientID         string
+	SystemID         string
+	ClientKey        []byte
+	ProductID        string
+	Platform         string
+	Now              time.Time
+	ChallengeID      string
+	ChallengeExpires time.Time
 }
 
 // AssignmentFilter selects assignments; empty fields match all.
@@ -103,18 +96,15 @@ type GrantStore interface {
 	Image(ctx context.Context, softwareID uint32) (*Image, error)
 	Images(ctx context.Context) ([]*Image, error)
 
-	CreateChallenge(ctx context.Context, c *Challenge) error
-	// TakeChallenge removes and returns a challenge; NotFound if it does not
-	// exist or was taken already, so that an answer can never be replayed.
-	TakeChallenge(ctx context.Context, id string) (*Challenge, error)
-
-	// AssignSeat returns the client's live assignment for the product
-	// (existing is true), or allocates one seat from a pack of the product and
-	// platform that is active at req.Now and records the assignment, with the
-	// pack's assigned count, in one transaction. Exhausted if no pack has a
-	// free seat. Exact under any concurrency, across processes too.
-	AssignSeat(ctx context.Context, req SeatRequest) (a *Assignment, existing bool, err error)
-	// SetAssignmentCert stores the signed license of an assignment.
-	SetAssignmentCert(ctx context.Context, licenseID int64, cert []byte) error
+	// AssignSeat grants a seat in one transaction: it records req.ChallengeID
+	// as answered (Forbidden if it was answered before: a replay), then
+	// returns the client's live assignment for the product (existing is true)
+	// or allocates one seat from a pack of the product and platform that is
+	// active at req.Now and records the assignment with the pack's assigned
+	// count. An assignment without a license yet gets the one sign returns
+	// (given the assignment and its pack), stored in the same transaction;
+	// sign must not call the store. Exhausted if no pack has a free seat.
+	// Exact under any concurrency, across processes too.
+	AssignSeat(ctx context.Context, req SeatRequest, sign func(*Assignment, *InstalledPack) ([]byte, error)) (a *Assignment, existing bool, err error)
 	Assignments(ctx context.Context, f AssignmentFilter) ([]*Assignment, error)
 }

@@ -22,8 +22,9 @@ import (
 
 // Dialect is SQLite's SQL dialect.
 var Dialect = sqlstore.Dialect{
-	Name:     "sqlite",
-	BlobType: "BLOB",
+	Name:        "sqlite",
+	BlobType:    "BLOB",
+	GroupCommit: true,
 	IsUnique: func(err error) bool {
 		var e *sqlite.Error
 		if errors.As(err, &e) {

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/licet/licet/errs"
@@ -30,6 +31,10 @@ type Dialect struct {
 	BlobType string
 	// IsUnique reports whether err is a unique-constraint violation.
 	IsUnique func(error) bool
+	// GroupCommit runs the transactions of one process in batches: one
+	// database transaction, one savepoint per caller, one commit (one fsync)
+	// for all. For SQLite, where writers take turns anyway.
+	GroupCommit bool
 	// LockMigrations, if set, runs inside the migration transaction first, so
 	// that processes starting together apply each migration once.
 	LockMigrations string
@@ -39,7 +44,21 @@ type Dialect struct {
 type DB struct {
 	SQL *sql.DB
 	d   Dialect
+
+	qmu     sync.Mutex // guards queue and leading
+	queue   []*txRequest
+	leading bool // a goroutine is committing batches
 }
+
+// txRequest is one caller's transaction waiting for a group commit.
+type txRequest struct {
+	ctx  context.Context
+	fn   func(c conn) error
+	done chan error
+}
+
+// maxBatch bounds how many transactions share one commit.
+const maxBatch = 256
 
 // New wraps an open database.
 func New(db *sql.DB, d Dialect) *DB { return &DB{SQL: db, d: d} }
@@ -97,6 +116,9 @@ func (db *DB) conn() conn { return conn{db: db, q: db.SQL} }
 
 // tx runs fn in a transaction, committing if it returns nil.
 func (db *DB) tx(ctx context.Context, fn func(c conn) error) error {
+	if db.d.GroupCommit {
+		return db.groupTx(ctx, fn)
+	}
 	tx, err := db.SQL.BeginTx(ctx, nil)
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "begin transaction")
@@ -109,6 +131,78 @@ func (db *DB) tx(ctx context.Context, fn func(c conn) error) error {
 		return errs.Wrap(errs.Internal, err, "commit transaction")
 	}
 	return nil
+}
+
+// groupTx queues fn for the next group commit and waits for its outcome. The
+// first caller to find no batch running commits batches until the queue is
+// empty, so no goroutine runs in the background between bursts.
+func (db *DB) groupTx(ctx context.Context, fn func(c conn) error) error {
+	r := &txRequest{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	db.qmu.Lock()
+	db.queue = append(db.queue, r)
+	lead := !db.leading
+	db.leading = true
+	db.qmu.Unlock()
+	if lead {
+		db.lead()
+	}
+	return <-r.done
+}
+
+// lead commits queued batches until none is left.
+func (db *DB) lead() {
+	for {
+		db.qmu.Lock()
+		n := min(len(db.queue), maxBatch)
+		batch := db.queue[:n:n]
+		db.queue = db.queue[n:]
+		if n == 0 {
+			db.leading = false
+			db.qmu.Unlock()
+			return
+		}
+		db.qmu.Unlock()
+		db.commitBatch(batch)
+	}
+}
+
+// commitBatch runs each request under its own savepoint in one transaction:
+// a request that fails is rolled back alone; the commit covers the rest.
+func (db *DB) commitBatch(batch []*txRequest) {
+	results := make([]error, len(batch))
+	tx, err := db.SQL.BeginTx(context.Background(), nil)
+	if err != nil {
+		for _, r := range batch {
+			r.done <- errs.Wrap(errs.Internal, err, "begin transaction")
+		}
+		return
+	}
+	c := conn{db: db, q: tx}
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			results[i] = errs.Wrap(errs.Internal, err, "request ended before its transaction ran")
+			continue
+		}
+		if _, err := tx.Exec("SAVEPOINT licet_tx"); err != nil {
+			results[i] = errs.Wrap(errs.Internal, err, "begin savepoint")
+			continue
+		}
+		results[i] = r.fn(c)
+		if results[i] != nil {
+			tx.Exec("ROLLBACK TO licet_tx")
+		}
+		tx.Exec("RELEASE licet_tx")
+	}
+	if err := tx.Commit(); err != nil {
+		for i := range results {
+			if results[i] == nil {
+				results[i] = errs.Wrap(errs.Internal, err, "commit transaction")
+			}
+		}
+	}
+	for i, r := range batch {
+		r.done <- results[i]
+	}
 }
 
 // dbErr classifies a database error; what names the operation.

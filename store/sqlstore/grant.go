@@ -45,31 +45,6 @@ func (s *Site) Images(ctx context.Context) ([]*licenseserver.Image, error) {
 	return list(ctx, s.DB, "list images", scanImage, `SELECT software_id, name, sha256, size, added FROM s_images ORDER BY software_id`)
 }
 
-// CreateChallenge stores an outstanding challenge and drops long-expired ones.
-func (s *Site) CreateChallenge(ctx context.Context, ch *licenseserver.Challenge) error {
-	_, err := s.conn().exec(ctx, `INSERT INTO s_challenges (id, nonce, software_id, client_id, product_id, expires) VALUES (?, ?, ?, ?, ?, ?)`,
-		ch.ID, ch.Nonce, int64(ch.SoftwareID), ch.ClientID, ch.ProductID, toNanos(ch.Expires))
-	if err != nil {
-		return s.dbErr(err, "store challenge")
-	}
-	// Unanswered challenges expire; sweep a few so the table stays small.
-	_, err = s.conn().exec(ctx, `DELETE FROM s_challenges WHERE id IN (SELECT id FROM s_challenges WHERE expires < ? LIMIT 16)`, toNanos(ch.Expires)-2*int64(licenseserver.ChallengeTTL))
-	return s.dbErr(err, "sweep challenges")
-}
-
-// TakeChallenge deletes and returns a challenge, so that it is answered once.
-func (s *Site) TakeChallenge(ctx context.Context, id string) (*licenseserver.Challenge, error) {
-	var ch licenseserver.Challenge
-	var sid, exp int64
-	err := s.conn().row(ctx, `DELETE FROM s_challenges WHERE id = ? RETURNING id, nonce, software_id, client_id, product_id, expires`, id).
-		Scan(&ch.ID, &ch.Nonce, &sid, &ch.ClientID, &ch.ProductID, &exp)
-	if err != nil {
-		return nil, s.scanErr(err, "challenge", id)
-	}
-	ch.SoftwareID, ch.Expires = uint32(sid), fromNanos(exp)
-	return &ch, nil
-}
-
 const assignmentCols = `license_id, pack_id, client_id, system_id, product_id, platform, client_key, issued, expires, cert`
 
 func scanAssignment(sc interface{ Scan(...any) error }) (*licenseserver.Assignment, error) {
@@ -87,9 +62,9 @@ func scanAssignment(sc interface{ Scan(...any) error }) (*licenseserver.Assignme
 // seat is taken with a conditional update (assigned < quantity), so two
 // processes can never both take the last one; a concurrent grant to the same
 // client loses on the unique (client, product) key and retries as a reissue.
-func (s *Site) AssignSeat(ctx context.Context, req licenseserver.SeatRequest) (*licenseserver.Assignment, bool, error) {
+func (s *Site) AssignSeat(ctx context.Context, req licenseserver.SeatRequest, sign func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error)) (*licenseserver.Assignment, bool, error) {
 	for attempt := 0; ; attempt++ {
-		a, existing, err := s.assignOnce(ctx, req)
+		a, existing, err := s.assignOnce(ctx, req, sign)
 		if err != nil && s.d.IsUnique(errors.Unwrap(err)) && attempt < 3 {
 			continue
 		}
@@ -97,16 +72,29 @@ func (s *Site) AssignSeat(ctx context.Context, req licenseserver.SeatRequest) (*
 	}
 }
 
-func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest) (*licenseserver.Assignment, bool, error) {
+func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, sign func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error)) (*licenseserver.Assignment, bool, error) {
 	now := toNanos(req.Now)
 	var out *licenseserver.Assignment
 	existing := false
 	err := s.tx(ctx, func(c conn) error {
+		if _, err := c.exec(ctx, `INSERT INTO s_used_challenges (id, expires) VALUES (?, ?)`, req.ChallengeID, toNanos(req.ChallengeExpires)); err != nil {
+			if s.d.IsUnique(err) {
+				return errs.E(errs.Forbidden, "rejected: this challenge was already answered; request a new challenge")
+			}
+			return s.dbErr(err, "record answered challenge")
+		}
+		// Answered challenges are kept until they expire; sweep a few each time.
+		if _, err := c.exec(ctx, `DELETE FROM s_used_challenges WHERE id IN (SELECT id FROM s_used_challenges WHERE expires < ? LIMIT 4)`, now); err != nil {
+			return s.dbErr(err, "sweep answered challenges")
+		}
 		a, err := scanAssignment(c.row(ctx, `SELECT `+assignmentCols+` FROM s_assignments WHERE client_id = ? AND product_id = ?`, req.ClientID, req.ProductID))
 		switch {
 		case err == nil && (a.Expires == nil || a.Expires.UnixNano() > now):
 			out, existing = a, true
-			return nil
+			if len(a.Cert) > 0 {
+				return nil
+			}
+			return s.storeCert(ctx, c, a, sign)
 		case err == nil: // the client's license died with its pack: free the key for a new seat
 			if _, err := c.exec(ctx, `DELETE FROM s_assignments WHERE license_id = ?`, a.LicenseID); err != nil {
 				return s.dbErr(err, "retire expired assignment")
@@ -115,12 +103,10 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest) (*
 			return s.dbErr(err, "look up assignment")
 		}
 		for {
-			var packID string
-			var expires sql.NullInt64
-			err := c.row(ctx, `SELECT pack_id, expires FROM s_packs
+			p, err := scanPack(c.row(ctx, `SELECT `+packCols+` FROM s_packs
 				WHERE product_id = ? AND platform = ? AND assigned < quantity
 				  AND (first_active IS NULL OR first_active <= ?) AND (expires IS NULL OR expires > ?)
-				ORDER BY installed, pack_id LIMIT 1`, req.ProductID, req.Platform, now, now).Scan(&packID, &expires)
+				ORDER BY installed, pack_id LIMIT 1`, req.ProductID, req.Platform, now, now))
 			if errors.Is(err, sql.ErrNoRows) {
 				return errs.E(errs.Exhausted, "no free seat of %s for platform %s: every installed pack is used up, expired or not yet active", req.ProductID, req.Platform)
 			}
@@ -129,17 +115,20 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest) (*
 			}
 			var serial int64
 			err = c.row(ctx, `UPDATE s_packs SET assigned = assigned + 1 WHERE pack_id = ? AND assigned < quantity
-				RETURNING begin_serial + assigned - 1`, packID).Scan(&serial)
+				RETURNING begin_serial + assigned - 1`, p.PackID).Scan(&serial)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // another process took the pack's last seat: try the next pack
 			}
 			if err != nil {
-				return s.dbErr(err, "take a seat of pack "+packID)
+				return s.dbErr(err, "take a seat of pack "+p.PackID)
 			}
-			out = &licenseserver.Assignment{LicenseID: serial, PackID: packID, ClientID: req.ClientID, SystemID: req.SystemID,
-				ProductID: req.ProductID, Platform: req.Platform, ClientKey: req.ClientKey, Issued: fromNanos(now), Expires: fromNullNanos(expires)}
-			_, err = c.exec(ctx, `INSERT INTO s_assignments (`+assignmentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
-				out.LicenseID, out.PackID, out.ClientID, out.SystemID, out.ProductID, out.Platform, out.ClientKey, now, toNullNanos(out.Expires))
+			out = &licenseserver.Assignment{LicenseID: serial, PackID: p.PackID, ClientID: req.ClientID, SystemID: req.SystemID,
+				ProductID: req.ProductID, Platform: req.Platform, ClientKey: req.ClientKey, Issued: fromNanos(now), Expires: p.Expires}
+			if out.Cert, err = sign(out, p); err != nil {
+				return err
+			}
+			_, err = c.exec(ctx, `INSERT INTO s_assignments (`+assignmentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				out.LicenseID, out.PackID, out.ClientID, out.SystemID, out.ProductID, out.Platform, out.ClientKey, now, toNullNanos(out.Expires), out.Cert)
 			if err != nil {
 				return errs.Wrap(errs.Internal, err, "record assignment")
 			}
@@ -152,15 +141,20 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest) (*
 	return out, existing, nil
 }
 
-// SetAssignmentCert stores the signed license of an assignment.
-func (s *Site) SetAssignmentCert(ctx context.Context, licenseID int64, cert []byte) error {
-	res, err := s.conn().exec(ctx, `UPDATE s_assignments SET cert = ? WHERE license_id = ?`, cert, licenseID)
+// storeCert signs and stores the license of an assignment that has none.
+func (s *Site) storeCert(ctx context.Context, c conn, a *licenseserver.Assignment, sign func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error)) error {
+	p, err := scanPack(c.row(ctx, `SELECT `+packCols+` FROM s_packs WHERE pack_id = ?`, a.PackID))
 	if err != nil {
+		return s.scanErr(err, "pack", a.PackID)
+	}
+	cert, err := sign(a, p)
+	if err != nil {
+		return err
+	}
+	if _, err := c.exec(ctx, `UPDATE s_assignments SET cert = ? WHERE license_id = ?`, cert, a.LicenseID); err != nil {
 		return s.dbErr(err, "store license")
 	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return errs.E(errs.NotFound, "assignment of license %d not found", licenseID)
-	}
+	a.Cert = cert
 	return nil
 }
 

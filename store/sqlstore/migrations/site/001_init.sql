@@ -35,15 +35,11 @@ CREATE TABLE s_images (
   size        BIGINT NOT NULL,
   added       BIGINT NOT NULL
 );
-CREATE TABLE s_challenges (
-  id          TEXT PRIMARY KEY,
-  nonce       BLOB NOT NULL,
-  software_id BIGINT NOT NULL,
-  client_id   TEXT NOT NULL,
-  product_id  TEXT NOT NULL,
-  expires     BIGINT NOT NULL
+CREATE TABLE s_used_challenges (
+  id      TEXT PRIMARY KEY,
+  expires BIGINT NOT NULL
 );
-CREATE INDEX s_challenges_expires ON s_challenges(expires);
+CREATE INDEX s_used_challenges_expires ON s_used_challenges(expires);
 CREATE TABLE s_assignments (
   license_id BIGINT PRIMARY KEY,
   pack_id    TEXT NOT NULL REFERENCES s_packs(pack_id),

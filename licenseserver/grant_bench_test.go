@@ -1,0 +1,117 @@
+package licenseserver_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/licet/licet/challenge"
+	"github.com/licet/licet/clearinghouse"
+	"github.com/licet/licet/clientimage"
+	"github.com/licet/licet/keys"
+	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/softid"
+	"github.com/licet/licet/store"
+)
+
+func openVendor(ctx context.Context, dsn string) (clearinghouse.StoreCloser, error) {
+	return store.OpenVendor(ctx, dsn)
+}
+
+func openSite(ctx context.Context, dsn string) (licenseserver.StoreCloser, error) {
+	return store.OpenSite(ctx, dsn)
+}
+
+// newSite makes a vendor and a certified site with a pack of seats of
+// product "app" for non-windows clients and a registered 64 KiB image.
+func newSite(tb testing.TB, seats int) (*licenseserver.Server, softid.ID, []byte) {
+	tb.Helper()
+	ctx := context.Background()
+	dir := tb.TempDir()
+	if _, err := clearinghouse.Init(ctx, filepath.Join(dir, "vendor"), "Bench", "", openVendor); err != nil {
+		tb.Fatal(err)
+	}
+	vs, err := clearinghouse.Open(ctx, filepath.Join(dir, "vendor"), "", openVendor)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { vs.Close() })
+	must(tb, vs.AddProduct(ctx, &clearinghouse.Product{ID: "app", Version: "1.0"}))
+	must(tb, vs.AddCustomer(ctx, &clearinghouse.Customer{ID: "acme"}))
+	code, _, err := vs.CreateEnrollment(ctx, "acme")
+	must(tb, err)
+	id, _, err := licenseserver.Init(ctx, filepath.Join(dir, "site"), licenseserver.InitOptions{
+		Enroll: func(ctx context.Context, req []byte) ([]byte, error) {
+			chain, err := vs.EnrollSite(ctx, code, mustDecode(tb, req))
+			return licenseserver.EncodeCertificate(chain), err
+		}}, openSite)
+	must(tb, err)
+	st, err := id.OpenStore(ctx, "", openSite)
+	must(tb, err)
+	tb.Cleanup(func() { st.Close() })
+	srv := &licenseserver.Server{ID: id, Store: st, Now: time.Now}
+	o := &clearinghouse.Order{CustomerID: "acme", ProductID: "app", Platform: "non-windows", Quantity: seats}
+	must(tb, vs.AddOrder(ctx, o))
+	preq, err := srv.PurchaseRequest(o.ID)
+	must(tb, err)
+	file, _, err := vs.IssuePack(ctx, preq)
+	must(tb, err)
+	_, err = srv.InstallPack(ctx, file)
+	must(tb, err)
+	image := make([]byte, 64<<10)
+	rand.Read(image)
+	sid, _ := softid.Make("non-windows", 1, 1)
+	sum, size, _ := clientimage.Hash(bytes.NewReader(image))
+	sig, err := clientimage.Sign(&clientimage.Manifest{SoftwareID: uint32(sid), Name: "app", SHA256: sum, Size: size}, vs.Clearinghouse, vs.ClearinghouseChain)
+	must(tb, err)
+	_, err = srv.AddImage(ctx, sig, bytes.NewReader(image))
+	must(tb, err)
+	return srv, sid, image
+}
+
+func must(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func mustDecode(tb testing.TB, armored []byte) []byte {
+	tb.Helper()
+	blk, err := decodeRequest(armored)
+	must(tb, err)
+	return blk
+}
+
+// grant runs one client's whole grant in-process.
+func grant(tb testing.TB, srv *licenseserver.Server, sid softid.ID, image []byte, sig *keys.Signer, dec *keys.Decrypter) *licenseserver.Grant {
+	ctx := context.Background()
+	ch, err := srv.NewChallenge(ctx, licenseserver.ChallengeRequest{SoftwareID: uint32(sid), ProductID: "app", ClientKey: sig.Public()})
+	must(tb, err)
+	answer, err := challenge.Answer(ch.Nonce, bytes.NewReader(image))
+	must(tb, err)
+	req := &licenseserver.GrantRequest{ChallengeID: ch.ChallengeID, Answer: answer, ClientKey: sig.Public(),
+		ClientHPKEKey: dec.PublicBytes(), SystemID: "sys-bench", ProductID: "app"}
+	req.Signature = sig.Sign(licenseserver.GrantMessage(req))
+	g, err := srv.Grant(ctx, req)
+	must(tb, err)
+	return g
+}
+
+// BenchmarkGrantSQLite measures whole durable grants (challenge, answer,
+// seat assignment, signed and encrypted license) in-process on SQLite.
+func BenchmarkGrantSQLite(b *testing.B) {
+	srv, sid, image := newSite(b, b.N+10)
+	sigs := make([]*keys.Signer, b.N)
+	for i := range sigs {
+		sigs[i], _ = keys.GenerateSigner()
+	}
+	dec, _ := keys.GenerateDecrypter()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		grant(b, srv, sid, image, sigs[i], dec)
+	}
+}
