@@ -18,9 +18,10 @@ import (
 
 // Dialect is PostgreSQL's SQL dialect.
 var Dialect = sqlstore.Dialect{
-	Name:     "postgres",
-	Numbered: true,
-	BlobType: "BYTEA",
+	Name:        "postgres",
+	Numbered:    true,
+	GroupCommit: true,
+	BlobType:    "BYTEA",
 	IsUnique: func(err error) bool {
 		var e *pgconn.PgError
 		return errors.As(err, &e) && e.Code == "23505"

@@ -45,6 +45,7 @@ type DB struct {
 	SQL *sql.DB
 	d   Dialect
 
+	stmts   sync.Map   // rebound query text -> *sql.Stmt
 	qmu     sync.Mutex // guards queue and leading
 	queue   []*txRequest
 	leading bool // a goroutine is committing batches
@@ -63,8 +64,14 @@ const maxBatch = 256
 // New wraps an open database.
 func New(db *sql.DB, d Dialect) *DB { return &DB{SQL: db, d: d} }
 
-// Close closes the database.
-func (db *DB) Close() error { return db.SQL.Close() }
+// Close closes the prepared statements and the database.
+func (db *DB) Close() error {
+	db.stmts.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
+	return db.SQL.Close()
+}
 
 // Dialect returns the database's dialect.
 func (db *DB) Dialect() Dialect { return db.d }
@@ -94,22 +101,70 @@ type querier interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
 }
 
-// conn runs rebound queries on a database or a transaction.
+// conn runs rebound queries on a database or a transaction, as prepared
+// statements kept for the life of the database: SQLite would otherwise parse
+// every statement of every transaction again.
 type conn struct {
 	db *DB
 	q  querier
+	tx *sql.Tx // nil outside a transaction
+}
+
+// stmt returns the prepared statement of q, bound to the transaction if any.
+// A statement that cannot be prepared falls back to a plain query.
+func (c conn) stmt(ctx context.Context, q string) querier {
+	q = c.db.rebind(q)
+	st, ok := c.db.stmts.Load(q)
+	if !ok {
+		prepared, err := c.db.SQL.PrepareContext(ctx, q)
+		if err != nil {
+			return nil
+		}
+		if prev, loaded := c.db.stmts.LoadOrStore(q, prepared); loaded {
+			prepared.Close()
+			st = prev
+		} else {
+			st = prepared
+		}
+	}
+	if c.tx != nil {
+		return stmtQuerier{c.tx.StmtContext(ctx, st.(*sql.Stmt))}
+	}
+	return stmtQuerier{st.(*sql.Stmt)}
+}
+
+// stmtQuerier runs a prepared statement; the query text is already in it.
+type stmtQuerier struct{ st *sql.Stmt }
+
+func (s stmtQuerier) ExecContext(ctx context.Context, _ string, args ...any) (sql.Result, error) {
+	return s.st.ExecContext(ctx, args...)
+}
+
+func (s stmtQuerier) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return s.st.QueryContext(ctx, args...)
+}
+
+func (s stmtQuerier) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
+	return s.st.QueryRowContext(ctx, args...)
+}
+
+func (c conn) on(ctx context.Context, q string) querier {
+	if st := c.stmt(ctx, q); st != nil {
+		return st
+	}
+	return c.q
 }
 
 func (c conn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return c.q.ExecContext(ctx, c.db.rebind(q), args...)
+	return c.on(ctx, q).ExecContext(ctx, c.db.rebind(q), args...)
 }
 
 func (c conn) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return c.q.QueryContext(ctx, c.db.rebind(q), args...)
+	return c.on(ctx, q).QueryContext(ctx, c.db.rebind(q), args...)
 }
 
 func (c conn) row(ctx context.Context, q string, args ...any) *sql.Row {
-	return c.q.QueryRowContext(ctx, c.db.rebind(q), args...)
+	return c.on(ctx, q).QueryRowContext(ctx, c.db.rebind(q), args...)
 }
 
 func (db *DB) conn() conn { return conn{db: db, q: db.SQL} }
@@ -123,7 +178,7 @@ func (db *DB) tx(ctx context.Context, fn func(c conn) error) error {
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "begin transaction")
 	}
-	if err := fn(conn{db: db, q: tx}); err != nil {
+	if err := fn(conn{db: db, q: tx, tx: tx}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -133,9 +188,10 @@ func (db *DB) tx(ctx context.Context, fn func(c conn) error) error {
 	return nil
 }
 
-// groupTx queues fn for the next group commit and waits for its outcome. The
-// first caller to find no batch running commits batches until the queue is
-// empty, so no goroutine runs in the background between bursts.
+// groupTx queues fn for the next group commit and waits for its outcome. A
+// caller that finds no batch running commits one batch, then hands the
+// leadership to a new goroutine if more requests queued meanwhile, so that
+// no caller waits longer than the batch it is in and the one before.
 func (db *DB) groupTx(ctx context.Context, fn func(c conn) error) error {
 	r := &txRequest{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	db.qmu.Lock()
@@ -149,21 +205,21 @@ func (db *DB) groupTx(ctx context.Context, fn func(c conn) error) error {
 	return <-r.done
 }
 
-// lead commits queued batches until none is left.
+// lead commits one batch of queued requests and passes the leadership on.
 func (db *DB) lead() {
-	for {
-		db.qmu.Lock()
-		n := min(len(db.queue), maxBatch)
-		batch := db.queue[:n:n]
-		db.queue = db.queue[n:]
-		if n == 0 {
-			db.leading = false
-			db.qmu.Unlock()
-			return
-		}
-		db.qmu.Unlock()
-		db.commitBatch(batch)
+	db.qmu.Lock()
+	n := min(len(db.queue), maxBatch)
+	batch := db.queue[:n:n]
+	db.queue = db.queue[n:]
+	db.qmu.Unlock()
+	db.commitBatch(batch)
+	db.qmu.Lock()
+	if len(db.queue) == 0 {
+		db.leading = false
+	} else {
+		go db.lead()
 	}
+	db.qmu.Unlock()
 }
 
 // commitBatch runs each request under its own savepoint in one transaction:
@@ -177,7 +233,7 @@ func (db *DB) commitBatch(batch []*txRequest) {
 		}
 		return
 	}
-	c := conn{db: db, q: tx}
+	c := conn{db: db, q: tx, tx: tx}
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = errs.Wrap(errs.Internal, err, "request ended before its transaction ran")
