@@ -30,7 +30,8 @@ $L site image add --data "$W/site" --signature "$W/image.sig" "$W/client-image" 
 $L site serve --data "$W/site" --listen 127.0.0.1:0 --rate-limit 0 > "$W/site.out" 2>"$W/site.log" &
 until grep -q listening "$W/site.out" 2>/dev/null; do sleep 0.1; done
 SITE=$(grep -o 'http://[^ ]*' "$W/site.out")
-echo "# grants: $CLIENTS clients, concurrency $CONC, ${DB:+PostgreSQL}${DB:-SQLite}"
+if [ -n "$DB" ]; then KIND=PostgreSQL; else KIND=SQLite; fi
+echo "# grants: $CLIENTS clients, concurrency $CONC, $KIND"
 $L bench grants --server "$SITE" --product app --software-id non-windows/1/1 --image "$W/client-image" --clients "$CLIENTS" --concurrency "$CONC"
 $L agent init --data "$W/agent" --platform non-windows >/dev/null
 $L agent license acquire --data "$W/agent" --server "$SITE" --product app --software-id non-windows/1/1 --image "$W/client-image" >/dev/null
