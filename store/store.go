@@ -1,15 +1,38 @@
-// Package store opens licet's databases by DSN: a postgres:// URL selects
-// PostgreSQL, anything else is a SQLite file path (optionally "sqlite:PATH").
-// Opening runs the embedded migrations.
+// Package store opens licet's databases by DSN: a postgres:// or
+// postgresql:// URL selects PostgreSQL, anything else is a SQLite file path
+// (optionally written "sqlite:PATH"). Opening runs the role's embedded
+// migrations. Vendor tables are prefixed v_ and site tables s_, so a vendor
+// and a site may share one database.
 package store
 
 import (
 	"context"
+	"io"
 	"strings"
 
+	"github.com/licet/licet/clearinghouse"
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/licenseserver"
 	"github.com/licet/licet/store/postgres"
 	"github.com/licet/licet/store/sqlite"
 	"github.com/licet/licet/store/sqlstore"
+)
+
+// VendorDB is an open vendor database; Close closes it.
+type VendorDB interface {
+	clearinghouse.Store
+	io.Closer
+}
+
+// SiteDB is an open site database; Close closes it.
+type SiteDB interface {
+	licenseserver.Store
+	io.Closer
+}
+
+var (
+	_ VendorDB = (*sqlstore.Vendor)(nil)
+	_ SiteDB   = (*sqlstore.Site)(nil)
 )
 
 // IsPostgres reports whether dsn names a PostgreSQL database.
@@ -17,7 +40,11 @@ func IsPostgres(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
-func open(ctx context.Context, dsn string) (*sqlstore.DB, error) {
+// Open opens the database dsn names, without migrating it.
+func Open(ctx context.Context, dsn string) (*sqlstore.DB, error) {
+	if strings.TrimPrefix(dsn, "sqlite:") == "" {
+		return nil, errs.E(errs.Usage, "no database given: use a SQLite file path or a postgres:// URL")
+	}
 	if IsPostgres(dsn) {
 		return postgres.Open(ctx, dsn)
 	}
@@ -25,8 +52,8 @@ func open(ctx context.Context, dsn string) (*sqlstore.DB, error) {
 }
 
 // OpenVendor opens and migrates a vendor database.
-func OpenVendor(ctx context.Context, dsn string) (*sqlstore.Vendor, error) {
-	db, err := open(ctx, dsn)
+func OpenVendor(ctx context.Context, dsn string) (VendorDB, error) {
+	db, err := Open(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -39,8 +66,8 @@ func OpenVendor(ctx context.Context, dsn string) (*sqlstore.Vendor, error) {
 }
 
 // OpenSite opens and migrates a site database.
-func OpenSite(ctx context.Context, dsn string) (*sqlstore.Site, error) {
-	db, err := open(ctx, dsn)
+func OpenSite(ctx context.Context, dsn string) (SiteDB, error) {
+	db, err := Open(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}

@@ -18,15 +18,26 @@ import (
 
 // Dialect is PostgreSQL's SQL dialect.
 var Dialect = sqlstore.Dialect{
-	Name:        "postgres",
-	Numbered:    true,
-	GroupCommit: true,
-	BlobType:    "BYTEA",
-	IsUnique: func(err error) bool {
-		var e *pgconn.PgError
-		return errors.As(err, &e) && e.Code == "23505"
-	},
+	Name:           "postgres",
+	Numbered:       true,
+	GroupCommit:    true,
+	IsUnique:       func(err error) bool { return pgCode(err) == "23505" },
+	IsForeignKey:   func(err error) bool { return pgCode(err) == "23503" },
 	LockMigrations: "SELECT pg_advisory_xact_lock(7411001)",
+	LockBatch:      "SELECT pg_advisory_xact_lock(7411002)",
+	IsRetryable: func(err error) bool {
+		c := pgCode(err)
+		return c == "40P01" || c == "40001" // deadlock_detected, serialization_failure
+	},
+}
+
+// pgCode returns the SQLSTATE of a PostgreSQL error, or "".
+func pgCode(err error) string {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
 }
 
 // Open connects to the PostgreSQL database at url (postgres://…).

@@ -8,10 +8,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -23,42 +25,85 @@ import (
 // Dialect is SQLite's SQL dialect.
 var Dialect = sqlstore.Dialect{
 	Name:        "sqlite",
-	BlobType:    "BLOB",
 	GroupCommit: true,
 	IsUnique: func(err error) bool {
-		var e *sqlite.Error
-		if errors.As(err, &e) {
-			c := e.Code()
-			return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
-		}
-		return false
+		c := code(err)
+		return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	},
+	IsForeignKey: func(err error) bool { return code(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY },
 }
 
-// Open opens (creating with mode 0600 if needed) the SQLite database at path.
-func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
-	path = strings.TrimPrefix(path, "sqlite:")
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "create database directory")
+// code returns the extended result code of a SQLite error, or 0.
+func code(err error) int {
+	var e *sqlite.Error
+	if errors.As(err, &e) {
+		return e.Code()
 	}
-	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
-		f.Close()
-	} else {
-		return nil, errs.Wrap(errs.Internal, err, "open database %s", path)
-	}
+	return 0
+}
+
+// BusyTimeout is how long, in milliseconds, a connection waits for another
+// writer (of this process or another) before failing with SQLITE_BUSY.
+const BusyTimeout = 10000
+
+// DSN returns the modernc.org/sqlite data source name of the database file
+// at path: WAL journal, full synchronous commits, the busy timeout, foreign
+// keys on, and BEGIN IMMEDIATE for transactions (_txlock=immediate).
+func DSN(path string) string {
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(30000)", "foreign_keys(1)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", fmt.Sprintf("busy_timeout(%d)", BusyTimeout), "foreign_keys(1)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	// The name is a URI (file:…): escape what SQLite would read as URI syntax.
+	name := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
+	return "file:" + name + "?" + q.Encode()
+}
+
+// ping opens the first connection. Switching a new database to WAL takes a
+// lock for which SQLite does not wait (it answers SQLITE_BUSY at once), so
+// processes opening a new database together try again, for up to the busy
+// timeout.
+func ping(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(BusyTimeout * time.Millisecond)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := db.PingContext(ctx)
+		if err == nil || code(err)&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Open opens the SQLite database at path (a "sqlite:" prefix is allowed),
+// creating it, readable by its owner only (mode 0600), and its directory if
+// needed. The caller migrates it (sqlstore.NewVendor, sqlstore.NewSite).
+func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
+	path = strings.TrimPrefix(path, "sqlite:")
+	if path == "" {
+		return nil, errs.E(errs.Usage, "no SQLite database path given")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "create the directory of database %s", path)
+	}
+	// Create the file first, so that SQLite does not create it with the umask's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "open database %s; check the path and its permissions", path)
+	}
+	f.Close()
+	db, err := sql.Open("sqlite", DSN(path))
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "open database %s", path)
 	}
 	db.SetMaxOpenConns(8)
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db); err != nil {
 		db.Close()
-		return nil, errs.Wrap(errs.Internal, err, "open database %s", path)
+		return nil, errs.Wrap(errs.Internal, err, "open database %s; check that it is a licet SQLite database", path)
 	}
 	return sqlstore.New(db, Dialect), nil
 }

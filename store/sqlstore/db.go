@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,13 +26,16 @@ import (
 
 // Dialect describes what differs between the SQL databases licet supports.
 type Dialect struct {
-	Name string // "sqlite" or "postgres"
+	// Name is "sqlite" or "postgres"; it also names the dialect's directory
+	// of migrations (migrations/NAME/ROLE/NNN_*.sql).
+	Name string
 	// Numbered turns '?' placeholders into $1, $2, ….
 	Numbered bool
-	// BlobType is the column type of byte strings.
-	BlobType string
 	// IsUnique reports whether err is a unique-constraint violation.
 	IsUnique func(error) bool
+	// IsForeignKey reports whether err is a foreign-key violation: a row
+	// that refers to a missing one.
+	IsForeignKey func(error) bool
 	// GroupCommit runs the transactions of one process in batches: one
 	// database transaction, one savepoint per caller, one commit (one fsync)
 	// for all. For SQLite, where writers take turns anyway.
@@ -38,6 +43,15 @@ type Dialect struct {
 	// LockMigrations, if set, runs inside the migration transaction first, so
 	// that processes starting together apply each migration once.
 	LockMigrations string
+	// LockBatch, if set, runs first in every group-commit transaction, so that
+	// the batches of several processes sharing the database take turns: two
+	// batches that each hold row locks of their first requests would otherwise
+	// deadlock on their later ones.
+	LockBatch string
+	// IsRetryable reports whether err is a lock conflict that the database
+	// resolved by failing the statement (deadlock, serialization failure):
+	// the transaction is run again, in a later batch.
+	IsRetryable func(error) bool
 }
 
 // DB is a database with its dialect.
@@ -53,10 +67,18 @@ type DB struct {
 
 // txRequest is one caller's transaction waiting for a group commit.
 type txRequest struct {
-	ctx  context.Context
-	fn   func(c conn) error
-	done chan error
+	ctx   context.Context
+	fn    func(c conn) error
+	done  chan error
+	tries int // runs that failed on a lock conflict
 }
+
+// maxTries bounds how often a transaction runs that keeps failing on lock
+// conflicts (see Dialect.IsRetryable).
+const maxTries = 5
+
+// errAgain marks, in a batch, a request that runs again in a later batch.
+var errAgain = errors.New("run again")
 
 // maxBatch bounds how many transactions share one commit.
 const maxBatch = 256
@@ -108,6 +130,9 @@ type conn struct {
 	db *DB
 	q  querier
 	tx *sql.Tx // nil outside a transaction
+	// ctx, if set, replaces the context of every statement: a group commit
+	// runs a request's statements without its cancellation (see commitBatch).
+	ctx context.Context
 }
 
 // stmt returns the prepared statement of q, bound to the transaction if any.
@@ -155,15 +180,26 @@ func (c conn) on(ctx context.Context, q string) querier {
 	return c.q
 }
 
+// use returns the context a statement runs with.
+func (c conn) use(ctx context.Context) context.Context {
+	if c.ctx != nil {
+		return c.ctx
+	}
+	return ctx
+}
+
 func (c conn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	ctx = c.use(ctx)
 	return c.on(ctx, q).ExecContext(ctx, c.db.rebind(q), args...)
 }
 
 func (c conn) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	ctx = c.use(ctx)
 	return c.on(ctx, q).QueryContext(ctx, c.db.rebind(q), args...)
 }
 
 func (c conn) row(ctx context.Context, q string, args ...any) *sql.Row {
+	ctx = c.use(ctx)
 	return c.on(ctx, q).QueryRowContext(ctx, c.db.rebind(q), args...)
 }
 
@@ -174,6 +210,16 @@ func (db *DB) tx(ctx context.Context, fn func(c conn) error) error {
 	if db.d.GroupCommit {
 		return db.groupTx(ctx, fn)
 	}
+	for try := 1; ; try++ {
+		err := db.tx1(ctx, fn)
+		if err == nil || try == maxTries || !db.retryable(err) {
+			return err
+		}
+	}
+}
+
+// tx1 runs fn in a transaction, once.
+func (db *DB) tx1(ctx context.Context, fn func(c conn) error) error {
 	tx, err := db.SQL.BeginTx(ctx, nil)
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "begin transaction")
@@ -223,17 +269,24 @@ func (db *DB) lead() {
 }
 
 // commitBatch runs each request under its own savepoint in one transaction:
-// a request that fails is rolled back alone; the commit covers the rest.
+// a request that fails is rolled back alone; the commit covers the rest. A
+// request that failed on a lock conflict is queued again, ahead of the
+// others, to run after this batch has committed and released its locks.
 func (db *DB) commitBatch(batch []*txRequest) {
 	results := make([]error, len(batch))
 	tx, err := db.SQL.BeginTx(context.Background(), nil)
+	if err == nil && db.d.LockBatch != "" {
+		if _, err = tx.Exec(db.d.LockBatch); err != nil {
+			tx.Rollback()
+		}
+	}
 	if err != nil {
 		for _, r := range batch {
 			r.done <- errs.Wrap(errs.Internal, err, "begin transaction")
 		}
 		return
 	}
-	c := conn{db: db, q: tx, tx: tx}
+	var again []*txRequest
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = errs.Wrap(errs.Internal, err, "request ended before its transaction ran")
@@ -243,9 +296,18 @@ func (db *DB) commitBatch(batch []*txRequest) {
 			results[i] = errs.Wrap(errs.Internal, err, "begin savepoint")
 			continue
 		}
-		results[i] = r.fn(c)
+		// A request that has started runs to its end: cancelling a statement
+		// midway can abort the whole database transaction (SQLite rolls it
+		// back, pgx closes the connection), and with it the other requests
+		// of the batch.
+		results[i] = runRequest(r, conn{db: db, q: tx, tx: tx, ctx: context.WithoutCancel(r.ctx)})
 		if results[i] != nil {
 			tx.Exec("ROLLBACK TO licet_tx")
+			if db.retryable(results[i]) && r.tries+1 < maxTries {
+				r.tries++
+				results[i] = errAgain
+				again = append(again, r)
+			}
 		}
 		tx.Exec("RELEASE licet_tx")
 	}
@@ -257,8 +319,41 @@ func (db *DB) commitBatch(batch []*txRequest) {
 		}
 	}
 	for i, r := range batch {
-		r.done <- results[i]
+		if results[i] != errAgain {
+			r.done <- results[i]
+		}
 	}
+	if len(again) > 0 { // lead, which called us, sees the queue and goes on
+		db.qmu.Lock()
+		db.queue = append(again, db.queue...)
+		db.qmu.Unlock()
+	}
+}
+
+// runRequest runs one request of a batch; a panic fails the request alone
+// instead of stranding every caller that waits on the batch.
+func runRequest(r *txRequest, c conn) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = errs.E(errs.Internal, "database transaction panicked: %v", p)
+		}
+	}()
+	return r.fn(c)
+}
+
+// isUnique reports whether err is a unique-constraint violation.
+func (db *DB) isUnique(err error) bool {
+	return err != nil && db.d.IsUnique != nil && db.d.IsUnique(err)
+}
+
+// retryable reports whether err is a lock conflict worth another run.
+func (db *DB) retryable(err error) bool {
+	return err != nil && db.d.IsRetryable != nil && db.d.IsRetryable(err)
+}
+
+// isFK reports whether err is a foreign-key violation.
+func (db *DB) isFK(err error) bool {
+	return err != nil && db.d.IsForeignKey != nil && db.d.IsForeignKey(err)
 }
 
 // dbErr classifies a database error; what names the operation.
@@ -270,22 +365,38 @@ func (db *DB) dbErr(err error, what string) error {
 	if errors.As(err, &e) {
 		return err
 	}
-	if db.d.IsUnique != nil && db.d.IsUnique(err) {
+	if db.isUnique(err) {
 		return errs.Wrap(errs.Conflict, err, "%s: it exists already", what)
+	}
+	if db.isFK(err) {
+		return errs.Wrap(errs.NotFound, err, "%s: it refers to an object that does not exist", what)
 	}
 	return errs.Wrap(errs.Internal, err, "%s", what)
 }
 
-// Times are stored as Unix nanoseconds, UTC.
-func toNanos(t time.Time) int64 { return t.UnixNano() }
+// Times are stored as Unix nanoseconds, UTC; the zero time.Time (outside
+// the range of int64 nanoseconds) is stored as zeroNanos.
+const zeroNanos = math.MinInt64
 
-func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+func toNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return zeroNanos
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == zeroNanos {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
 
 func toNullNanos(t *time.Time) sql.NullInt64 {
 	if t == nil {
 		return sql.NullInt64{}
 	}
-	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
+	return sql.NullInt64{Int64: toNanos(*t), Valid: true}
 }
 
 func fromNullNanos(n sql.NullInt64) *time.Time {
@@ -315,59 +426,131 @@ func fromJSON(s string, v any) error {
 //go:embed migrations
 var migrations embed.FS
 
-// Migrate applies the role's embedded migrations ("vendor" or "site") that
-// the database has not seen yet, each in its own transaction, recording them
-// in licet_migrations.
-func (db *DB) Migrate(ctx context.Context, role string) error {
-	files, err := fs.Glob(migrations, "migrations/"+role+"/*.sql")
-	if err != nil || len(files) == 0 {
-		return errs.E(errs.Internal, "no migrations for role %q", role)
-	}
-	sort.Strings(files)
-	for _, f := range files {
-		base := f[strings.LastIndex(f, "/")+1:]
-		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return errs.E(errs.Internal, "migration %s is not numbered", f)
-		}
-		body, _ := migrations.ReadFile(f)
-		if err := db.applyMigration(ctx, role, version, string(body)); err != nil {
-			return err
-		}
-	}
-	return nil
+// migration is one numbered schema change.
+type migration struct {
+	version int
+	name    string
+	body    string
 }
 
-func (db *DB) applyMigration(ctx context.Context, role string, version int, body string) error {
-	return db.tx(ctx, func(c conn) error {
-		if db.d.LockMigrations != "" {
-			if _, err := c.exec(ctx, db.d.LockMigrations); err != nil {
-				return errs.Wrap(errs.Internal, err, "lock migrations")
+// migrationsFor returns the dialect's embedded migrations of a role, by version.
+func (db *DB) migrationsFor(role string) ([]migration, error) {
+	dir := "migrations/" + db.d.Name + "/" + role
+	files, err := fs.Glob(migrations, dir+"/*.sql")
+	if err != nil || len(files) == 0 {
+		return nil, errs.E(errs.Internal, "no %s migrations for role %q in this build of licet", db.d.Name, role)
+	}
+	var out []migration
+	seen := map[int]string{}
+	for _, f := range files {
+		base := path.Base(f)
+		num, _, _ := strings.Cut(base, "_")
+		version, err := strconv.Atoi(num)
+		if err != nil || version < 1 {
+			return nil, errs.E(errs.Internal, "migration %s is not numbered NNN_name.sql", f)
+		}
+		if prev, dup := seen[version]; dup {
+			return nil, errs.E(errs.Internal, "migrations %s and %s have the same number", prev, base)
+		}
+		seen[version] = base
+		body, err := migrations.ReadFile(f)
+		if err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "read migration %s", f)
+		}
+		out = append(out, migration{version: version, name: base, body: string(body)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// statements splits a migration into its statements: "--" comment lines are
+// dropped, and statements end with ";" (migrations hold no literal ';').
+func statements(body string) []string {
+	var b strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	var out []string
+	for _, st := range strings.Split(b.String(), ";") {
+		if st = strings.TrimSpace(st); st != "" {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// Migrate applies, in one transaction, the role's embedded migrations
+// ("vendor" or "site") that the database has not seen yet, and records each
+// in licet_migrations. Processes that start together take turns: SQLite's
+// BEGIN IMMEDIATE and the dialect's LockMigrations serialise them, so each
+// migration is applied once.
+func (db *DB) Migrate(ctx context.Context, role string) error {
+	ms, err := db.migrationsFor(role)
+	if err != nil {
+		return err
+	}
+	tx, err := db.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "begin the %s schema migration; check that the database is reachable and writable", role)
+	}
+	defer tx.Rollback()
+	exec := func(q string, args ...any) error {
+		_, err := tx.ExecContext(ctx, db.rebind(q), args...)
+		return err
+	}
+	if db.d.LockMigrations != "" {
+		if err := exec(db.d.LockMigrations); err != nil {
+			return errs.Wrap(errs.Internal, err, "lock the %s schema migration", role)
+		}
+	}
+	if err := exec(`CREATE TABLE IF NOT EXISTS licet_migrations (
+		role TEXT NOT NULL, version INT NOT NULL, applied BIGINT NOT NULL, PRIMARY KEY (role, version))`); err != nil {
+		return errs.Wrap(errs.Internal, err, "create the licet_migrations table")
+	}
+	rows, err := tx.QueryContext(ctx, db.rebind(`SELECT version FROM licet_migrations WHERE role = ?`), role)
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "read the licet_migrations table")
+	}
+	applied := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return errs.Wrap(errs.Internal, err, "read the licet_migrations table")
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return errs.Wrap(errs.Internal, err, "read the licet_migrations table")
+	}
+	latest := ms[len(ms)-1].version
+	for v := range applied {
+		if v > latest {
+			return errs.E(errs.Internal, "the %s database has schema version %d but this licet knows only up to %d: run a newer licet", role, v, latest)
+		}
+	}
+	for _, m := range ms {
+		if applied[m.version] {
+			continue
+		}
+		for _, st := range statements(m.body) {
+			if err := exec(st); err != nil {
+				return errs.Wrap(errs.Internal, err, "apply %s migration %s: %.60s", role, m.name, st)
 			}
 		}
-		if _, err := c.exec(ctx, `CREATE TABLE IF NOT EXISTS licet_migrations (
-			role TEXT NOT NULL, version INTEGER NOT NULL, applied BIGINT NOT NULL, PRIMARY KEY (role, version))`); err != nil {
-			return errs.Wrap(errs.Internal, err, "create migrations table")
+		if err := exec(`INSERT INTO licet_migrations (role, version, applied) VALUES (?, ?, ?)`, role, m.version, time.Now().UnixNano()); err != nil {
+			return errs.Wrap(errs.Internal, err, "record %s migration %s", role, m.name)
 		}
-		var n int
-		if err := c.row(ctx, `SELECT COUNT(*) FROM licet_migrations WHERE role = ? AND version = ?`, role, version).Scan(&n); err != nil {
-			return errs.Wrap(errs.Internal, err, "read migrations table")
-		}
-		if n > 0 {
-			return nil
-		}
-		for _, stmt := range strings.Split(body, ";") {
-			stmt = strings.TrimSpace(strings.ReplaceAll(stmt, "BLOB", db.d.BlobType))
-			if stmt == "" {
-				continue
-			}
-			if _, err := c.exec(ctx, stmt); err != nil {
-				return errs.Wrap(errs.Internal, err, "apply %s migration %d: %.60s", role, version, stmt)
-			}
-		}
-		_, err := c.exec(ctx, `INSERT INTO licet_migrations (role, version, applied) VALUES (?, ?, ?)`, role, version, time.Now().UnixNano())
-		return errs.Wrap(errs.Internal, err, "record %s migration %d", role, version)
-	})
+	}
+	if err := tx.Commit(); err != nil {
+		return errs.Wrap(errs.Internal, err, "commit the %s schema migration", role)
+	}
+	return nil
 }
 
 // notFound builds the NotFound error of a missing object.

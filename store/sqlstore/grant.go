@@ -16,7 +16,7 @@ func (s *Site) PutImage(ctx context.Context, img *licenseserver.Image) error {
 			return s.dbErr(err, "replace image")
 		}
 		_, err := c.exec(ctx, `INSERT INTO s_images (software_id, name, sha256, size, added) VALUES (?, ?, ?, ?, ?)`,
-			int64(img.SoftwareID), img.Name, img.SHA256, img.Size, toNanos(img.Added))
+			int64(img.SoftwareID), img.Name, nonNilBytes(img.SHA256), img.Size, toNanos(img.Added))
 		return s.dbErr(err, "register image")
 	})
 }
@@ -35,7 +35,10 @@ func scanImage(sc interface{ Scan(...any) error }) (*licenseserver.Image, error)
 func (s *Site) Image(ctx context.Context, softwareID uint32) (*licenseserver.Image, error) {
 	img, err := scanImage(s.conn().row(ctx, `SELECT software_id, name, sha256, size, added FROM s_images WHERE software_id = ?`, int64(softwareID)))
 	if err != nil {
-		return nil, s.scanErr(err, "image of software ID", "")
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, errs.E(errs.NotFound, "no client image is registered for software ID %d; register one with 'licet site image add'", softwareID)
+		}
+		return nil, s.dbErr(err, "read client image")
 	}
 	return img, nil
 }
@@ -77,6 +80,7 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 	var out *licenseserver.Assignment
 	existing := false
 	err := s.tx(ctx, func(c conn) error {
+		out, existing = nil, false // the transaction may run again after a lock conflict
 		if _, err := c.exec(ctx, `INSERT INTO s_used_challenges (id, expires) VALUES (?, ?)`, req.ChallengeID, toNanos(req.ChallengeExpires)); err != nil {
 			if s.d.IsUnique(err) {
 				return errs.E(errs.Forbidden, "rejected: this challenge was already answered; request a new challenge")
@@ -128,7 +132,7 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 				return err
 			}
 			_, err = c.exec(ctx, `INSERT INTO s_assignments (`+assignmentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				out.LicenseID, out.PackID, out.ClientID, out.SystemID, out.ProductID, out.Platform, out.ClientKey, now, toNullNanos(out.Expires), out.Cert)
+				out.LicenseID, out.PackID, out.ClientID, out.SystemID, out.ProductID, out.Platform, nonNilBytes(out.ClientKey), now, toNullNanos(out.Expires), out.Cert)
 			if err != nil {
 				return errs.Wrap(errs.Internal, err, "record assignment")
 			}

@@ -3,14 +3,15 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"errors"
+	"time"
 
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/faultpoint"
 	"github.com/licet/licet/licenseserver"
 )
 
-// Site is the license server's database.
+// Site is the license server's database (tables s_*): it implements
+// licenseserver.Store over SQLite or PostgreSQL.
 type Site struct {
 	*DB
 	tokenTable
@@ -18,7 +19,8 @@ type Site struct {
 
 var _ licenseserver.Store = (*Site)(nil)
 
-// NewSite migrates db for the site role and returns the store.
+// NewSite migrates db for the site role and returns the store; closing the
+// store closes db.
 func NewSite(ctx context.Context, db *DB) (*Site, error) {
 	if err := db.Migrate(ctx, "site"); err != nil {
 		return nil, err
@@ -26,33 +28,47 @@ func NewSite(ctx context.Context, db *DB) (*Site, error) {
 	return &Site{DB: db, tokenTable: tokenTable{db: db, table: "s_tokens"}}, nil
 }
 
-// InstallPack records a pack and its file in one transaction.
+// InstallPack records a pack (with no seat assigned) and, in a separate
+// table, its file, in one transaction; between the two inserts it calls
+// faultpoint.Hit("site.install-pack") so that crash tests can kill the
+// process there. Conflict if a pack with that ID is installed already, also
+// when concurrent installs of one pack race: exactly one wins.
 func (s *Site) InstallPack(ctx context.Context, p *licenseserver.InstalledPack) error {
 	return s.tx(ctx, func(c conn) error {
-		var installed int64
-		err := c.row(ctx, `SELECT installed FROM s_packs WHERE pack_id = ?`, p.PackID).Scan(&installed)
-		if err == nil {
-			return errs.E(errs.Conflict, "pack %s is already installed (on %s); nothing was changed", p.PackID, fromNanos(installed).Format("2006-01-02"))
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return s.dbErr(err, "look up pack "+p.PackID)
-		}
-		_, err = c.exec(ctx, `INSERT INTO s_packs (pack_id, order_id, product_id, product_name, product_version, platform, features,
+		res, err := c.exec(ctx, `INSERT INTO s_packs (pack_id, order_id, product_id, product_name, product_version, platform, features,
 			quantity, assigned, begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pack_id) DO NOTHING`,
 			p.PackID, p.OrderID, p.ProductID, p.ProductName, p.ProductVersion, p.Platform, toJSON(nonNil(p.Features)),
 			p.Quantity, p.BeginSerial, toNullNanos(p.FirstActive), toNullNanos(p.Expires),
 			toJSON(nonNilMap(p.Descriptions)), p.Manufacturer, toJSON(nonNilMap(p.ProductData)), toNanos(p.Installed))
 		if err != nil {
-			if s.d.IsUnique(err) {
-				return errs.E(errs.Conflict, "pack %s is already installed; nothing was changed", p.PackID)
-			}
 			return s.dbErr(err, "install pack "+p.PackID)
 		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return s.dbErr(err, "install pack "+p.PackID)
+		}
+		if n != 1 {
+			// Installed already. (A concurrent install that has not committed
+			// yet made the insert wait for its outcome, so the row is there.)
+			var installed int64
+			if err := c.row(ctx, `SELECT installed FROM s_packs WHERE pack_id = ?`, p.PackID).Scan(&installed); err != nil {
+				return s.dbErr(err, "look up pack "+p.PackID)
+			}
+			return errs.E(errs.Conflict, "pack %s is already installed (on %s); nothing was changed", p.PackID, fromNanos(installed).Format(time.DateOnly))
+		}
 		faultpoint.Hit("site.install-pack")
-		_, err = c.exec(ctx, `INSERT INTO s_pack_files (pack_id, file) VALUES (?, ?)`, p.PackID, p.File)
+		_, err = c.exec(ctx, `INSERT INTO s_pack_files (pack_id, file) VALUES (?, ?)`, p.PackID, nonNilBytes(p.File))
 		return s.dbErr(err, "store file of pack "+p.PackID)
 	})
+}
+
+// nonNilBytes stores a missing byte string as an empty one (the columns are NOT NULL).
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }
 
 const packCols = `pack_id, order_id, product_id, product_name, product_version, platform, features, quantity, assigned,
@@ -89,7 +105,8 @@ func (s *Site) Pack(ctx context.Context, id string) (*licenseserver.InstalledPac
 	return p, nil
 }
 
-// Packs lists installed packs, oldest first.
+// Packs lists installed packs, oldest first (by installation time, then
+// ID), without their files: Pack returns a pack with its file.
 func (s *Site) Packs(ctx context.Context) ([]*licenseserver.InstalledPack, error) {
 	return list(ctx, s.DB, "list packs", scanPack, `SELECT `+packCols+` FROM s_packs ORDER BY installed, pack_id`)
 }

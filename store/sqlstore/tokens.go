@@ -2,8 +2,11 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 
 	"github.com/licet/licet/auth"
+	"github.com/licet/licet/errs"
 )
 
 // tokenTable stores admin tokens in a role's token table.
@@ -16,6 +19,9 @@ type tokenTable struct {
 func (t tokenTable) AddToken(ctx context.Context, tok *auth.Token) error {
 	_, err := t.db.conn().exec(ctx, `INSERT INTO `+t.table+` (id, name, hash, created) VALUES (?, ?, ?, ?)`,
 		tok.ID, tok.Name, tok.Hash, toNanos(tok.Created))
+	if t.db.isUnique(err) {
+		return errs.Wrap(errs.Conflict, err, "admin token %s (or its hash) exists already; make a new token", tok.ID)
+	}
 	return t.db.dbErr(err, "store admin token")
 }
 
@@ -26,7 +32,10 @@ func (t tokenTable) TokenByHash(ctx context.Context, hash []byte) (*auth.Token, 
 	err := t.db.conn().row(ctx, `SELECT id, name, hash, created FROM `+t.table+` WHERE hash = ?`, hash).
 		Scan(&tok.ID, &tok.Name, &tok.Hash, &created)
 	if err != nil {
-		return nil, t.db.scanErr(err, "admin token", "(hidden)")
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, errs.E(errs.NotFound, "admin token not found")
+		}
+		return nil, t.db.dbErr(err, "read admin token")
 	}
 	tok.Created = fromNanos(created)
 	return &tok, nil

@@ -3,13 +3,15 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/licet/licet/clearinghouse"
 	"github.com/licet/licet/errs"
 )
 
-// Vendor is the vendor's database.
+// Vendor is the vendor's database (tables v_*): it implements
+// clearinghouse.Store over SQLite or PostgreSQL.
 type Vendor struct {
 	*DB
 	tokenTable
@@ -17,7 +19,8 @@ type Vendor struct {
 
 var _ clearinghouse.Store = (*Vendor)(nil)
 
-// NewVendor migrates db for the vendor role and returns the store.
+// NewVendor migrates db for the vendor role and returns the store; closing
+// the store closes db.
 func NewVendor(ctx context.Context, db *DB) (*Vendor, error) {
 	if err := db.Migrate(ctx, "vendor"); err != nil {
 		return nil, err
@@ -30,7 +33,10 @@ func (v *Vendor) CreateProduct(ctx context.Context, p *clearinghouse.Product) er
 	_, err := v.conn().exec(ctx, `INSERT INTO v_products (id, name, manufacturer, version, features, descriptions, data, created)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, p.ID, p.Name, p.Manufacturer, p.Version,
 		toJSON(nonNil(p.Features)), toJSON(nonNilMap(p.Descriptions)), toJSON(nonNilMap(p.Data)), toNanos(p.Created))
-	return v.dbErr(err, "product "+p.ID)
+	if v.isUnique(err) {
+		return errs.Wrap(errs.Conflict, err, "product %q already exists; choose another ID", p.ID)
+	}
+	return v.dbErr(err, "store product "+p.ID)
 }
 
 const productCols = `id, name, manufacturer, version, features, descriptions, data, created`
@@ -101,7 +107,10 @@ func nonNilMap(m map[string]string) map[string]string {
 // CreateCustomer records a customer; Conflict if its ID exists.
 func (v *Vendor) CreateCustomer(ctx context.Context, c *clearinghouse.Customer) error {
 	_, err := v.conn().exec(ctx, `INSERT INTO v_customers (id, name, created) VALUES (?, ?, ?)`, c.ID, c.Name, toNanos(c.Created))
-	return v.dbErr(err, "customer "+c.ID)
+	if v.isUnique(err) {
+		return errs.Wrap(errs.Conflict, err, "customer %q already exists; choose another ID", c.ID)
+	}
+	return v.dbErr(err, "store customer "+c.ID)
 }
 
 func scanCustomer(sc interface{ Scan(...any) error }) (*clearinghouse.Customer, error) {
@@ -128,11 +137,18 @@ func (v *Vendor) Customers(ctx context.Context) ([]*clearinghouse.Customer, erro
 	return list(ctx, v.DB, "list customers", scanCustomer, `SELECT id, name, created FROM v_customers ORDER BY created, id`)
 }
 
-// CreateEnrollment stores an enrollment code's hash.
+// CreateEnrollment stores an enrollment code's hash; NotFound if its
+// customer does not exist, Conflict if the code exists already.
 func (v *Vendor) CreateEnrollment(ctx context.Context, e *clearinghouse.Enrollment) error {
 	_, err := v.conn().exec(ctx, `INSERT INTO v_enrollments (code_hash, customer_id, created, expires) VALUES (?, ?, ?, ?)`,
 		e.CodeHash, e.CustomerID, toNanos(e.Created), toNanos(e.Expires))
-	return v.dbErr(err, "enrollment")
+	switch {
+	case v.isUnique(err):
+		return errs.Wrap(errs.Conflict, err, "enrollment code exists already; make a new code")
+	case v.isFK(err):
+		return errs.Wrap(errs.NotFound, err, "customer %q not found; add the customer before making enrollment codes for it", e.CustomerID)
+	}
+	return v.dbErr(err, "store enrollment code")
 }
 
 // Enrollment returns the enrollment of a code hash.
@@ -144,13 +160,19 @@ func (v *Vendor) Enrollment(ctx context.Context, codeHash []byte) (*clearinghous
 	err := v.conn().row(ctx, `SELECT code_hash, customer_id, created, expires, used_by, used_at FROM v_enrollments WHERE code_hash = ?`, codeHash).
 		Scan(&e.CodeHash, &e.CustomerID, &created, &expires, &usedBy, &usedAt)
 	if err != nil {
-		return nil, v.scanErr(err, "enrollment", "(code)")
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, errs.E(errs.NotFound, "enrollment code not found; check the code or ask the vendor for a new one")
+		}
+		return nil, v.dbErr(err, "read enrollment code")
 	}
 	e.Created, e.Expires, e.UsedBy, e.UsedAt = fromNanos(created), fromNanos(expires), usedBy.String, fromNullNanos(usedAt)
 	return &e, nil
 }
 
-// EnrollSite consumes the code and records the site in one transaction.
+// EnrollSite consumes the code with a conditional update (only an unused
+// code changes) and records the site, in one transaction: of concurrent
+// uses of one code, in one process or several, exactly one wins; the others
+// get Conflict. NotFound if the code does not exist.
 func (v *Vendor) EnrollSite(ctx context.Context, codeHash []byte, s *clearinghouse.Site, now time.Time) error {
 	return v.tx(ctx, func(c conn) error {
 		res, err := c.exec(ctx, `UPDATE v_enrollments SET used_by = ?, used_at = ? WHERE code_hash = ? AND used_at IS NULL`,
@@ -158,14 +180,30 @@ func (v *Vendor) EnrollSite(ctx context.Context, codeHash []byte, s *clearinghou
 		if err != nil {
 			return v.dbErr(err, "use enrollment code")
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
+		n, err := res.RowsAffected()
+		if err != nil {
+			return v.dbErr(err, "use enrollment code")
+		}
+		if n != 1 {
+			var usedAt sql.NullInt64
+			err := c.row(ctx, `SELECT used_at FROM v_enrollments WHERE code_hash = ?`, codeHash).Scan(&usedAt)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return errs.E(errs.NotFound, "enrollment code not found; check the code or ask the vendor for a new one")
+			case err != nil:
+				return v.dbErr(err, "read enrollment code")
+			case usedAt.Valid:
+				return errs.E(errs.Conflict, "enrollment code was already used (on %s); ask the vendor for a new one", fromNanos(usedAt.Int64).Format(time.DateOnly))
+			}
 			return errs.E(errs.Conflict, "enrollment code was already used; ask the vendor for a new one")
 		}
 		return v.putSite(ctx, c, s)
 	})
 }
 
-// PutSite records a site or renews its certificate.
+// PutSite records a site or renews its certificate (and name); Conflict if
+// the site is recorded for another customer, NotFound if its customer does
+// not exist.
 func (v *Vendor) PutSite(ctx context.Context, s *clearinghouse.Site) error {
 	return v.tx(ctx, func(c conn) error { return v.putSite(ctx, c, s) })
 }
@@ -174,16 +212,22 @@ func (v *Vendor) putSite(ctx context.Context, c conn, s *clearinghouse.Site) err
 	var customer string
 	err := c.row(ctx, `SELECT customer_id FROM v_sites WHERE id = ?`, s.ID).Scan(&customer)
 	switch {
-	case err == sql.ErrNoRows:
+	case errors.Is(err, sql.ErrNoRows):
 		_, err = c.exec(ctx, `INSERT INTO v_sites (id, customer_id, name, cert, certified) VALUES (?, ?, ?, ?, ?)`,
-			s.ID, s.CustomerID, s.Name, s.CertDER, toNanos(s.Certified))
+			s.ID, s.CustomerID, s.Name, nonNilBytes(s.CertDER), toNanos(s.Certified))
+		switch {
+		case v.isFK(err):
+			return errs.Wrap(errs.NotFound, err, "customer %q not found; add the customer before certifying its sites", s.CustomerID)
+		case v.isUnique(err): // another process recorded the site meanwhile
+			return errs.Wrap(errs.Conflict, err, "site %s was recorded concurrently; try again", s.ID)
+		}
 		return v.dbErr(err, "record site "+s.ID)
 	case err != nil:
 		return v.dbErr(err, "read site "+s.ID)
 	case customer != s.CustomerID:
-		return errs.E(errs.Conflict, "site %s is already registered for customer %s", s.ID, customer)
+		return errs.E(errs.Conflict, "site %s is already registered for customer %s, not %s; nothing was changed", s.ID, customer, s.CustomerID)
 	}
-	_, err = c.exec(ctx, `UPDATE v_sites SET name = ?, cert = ?, certified = ? WHERE id = ?`, s.Name, s.CertDER, toNanos(s.Certified), s.ID)
+	_, err = c.exec(ctx, `UPDATE v_sites SET name = ?, cert = ?, certified = ? WHERE id = ?`, s.Name, nonNilBytes(s.CertDER), toNanos(s.Certified), s.ID)
 	return v.dbErr(err, "renew site "+s.ID)
 }
 
@@ -208,17 +252,28 @@ func (v *Vendor) Site(ctx context.Context, id string) (*clearinghouse.Site, erro
 	return s, nil
 }
 
-// Sites lists sites, of one customer if customerID is set.
+// Sites lists sites, of one customer if customerID is set, by
+// certification time, then ID.
 func (v *Vendor) Sites(ctx context.Context, customerID string) ([]*clearinghouse.Site, error) {
 	return list(ctx, v.DB, "list sites", scanSite, `SELECT `+siteCols+` FROM v_sites WHERE (? = '' OR customer_id = ?) ORDER BY certified, id`, customerID, customerID)
 }
 
-// CreateOrder records an order.
+// CreateOrder records an order without a pack; Conflict if its ID exists,
+// NotFound if its customer or product does not.
 func (v *Vendor) CreateOrder(ctx context.Context, o *clearinghouse.Order) error {
 	_, err := v.conn().exec(ctx, `INSERT INTO v_orders (id, customer_id, product_id, platform, quantity, features, first_active, expires, created)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, o.CustomerID, o.ProductID, o.Platform, o.Quantity, toJSON(nonNil(o.Features)),
 		toNullNanos(o.FirstActive), toNullNanos(o.Expires), toNanos(o.Created))
-	return v.dbErr(err, "order "+o.ID)
+	switch {
+	case v.isUnique(err):
+		return errs.Wrap(errs.Conflict, err, "order %q already exists; choose another ID", o.ID)
+	case v.isFK(err):
+		if _, cerr := v.Customer(ctx, o.CustomerID); errs.Is(cerr, errs.NotFound) {
+			return errs.Wrap(errs.NotFound, err, "customer %q not found; add the customer before its orders", o.CustomerID)
+		}
+		return errs.Wrap(errs.NotFound, err, "product %q not found; add the product before orders for it", o.ProductID)
+	}
+	return v.dbErr(err, "store order "+o.ID)
 }
 
 const orderCols = `id, customer_id, product_id, platform, quantity, features, first_active, expires, created, pack_id`
@@ -245,12 +300,15 @@ func (v *Vendor) Order(ctx context.Context, id string) (*clearinghouse.Order, er
 	return o, nil
 }
 
-// Orders lists orders, of one customer if customerID is set.
+// Orders lists orders, of one customer if customerID is set, by creation
+// time, then ID.
 func (v *Vendor) Orders(ctx context.Context, customerID string) ([]*clearinghouse.Order, error) {
 	return list(ctx, v.DB, "list orders", scanOrder, `SELECT `+orderCols+` FROM v_orders WHERE (? = '' OR customer_id = ?) ORDER BY created, id`, customerID, customerID)
 }
 
-// AllocateSerials reserves n serial numbers with one atomic update.
+// AllocateSerials reserves n serial numbers, the first being 1, with one
+// atomic update of a single counter row: concurrent callers, in one process
+// or several, get disjoint ranges. Invalid if n < 1.
 func (v *Vendor) AllocateSerials(ctx context.Context, n int) (int64, error) {
 	if n < 1 {
 		return 0, errs.E(errs.Invalid, "cannot allocate %d serial numbers", n)
@@ -263,18 +321,40 @@ func (v *Vendor) AllocateSerials(ctx context.Context, n int) (int64, error) {
 	return next - int64(n), nil
 }
 
-// RecordPack stores a pack and links its order, once per order.
+// RecordPack stores a pack and links its order, in one transaction and
+// once per order: the order is claimed with a conditional update (only an
+// order without a pack changes) and v_packs has one row per order at most.
+// Conflict if the order has a pack or the pack ID is taken, NotFound if the
+// order or the site does not exist.
 func (v *Vendor) RecordPack(ctx context.Context, p *clearinghouse.IssuedPack) error {
 	return v.tx(ctx, func(c conn) error {
 		res, err := c.exec(ctx, `UPDATE v_orders SET pack_id = ? WHERE id = ? AND pack_id IS NULL`, p.PackID, p.OrderID)
 		if err != nil {
-			return v.dbErr(err, "link pack to order")
+			return v.dbErr(err, "link pack to order "+p.OrderID)
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return errs.E(errs.Conflict, "order %s already has a pack, or does not exist", p.OrderID)
+		n, err := res.RowsAffected()
+		if err != nil {
+			return v.dbErr(err, "link pack to order "+p.OrderID)
+		}
+		if n != 1 {
+			var has sql.NullString
+			err := c.row(ctx, `SELECT pack_id FROM v_orders WHERE id = ?`, p.OrderID).Scan(&has)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return notFound("order", p.OrderID)
+			case err != nil:
+				return v.dbErr(err, "read order "+p.OrderID)
+			}
+			return errs.E(errs.Conflict, "order %s already has pack %s; nothing was changed", p.OrderID, has.String)
 		}
 		_, err = c.exec(ctx, `INSERT INTO v_packs (pack_id, order_id, site_id, begin_serial, quantity, issued, file) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			p.PackID, p.OrderID, p.SiteID, p.BeginSerial, p.Quantity, toNanos(p.Issued), p.File)
+			p.PackID, p.OrderID, p.SiteID, p.BeginSerial, p.Quantity, toNanos(p.Issued), nonNilBytes(p.File))
+		switch {
+		case v.isUnique(err):
+			return errs.Wrap(errs.Conflict, err, "pack %s is already recorded for another order; issue it under a new pack ID", p.PackID)
+		case v.isFK(err):
+			return errs.Wrap(errs.NotFound, err, "site %q not found; certify the site before issuing packs to it", p.SiteID)
+		}
 		return v.dbErr(err, "record pack "+p.PackID)
 	})
 }
@@ -286,7 +366,10 @@ func (v *Vendor) PackForOrder(ctx context.Context, orderID string) (*clearinghou
 	err := v.conn().row(ctx, `SELECT pack_id, order_id, site_id, begin_serial, quantity, issued, file FROM v_packs WHERE order_id = ?`, orderID).
 		Scan(&p.PackID, &p.OrderID, &p.SiteID, &p.BeginSerial, &p.Quantity, &issued, &p.File)
 	if err != nil {
-		return nil, v.scanErr(err, "pack of order", orderID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, errs.E(errs.NotFound, "no pack was issued for order %q", orderID)
+		}
+		return nil, v.dbErr(err, "read pack of order "+orderID)
 	}
 	p.Issued = fromNanos(issued)
 	return &p, nil

@@ -1,0 +1,140 @@
+// Package gateway is the license check that sits in front of an application
+// server: the intermediate server of licet. A request reaches the application
+// only with a valid, unexpired license for the application's product, checked
+// offline against the vendor root with package verify.
+//
+// Use it as Go middleware inside the application,
+//
+//	v, _ := verify.New(rootPEM)
+//	h := gateway.Middleware(v, gateway.Options{Product: "acme-cad", SiteURL: "https://licenses.example.com"})(app)
+//
+// where the handler reads the verified license with LicenseFrom(r.Context()),
+// or as a reverse proxy in front of an application written in anything
+// (NewProxy), which reads the Licet-Client-* and Licet-License-* headers.
+//
+// # Presenting a license
+//
+// A client presents its license in one of two ways.
+//
+// As the TLS client certificate chain: the license file (license
+// certificate, then site certificate) and the client's key, as in
+// tls.X509KeyPair(licenseFile, keyFile). The TLS handshake proves that the
+// client holds the license's key; the gateway verifies the chain against the
+// vendor root, the product and the time. Serve with TLSConfig (ClientAuth
+// tls.RequestClientCert) rather than tls.VerifyClientCertIfGiven: the
+// verification happens in the gateway either way, but then a client whose
+// license has expired still connects and is told, in a 401 answer, where to
+// renew it, instead of failing the handshake with a bare TLS alert. When a
+// TLS client certificate is present it is the credential; the headers below
+// are then ignored (and removed).
+//
+// As headers, for clients that cannot do mutual TLS:
+//
+//	Licet-License: <base64 (standard alphabet, padded, no line breaks) of the license file (PEM)>
+//	Licet-Signature: keyid=<client ID>,ts=<unix seconds>,nonce=<nonce>,sig=<signature>
+//
+// The Licet-Signature fields are separated by commas (optional spaces or
+// tabs around each field), each name=value, each exactly once, in any order;
+// unknown fields are refused:
+//
+//   - keyid: the client ID of the signing key (verify.ClientID, "client-" and
+//     16 hex digits); it must be the client ID of the license.
+//   - ts: the time of signing, decimal Unix seconds (digits only). It must be
+//     within Options.MaxSkew (default 60 seconds) of the gateway's clock, either way.
+//   - nonce: 16 to 64 characters of the base64url alphabet (A-Z a-z 0-9 - _),
+//     fresh and random for each request; SignRequest uses 16 random bytes,
+//     unpadded base64url (22 characters). A nonce is accepted once: the
+//     gateway remembers every nonce it accepted, per client, for as long as
+//     its ts is acceptable.
+//   - sig: the Ed25519 signature by the license's key of the message below,
+//     standard base64 with padding (88 characters).
+//
+// The signed message is these seven lines joined by "\n" (a single line
+// feed, no trailing one):
+//
+//	licet/v1 request
+//	<method>          as sent, e.g. POST
+//	<request target>  the path and query exactly as sent on the request line (origin form), e.g. /v1/render?job=42
+//	<host>            the Host header (HTTP/1.1) or :authority (HTTP/2) as sent, ASCII letters lowercased, with the port if sent
+//	<ts>              the ts field, as sent
+//	<nonce>           the nonce field, as sent
+//	<body hash>       lowercase hex of the SHA-256 of the request body as sent (after de-chunking, before any content decoding);
+//	                  of an empty body: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+//
+// The signature binds the method, target, host and body to the client key
+// and, through ts and nonce, to one moment and one use; it does not cover
+// other headers, so run the gateway with TLS where the network is not
+// trusted. A proxy in front of the gateway must pass the Host header
+// through unchanged (nginx: proxy_set_header Host $http_host). In header
+// mode the gateway reads the whole body (at most Options.MaxBody, default 1
+// MiB; larger bodies get 413) to hash it, then hands it on; clients that
+// stream large bodies should use mutual TLS.
+//
+// Test vector (TestSignatureVector checks it): the Ed25519 key with seed
+// 00 01 02 ... 1f, whose client ID is client-56475aa75463474c; method POST,
+// target /v1/render?job=42, host app.example.com, ts 1767225600, nonce
+// AAECAwQFBgcICQoLDA0ODw, body {"scene":1}. The message, with \n for the
+// line feeds, is
+//
+//	licet/v1 request\nPOST\n/v1/render?job=42\napp.example.com\n1767225600\nAAECAwQFBgcICQoLDA0ODw\ned95557e5e74b2039de6c31045e8679922cee52b6f479ef762f61d919a8a15de
+//
+// and the header
+//
+//	Licet-Signature: keyid=client-56475aa75463474c,ts=1767225600,nonce=AAECAwQFBgcICQoLDA0ODw,sig=meeX2LKw795BRwD/020yKz3AzKzfC4M/A6bUoiV9YH8UvBR2G1JrN8BqY9/trWrGcYItnbnqrHKysYBmoNX8AA==
+//
+// # What the application sees
+//
+// On success the gateway removes the headers a client could use to pass
+// itself off as someone else: every incoming header whose name, compared
+// without regard to case and with "_" counted as "-", is Licet-License,
+// Licet-Signature or begins with Licet-Client- or Licet-License- (and such
+// names in the Connection header's list, so that a proxy behind the gateway
+// cannot be told to drop the verified headers as hop-by-hop; a request that
+// declares such a trailer is refused). The handler gets a copy of the
+// request with these headers set:
+//
+//	Licet-Client-Id          the client ID
+//	Licet-License-Id         the license ID (decimal)
+//	Licet-License-Product    the product ID
+//	Licet-License-Version    the product version
+//	Licet-License-Platform   the platform
+//	Licet-License-Features   the features, comma-separated, no spaces (empty if none)
+//	Licet-License-Expires    the license's NotAfter, RFC 3339 in UTC (valid strictly before it)
+//	Licet-License-Temporary  "true" or "false"
+//
+// and the *verify.License in its context (LicenseFrom).
+//
+// # Refusals
+//
+// Errors are JSON, {"error":{"code":...,"message":...}}, with the codes of
+// package errs, as every licet server writes them. Every refused credential
+// is 401 "unauthenticated" with a message that says what is wrong and what
+// to do, and a challenge
+//
+//	WWW-Authenticate: Licet realm="<product>", site="<Options.SiteURL>", error="<reason>"
+//
+// that tells the client where to get a license (site is left out when
+// Options.SiteURL is empty). The reason is for programs: license_required
+// (none presented), invalid_license (malformed, not from a certified site,
+// altered), license_expired (a temporary license that expired included),
+// license_not_yet_valid, wrong_product, wrong_client (the license belongs to
+// another key than the one that signed), invalid_signature (a missing,
+// malformed or non-verifying Licet-Signature), stale_request (ts outside the
+// allowed skew) and replayed_request (a nonce already used).
+//
+// A license for another product is 401, not 403: the client is refused for
+// want of a credential for this product, and the remedy is the same as for
+// no license at all, to get one from the license server the challenge names.
+// A body over Options.MaxBody is 413 "too_large"; a gateway whose nonce
+// memory is full (Options.MaxNonces) answers 429 "rate_limited" with
+// Retry-After rather than forget nonces early.
+//
+// # Cost
+//
+// A gateway remembers the licenses it has verified (by the SHA-256 of the
+// certificate or of the Licet-License header, up to 16384, each until its
+// chain expires), so after a client's first request its license costs a hash
+// and a map lookup, not an Ed25519 verification. A request over mutual TLS
+// then costs a few microseconds; a signed request costs the Ed25519
+// verification of its signature, which is the price of not using mutual TLS.
+package gateway

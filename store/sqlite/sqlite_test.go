@@ -1,0 +1,205 @@
+package sqlite_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/licet/licet/auth"
+	"github.com/licet/licet/clearinghouse"
+	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/store"
+	"github.com/licet/licet/store/sqlite"
+	"github.com/licet/licet/store/sqlstore"
+	"github.com/licet/licet/store/storetest"
+)
+
+// openDB opens the SQLite database at path and closes it when the test ends.
+func openDB(t *testing.T, path string) *sqlstore.DB {
+	t.Helper()
+	db, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func openVendor(t *testing.T, path string) *sqlstore.Vendor {
+	t.Helper()
+	v, err := sqlstore.NewVendor(t.Context(), openDB(t, path))
+	if err != nil {
+		t.Fatalf("migrate vendor database: %v", err)
+	}
+	return v
+}
+
+func openSite(t *testing.T, path string) *sqlstore.Site {
+	t.Helper()
+	s, err := sqlstore.NewSite(t.Context(), openDB(t, path))
+	if err != nil {
+		t.Fatalf("migrate site database: %v", err)
+	}
+	return s
+}
+
+func TestVendor(t *testing.T) {
+	storetest.TestVendor(t, func(t *testing.T) clearinghouse.Store {
+		return openVendor(t, filepath.Join(t.TempDir(), "vendor.db"))
+	})
+}
+
+func TestSite(t *testing.T) {
+	storetest.TestSite(t, func(t *testing.T) licenseserver.Store {
+		return openSite(t, filepath.Join(t.TempDir(), "site.db"))
+	})
+}
+
+// openBoth opens two stores on one new database file at the same time.
+func openBoth[S interface{ Close() error }](t *testing.T, open func(ctx context.Context, dsn string) (S, error)) (S, S) {
+	t.Helper()
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "shared.db")
+	var stores [2]S
+	var errList [2]error
+	var wg sync.WaitGroup
+	for i := range stores {
+		wg.Go(func() { stores[i], errList[i] = open(t.Context(), dsn) })
+	}
+	wg.Wait()
+	for i, err := range errList {
+		if err != nil {
+			t.Fatalf("open store %d of 2: %v", i+1, err)
+		}
+		t.Cleanup(func() { stores[i].Close() })
+	}
+	return stores[0], stores[1]
+}
+
+// TestSharedSite opens two site stores on one file concurrently (as two
+// processes would) and grants seats from both.
+func TestSharedSite(t *testing.T) {
+	a, b := openBoth(t, store.OpenSite)
+	storetest.TestSharedSite(t, a, b)
+}
+
+// TestSharedVendor opens two vendor stores on one file concurrently and
+// allocates serial numbers and uses an enrollment code from both.
+func TestSharedVendor(t *testing.T) {
+	a, b := openBoth(t, store.OpenVendor)
+	storetest.TestSharedVendor(t, a, b)
+}
+
+type migration struct {
+	role    string
+	version int
+	applied int64
+}
+
+func migrations(t *testing.T, db *sqlstore.DB) []migration {
+	t.Helper()
+	rows, err := db.SQL.QueryContext(t.Context(), `SELECT role, version, applied FROM licet_migrations ORDER BY role, version`)
+	if err != nil {
+		t.Fatalf("read licet_migrations: %v", err)
+	}
+	defer rows.Close()
+	var out []migration
+	for rows.Next() {
+		var m migration
+		if err := rows.Scan(&m.role, &m.version, &m.applied); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// migrationFiles counts the embedded migrations of a role from the source tree.
+func migrationFiles(t *testing.T, role string) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "sqlstore", "migrations", "sqlite", role, "*.sql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no %s migrations found (%v)", role, err)
+	}
+	return len(files)
+}
+
+// TestMigrateOnce opens one database file again and again, with both roles:
+// each migration is applied and recorded once, and the data survives.
+func TestMigrateOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "licet.db") // the directory is created too
+	secret := "licet_reopen"
+	var first []migration
+	for round := 0; round < 3; round++ {
+		t.Run("", func(t *testing.T) {
+			site := openSite(t, path)
+			vendor := openVendor(t, path)
+			if round == 0 {
+				if err := site.AddToken(t.Context(), &auth.Token{ID: "tok_1", Name: "n", Hash: auth.HashToken(secret), Created: time.Now()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := site.TokenByHash(t.Context(), auth.HashToken(secret)); err != nil {
+				t.Errorf("round %d: token lost: %v", round, err)
+			}
+			ms := migrations(t, site.DB)
+			count := map[string]int{}
+			seen := map[migration]bool{}
+			for _, m := range ms {
+				count[m.role]++
+				key := migration{role: m.role, version: m.version}
+				if seen[key] {
+					t.Errorf("round %d: migration %s %d recorded twice", round, m.role, m.version)
+				}
+				seen[key] = true
+			}
+			for _, role := range []string{"site", "vendor"} {
+				if want := migrationFiles(t, role); count[role] != want {
+					t.Errorf("round %d: %d %s migrations recorded, want %d", round, count[role], role, want)
+				}
+			}
+			if round == 0 {
+				first = ms
+				return
+			}
+			if len(ms) != len(first) {
+				t.Fatalf("round %d: %d migrations recorded, want %d", round, len(ms), len(first))
+			}
+			for i := range ms {
+				if ms[i] != first[i] {
+					t.Errorf("round %d: migration %+v became %+v: applied again", round, first[i], ms[i])
+				}
+			}
+			if _, err := vendor.AllocateSerials(t.Context(), 1); err != nil {
+				t.Errorf("round %d: vendor store unusable after reopening: %v", round, err)
+			}
+		})
+	}
+}
+
+// TestFileMode checks that a new database file is readable by its owner only.
+func TestFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "licet.db")
+	s := openSite(t, path)
+	// Write, so that the journal files exist too.
+	if err := s.AddToken(t.Context(), &auth.Token{ID: "tok_1", Name: "n", Hash: auth.HashToken("licet_x"), Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if os.IsNotExist(err) && p != path {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := fi.Mode().Perm(); mode != 0o600 {
+			t.Errorf("%s has mode %#o, want 0600", filepath.Base(p), mode)
+		}
+	}
+}
