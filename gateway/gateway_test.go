@@ -150,7 +150,6 @@ type upstream struct {
 	hits   int
 	header http.Header
 	body   []byte
-	remote string
 }
 
 func newUpstream(tb testing.TB) *upstream {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestVendor(t *testing.T) {
+	t.Parallel()
 	storetest.TestVendor(t, func(t *testing.T) clearinghouse.Store {
 		v, err := store.OpenVendor(t.Context(), postgres.TestDSN(t))
 		if err != nil {
@@ -25,6 +26,7 @@ func TestVendor(t *testing.T) {
 }
 
 func TestSite(t *testing.T) {
+	t.Parallel()
 	storetest.TestSite(t, func(t *testing.T) licenseserver.Store {
 		s, err := store.OpenSite(t.Context(), postgres.TestDSN(t))
 		if err != nil {
@@ -81,6 +83,7 @@ func checkMigrations(t *testing.T, dsn, role string) {
 // TestSharedSite opens two site stores on one database concurrently and
 // grants seats from both: 100 goroutines each against 60 seats.
 func TestSharedSite(t *testing.T) {
+	t.Parallel()
 	dsn := postgres.TestDSN(t)
 	a, b := openBoth(t, dsn, store.OpenSite)
 	checkMigrations(t, dsn, "site")
@@ -90,6 +93,7 @@ func TestSharedSite(t *testing.T) {
 // TestSharedVendor opens two vendor stores on one database concurrently and
 // allocates serial numbers and uses an enrollment code from both.
 func TestSharedVendor(t *testing.T) {
+	t.Parallel()
 	dsn := postgres.TestDSN(t)
 	a, b := openBoth(t, dsn, store.OpenVendor)
 	checkMigrations(t, dsn, "vendor")

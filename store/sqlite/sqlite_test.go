@@ -47,12 +47,14 @@ func openSite(t *testing.T, path string) *sqlstore.Site {
 }
 
 func TestVendor(t *testing.T) {
+	t.Parallel()
 	storetest.TestVendor(t, func(t *testing.T) clearinghouse.Store {
 		return openVendor(t, filepath.Join(t.TempDir(), "vendor.db"))
 	})
 }
 
 func TestSite(t *testing.T) {
+	t.Parallel()
 	storetest.TestSite(t, func(t *testing.T) licenseserver.Store {
 		return openSite(t, filepath.Join(t.TempDir(), "site.db"))
 	})
@@ -81,6 +83,7 @@ func openBoth[S interface{ Close() error }](t *testing.T, open func(ctx context.
 // TestSharedSite opens two site stores on one file concurrently (as two
 // processes would) and grants seats from both.
 func TestSharedSite(t *testing.T) {
+	t.Parallel()
 	a, b := openBoth(t, store.OpenSite)
 	storetest.TestSharedSite(t, a, b)
 }
@@ -88,6 +91,7 @@ func TestSharedSite(t *testing.T) {
 // TestSharedVendor opens two vendor stores on one file concurrently and
 // allocates serial numbers and uses an enrollment code from both.
 func TestSharedVendor(t *testing.T) {
+	t.Parallel()
 	a, b := openBoth(t, store.OpenVendor)
 	storetest.TestSharedVendor(t, a, b)
 }
@@ -132,6 +136,7 @@ func migrationFiles(t *testing.T, role string) int {
 // TestMigrateOnce opens one database file again and again, with both roles:
 // each migration is applied and recorded once, and the data survives.
 func TestMigrateOnce(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sub", "licet.db") // the directory is created too
 	secret := "licet_reopen"
 	var first []migration
@@ -184,6 +189,7 @@ func TestMigrateOnce(t *testing.T) {
 
 // TestFileMode checks that a new database file is readable by its owner only.
 func TestFileMode(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "licet.db")
 	s := openSite(t, path)
 	// Write, so that the journal files exist too.

@@ -3,7 +3,8 @@
 // SQLite and PostgreSQL are held to the same contract: the doc comments of
 // clearinghouse.Store, licenseserver.Store and auth.TokenStore.
 //
-// Each subtest calls open for a fresh, empty store.
+// Each subtest calls open for a fresh, empty store, and runs in parallel
+// with the others (t.Parallel), so open must be safe for concurrent use.
 package storetest
 
 import (
@@ -35,42 +36,55 @@ func ptr(t time.Time) *time.Time { return &t }
 
 // TestVendor runs the conformance suite of clearinghouse.Store.
 func TestVendor(t *testing.T, open func(t *testing.T) clearinghouse.Store) {
-	t.Run("Tokens", func(t *testing.T) { testTokens(t, open(t)) })
-	t.Run("Products", func(t *testing.T) { testProducts(t, open(t)) })
-	t.Run("Customers", func(t *testing.T) { testCustomers(t, open(t)) })
-	t.Run("Enrollments", func(t *testing.T) { testEnrollments(t, open(t)) })
-	t.Run("EnrollSiteReuse", func(t *testing.T) { testEnrollSiteReuse(t, open(t)) })
-	t.Run("EnrollSiteConcurrent", func(t *testing.T) { testEnrollSiteConcurrent(t, open(t)) })
-	t.Run("Sites", func(t *testing.T) { testSites(t, open(t)) })
-	t.Run("Orders", func(t *testing.T) { testOrders(t, open(t)) })
-	t.Run("AllocateSerials", func(t *testing.T) { testAllocateSerials(t, open(t)) })
-	t.Run("AllocateSerialsConcurrent", func(t *testing.T) { testAllocateSerialsConcurrent(t, open(t)) })
-	t.Run("RecordPack", func(t *testing.T) { testRecordPack(t, open(t)) })
-	t.Run("RecordPackConcurrent", func(t *testing.T) { testRecordPackConcurrent(t, open(t)) })
-	t.Run("MissingReferences", func(t *testing.T) { testVendorMissingReferences(t, open(t)) })
-	t.Run("EnrollSiteAtomic", func(t *testing.T) { testEnrollSiteAtomic(t, open(t)) })
-	t.Run("ZeroValues", func(t *testing.T) { testVendorZeroValues(t, open(t)) })
+	sub := parallel(t)
+	sub("Tokens", func(t *testing.T) { testTokens(t, open(t)) })
+	sub("Products", func(t *testing.T) { testProducts(t, open(t)) })
+	sub("Customers", func(t *testing.T) { testCustomers(t, open(t)) })
+	sub("Enrollments", func(t *testing.T) { testEnrollments(t, open(t)) })
+	sub("EnrollSiteReuse", func(t *testing.T) { testEnrollSiteReuse(t, open(t)) })
+	sub("EnrollSiteConcurrent", func(t *testing.T) { testEnrollSiteConcurrent(t, open(t)) })
+	sub("Sites", func(t *testing.T) { testSites(t, open(t)) })
+	sub("Orders", func(t *testing.T) { testOrders(t, open(t)) })
+	sub("AllocateSerials", func(t *testing.T) { testAllocateSerials(t, open(t)) })
+	sub("AllocateSerialsConcurrent", func(t *testing.T) { testAllocateSerialsConcurrent(t, open(t)) })
+	sub("RecordPack", func(t *testing.T) { testRecordPack(t, open(t)) })
+	sub("RecordPackConcurrent", func(t *testing.T) { testRecordPackConcurrent(t, open(t)) })
+	sub("MissingReferences", func(t *testing.T) { testVendorMissingReferences(t, open(t)) })
+	sub("EnrollSiteAtomic", func(t *testing.T) { testEnrollSiteAtomic(t, open(t)) })
+	sub("ZeroValues", func(t *testing.T) { testVendorZeroValues(t, open(t)) })
 }
 
 // TestSite runs the conformance suite of licenseserver.Store, GrantStore included.
 func TestSite(t *testing.T, open func(t *testing.T) licenseserver.Store) {
-	t.Run("Tokens", func(t *testing.T) { testTokens(t, open(t)) })
-	t.Run("Packs", func(t *testing.T) { testPacks(t, open(t)) })
-	t.Run("InstallPackConcurrent", func(t *testing.T) { testInstallPackConcurrent(t, open(t)) })
-	t.Run("Images", func(t *testing.T) { testImages(t, open(t)) })
-	t.Run("ChallengeSingleUse", func(t *testing.T) { testChallengeSingleUse(t, open(t)) })
-	t.Run("ChallengeConcurrent", func(t *testing.T) { testChallengeConcurrent(t, open(t)) })
-	t.Run("AssignSeat", func(t *testing.T) { testAssignSeat(t, open(t)) })
-	t.Run("AssignSeatPackSelection", func(t *testing.T) { testAssignSeatPackSelection(t, open(t)) })
-	t.Run("AssignSeatNextPack", func(t *testing.T) { testAssignSeatNextPack(t, open(t)) })
-	t.Run("AssignSeatExpiredAssignment", func(t *testing.T) { testAssignSeatExpiredAssignment(t, open(t)) })
-	t.Run("AssignSeatCert", func(t *testing.T) { testAssignSeatCert(t, open(t)) })
-	t.Run("AssignSeatSignError", func(t *testing.T) { testAssignSeatSignError(t, open(t)) })
-	t.Run("AssignSeatConcurrent", func(t *testing.T) { testAssignSeatConcurrent(t, open(t)) })
-	t.Run("AssignSeatSameClientConcurrent", func(t *testing.T) { testAssignSeatSameClientConcurrent(t, open(t)) })
-	t.Run("Assignments", func(t *testing.T) { testAssignments(t, open(t)) })
-	t.Run("ZeroValues", func(t *testing.T) { testSiteZeroValues(t, open(t)) })
-	t.Run("AssignSeatCancelled", func(t *testing.T) { testAssignSeatCancelled(t, open(t)) })
+	sub := parallel(t)
+	sub("Tokens", func(t *testing.T) { testTokens(t, open(t)) })
+	sub("Packs", func(t *testing.T) { testPacks(t, open(t)) })
+	sub("InstallPackConcurrent", func(t *testing.T) { testInstallPackConcurrent(t, open(t)) })
+	sub("Images", func(t *testing.T) { testImages(t, open(t)) })
+	sub("ChallengeSingleUse", func(t *testing.T) { testChallengeSingleUse(t, open(t)) })
+	sub("ChallengeConcurrent", func(t *testing.T) { testChallengeConcurrent(t, open(t)) })
+	sub("AssignSeat", func(t *testing.T) { testAssignSeat(t, open(t)) })
+	sub("AssignSeatPackSelection", func(t *testing.T) { testAssignSeatPackSelection(t, open(t)) })
+	sub("AssignSeatNextPack", func(t *testing.T) { testAssignSeatNextPack(t, open(t)) })
+	sub("AssignSeatExpiredAssignment", func(t *testing.T) { testAssignSeatExpiredAssignment(t, open(t)) })
+	sub("AssignSeatCert", func(t *testing.T) { testAssignSeatCert(t, open(t)) })
+	sub("AssignSeatSignError", func(t *testing.T) { testAssignSeatSignError(t, open(t)) })
+	sub("AssignSeatConcurrent", func(t *testing.T) { testAssignSeatConcurrent(t, open(t)) })
+	sub("AssignSeatSameClientConcurrent", func(t *testing.T) { testAssignSeatSameClientConcurrent(t, open(t)) })
+	sub("Assignments", func(t *testing.T) { testAssignments(t, open(t)) })
+	sub("ZeroValues", func(t *testing.T) { testSiteZeroValues(t, open(t)) })
+	sub("AssignSeatCancelled", func(t *testing.T) { testAssignSeatCancelled(t, open(t)) })
+}
+
+// parallel returns a function that runs a named subtest of t in parallel
+// with the others.
+func parallel(t *testing.T) func(name string, f func(t *testing.T)) {
+	return func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f(t)
+		})
+	}
 }
 
 // ---- comparison and error helpers ----
