@@ -13,6 +13,8 @@ import (
 	"github.com/licet/licet/store/storetest"
 )
 
+// TestVendor runs the vendor store conformance suite on PostgreSQL, a new
+// database per subtest.
 func TestVendor(t *testing.T) {
 	t.Parallel()
 	storetest.TestVendor(t, func(t *testing.T) clearinghouse.Store {
@@ -25,6 +27,8 @@ func TestVendor(t *testing.T) {
 	})
 }
 
+// TestSite runs the site store conformance suite on PostgreSQL, a new
+// database per subtest.
 func TestSite(t *testing.T) {
 	t.Parallel()
 	storetest.TestSite(t, func(t *testing.T) licenseserver.Store {

@@ -28,6 +28,7 @@ func openDB(t *testing.T, path string) *sqlstore.DB {
 	return db
 }
 
+// openVendor opens and migrates the vendor database at path.
 func openVendor(t *testing.T, path string) *sqlstore.Vendor {
 	t.Helper()
 	v, err := sqlstore.NewVendor(t.Context(), openDB(t, path))
@@ -37,6 +38,7 @@ func openVendor(t *testing.T, path string) *sqlstore.Vendor {
 	return v
 }
 
+// openSite opens and migrates the site database at path.
 func openSite(t *testing.T, path string) *sqlstore.Site {
 	t.Helper()
 	s, err := sqlstore.NewSite(t.Context(), openDB(t, path))
@@ -46,6 +48,8 @@ func openSite(t *testing.T, path string) *sqlstore.Site {
 	return s
 }
 
+// TestVendor runs the vendor store conformance suite on SQLite, a new
+// database file per subtest.
 func TestVendor(t *testing.T) {
 	t.Parallel()
 	storetest.TestVendor(t, func(t *testing.T) clearinghouse.Store {
@@ -53,6 +57,8 @@ func TestVendor(t *testing.T) {
 	})
 }
 
+// TestSite runs the site store conformance suite on SQLite, a new database
+// file per subtest.
 func TestSite(t *testing.T) {
 	t.Parallel()
 	storetest.TestSite(t, func(t *testing.T) licenseserver.Store {
@@ -96,12 +102,14 @@ func TestSharedVendor(t *testing.T) {
 	storetest.TestSharedVendor(t, a, b)
 }
 
+// migration is a row of licet_migrations.
 type migration struct {
 	role    string
 	version int
 	applied int64
 }
 
+// migrations reads licet_migrations.
 func migrations(t *testing.T, db *sqlstore.DB) []migration {
 	t.Helper()
 	rows, err := db.SQL.QueryContext(t.Context(), `SELECT role, version, applied FROM licet_migrations ORDER BY role, version`)
@@ -140,8 +148,8 @@ func TestMigrateOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "licet.db") // the directory is created too
 	secret := "licet_reopen"
 	var first []migration
-	for round := 0; round < 3; round++ {
-		t.Run("", func(t *testing.T) {
+	for round, name := range []string{"create", "reopen", "reopen again"} {
+		t.Run(name, func(t *testing.T) {
 			site := openSite(t, path)
 			vendor := openVendor(t, path)
 			if round == 0 {

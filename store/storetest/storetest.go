@@ -1444,7 +1444,7 @@ func testSiteZeroValues(t *testing.T, st licenseserver.Store) {
 // matches the assignments recorded.
 func testAssignSeatCancelled(t *testing.T, st licenseserver.Store) {
 	const n = 60
-	install(t, st, pack("pk_1", "prod_a", "linux-amd64", 10, n, t0))
+	install(t, st, pack("pk_1", "prod_a", "linux-amd64", 10, n+1, t0)) // a seat for cli_after
 	s := &seats{st: st}
 	var good atomic.Int64
 	run(n, func(i int) {
