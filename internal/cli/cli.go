@@ -59,6 +59,7 @@ func root() *command {
 		agentCommand(),
 		licenseCommand(),
 		benchCommand(),
+		gatewayCommand(),
 		{name: "version", summary: "print the licet version", run: func(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintln(e.stdout, "licet", Version)
 			return nil

@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/licet/licet/api"
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/gateway"
+	"github.com/licet/licet/verify"
+)
+
+// DefaultGatewayListen is the license gateway's default address.
+const DefaultGatewayListen = "127.0.0.1:8472"
+
+func gatewayCommand() *command {
+	return leaf("gateway", "run the license gateway in front of an application server", gatewayServe)
+}
+
+// parseServerURL parses an http(s) URL given to flag name.
+func parseServerURL(flagName, raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errs.E(errs.Usage, "--%s %q is not an http:// or https:// URL with a host", flagName, raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, errs.E(errs.Usage, "--%s %q must not have a query or fragment", flagName, raw)
+	}
+	return u, nil
+}
+
+func gatewayServe(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet gateway", "--upstream URL --site URL --product P --root FILE [--listen ADDR] [--tls-cert FILE --tls-key FILE]",
+		"Runs the license gateway: a reverse proxy to the application at --upstream that lets\n"+
+			"through only requests carrying a valid, unexpired license for --product, checked\n"+
+			"offline against the vendor root. A client presents its license as its TLS client\n"+
+			"certificate (with --tls-cert and --tls-key) or in the Licet-License and\n"+
+			"Licet-Signature headers; the application reads the verified identity from the\n"+
+			"Licet-Client-Id and Licet-License-* headers. Refusals are 401 with a\n"+
+			"WWW-Authenticate challenge naming the license server.\n\n"+
+			"POST /v1/challenges, POST /v1/licenses and GET /v1/root are relayed unchanged to\n"+
+			"the license server at --site, so clients need only the gateway's address to get a\n"+
+			"license. /healthz and /metrics are the gateway's own. Stops cleanly on SIGINT or SIGTERM.")
+	upstream := fs.String("upstream", "", "URL of the application server behind the gateway")
+	site := fs.String("site", "", "URL of the license server (site) that grants licenses")
+	product := fs.String("product", "", "product ID a license must be for")
+	rootFile := fs.String("root", "", "vendor root certificate file (PEM or DER)")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate file (PEM); needs --tls-key")
+	tlsKey := fs.String("tls-key", "", "private key file (PEM) of --tls-cert")
+	skew := fs.Duration("max-skew", gateway.DefaultMaxSkew, "allowed clock difference of a signed request, either way")
+	sf := addServerFlags(fs, DefaultGatewayListen)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "upstream", "site", "product", "root"); err != nil {
+		return err
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errs.E(errs.Usage, "--tls-cert and --tls-key go together: give both to serve HTTPS, or neither")
+	}
+	if *skew < time.Second {
+		return errs.E(errs.Usage, "--max-skew %s is too small; give at least 1s", *skew)
+	}
+	upURL, err := parseServerURL("upstream", *upstream)
+	if err != nil {
+		return err
+	}
+	siteURL, err := parseServerURL("site", *site)
+	if err != nil {
+		return err
+	}
+	rootPEM, err := os.ReadFile(*rootFile)
+	if err != nil {
+		return errs.Wrap(errs.Invalid, err, "cannot read the vendor root certificate %s", *rootFile)
+	}
+	v, err := verify.New(rootPEM)
+	if err != nil {
+		return errs.Wrap(errs.Invalid, err, "--root %s is not a licet vendor root certificate", *rootFile)
+	}
+	var tlsConf *tls.Config
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return errs.Wrap(errs.Invalid, err, "cannot load the TLS certificate %s and key %s", *tlsCert, *tlsKey)
+		}
+		tlsConf = gateway.TLSConfig(cert)
+	}
+	now, err := e.clock()
+	if err != nil {
+		return err
+	}
+	log := sf.logger(e)
+	opts := gateway.Options{Product: *product, SiteURL: siteURL.String(), MaxSkew: *skew, Now: now, Log: log}
+
+	s := api.NewServer("gateway", log, sf.limits(), nil)
+	relay := gateway.NewReverseProxy(siteURL, opts)
+	handle := func(h http.Handler) func(w http.ResponseWriter, r *http.Request) error {
+		return func(w http.ResponseWriter, r *http.Request) error {
+			h.ServeHTTP(w, r)
+			return nil
+		}
+	}
+	for _, p := range []string{"POST /v1/challenges", "POST /v1/licenses", "GET /v1/root"} {
+		s.Public(p, handle(relay))
+	}
+	s.Public("/", handle(gateway.NewProxy(v, upURL, opts)))
+
+	ln, err := net.Listen("tcp", *sf.listen)
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "gateway cannot listen on %s; choose another --listen address", *sf.listen)
+	}
+	scheme := "http"
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+		scheme = "https"
+	}
+	fmt.Fprintf(e.stdout, "gateway listening on %s://%s\n", scheme, ln.Addr().String())
+	log.Info("gateway serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "product", *product,
+		"upstream", upURL.Redacted(), "site", siteURL.Redacted())
+	return api.Serve(ctx, ln, s, log)
+}
