@@ -4,6 +4,7 @@ import (
 	"encoding/pem"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/licet/licet/errs"
@@ -116,6 +117,22 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 			return err
 		}
 		writeJSON(w, http.StatusOK, as)
+		return nil
+	})
+	s.Admin("GET /v1/report", func(w http.ResponseWriter, r *http.Request) error {
+		days := 30
+		if v := r.URL.Query().Get("expiring_within_days"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return errs.E(errs.Invalid, "expiring_within_days %q is not a number of days", v)
+			}
+			days = n
+		}
+		rep, err := srv.Report(r.Context(), time.Duration(days)*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, rep)
 		return nil
 	})
 	s.Admin("GET /v1/packs", func(w http.ResponseWriter, r *http.Request) error {

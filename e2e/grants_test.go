@@ -179,6 +179,32 @@ func TestGrantFlowAndAttacks(t *testing.T) {
 	if len(packs) != 1 || packs[0].Assigned != 3 {
 		t.Fatalf("pack after 3 grants: %+v", packs)
 	}
+
+	// The report: seats per pack and product, and licenses ending soon (the
+	// pack never expires, so licenses run to the end of the site certificate).
+	type report struct {
+		Packs    []struct{ Quantity, Assigned, Free int }
+		Products []struct {
+			ProductID string `json:"product_id"`
+			Seats     int    `json:"seats"`
+			Assigned  int    `json:"assigned"`
+			Free      int    `json:"free"`
+			Permanent int    `json:"permanent_licenses"`
+		}
+		Expiring []struct {
+			LicenseID int64 `json:"license_id"`
+		}
+	}
+	var soon, later report
+	okJSON(t, &soon, "site", "report", "--data", g.siteDir, "--expiring-within", "30")
+	okJSON(t, &later, "site", "report", "--data", g.siteDir, "--expiring-within", "3660")
+	if len(soon.Packs) != 1 || soon.Packs[0].Free != 0 || len(soon.Products) != 1 ||
+		soon.Products[0].ProductID != "app" || soon.Products[0].Seats != 3 || soon.Products[0].Permanent != 3 || len(soon.Expiring) != 0 {
+		t.Fatalf("report: %+v", soon)
+	}
+	if len(later.Expiring) != 3 {
+		t.Fatalf("licenses ending within 10 years: %+v", later.Expiring)
+	}
 }
 
 // replayChallenge answers a challenge correctly, then sends the same grant

@@ -36,6 +36,7 @@ func siteCommand() *command {
 			leaf("add", "register a client image signed by the vendor", siteImageAdd),
 			leaf("list", "list registered client images", siteImageList),
 		}},
+		leaf("report", "seats per pack and product, licenses, and licenses expiring soon", siteReport),
 		{name: "license", summary: "granted client licenses", sub: []*command{
 			leaf("list", "list licenses by client or pack", siteLicenseList),
 		}},
@@ -431,5 +432,50 @@ func siteLicenseList(ctx context.Context, e *env, args []string) error {
 		rows = append(rows, []string{fmt.Sprint(a.LicenseID), a.ClientID, a.PackID, a.ProductID, a.Platform, a.Issued.Format(time.DateOnly)})
 	}
 	table(e.stdout, []string{"LICENSE", "CLIENT", "PACK", "PRODUCT", "PLATFORM", "ISSUED"}, rows)
+	return nil
+}
+
+func siteReport(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site report", "--data DIR [--expiring-within DAYS]",
+		"Reports seats per pack and per product, granted licenses, and the clients whose\nlicenses end within the given number of days.")
+	sf := addSiteFlags(fs)
+	days := fs.Int("expiring-within", 30, "list licenses that end within this many days")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *days < 0 {
+		return errs.E(errs.Usage, "--expiring-within must be 0 or more days")
+	}
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	rep, err := srv.Report(ctx, time.Duration(*days)*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	if *sf.json {
+		return printJSON(e.stdout, rep)
+	}
+	var rows [][]string
+	for _, p := range rep.Packs {
+		exp := "never"
+		if p.Expires != nil {
+			exp = p.Expires.Format(time.DateOnly)
+		}
+		rows = append(rows, []string{p.PackID, p.ProductID, p.Platform, fmt.Sprint(p.Quantity), fmt.Sprint(p.Assigned), fmt.Sprint(p.Free), exp})
+	}
+	table(e.stdout, []string{"PACK", "PRODUCT", "PLATFORM", "SEATS", "ASSIGNED", "FREE", "EXPIRES"}, rows)
+	fmt.Fprintln(e.stdout)
+	rows = nil
+	for _, p := range rep.Products {
+		rows = append(rows, []string{p.ProductID, fmt.Sprint(p.Seats), fmt.Sprint(p.Assigned), fmt.Sprint(p.Free), fmt.Sprint(p.Permanent), fmt.Sprint(p.Temporary), fmt.Sprint(p.Upgraded)})
+	}
+	table(e.stdout, []string{"PRODUCT", "SEATS", "ASSIGNED", "FREE", "PERMANENT", "TEMPORARY", "UPGRADED"}, rows)
+	fmt.Fprintf(e.stdout, "\nLicenses ending within %d days: %d\n", *days, len(rep.Expiring))
+	for _, x := range rep.Expiring {
+		fmt.Fprintf(e.stdout, "  %d  %s  %s  %s\n", x.LicenseID, x.ClientID, x.ProductID, x.Expires.Format(time.DateOnly))
+	}
 	return nil
 }

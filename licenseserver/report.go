@@ -1,0 +1,96 @@
+package licenseserver
+
+import (
+	"context"
+	"crypto/x509"
+	"sort"
+	"time"
+)
+
+// Report summarises a site's seats and licenses for its administrator.
+type Report struct {
+	Generated time.Time       `json:"generated"`
+	Packs     []PackReport    `json:"packs"`
+	Products  []ProductReport `json:"products"`
+	Expiring  []ExpiringEntry `json:"expiring"` // licenses that end within the window
+	Window    string          `json:"expiring_within"`
+}
+
+// PackReport is one pack's seats.
+type PackReport struct {
+	PackID    string     `json:"pack_id"`
+	ProductID string     `json:"product_id"`
+	Platform  string     `json:"platform"`
+	Quantity  int        `json:"quantity"`
+	Assigned  int        `json:"assigned"`
+	Free      int        `json:"free"`
+	Expires   *time.Time `json:"expires,omitempty"`
+}
+
+// ProductReport adds up a product's seats and licenses over its packs.
+type ProductReport struct {
+	ProductID string `json:"product_id"`
+	Seats     int    `json:"seats"`
+	Assigned  int    `json:"assigned"`
+	Free      int    `json:"free"`
+	Permanent int    `json:"permanent_licenses"`
+	Temporary int    `json:"temporary_licenses"` // not granted yet by this version
+	Upgraded  int    `json:"upgraded_licenses"`  // not granted yet by this version
+}
+
+// ExpiringEntry is a license that ends soon.
+type ExpiringEntry struct {
+	LicenseID int64     `json:"license_id"`
+	ClientID  string    `json:"client_id"`
+	ProductID string    `json:"product_id"`
+	Expires   time.Time `json:"expires"`
+}
+
+// Report builds the site report; licenses ending within the window are listed.
+func (s *Server) Report(ctx context.Context, window time.Duration) (*Report, error) {
+	now := s.Now().UTC()
+	packs, err := s.Store.Packs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	as, err := s.Store.Assignments(ctx, AssignmentFilter{})
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{Generated: now, Window: window.String(), Packs: []PackReport{}, Products: []ProductReport{}, Expiring: []ExpiringEntry{}}
+	byProduct := map[string]*ProductReport{}
+	product := func(id string) *ProductReport {
+		if p, ok := byProduct[id]; ok {
+			return p
+		}
+		p := &ProductReport{ProductID: id}
+		byProduct[id] = p
+		return p
+	}
+	for _, p := range packs {
+		r.Packs = append(r.Packs, PackReport{PackID: p.PackID, ProductID: p.ProductID, Platform: p.Platform,
+			Quantity: p.Quantity, Assigned: p.Assigned, Free: p.Free(), Expires: p.Expires})
+		pr := product(p.ProductID)
+		pr.Seats += p.Quantity
+		pr.Assigned += p.Assigned
+		pr.Free += p.Free()
+	}
+	for _, a := range as {
+		product(a.ProductID).Permanent++
+		end := a.Expires
+		if len(a.Cert) > 0 {
+			if c, err := x509.ParseCertificate(a.Cert); err == nil {
+				end = &c.NotAfter
+			}
+		}
+		if end != nil && end.After(now) && end.Before(now.Add(window)) {
+			r.Expiring = append(r.Expiring, ExpiringEntry{LicenseID: a.LicenseID, ClientID: a.ClientID, ProductID: a.ProductID, Expires: end.UTC()})
+		}
+	}
+	for _, p := range byProduct {
+		r.Products = append(r.Products, *p)
+	}
+	sort.Slice(r.Products, func(i, j int) bool { return r.Products[i].ProductID < r.Products[j].ProductID })
+	sort.Slice(r.Expiring, func(i, j int) bool { return r.Expiring[i].Expires.Before(r.Expiring[j].Expires) })
+	return r, nil
+}
