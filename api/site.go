@@ -27,7 +27,8 @@ type SiteInfo struct {
 type GrantResponse struct {
 	LicenseID int64  `json:"license_id"`
 	Reissued  bool   `json:"reissued"`
-	License   string `json:"license"` // armored LICENSE file, encrypted to the client
+	Temporary bool   `json:"temporary"` // granted from no pack, for a limited time
+	License   string `json:"license"`   // armored LICENSE file, encrypted to the client
 }
 
 // Info describes a site identity.
@@ -85,7 +86,7 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, GrantResponse{LicenseID: g.Assignment.LicenseID, Reissued: g.Reissued, License: string(g.File)})
+		writeJSON(w, http.StatusOK, GrantResponse{LicenseID: g.Assignment.LicenseID, Reissued: g.Reissued, Temporary: g.Assignment.Temporary, License: string(g.File)})
 		return nil
 	})
 	s.Public("POST /v1/licenses/verify", func(w http.ResponseWriter, r *http.Request) error {

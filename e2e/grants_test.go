@@ -170,10 +170,30 @@ func TestGrantFlowAndAttacks(t *testing.T) {
 	replayChallenge(t, site.URL, g.image)
 
 	// The pool: 3 seats, held by A and the honest replay client; B takes the
-	// last one and C finds the pool empty.
+	// last one and C finds the pool empty: it gets its machine's one
+	// temporary license, the same one again on a second request, and a new key
+	// on the same hardware gets none.
 	okJSON(t, &licenseOut{}, acquire(b, hwB)...)
 	c, hwC := newAgent(t, "cccccccccccccccccccccccccccccccc")
-	fails(t, 3, "no free seat", acquire(c, hwC)...)
+	var temp, tempAgain struct {
+		licenseOut
+		Temporary bool      `json:"temporary"`
+		NotAfter  time.Time `json:"not_after"`
+	}
+	okJSON(t, &temp, acquire(c, hwC)...)
+	if !temp.Temporary || time.Until(temp.NotAfter) < 59*24*time.Hour || time.Until(temp.NotAfter) > 61*24*time.Hour {
+		t.Fatalf("temporary license: %+v", temp)
+	}
+	okJSON(t, &tempAgain, acquire(c, hwC)...)
+	if tempAgain.LicenseID != temp.LicenseID || !tempAgain.Temporary {
+		t.Fatalf("second temporary request: %+v, first %+v", tempAgain, temp)
+	}
+	c2 := filepath.Join(t.TempDir(), "agent-c2")
+	ok(t, "agent", "init", "--data", c2, "--platform", "non-windows", "--hw-root", hwC)
+	fails(t, 3, "already received its one temporary license", acquire(c2, hwC)...)
+	// The temporary license is refused once it has expired.
+	tempPath := filepath.Join(c, "licenses", "app.pem")
+	failsEnv(t, []string{"LICET_NOW=" + time.Now().AddDate(0, 0, 61).Format(time.RFC3339)}, 3, "expired", "license", "verify", "--root", g.rootPE, tempPath)
 	var packs []packRow
 	okJSON(t, &packs, "site", "pack", "list", "--data", g.siteDir, "--all")
 	if len(packs) != 1 || packs[0].Assigned != 3 {
@@ -190,20 +210,39 @@ func TestGrantFlowAndAttacks(t *testing.T) {
 			Assigned  int    `json:"assigned"`
 			Free      int    `json:"free"`
 			Permanent int    `json:"permanent_licenses"`
+			Temporary int    `json:"temporary_licenses"`
 		}
 		Expiring []struct {
 			LicenseID int64 `json:"license_id"`
 		}
 	}
-	var soon, later report
+	var soon, mid, later report
 	okJSON(t, &soon, "site", "report", "--data", g.siteDir, "--expiring-within", "30")
+	okJSON(t, &mid, "site", "report", "--data", g.siteDir, "--expiring-within", "90")
 	okJSON(t, &later, "site", "report", "--data", g.siteDir, "--expiring-within", "3660")
 	if len(soon.Packs) != 1 || soon.Packs[0].Free != 0 || len(soon.Products) != 1 ||
-		soon.Products[0].ProductID != "app" || soon.Products[0].Seats != 3 || soon.Products[0].Permanent != 3 || len(soon.Expiring) != 0 {
+		soon.Products[0].ProductID != "app" || soon.Products[0].Seats != 3 || soon.Products[0].Permanent != 3 ||
+		soon.Products[0].Temporary != 1 || len(soon.Expiring) != 0 {
 		t.Fatalf("report: %+v", soon)
 	}
-	if len(later.Expiring) != 3 {
+	if len(mid.Expiring) != 1 || mid.Expiring[0].LicenseID != temp.LicenseID {
+		t.Fatalf("licenses ending within 90 days (the temporary one): %+v", mid.Expiring)
+	}
+	if len(later.Expiring) != 4 {
 		t.Fatalf("licenses ending within 10 years: %+v", later.Expiring)
+	}
+
+	// Seats appear: C's next request replaces its temporary license with a permanent one.
+	var o struct{ ID string }
+	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows", "--quantity", "2")...)
+	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
+	var perm struct {
+		licenseOut
+		Temporary bool `json:"temporary"`
+	}
+	okJSON(t, &perm, acquire(c, hwC)...)
+	if perm.Temporary || perm.LicenseID == temp.LicenseID {
+		t.Fatalf("after a new pack: %+v (temporary was %d)", perm, temp.LicenseID)
 	}
 }
 
@@ -273,7 +312,8 @@ func rogueLicense(t *testing.T) []byte {
 }
 
 // testSeatsExact runs 1,000 concurrent clients against 100 seats through the
-// given site processes and checks that exactly 100 distinct clients got one.
+// given site processes (temporary licenses off) and checks that exactly 100
+// distinct clients got one.
 func testSeatsExact(t *testing.T, g *grantEnv, sites []string) {
 	sid, _ := softid.Parse(softwareID)
 	res, err := loadgen.Grants(context.Background(), loadgen.GrantOptions{Servers: sites, ProductID: "app", SoftwareID: sid,
@@ -333,15 +373,15 @@ func checkAssignments(t *testing.T, g *grantEnv, held map[string]int64, wantAtLe
 
 func TestSeatsExactSQLite(t *testing.T) {
 	g := newGrantEnv(t, "", 100)
-	site := start(t, nil, "site", "serve", "--data", g.siteDir)
+	site := start(t, nil, "site", "serve", "--data", g.siteDir, "--temporary-days", "0")
 	testSeatsExact(t, g, []string{site.URL})
 }
 
 func TestSeatsExactPostgresTwoProcesses(t *testing.T) {
 	db := postgres.TestDSN(t)
 	g := newGrantEnv(t, db, 100)
-	s1 := start(t, nil, "site", "serve", "--data", g.siteDir, "--db", db)
-	s2 := start(t, nil, "site", "serve", "--data", g.siteDir, "--db", db)
+	s1 := start(t, nil, "site", "serve", "--data", g.siteDir, "--db", db, "--temporary-days", "0")
+	s2 := start(t, nil, "site", "serve", "--data", g.siteDir, "--db", db, "--temporary-days", "0")
 	testSeatsExact(t, g, []string{s1.URL, s2.URL})
 }
 
@@ -350,7 +390,7 @@ func TestSeatsExactPostgresTwoProcesses(t *testing.T) {
 // the clients hold.
 func TestGrantStormSurvivesSIGKILL(t *testing.T) {
 	g := newGrantEnv(t, "", 400)
-	cmd := exec.Command(licetBin, "site", "serve", "--data", g.siteDir, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(licetBin, "site", "serve", "--data", g.siteDir, "--listen", "127.0.0.1:0", "--temporary-days", "0")
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -244,7 +244,7 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 	a, existing, err := s.Store.AssignSeat(ctx, SeatRequest{
 		ClientID: clientID, SystemID: req.SystemID, ClientKey: req.ClientKey,
 		ProductID: req.ProductID, Platform: softid.ID(sid).Platform(), Now: now,
-		ChallengeID: req.ChallengeID, ChallengeExpires: expires,
+		ChallengeID: req.ChallengeID, ChallengeExpires: expires, TemporaryFor: s.TemporaryFor,
 	}, s.signLicense)
 	if err != nil {
 		return nil, err
@@ -265,6 +265,9 @@ func (s *Server) signLicense(a *Assignment, p *InstalledPack) ([]byte, error) {
 	attrs := verify.Attributes{
 		DataVersion: verify.CurrentDataVersion, LicenseID: a.LicenseID, ClientID: a.ClientID, SystemID: a.SystemID,
 		PackID: a.PackID, ProductID: p.ProductID, ProductVersion: p.ProductVersion, Platform: a.Platform, Features: p.Features,
+	}
+	if a.Temporary {
+		attrs.Flags |= verify.FlagTemporary
 	}
 	der, err := license.Issue(&pki.Authority{Cert: s.ID.Site.Cert, Signer: s.ID.Signer}, ed25519.PublicKey(a.ClientKey), attrs, a.Issued, notAfter)
 	if err != nil {

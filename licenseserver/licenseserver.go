@@ -37,6 +37,9 @@ const (
 	defaultDB    = "site.db"
 )
 
+// DefaultTemporaryFor is the validity of temporary licenses unless configured.
+const DefaultTemporaryFor = 60 * 24 * time.Hour
+
 // CertificateVersion is the format version of the armored site certificate file.
 const CertificateVersion = 1
 
@@ -303,6 +306,9 @@ type Server struct {
 	ID    *Identity
 	Store Store
 	Now   func() time.Time
+	// TemporaryFor is the validity of the temporary license a system gets
+	// once when no seat is free; zero grants none.
+	TemporaryFor time.Duration
 
 	macOnce sync.Once // derives macKey, the challenge MAC key, from the site key
 	macKey  []byte

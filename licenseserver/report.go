@@ -34,8 +34,8 @@ type ProductReport struct {
 	Assigned  int    `json:"assigned"`
 	Free      int    `json:"free"`
 	Permanent int    `json:"permanent_licenses"`
-	Temporary int    `json:"temporary_licenses"` // not granted yet by this version
-	Upgraded  int    `json:"upgraded_licenses"`  // not granted yet by this version
+	Temporary int    `json:"temporary_licenses"`
+	Upgraded  int    `json:"upgraded_licenses"` // not granted yet by this version
 }
 
 // ExpiringEntry is a license that ends soon.
@@ -75,8 +75,17 @@ func (s *Server) Report(ctx context.Context, window time.Duration) (*Report, err
 		pr.Assigned += p.Assigned
 		pr.Free += p.Free()
 	}
-	for _, a := range as {
-		product(a.ProductID).Permanent++
+	temps, err := s.Store.Temporaries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range temps {
+		product(a.ProductID).Temporary++
+	}
+	for _, a := range append(as, temps...) {
+		if !a.Temporary {
+			product(a.ProductID).Permanent++
+		}
 		end := a.Expires
 		if len(a.Cert) > 0 {
 			if c, err := x509.ParseCertificate(a.Cert); err == nil {

@@ -66,8 +66,9 @@ type Assignment struct {
 	Platform  string     `json:"platform"`
 	ClientKey []byte     `json:"-"`
 	Issued    time.Time  `json:"issued"`
-	Expires   *time.Time `json:"expires,omitempty"` // the pack's expiry
+	Expires   *time.Time `json:"expires,omitempty"` // the pack's expiry, or the temporary license's
 	Cert      []byte     `json:"-"`                 // the license certificate (DER); empty until signed
+	Temporary bool       `json:"temporary"`         // a temporary license, from no pack
 }
 
 // SeatRequest asks for one seat of a product for a client, answering the
@@ -81,6 +82,9 @@ type SeatRequest struct {
 	Now              time.Time
 	ChallengeID      string
 	ChallengeExpires time.Time
+	// TemporaryFor, if positive, lets the request fall back to a temporary
+	// license of this validity when no seat is free.
+	TemporaryFor time.Duration
 }
 
 // AssignmentFilter selects assignments; empty fields match all.
@@ -103,8 +107,15 @@ type GrantStore interface {
 	// active at req.Now and records the assignment with the pack's assigned
 	// count. An assignment without a license yet gets the one sign returns
 	// (given the assignment and its pack), stored in the same transaction;
-	// sign must not call the store. Exhausted if no pack has a free seat.
+	// sign must not call the store. With no free seat and req.TemporaryFor
+	// set, the system gets its one temporary license of the product (signed
+	// with the newest pack of the product and platform as reference; the same
+	// one again on later requests of the same client, even expired; refused
+	// for another client of the same system). Exhausted if no pack has a free
+	// seat and no temporary license can be given.
 	// Exact under any concurrency, across processes too.
 	AssignSeat(ctx context.Context, req SeatRequest, sign func(*Assignment, *InstalledPack) ([]byte, error)) (a *Assignment, existing bool, err error)
 	Assignments(ctx context.Context, f AssignmentFilter) ([]*Assignment, error)
+	// Temporaries lists the temporary licenses granted, by license ID.
+	Temporaries(ctx context.Context) ([]*Assignment, error)
 }

@@ -109,7 +109,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		g.Wait()
 		return err
 	}
-	srv := &licenseserver.Server{ID: id, Store: sst, Now: time.Now}
+	srv := &licenseserver.Server{ID: id, Store: sst, Now: time.Now, TemporaryFor: licenseserver.DefaultTemporaryFor}
 	sh, err := api.NewSiteHandler(srv, log, api.DefaultLimits)
 	if err != nil {
 		return err

@@ -188,14 +188,19 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 		"Runs the site API (packs, and /healthz and /metrics). Stops cleanly on SIGINT or SIGTERM.")
 	sf := addSiteFlags(fs)
 	srvf := addServerFlags(fs, DefaultSiteListen)
+	tempDays := fs.Int("temporary-days", int(licenseserver.DefaultTemporaryFor/(24*time.Hour)), "validity of the one temporary license a machine gets when no seat is free (0: none)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *tempDays < 0 {
+		return errs.E(errs.Usage, "--temporary-days must be 0 or more")
 	}
 	srv, closeFn, err := sf.open(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
+	srv.TemporaryFor = time.Duration(*tempDays) * 24 * time.Hour
 	log := srvf.logger(e)
 	ln, _, err := listen(e, "site", *srvf.listen)
 	if err != nil {

@@ -112,6 +112,10 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 				  AND (first_active IS NULL OR first_active <= ?) AND (expires IS NULL OR expires > ?)
 				ORDER BY installed, pack_id LIMIT 1`, req.ProductID, req.Platform, now, now))
 			if errors.Is(err, sql.ErrNoRows) {
+				if req.TemporaryFor > 0 {
+					out, existing, err = s.temporary(ctx, c, req, sign)
+					return err
+				}
 				return errs.E(errs.Exhausted, "no free seat of %s for platform %s: every installed pack is used up, expired or not yet active", req.ProductID, req.Platform)
 			}
 			if err != nil {
@@ -166,4 +170,60 @@ func (s *Site) storeCert(ctx context.Context, c conn, a *licenseserver.Assignmen
 func (s *Site) Assignments(ctx context.Context, f licenseserver.AssignmentFilter) ([]*licenseserver.Assignment, error) {
 	return list(ctx, s.DB, "list assignments", scanAssignment, `SELECT `+assignmentCols+` FROM s_assignments
 		WHERE (? = '' OR client_id = ?) AND (? = '' OR pack_id = ?) ORDER BY license_id`, f.ClientID, f.ClientID, f.PackID, f.PackID)
+}
+
+const temporaryCols = `license_id, client_id, system_id, product_id, platform, client_key, issued, expires, cert`
+
+func scanTemporary(sc interface{ Scan(...any) error }) (*licenseserver.Assignment, error) {
+	var a licenseserver.Assignment
+	var issued, expires int64
+	if err := sc.Scan(&a.LicenseID, &a.ClientID, &a.SystemID, &a.ProductID, &a.Platform, &a.ClientKey, &issued, &expires, &a.Cert); err != nil {
+		return nil, err
+	}
+	exp := fromNanos(expires)
+	a.Issued, a.Expires, a.Temporary = fromNanos(issued), &exp, true
+	return &a, nil
+}
+
+// temporary gives the system its one temporary license of the product, or
+// the one it already has, inside the seat transaction.
+func (s *Site) temporary(ctx context.Context, c conn, req licenseserver.SeatRequest, sign func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error)) (*licenseserver.Assignment, bool, error) {
+	ref, err := scanPack(c.row(ctx, `SELECT `+packCols+` FROM s_packs WHERE product_id = ? AND platform = ?
+		ORDER BY installed DESC, pack_id LIMIT 1`, req.ProductID, req.Platform))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, errs.E(errs.Exhausted, "no free seat of %s for platform %s: this license server holds no pack of it", req.ProductID, req.Platform)
+	}
+	if err != nil {
+		return nil, false, s.dbErr(err, "find a reference pack")
+	}
+	a, err := scanTemporary(c.row(ctx, `SELECT `+temporaryCols+` FROM s_temporary WHERE system_id = ? AND product_id = ?`, req.SystemID, req.ProductID))
+	switch {
+	case err == nil && a.ClientID == req.ClientID:
+		return a, true, nil
+	case err == nil:
+		return nil, false, errs.E(errs.Exhausted, "no free seat of %s, and this machine (system %s) already received its one temporary license (%d) under another client key", req.ProductID, req.SystemID, a.LicenseID)
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, false, s.dbErr(err, "look up temporary license")
+	}
+	var id int64
+	if err := c.row(ctx, `UPDATE s_counters SET value = value + 1 WHERE name = 'temporary' RETURNING value`).Scan(&id); err != nil {
+		return nil, false, s.dbErr(err, "allocate a temporary license ID")
+	}
+	exp := req.Now.Add(req.TemporaryFor).UTC()
+	a = &licenseserver.Assignment{LicenseID: id - 1, ClientID: req.ClientID, SystemID: req.SystemID, ProductID: req.ProductID,
+		Platform: req.Platform, ClientKey: req.ClientKey, Issued: req.Now.UTC(), Expires: &exp, Temporary: true}
+	if a.Cert, err = sign(a, ref); err != nil {
+		return nil, false, err
+	}
+	_, err = c.exec(ctx, `INSERT INTO s_temporary (`+temporaryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.LicenseID, a.ClientID, a.SystemID, a.ProductID, a.Platform, a.ClientKey, toNanos(a.Issued), toNanos(exp), a.Cert)
+	if err != nil {
+		return nil, false, errs.Wrap(errs.Internal, err, "record temporary license")
+	}
+	return a, false, nil
+}
+
+// Temporaries lists the temporary licenses granted.
+func (s *Site) Temporaries(ctx context.Context) ([]*licenseserver.Assignment, error) {
+	return list(ctx, s.DB, "list temporary licenses", scanTemporary, `SELECT `+temporaryCols+` FROM s_temporary ORDER BY license_id`)
 }

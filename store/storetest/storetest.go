@@ -66,6 +66,7 @@ func TestSite(t *testing.T, open func(t *testing.T) licenseserver.Store) {
 	sub("AssignSeat", func(t *testing.T) { testAssignSeat(t, open(t)) })
 	sub("AssignSeatPackSelection", func(t *testing.T) { testAssignSeatPackSelection(t, open(t)) })
 	sub("AssignSeatNextPack", func(t *testing.T) { testAssignSeatNextPack(t, open(t)) })
+	sub("AssignSeatTemporary", func(t *testing.T) { testAssignSeatTemporary(t, open(t)) })
 	sub("AssignSeatExpiredAssignment", func(t *testing.T) { testAssignSeatExpiredAssignment(t, open(t)) })
 	sub("AssignSeatCert", func(t *testing.T) { testAssignSeatCert(t, open(t)) })
 	sub("AssignSeatSignError", func(t *testing.T) { testAssignSeatSignError(t, open(t)) })
@@ -956,7 +957,7 @@ func (s *seats) req(client, productID, platform string, now time.Time) licensese
 
 func (s *seats) sign(a *licenseserver.Assignment, p *licenseserver.InstalledPack) ([]byte, error) {
 	s.signs.Add(1)
-	if a.PackID != p.PackID {
+	if !a.Temporary && a.PackID != p.PackID {
 		return nil, fmt.Errorf("sign: assignment of pack %s given pack %s", a.PackID, p.PackID)
 	}
 	return []byte(fmt.Sprintf("cert %d for %s", a.LicenseID, a.ClientID)), nil
@@ -1175,6 +1176,47 @@ func testAssignSeatNextPack(t *testing.T, st licenseserver.Store) {
 		if p.Assigned != 2 || p.Free() != 0 {
 			t.Errorf("pack %s: assigned %d, free %d; want 2, 0", id, p.Assigned, p.Free())
 		}
+	}
+}
+
+// testAssignSeatTemporary: with no free seat, a system gets one temporary
+// license per product, the same one again for the same client, none for
+// another client of the same system, none for a product without packs; a
+// new seat then goes to the client as a permanent license.
+func testAssignSeatTemporary(t *testing.T, st licenseserver.Store) {
+	ctx := t.Context()
+	install(t, st, pack("pk_1", "prod_a", "linux-amd64", 10, 1, t0))
+	s := &seats{st: st}
+	s.mustAssign(t, "cli_0", "prod_a", "linux-amd64", t0, false)
+	temp := func(client, system, product string) (*licenseserver.Assignment, bool, error) {
+		r := s.req(client, product, "linux-amd64", t0)
+		r.SystemID, r.TemporaryFor = system, 60*24*time.Hour
+		return st.AssignSeat(ctx, r, s.sign)
+	}
+	a, existing, err := temp("cli_1", "sys_x", "prod_a")
+	ok(t, err, "temporary license")
+	if existing || !a.Temporary || a.PackID != "" || a.Expires == nil || !a.Expires.Equal(t0.Add(60*24*time.Hour)) || len(a.Cert) == 0 {
+		t.Fatalf("temporary license: %+v existing=%v", a, existing)
+	}
+	again, existing, err := temp("cli_1", "sys_x", "prod_a")
+	ok(t, err, "second temporary request")
+	if !existing || again.LicenseID != a.LicenseID {
+		t.Errorf("second temporary request: license %d existing=%v, want %d existing", again.LicenseID, existing, a.LicenseID)
+	}
+	_, _, err = temp("cli_2", "sys_x", "prod_a")
+	wantKind(t, err, errs.Exhausted, "temporary license for a second key on one system")
+	_, _, err = temp("cli_3", "sys_y", "prod_none")
+	wantKind(t, err, errs.Exhausted, "temporary license of a product without packs")
+	temps, err := st.Temporaries(ctx)
+	ok(t, err, "Temporaries")
+	if len(temps) != 1 || temps[0].LicenseID != a.LicenseID || temps[0].ClientID != "cli_1" {
+		t.Errorf("Temporaries = %+v", temps)
+	}
+	install(t, st, pack("pk_2", "prod_a", "linux-amd64", 20, 1, at(time.Second)))
+	perm, existing, err := temp("cli_1", "sys_x", "prod_a")
+	ok(t, err, "request after a new pack")
+	if existing || perm.Temporary || perm.PackID != "pk_2" || perm.LicenseID != 20 {
+		t.Errorf("after a new pack: %+v existing=%v", perm, existing)
 	}
 }
 
