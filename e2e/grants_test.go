@@ -389,7 +389,7 @@ func TestSeatsExactPostgresTwoProcesses(t *testing.T) {
 // a grant storm, restarts it, and checks the assignment table against what
 // the clients hold.
 func TestGrantStormSurvivesSIGKILL(t *testing.T) {
-	g := newGrantEnv(t, "", 400)
+	g := newGrantEnv(t, "", 2500)
 	cmd := exec.Command(licetBin, "site", "serve", "--data", g.siteDir, "--listen", "127.0.0.1:0", "--temporary-days", "0")
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -409,7 +409,7 @@ func TestGrantStormSurvivesSIGKILL(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		res, _ = loadgen.Grants(context.Background(), loadgen.GrantOptions{Servers: []string{m[1]}, ProductID: "app", SoftwareID: sid,
-			Image: g.image, Clients: 600, Concurrency: 32})
+			Image: g.image, Clients: 2000, Concurrency: 32})
 	}()
 	// Kill once some grants have landed.
 	deadline := time.Now().Add(20 * time.Second)
