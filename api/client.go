@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -139,15 +138,6 @@ func (c *Client) Purchase(ctx context.Context, request []byte) (*PackResponse, e
 	var out PackResponse
 	return &out, c.Post(ctx, "/v1/packs", request, &out)
 }
-
-// SitePacks lists the packs installed at a site.
-func (c *Client) SitePacks(ctx context.Context) ([]*licenseserver.InstalledPack, error) {
-	var out []*licenseserver.InstalledPack
-	return out, c.Get(ctx, "/v1/packs", &out)
-}
-
-// String names the server without the token.
-func (c *Client) String() string { return fmt.Sprintf("licet API at %s", c.BaseURL) }
 
 // Challenge asks a site (or a gateway in front of it) for a platform challenge.
 func (c *Client) Challenge(ctx context.Context, req licenseserver.ChallengeRequest) (*licenseserver.ChallengeResponse, error) {

@@ -127,9 +127,6 @@ func NewServer(name string, log *slog.Logger, limits Limits, tokens auth.TokenSt
 	return s
 }
 
-// Registry returns the Prometheus registry, for role-specific metrics.
-func (s *Server) Registry() *prometheus.Registry { return s.reg }
-
 // handlerFunc is a handler that returns an error instead of writing it.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
@@ -213,11 +210,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, s.Limits.MaxBody)
 	}
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	_, route := s.mux.Handler(r)
+	s.mux.ServeHTTP(rec, r) // sets r.Pattern to the route it matched
+	route := r.Pattern
 	if route == "" {
 		route = "unmatched"
 	}
-	s.mux.ServeHTTP(rec, r)
 	elapsed := time.Since(start)
 	s.reqs.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
 	s.latency.WithLabelValues(route).Observe(elapsed.Seconds())

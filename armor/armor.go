@@ -31,7 +31,6 @@ const (
 	TypePurchaseRequest = "PURCHASE REQUEST"
 	TypeLicensePack     = "LICENSE PACK"
 	TypeLicense         = "LICENSE"
-	TypeRootCertificate = "ROOT CERTIFICATE"
 	TypeImageSignature  = "IMAGE SIGNATURE"
 )
 

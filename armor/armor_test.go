@@ -41,7 +41,7 @@ func TestEncodeExactText(t *testing.T) {
 
 func TestRoundTrip(t *testing.T) {
 	types := []string{armor.TypeCertRequest, armor.TypeSiteCertificate, armor.TypePurchaseRequest,
-		armor.TypeLicensePack, armor.TypeLicense, armor.TypeRootCertificate}
+		armor.TypeLicensePack, armor.TypeLicense, armor.TypeImageSignature}
 	for _, n := range []int{0, 1, 2, 3, 47, 48, 49, 95, 96, 97, 1000, 4096} {
 		for _, typ := range types {
 			in := armor.Block{Type: typ, Version: 1 + n%3, Body: body(n)}

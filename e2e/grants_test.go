@@ -202,21 +202,7 @@ func TestGrantFlowAndAttacks(t *testing.T) {
 
 	// The report: seats per pack and product, and licenses ending soon (the
 	// pack never expires, so licenses run to the end of the site certificate).
-	type report struct {
-		Packs    []struct{ Quantity, Assigned, Free int }
-		Products []struct {
-			ProductID string `json:"product_id"`
-			Seats     int    `json:"seats"`
-			Assigned  int    `json:"assigned"`
-			Free      int    `json:"free"`
-			Permanent int    `json:"permanent_licenses"`
-			Temporary int    `json:"temporary_licenses"`
-		}
-		Expiring []struct {
-			LicenseID int64 `json:"license_id"`
-		}
-	}
-	var soon, mid, later report
+	var soon, mid, later licenseserver.Report
 	okJSON(t, &soon, "site", "report", "--data", g.siteDir, "--expiring-within", "30")
 	okJSON(t, &mid, "site", "report", "--data", g.siteDir, "--expiring-within", "90")
 	okJSON(t, &later, "site", "report", "--data", g.siteDir, "--expiring-within", "3660")

@@ -17,24 +17,16 @@ import (
 	"github.com/licet/licet/store"
 )
 
-func openVendor(ctx context.Context, dsn string) (clearinghouse.StoreCloser, error) {
-	return store.OpenVendor(ctx, dsn)
-}
-
-func openSite(ctx context.Context, dsn string) (licenseserver.StoreCloser, error) {
-	return store.OpenSite(ctx, dsn)
-}
-
 // newSite makes a vendor and a certified site with a pack of seats of
 // product "app" for non-windows clients and a registered 64 KiB image.
 func newSite(tb testing.TB, seats int) (*licenseserver.Server, softid.ID, []byte) {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	if _, err := clearinghouse.Init(ctx, filepath.Join(dir, "vendor"), "Bench", "", openVendor); err != nil {
+	if _, err := clearinghouse.Init(ctx, filepath.Join(dir, "vendor"), "Bench", "", store.OpenVendor); err != nil {
 		tb.Fatal(err)
 	}
-	vs, err := clearinghouse.Open(ctx, filepath.Join(dir, "vendor"), "", openVendor)
+	vs, err := clearinghouse.Open(ctx, filepath.Join(dir, "vendor"), "", store.OpenVendor)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -47,9 +39,9 @@ func newSite(tb testing.TB, seats int) (*licenseserver.Server, softid.ID, []byte
 		Enroll: func(ctx context.Context, req []byte) ([]byte, error) {
 			chain, err := vs.EnrollSite(ctx, code, mustDecode(tb, req))
 			return licenseserver.EncodeCertificate(chain), err
-		}}, openSite)
+		}}, store.OpenSite)
 	must(tb, err)
-	st, err := id.OpenStore(ctx, "", openSite)
+	st, err := id.OpenStore(ctx, "", store.OpenSite)
 	must(tb, err)
 	tb.Cleanup(func() { st.Close() })
 	srv := &licenseserver.Server{ID: id, Store: st, Now: time.Now}

@@ -194,11 +194,6 @@ func LoadIdentity(dir string) (*Identity, error) {
 	return id, nil
 }
 
-// Request returns the armored certification request written at init.
-func (id *Identity) Request() ([]byte, error) {
-	return os.ReadFile(filepath.Join(id.Dir, fileRequest))
-}
-
 // Certified reports whether the site holds a certificate.
 func (id *Identity) Certified() bool { return id.Site != nil }
 

@@ -7,7 +7,6 @@ package store
 
 import (
 	"context"
-	"io"
 	"strings"
 
 	"github.com/licet/licet/clearinghouse"
@@ -18,21 +17,11 @@ import (
 	"github.com/licet/licet/store/sqlstore"
 )
 
-// VendorDB is an open vendor database; Close closes it.
-type VendorDB interface {
-	clearinghouse.Store
-	io.Closer
-}
-
-// SiteDB is an open site database; Close closes it.
-type SiteDB interface {
-	licenseserver.Store
-	io.Closer
-}
-
+// OpenVendor and OpenSite have the signatures clearinghouse.Open and
+// licenseserver.Init expect, so callers pass them as they are.
 var (
-	_ VendorDB = (*sqlstore.Vendor)(nil)
-	_ SiteDB   = (*sqlstore.Site)(nil)
+	_ clearinghouse.OpenStore = OpenVendor
+	_ licenseserver.OpenStore = OpenSite
 )
 
 // IsPostgres reports whether dsn names a PostgreSQL database.
@@ -52,7 +41,7 @@ func Open(ctx context.Context, dsn string) (*sqlstore.DB, error) {
 }
 
 // OpenVendor opens and migrates a vendor database.
-func OpenVendor(ctx context.Context, dsn string) (VendorDB, error) {
+func OpenVendor(ctx context.Context, dsn string) (clearinghouse.StoreCloser, error) {
 	db, err := Open(ctx, dsn)
 	if err != nil {
 		return nil, err
@@ -66,7 +55,7 @@ func OpenVendor(ctx context.Context, dsn string) (VendorDB, error) {
 }
 
 // OpenSite opens and migrates a site database.
-func OpenSite(ctx context.Context, dsn string) (SiteDB, error) {
+func OpenSite(ctx context.Context, dsn string) (licenseserver.StoreCloser, error) {
 	db, err := Open(ctx, dsn)
 	if err != nil {
 		return nil, err

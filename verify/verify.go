@@ -231,12 +231,12 @@ type siteCert struct {
 }
 
 // New makes a Verifier for the vendor root certificate given as DER or PEM
-// (a CERTIFICATE or LICET ROOT CERTIFICATE block). It checks that the
+// (a CERTIFICATE block). It checks that the
 // certificate is a self-signed licet root CA.
 func New(rootPEMorDER []byte) (*Verifier, error) {
 	der := rootPEMorDER
 	if blk, _ := pem.Decode(rootPEMorDER); blk != nil {
-		if blk.Type != "CERTIFICATE" && blk.Type != "LICET ROOT CERTIFICATE" {
+		if blk.Type != "CERTIFICATE" {
 			return nil, fmt.Errorf("%w: root file holds a %s PEM block, not a CERTIFICATE; give the vendor root certificate", ErrMalformed, blk.Type)
 		}
 		der = blk.Bytes

@@ -17,6 +17,7 @@ import (
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/fsutil"
 	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/store"
 )
 
 // devTokens is what licet dev remembers between runs, in DIR/dev-tokens.json
@@ -61,7 +62,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		if err := os.MkdirAll(*data, 0o700); err != nil {
 			return errs.Wrap(errs.Internal, err, "create %s", *data)
 		}
-		tok, err := clearinghouse.Init(ctx, vdir, "Demo Vendor", "", openVendorStore)
+		tok, err := clearinghouse.Init(ctx, vdir, "Demo Vendor", "", store.OpenVendor)
 		if err != nil {
 			return errs.Wrap(errs.KindOf(err), err, "set up the demo vendor (remove %s to start afresh)", *data)
 		}
@@ -70,7 +71,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	svc, err := clearinghouse.Open(ctx, vdir, "", openVendorStore)
+	svc, err := clearinghouse.Open(ctx, vdir, "", store.OpenVendor)
 	if err != nil {
 		return err
 	}
@@ -98,7 +99,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	sst, err := id.OpenStore(ctx, "", openSiteStore)
+	sst, err := id.OpenStore(ctx, "", store.OpenSite)
 	if err != nil {
 		return err
 	}
@@ -160,7 +161,7 @@ func devSeed(ctx context.Context, vendorURL, vendorToken, siteDir string) (strin
 	id, token, err := licenseserver.Init(ctx, siteDir, licenseserver.InitOptions{
 		Name: "demo-site", VendorURL: vendorURL,
 		Enroll: func(ctx context.Context, req []byte) ([]byte, error) { return vc.Enroll(ctx, enr.Code, req) },
-	}, openSiteStore)
+	}, store.OpenSite)
 	if err != nil {
 		return "", err
 	}
@@ -168,7 +169,7 @@ func devSeed(ctx context.Context, vendorURL, vendorToken, siteDir string) (strin
 	if err != nil {
 		return "", err
 	}
-	st, err := id.OpenStore(ctx, "", openSiteStore)
+	st, err := id.OpenStore(ctx, "", store.OpenSite)
 	if err != nil {
 		return "", err
 	}

@@ -14,10 +14,6 @@ import (
 	"github.com/licet/licet/store"
 )
 
-func openSiteStore(ctx context.Context, dsn string) (licenseserver.StoreCloser, error) {
-	return store.OpenSite(ctx, dsn)
-}
-
 func siteCommand() *command {
 	return &command{name: "site", summary: "the customer's license server", sub: []*command{
 		leaf("init", "create the site's keys and certification request, and enroll it", siteInit),
@@ -73,7 +69,7 @@ func (f siteFlags) open(ctx context.Context, e *env) (*licenseserver.Server, fun
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := id.OpenStore(ctx, *f.db, openSiteStore)
+	st, err := id.OpenStore(ctx, *f.db, store.OpenSite)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -109,7 +105,7 @@ func siteInit(ctx context.Context, e *env, args []string) error {
 	}
 	id, token, err := licenseserver.Init(ctx, *sf.data, licenseserver.InitOptions{
 		Name: *name, DB: *sf.db, VendorURL: *vendor, RootFingerprint: *fp, Enroll: enroll,
-	}, openSiteStore)
+	}, store.OpenSite)
 	if err != nil {
 		return err
 	}

@@ -27,10 +27,6 @@ const (
 	DefaultSiteListen   = "127.0.0.1:8471"
 )
 
-func openVendorStore(ctx context.Context, dsn string) (clearinghouse.StoreCloser, error) {
-	return store.OpenVendor(ctx, dsn)
-}
-
 func vendorCommand() *command {
 	return &command{name: "vendor", summary: "the vendor: clearinghouse for license packs", sub: []*command{
 		leaf("init", "create the vendor's keys, root certificate and database", vendorInit),
@@ -76,11 +72,11 @@ func vendorInit(ctx context.Context, e *env, args []string) error {
 	if err := required(fs, "data", "name"); err != nil {
 		return err
 	}
-	token, err := clearinghouse.Init(ctx, *data, *name, *db, openVendorStore)
+	token, err := clearinghouse.Init(ctx, *data, *name, *db, store.OpenVendor)
 	if err != nil {
 		return err
 	}
-	svc, err := clearinghouse.Open(ctx, *data, "", openVendorStore)
+	svc, err := clearinghouse.Open(ctx, *data, "", store.OpenVendor)
 	if err != nil {
 		return err
 	}
@@ -145,7 +141,7 @@ func vendorServe(ctx context.Context, e *env, args []string) error {
 	if err := required(fs, "data"); err != nil {
 		return err
 	}
-	svc, err := clearinghouse.Open(ctx, *data, *db, openVendorStore)
+	svc, err := clearinghouse.Open(ctx, *data, *db, store.OpenVendor)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 // Dialect is PostgreSQL's SQL dialect.
 var Dialect = sqlstore.Dialect{
+	BlobType:       "BYTEA",
 	Name:           "postgres",
 	Numbered:       true,
 	GroupCommit:    true,

@@ -1,9 +1,6 @@
 package postgres_test
 
 import (
-	"context"
-	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/licet/licet/clearinghouse"
@@ -41,26 +38,6 @@ func TestSite(t *testing.T) {
 	})
 }
 
-// openBoth opens two stores on one fresh database at the same time, as two
-// licet processes starting together would: both run the migrations.
-func openBoth[S interface{ Close() error }](t *testing.T, dsn string, open func(ctx context.Context, dsn string) (S, error)) (S, S) {
-	t.Helper()
-	var stores [2]S
-	var errList [2]error
-	var wg sync.WaitGroup
-	for i := range stores {
-		wg.Go(func() { stores[i], errList[i] = open(t.Context(), dsn) })
-	}
-	wg.Wait()
-	for i, err := range errList {
-		if err != nil {
-			t.Fatalf("open store %d of 2 concurrently: %v", i+1, err)
-		}
-		t.Cleanup(func() { stores[i].Close() })
-	}
-	return stores[0], stores[1]
-}
-
 // checkMigrations checks that each of the role's migrations is recorded
 // once in the database dsn.
 func checkMigrations(t *testing.T, dsn, role string) {
@@ -70,17 +47,14 @@ func checkMigrations(t *testing.T, dsn, role string) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	files, err := filepath.Glob(filepath.Join("..", "sqlstore", "migrations", "postgres", role, "*.sql"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no %s migrations found (%v)", role, err)
-	}
+	want := storetest.MigrationFiles(t, role)
 	var rows, versions int
 	err = db.SQL.QueryRowContext(t.Context(), `SELECT COUNT(*), COUNT(DISTINCT version) FROM licet_migrations WHERE role = $1`, role).Scan(&rows, &versions)
 	if err != nil {
 		t.Fatalf("read licet_migrations: %v", err)
 	}
-	if rows != len(files) || versions != len(files) {
-		t.Errorf("%d rows for %d versions of %s migrations recorded, want %d of each", rows, versions, role, len(files))
+	if rows != want || versions != want {
+		t.Errorf("%d rows for %d versions of %s migrations recorded, want %d of each", rows, versions, role, want)
 	}
 }
 
@@ -89,7 +63,7 @@ func checkMigrations(t *testing.T, dsn, role string) {
 func TestSharedSite(t *testing.T) {
 	t.Parallel()
 	dsn := postgres.TestDSN(t)
-	a, b := openBoth(t, dsn, store.OpenSite)
+	a, b := storetest.OpenBoth(t, dsn, store.OpenSite)
 	checkMigrations(t, dsn, "site")
 	storetest.TestSharedSite(t, a, b)
 }
@@ -99,7 +73,7 @@ func TestSharedSite(t *testing.T) {
 func TestSharedVendor(t *testing.T) {
 	t.Parallel()
 	dsn := postgres.TestDSN(t)
-	a, b := openBoth(t, dsn, store.OpenVendor)
+	a, b := storetest.OpenBoth(t, dsn, store.OpenVendor)
 	checkMigrations(t, dsn, "vendor")
 	storetest.TestSharedVendor(t, a, b)
 }

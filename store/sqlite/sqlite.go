@@ -24,6 +24,7 @@ import (
 
 // Dialect is SQLite's SQL dialect.
 var Dialect = sqlstore.Dialect{
+	BlobType:    "BLOB",
 	Name:        "sqlite",
 	GroupCommit: true,
 	IsUnique: func(err error) bool {

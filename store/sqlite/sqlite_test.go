@@ -1,10 +1,8 @@
 package sqlite_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -66,31 +64,16 @@ func TestSite(t *testing.T) {
 	})
 }
 
-// openBoth opens two stores on one new database file at the same time.
-func openBoth[S interface{ Close() error }](t *testing.T, open func(ctx context.Context, dsn string) (S, error)) (S, S) {
-	t.Helper()
-	dsn := "sqlite:" + filepath.Join(t.TempDir(), "shared.db")
-	var stores [2]S
-	var errList [2]error
-	var wg sync.WaitGroup
-	for i := range stores {
-		wg.Go(func() { stores[i], errList[i] = open(t.Context(), dsn) })
-	}
-	wg.Wait()
-	for i, err := range errList {
-		if err != nil {
-			t.Fatalf("open store %d of 2: %v", i+1, err)
-		}
-		t.Cleanup(func() { stores[i].Close() })
-	}
-	return stores[0], stores[1]
+// newSharedDSN names a new database file for two stores to share.
+func newSharedDSN(t *testing.T) string {
+	return "sqlite:" + filepath.Join(t.TempDir(), "shared.db")
 }
 
 // TestSharedSite opens two site stores on one file concurrently (as two
 // processes would) and grants seats from both.
 func TestSharedSite(t *testing.T) {
 	t.Parallel()
-	a, b := openBoth(t, store.OpenSite)
+	a, b := storetest.OpenBoth(t, newSharedDSN(t), store.OpenSite)
 	storetest.TestSharedSite(t, a, b)
 }
 
@@ -98,7 +81,7 @@ func TestSharedSite(t *testing.T) {
 // allocates serial numbers and uses an enrollment code from both.
 func TestSharedVendor(t *testing.T) {
 	t.Parallel()
-	a, b := openBoth(t, store.OpenVendor)
+	a, b := storetest.OpenBoth(t, newSharedDSN(t), store.OpenVendor)
 	storetest.TestSharedVendor(t, a, b)
 }
 
@@ -129,16 +112,6 @@ func migrations(t *testing.T, db *sqlstore.DB) []migration {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// migrationFiles counts the embedded migrations of a role from the source tree.
-func migrationFiles(t *testing.T, role string) int {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "sqlstore", "migrations", "sqlite", role, "*.sql"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no %s migrations found (%v)", role, err)
-	}
-	return len(files)
 }
 
 // TestMigrateOnce opens one database file again and again, with both roles:
@@ -172,7 +145,7 @@ func TestMigrateOnce(t *testing.T) {
 				seen[key] = true
 			}
 			for _, role := range []string{"site", "vendor"} {
-				if want := migrationFiles(t, role); count[role] != want {
+				if want := storetest.MigrationFiles(t, role); count[role] != want {
 					t.Errorf("round %d: %d %s migrations recorded, want %d", round, count[role], role, want)
 				}
 			}

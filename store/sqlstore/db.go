@@ -26,9 +26,11 @@ import (
 
 // Dialect describes what differs between the SQL databases licet supports.
 type Dialect struct {
-	// Name is "sqlite" or "postgres"; it also names the dialect's directory
-	// of migrations (migrations/NAME/ROLE/NNN_*.sql).
+	// Name is "sqlite" or "postgres".
 	Name string
+	// BlobType is the column type of byte strings. Migrations say BLOB, and
+	// it replaces that word, the only difference of the two schemas.
+	BlobType string
 	// Numbered turns '?' placeholders into $1, $2, ….
 	Numbered bool
 	// IsUnique reports whether err is a unique-constraint violation.
@@ -433,9 +435,9 @@ type migration struct {
 	body    string
 }
 
-// migrationsFor returns the dialect's embedded migrations of a role, by version.
+// migrationsFor returns the embedded migrations of a role, by version.
 func (db *DB) migrationsFor(role string) ([]migration, error) {
-	dir := "migrations/" + db.d.Name + "/" + role
+	dir := "migrations/" + role
 	files, err := fs.Glob(migrations, dir+"/*.sql")
 	if err != nil || len(files) == 0 {
 		return nil, errs.E(errs.Internal, "no %s migrations for role %q in this build of licet", db.d.Name, role)
@@ -538,7 +540,7 @@ func (db *DB) Migrate(ctx context.Context, role string) error {
 		if applied[m.version] {
 			continue
 		}
-		for _, st := range statements(m.body) {
+		for _, st := range statements(strings.ReplaceAll(m.body, "BLOB", db.d.BlobType)) {
 			if err := exec(st); err != nil {
 				return errs.Wrap(errs.Internal, err, "apply %s migration %s: %.60s", role, m.name, st)
 			}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"sync"
@@ -1669,4 +1670,35 @@ func TestSharedVendor(t *testing.T, a, b clearinghouse.Store) {
 	if len(sites) != 1 {
 		t.Errorf("%d sites enrolled with one code, want 1", len(sites))
 	}
+}
+
+// OpenBoth opens two stores on the database dsn at the same time, as two
+// licet processes starting together would: both run the migrations.
+func OpenBoth[S interface{ Close() error }](t *testing.T, dsn string, open func(ctx context.Context, dsn string) (S, error)) (S, S) {
+	t.Helper()
+	var stores [2]S
+	var errList [2]error
+	var wg sync.WaitGroup
+	for i := range stores {
+		wg.Go(func() { stores[i], errList[i] = open(t.Context(), dsn) })
+	}
+	wg.Wait()
+	for i, err := range errList {
+		if err != nil {
+			t.Fatalf("open store %d of 2 concurrently: %v", i+1, err)
+		}
+		t.Cleanup(func() { stores[i].Close() })
+	}
+	return stores[0], stores[1]
+}
+
+// MigrationFiles counts the migrations of a role in the source tree, seen
+// from a backend's package directory (store/sqlite, store/postgres).
+func MigrationFiles(t *testing.T, role string) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "sqlstore", "migrations", role, "*.sql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no %s migrations found (%v)", role, err)
+	}
+	return len(files)
 }
