@@ -3,8 +3,8 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
+	"github.com/licet/licet/internal/testpki"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,7 +21,6 @@ import (
 	"github.com/licet/licet/license"
 	"github.com/licet/licet/licenseserver"
 	"github.com/licet/licet/loadgen"
-	"github.com/licet/licet/pki"
 	"github.com/licet/licet/softid"
 	"github.com/licet/licet/store/postgres"
 	"github.com/licet/licet/verify"
@@ -274,27 +273,14 @@ func replayChallenge(t *testing.T, siteURL, image string) {
 func rogueLicense(t *testing.T) []byte {
 	t.Helper()
 	now := time.Now()
-	rootKey, _ := keys.GenerateSigner()
-	root, _ := pki.NewRoot(rootKey, "Test Vendor", now)
-	siteKey, _ := keys.GenerateSigner()
-	hp, _ := keys.GenerateDecrypter()
-	csr, _ := pki.NewSiteRequest(siteKey, hp.PublicBytes(), "rogue")
-	req, err := pki.ParseSiteRequest(csr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	siteDER, err := root.CertifySite(req, "acme", now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	siteCert, _ := x509Parse(siteDER)
+	site := testpki.Site(t, testpki.Root(t, "Test Vendor", now), "rogue", "acme", now)
 	client, _ := keys.GenerateSigner()
-	der, err := license.Issue(&pki.Authority{Cert: siteCert, Signer: siteKey}, client.Public(),
+	der, err := license.Issue(site, client.Public(),
 		verify.Attributes{LicenseID: 7, ProductID: "app", ProductVersion: "2.0", Platform: "non-windows"}, now, now.Add(24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return license.EncodePEM([][]byte{der, siteDER})
+	return license.EncodePEM([][]byte{der, site.Cert.Raw})
 }
 
 // testSeatsExact runs 1,000 concurrent clients against 100 seats through the
@@ -429,5 +415,3 @@ func TestGrantStormSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("after restart: %v %v", res2, err)
 	}
 }
-
-func x509Parse(der []byte) (*x509.Certificate, error) { return x509.ParseCertificate(der) }

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/licet/licet/internal/testpki"
 	"io"
 	"log"
 	"net/http"
@@ -59,45 +60,13 @@ func newFixture(tb testing.TB, now time.Time) *fixture {
 
 func newRoot(tb testing.TB, name string, now time.Time) *pki.Authority {
 	tb.Helper()
-	s, err := keys.GenerateSigner()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	root, err := pki.NewRoot(s, name, now)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return root
+	return testpki.Root(tb, name, now)
 }
 
 // newSite certifies a new site with root, the way a vendor does.
 func newSite(tb testing.TB, root *pki.Authority, name string, now time.Time) *pki.Authority {
 	tb.Helper()
-	s, err := keys.GenerateSigner()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	d, err := keys.GenerateDecrypter()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	csr, err := pki.NewSiteRequest(s, d.PublicBytes(), name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	req, err := pki.ParseSiteRequest(csr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	der, err := root.CertifySite(req, "cust-1", now)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &pki.Authority{Cert: c, Signer: s}
+	return testpki.Site(tb, root, name, "cust-1", now)
 }
 
 func appAttrs(id int64) verify.Attributes {

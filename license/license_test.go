@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/licet/licet/internal/testpki"
 	"math/big"
 	"net"
 	"os"
@@ -21,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/licet/licet/keys"
 	"github.com/licet/licet/license"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/verify"
@@ -31,44 +31,12 @@ var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func newRoot(t *testing.T) *pki.Authority {
 	t.Helper()
-	s, err := keys.GenerateSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := pki.NewRoot(s, "Acme", epoch.Add(-24*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
+	return testpki.Root(t, "Acme", epoch.Add(-24*time.Hour))
 }
 
 func newSite(t *testing.T, root *pki.Authority) *pki.Authority {
 	t.Helper()
-	s, err := keys.GenerateSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := keys.GenerateDecrypter()
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := pki.NewSiteRequest(s, d.PublicBytes(), "Acme Site Berlin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := pki.ParseSiteRequest(csr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := root.CertifySite(req, "cust-1", epoch.Add(-24*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &pki.Authority{Cert: c, Signer: s}
+	return testpki.Site(t, root, "Acme Site Berlin", "cust-1", epoch.Add(-24*time.Hour))
 }
 
 func attrs() verify.Attributes {

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/licet/licet/internal/testpki"
 	"math/big"
 	"strings"
 	"sync"
@@ -47,45 +48,13 @@ type fixture struct {
 
 func newRoot(tb tester, name string) *pki.Authority {
 	tb.Helper()
-	s, err := keys.GenerateSigner()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	root, err := pki.NewRoot(s, name, epoch.Add(-24*time.Hour))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return root
+	return testpki.Root(tb, name, epoch.Add(-24*time.Hour))
 }
 
 // newSite certifies a new site with root, the way a vendor does.
 func newSite(tb tester, root *pki.Authority, name string) *pki.Authority {
 	tb.Helper()
-	s, err := keys.GenerateSigner()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	d, err := keys.GenerateDecrypter()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	csr, err := pki.NewSiteRequest(s, d.PublicBytes(), name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	req, err := pki.ParseSiteRequest(csr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	der, err := root.CertifySite(req, "cust-1", epoch.Add(-24*time.Hour))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &pki.Authority{Cert: c, Signer: s}
+	return testpki.Site(tb, root, name, "cust-1", epoch.Add(-24*time.Hour))
 }
 
 func testAttrs() verify.Attributes {
