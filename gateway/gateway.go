@@ -29,6 +29,13 @@ const (
 	HeaderSignature = "Licet-Signature"
 )
 
+// HeaderLicenseUpdate is the response header in which the gateway hands a
+// client the license that replaced the one it presented (an upgrade): the
+// base64 (standard alphabet, padded) of the armored LICENSE file, encrypted
+// to the client's key as the license server sealed it. The client decrypts
+// it, checks it and replaces its cached license.
+const HeaderLicenseUpdate = "Licet-License-Update"
+
 // The headers the gateway sets for the application on a licensed request.
 // Incoming headers of these names (and any other Licet-Client-* or
 // Licet-License-*) are removed first.
