@@ -151,6 +151,12 @@ func (c *Client) Grant(ctx context.Context, req *licenseserver.GrantRequest) (*G
 	return &out, c.Post(ctx, "/v1/licenses", req, &out)
 }
 
+// Upgrade exchanges an expired or older license (PEM) for an upgraded one.
+func (c *Client) Upgrade(ctx context.Context, licensePEM []byte) (*UpgradeResponse, error) {
+	var out UpgradeResponse
+	return &out, c.Post(ctx, "/v1/upgrades", UpgradeRequest{License: string(licensePEM)}, &out)
+}
+
 // SignImage asks the vendor to sign a client image manifest (admin).
 func (c *Client) SignImage(ctx context.Context, m *clientimage.Manifest) ([]byte, error) {
 	var out ImageSignatureResponse

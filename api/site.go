@@ -31,6 +31,21 @@ type GrantResponse struct {
 	License   string `json:"license"`   // armored LICENSE file, encrypted to the client
 }
 
+// UpgradeRequest is the body of POST /v1/upgrades.
+type UpgradeRequest struct {
+	License string `json:"license"` // the license to upgrade: PEM, license certificate then site certificate
+}
+
+// UpgradeResponse is the answer of POST /v1/upgrades.
+type UpgradeResponse struct {
+	LicenseID     int64  `json:"license_id"`
+	UpgradedFrom  int64  `json:"upgraded_from"`
+	UpgradePackID string `json:"upgrade_pack_id"`
+	Repeated      bool   `json:"repeated"`     // upgraded before: the same license again, no seat taken
+	License       string `json:"license"`      // armored LICENSE file, encrypted to the client
+	Certificates  string `json:"certificates"` // the new license chain in PEM, for a gateway to check
+}
+
 // Info describes a site identity.
 func Info(id *licenseserver.Identity) SiteInfo {
 	info := SiteInfo{SiteID: id.SiteID, Name: id.Config.Name, Certified: id.Certified(), VendorURL: id.Config.VendorURL}
@@ -87,6 +102,25 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 			return err
 		}
 		writeJSON(w, http.StatusOK, GrantResponse{LicenseID: g.Assignment.LicenseID, Reissued: g.Reissued, Temporary: g.Assignment.Temporary, License: string(g.File)})
+		return nil
+	})
+	// Upgrades are public too: the presented license, signed by this site,
+	// is the proof, and the new license is sealed to its client.
+	s.Public("POST /v1/upgrades", func(w http.ResponseWriter, r *http.Request) error {
+		var req UpgradeRequest
+		if err := readJSON(r, &req); err != nil {
+			return err
+		}
+		if req.License == "" {
+			return errs.E(errs.Invalid, "license: the license to upgrade (PEM: license certificate, then site certificate) is required")
+		}
+		u, err := srv.Upgrade(r.Context(), []byte(req.License))
+		if err != nil {
+			return err
+		}
+		a := u.Assignment
+		writeJSON(w, http.StatusOK, UpgradeResponse{LicenseID: a.LicenseID, UpgradedFrom: a.UpgradedFrom, Repeated: u.Repeated,
+			UpgradePackID: a.UpgradePackID, License: string(u.File), Certificates: string(u.License)})
 		return nil
 	})
 	s.Public("POST /v1/licenses/verify", func(w http.ResponseWriter, r *http.Request) error {

@@ -341,6 +341,11 @@ func (s *Service) AddOrder(ctx context.Context, o *Order) error {
 	if o.Features == nil {
 		o.Features = p.Features
 	}
+	if o.Upgrade != nil {
+		if err := o.Upgrade.Check(p.Version); err != nil {
+			return errs.Wrap(errs.Invalid, err, "upgrade order for %s %s", p.ID, p.Version)
+		}
+	}
 	now := s.Now().UTC()
 	if o.Expires != nil && !o.Expires.After(now) {
 		return errs.E(errs.Invalid, "expiry date %s is in the past", o.Expires.Format(time.DateOnly))
@@ -403,6 +408,7 @@ func (s *Service) IssuePack(ctx context.Context, requestFile []byte) ([]byte, *I
 		BeginSerial: begin, Quantity: o.Quantity, Platform: o.Platform,
 		Product:  pack.Product{ID: p.ID, Name: p.Name, Version: p.Version},
 		Features: o.Features, Descriptions: p.Descriptions, Manufacturer: p.Manufacturer, ProductData: p.Data,
+		Upgrade: o.Upgrade,
 	}
 	file, err := pack.Seal(doc, s.Clearinghouse, s.ClearinghouseChain, site.HPKEKey)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/auth"
+	"github.com/licet/licet/pack"
 )
 
 // Product is something the vendor sells licenses for.
@@ -57,6 +58,9 @@ type Order struct {
 	Expires     *time.Time `json:"expires,omitempty"`
 	Created     time.Time  `json:"created"`
 	PackID      string     `json:"pack_id,omitempty"` // set once the pack is issued
+	// Upgrade, if set, makes this an order of upgrade seats: each exchanges a
+	// license of a version in the range for one of the product's version.
+	Upgrade *pack.Upgrade `json:"upgrade,omitempty"`
 }
 
 // IssuedPack is the record of a pack the clearinghouse issued.

@@ -243,8 +243,8 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 	}
 	a, existing, err := s.Store.AssignSeat(ctx, SeatRequest{
 		ClientID: clientID, SystemID: req.SystemID, ClientKey: req.ClientKey,
-		ProductID: req.ProductID, Platform: softid.ID(sid).Platform(), Now: now,
-		ChallengeID: req.ChallengeID, ChallengeExpires: expires, TemporaryFor: s.TemporaryFor,
+		ClientHPKE: req.ClientHPKEKey, ProductID: req.ProductID, Platform: softid.ID(sid).Platform(), Now: now,
+		ChallengeID: req.ChallengeID, ChallengeExpires: expires, TemporaryFor: s.temporaryFor(req.ProductID),
 	}, s.signLicense)
 	if err != nil {
 		return nil, err
@@ -256,7 +256,16 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 	return &Grant{Assignment: a, Reissued: existing, File: file}, nil
 }
 
-// signLicense makes the license certificate of an assignment from pack p.
+// temporaryFor is the validity of a temporary license of product.
+func (s *Server) temporaryFor(product string) time.Duration {
+	if d, ok := s.TemporaryForProduct[product]; ok {
+		return d
+	}
+	return s.TemporaryFor
+}
+
+// signLicense makes the license certificate of an assignment from pack p
+// (for an upgraded assignment, the upgrade pack).
 func (s *Server) signLicense(a *Assignment, p *InstalledPack) ([]byte, error) {
 	notAfter := s.ID.Site.Cert.NotAfter
 	if a.Expires != nil && a.Expires.Before(notAfter) {
@@ -268,6 +277,10 @@ func (s *Server) signLicense(a *Assignment, p *InstalledPack) ([]byte, error) {
 	}
 	if a.Temporary {
 		attrs.Flags |= verify.FlagTemporary
+	}
+	if a.Upgraded() {
+		attrs.PackID = a.UpgradePackID
+		attrs.Flags |= verify.FlagUpgraded
 	}
 	der, err := license.Issue(&pki.Authority{Cert: s.ID.Site.Cert, Signer: s.ID.Signer}, ed25519.PublicKey(a.ClientKey), attrs, a.Issued, notAfter)
 	if err != nil {

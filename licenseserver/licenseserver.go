@@ -24,6 +24,7 @@ import (
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/pack"
 	"github.com/licet/licet/pki"
+	"github.com/licet/licet/verify"
 )
 
 // Files in a site data directory.
@@ -304,9 +305,15 @@ type Server struct {
 	// TemporaryFor is the validity of the temporary license a system gets
 	// once when no seat is free; zero grants none.
 	TemporaryFor time.Duration
+	// TemporaryForProduct overrides TemporaryFor for the products it names
+	// (zero: no temporary licenses of that product).
+	TemporaryForProduct map[string]time.Duration
 
 	macOnce sync.Once // derives macKey, the challenge MAC key, from the site key
 	macKey  []byte
+	verOnce sync.Once // loads ver, the verifier of licenses to upgrade
+	ver     *verify.Verifier
+	verErr  error
 }
 
 // PurchaseRequest writes the armored purchase request for an order.
@@ -336,7 +343,7 @@ func (s *Server) InstallPack(ctx context.Context, file []byte) (*InstalledPack, 
 		ProductVersion: p.Product.Version, Platform: p.Platform, Features: p.Features,
 		Quantity: p.Quantity, BeginSerial: p.BeginSerial, FirstActive: p.FirstActive, Expires: p.Expires,
 		Descriptions: p.Descriptions, Manufacturer: p.Manufacturer, ProductData: p.ProductData,
-		Installed: now, File: file,
+		Installed: now, File: file, Upgrade: p.Upgrade,
 	}
 	if err := s.Store.InstallPack(ctx, ip); err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"sort"
 	"time"
+
+	"github.com/licet/licet/pack"
 )
 
 // Report summarises a site's seats and licenses for its administrator.
@@ -25,17 +27,24 @@ type PackReport struct {
 	Assigned  int        `json:"assigned"`
 	Free      int        `json:"free"`
 	Expires   *time.Time `json:"expires,omitempty"`
+	// Upgrade is set for an upgrade pack: its seats upgrade licenses of
+	// these versions.
+	Upgrade *pack.Upgrade `json:"upgrade,omitempty"`
 }
 
-// ProductReport adds up a product's seats and licenses over its packs.
+// ProductReport adds up a product's seats and licenses over its packs:
+// Seats, Assigned and Free count seat packs, the Upgrade* fields upgrade packs.
 type ProductReport struct {
-	ProductID string `json:"product_id"`
-	Seats     int    `json:"seats"`
-	Assigned  int    `json:"assigned"`
-	Free      int    `json:"free"`
-	Permanent int    `json:"permanent_licenses"`
-	Temporary int    `json:"temporary_licenses"`
-	Upgraded  int    `json:"upgraded_licenses"` // not granted yet by this version
+	ProductID    string `json:"product_id"`
+	Seats        int    `json:"seats"`
+	Assigned     int    `json:"assigned"`
+	Free         int    `json:"free"`
+	UpgradeSeats int    `json:"upgrade_seats"`
+	UpgradesUsed int    `json:"upgrades_used"`
+	UpgradesFree int    `json:"upgrades_free"`
+	Permanent    int    `json:"permanent_licenses"` // upgraded ones included
+	Temporary    int    `json:"temporary_licenses"`
+	Upgraded     int    `json:"upgraded_licenses"`
 }
 
 // ExpiringEntry is a license that ends soon.
@@ -69,8 +78,14 @@ func (s *Server) Report(ctx context.Context, window time.Duration) (*Report, err
 	}
 	for _, p := range packs {
 		r.Packs = append(r.Packs, PackReport{PackID: p.PackID, ProductID: p.ProductID, Platform: p.Platform,
-			Quantity: p.Quantity, Assigned: p.Assigned, Free: p.Free(), Expires: p.Expires})
+			Quantity: p.Quantity, Assigned: p.Assigned, Free: p.Free(), Expires: p.Expires, Upgrade: p.Upgrade})
 		pr := product(p.ProductID)
+		if p.Upgrade != nil {
+			pr.UpgradeSeats += p.Quantity
+			pr.UpgradesUsed += p.Assigned
+			pr.UpgradesFree += p.Free()
+			continue
+		}
 		pr.Seats += p.Quantity
 		pr.Assigned += p.Assigned
 		pr.Free += p.Free()
@@ -85,6 +100,9 @@ func (s *Server) Report(ctx context.Context, window time.Duration) (*Report, err
 	for _, a := range append(as, temps...) {
 		if !a.Temporary {
 			product(a.ProductID).Permanent++
+		}
+		if a.Upgraded() {
+			product(a.ProductID).Upgraded++
 		}
 		end := a.Expires
 		if len(a.Cert) > 0 {

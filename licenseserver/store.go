@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/auth"
+	"github.com/licet/licet/pack"
 )
 
 // InstalledPack is a row of the license pack table (licensing seed Table 3).
@@ -26,6 +27,9 @@ type InstalledPack struct {
 	ProductData    map[string]string `json:"product_data"`
 	Installed      time.Time         `json:"installed"`
 	File           []byte            `json:"-"` // the pack file as installed, kept for audit
+	// Upgrade is set for an upgrade pack: its seats upgrade licenses of
+	// these versions to ProductVersion and are never granted as new licenses.
+	Upgrade *pack.Upgrade `json:"upgrade,omitempty"`
 }
 
 // Free returns the number of seats not yet assigned.
@@ -69,7 +73,18 @@ type Assignment struct {
 	Expires   *time.Time `json:"expires,omitempty"` // the pack's expiry, or the temporary license's
 	Cert      []byte     `json:"-"`                 // the license certificate (DER); empty until signed
 	Temporary bool       `json:"temporary"`         // a temporary license, from no pack
+	// ClientHPKE is the client's HPKE public key, to seal an upgraded license
+	// to; empty for assignments made before upgrades existed.
+	ClientHPKE []byte `json:"-"`
+	// UpgradePackID is the upgrade pack whose seat the current license took,
+	// and UpgradedFrom the license ID it replaced; empty and zero if the
+	// license was never upgraded. PackID stays the pack of the client's seat.
+	UpgradePackID string `json:"upgrade_pack_id,omitempty"`
+	UpgradedFrom  int64  `json:"upgraded_from,omitempty"`
 }
+
+// Upgraded reports whether the assignment's license is an upgrade.
+func (a *Assignment) Upgraded() bool { return a.UpgradePackID != "" }
 
 // SeatRequest asks for one seat of a product for a client, answering the
 // challenge ChallengeID.
@@ -77,6 +92,7 @@ type SeatRequest struct {
 	ClientID         string
 	SystemID         string
 	ClientKey        []byte
+	ClientHPKE       []byte
 	ProductID        string
 	Platform         string
 	Now              time.Time
@@ -85,6 +101,18 @@ type SeatRequest struct {
 	// TemporaryFor, if positive, lets the request fall back to a temporary
 	// license of this validity when no seat is free.
 	TemporaryFor time.Duration
+}
+
+// UpgradeRequest asks to exchange license LicenseID (of product version
+// Version, expired or not) of a client for an upgraded one.
+type UpgradeRequest struct {
+	ClientID  string
+	ProductID string
+	Platform  string
+	LicenseID int64
+	Version   string
+	Expired   bool
+	Now       time.Time
 }
 
 // AssignmentFilter selects assignments; empty fields match all.
@@ -116,6 +144,18 @@ type GrantStore interface {
 	// Exact under any concurrency, across processes too.
 	AssignSeat(ctx context.Context, req SeatRequest, sign func(*Assignment, *InstalledPack) ([]byte, error)) (a *Assignment, existing bool, err error)
 	Assignments(ctx context.Context, f AssignmentFilter) ([]*Assignment, error)
+	// UpgradeSeat exchanges the client's current license of a product, in
+	// one transaction: it takes a seat of an upgrade pack of the product and
+	// platform, active at req.Now, whose range covers req.Version (preferring
+	// the newest target version, then the oldest pack) and whose target is
+	// newer than req.Version, or, for an expired license, not older; then it
+	// gives the assignment a new license ID from that pack's serial range and
+	// the license sign returns (given the updated assignment and the upgrade
+	// pack). If the client's assignment was already upgraded from
+	// req.LicenseID, it returns it unchanged (existing is true): a repeated
+	// request takes no second seat. Forbidden if req.LicenseID is not the
+	// client's current license; Exhausted if no upgrade seat fits.
+	UpgradeSeat(ctx context.Context, req UpgradeRequest, sign func(*Assignment, *InstalledPack) ([]byte, error)) (a *Assignment, existing bool, err error)
 	// Temporaries lists the temporary licenses granted, by license ID.
 	Temporaries(ctx context.Context) ([]*Assignment, error)
 }

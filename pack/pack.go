@@ -16,6 +16,7 @@ import (
 	"github.com/licet/licet/internal/ids"
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/pki"
+	"github.com/licet/licet/verify"
 )
 
 // Document types and the format versions this code writes and reads.
@@ -23,8 +24,20 @@ const (
 	TypePurchaseRequest    = "licet.purchase-request"
 	TypePack               = "licet.pack"
 	PurchaseRequestVersion = 1
-	PackVersion            = 1
+	// PackVersion is the newest pack format this code reads. It writes
+	// version 1 for seat packs, which every licet reads, and version 2 for
+	// upgrade packs, so that a site too old to know upgrades refuses them
+	// instead of selling their seats as new licenses.
+	PackVersion = 2
 )
+
+// formatVersion is the format version p is written with.
+func formatVersion(p *Pack) int {
+	if p.Upgrade != nil {
+		return 2
+	}
+	return 1
+}
 
 // Platforms are the client platform types a pack can be for (licensing seed).
 var Platforms = []string{"windows", "non-windows", "legacy", "direct-connect"}
@@ -69,6 +82,36 @@ type Pack struct {
 	Descriptions map[string]string `json:"descriptions"`
 	Manufacturer string            `json:"manufacturer"`
 	ProductData  map[string]string `json:"product_data"`
+	// Upgrade, if set, makes this an upgrade pack: each seat exchanges a
+	// license of the product for a version in the range for a license of
+	// Product.Version, without a new seat (format version 2).
+	Upgrade *Upgrade `json:"upgrade,omitempty"`
+}
+
+// Upgrade is the range of product versions an upgrade pack upgrades from,
+// both ends included (compared with verify.CompareVersions).
+type Upgrade struct {
+	FromMin string `json:"from_min"`
+	FromMax string `json:"from_max"`
+}
+
+// Covers reports whether version lies in the range.
+func (u *Upgrade) Covers(version string) bool {
+	return verify.CompareVersions(version, u.FromMin) >= 0 && verify.CompareVersions(version, u.FromMax) <= 0
+}
+
+// Check returns an Invalid error if the range is empty or does not lie below
+// (or at) the target version.
+func (u *Upgrade) Check(target string) error {
+	switch {
+	case u.FromMin == "" || u.FromMax == "":
+		return errs.E(errs.Invalid, "an upgrade needs the versions it upgrades from: MIN..MAX, e.g. 1.0..1.9")
+	case verify.CompareVersions(u.FromMin, u.FromMax) > 0:
+		return errs.E(errs.Invalid, "upgrade range %s..%s is empty: the first version is newer than the last", u.FromMin, u.FromMax)
+	case verify.CompareVersions(u.FromMax, target) > 0:
+		return errs.E(errs.Invalid, "upgrade range %s..%s reaches above the version it upgrades to (%s)", u.FromMin, u.FromMax, target)
+	}
+	return nil
 }
 
 // NewPurchaseRequest writes the armored purchase request for orderID, signed by
@@ -119,15 +162,16 @@ func ReadPurchaseRequest(data []byte, root *x509.Certificate, now time.Time) (*P
 // Seal signs p with the clearinghouse key (chain: the clearinghouse
 // certificate) and encrypts it to the site's HPKE key, giving the armored pack file.
 func Seal(p *Pack, clearinghouse *keys.Signer, chain [][]byte, siteHPKE []byte) ([]byte, error) {
-	s, err := envelope.Sign(TypePack, PackVersion, p, clearinghouse, chain)
+	v := formatVersion(p)
+	s, err := envelope.Sign(TypePack, v, p, clearinghouse, chain)
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := envelope.Seal(TypePack, PackVersion, siteHPKE, s.Marshal())
+	sealed, err := envelope.Seal(TypePack, v, siteHPKE, s.Marshal())
 	if err != nil {
 		return nil, err
 	}
-	return armor.Encode(armor.Block{Type: armor.TypeLicensePack, Version: PackVersion, Body: sealed.Marshal()}), nil
+	return armor.Encode(armor.Block{Type: armor.TypeLicensePack, Version: v, Body: sealed.Marshal()}), nil
 }
 
 // Open decrypts an armored pack file with the site's key, checks the
@@ -172,6 +216,11 @@ func Open(data []byte, site *keys.Decrypter, siteID string, root *x509.Certifica
 	}
 	if p.Quantity < 1 || p.PackID == "" {
 		return nil, errs.E(errs.Invalid, "license pack has no ID or no seats")
+	}
+	if p.Upgrade != nil {
+		if err := p.Upgrade.Check(p.Product.Version); err != nil {
+			return nil, errs.Wrap(errs.Invalid, err, "upgrade pack %s", p.PackID)
+		}
 	}
 	return &p, nil
 }

@@ -274,18 +274,16 @@ func TestVersionsAndTypes(t *testing.T) {
 	good := must(pack.Seal(p, w.ch, [][]byte{w.chDER}, w.a.hpke.PublicBytes()))
 	blk := must(armor.Decode(good, armor.TypeLicensePack))
 
-	// Armor header says version 2.
-	v2 := armor.Encode(armor.Block{Type: armor.TypeLicensePack, Version: 2, Body: blk.Body})
-	_, err := pack.Open(v2, w.a.hpke, w.a.id, w.root.Cert, now)
-	wantInvalid(t, "armor version 2", err, "license pack format version 2 is not supported (this licet reads up to 1)")
-	// The signed pack inside says version 2.
-	_, err = pack.Open(seal(t, pack.TypePack, 2, p, w.ch, [][]byte{w.chDER}, w.a), w.a.hpke, w.a.id, w.root.Cert, now)
-	wantInvalid(t, "signed version 2", err, "version 2 is not supported")
-	// The sealed envelope says version 2.
+	// Format version 3 is from a future licet, at every layer.
+	v3 := armor.Encode(armor.Block{Type: armor.TypeLicensePack, Version: 3, Body: blk.Body})
+	_, err := pack.Open(v3, w.a.hpke, w.a.id, w.root.Cert, now)
+	wantInvalid(t, "armor version 3", err, "license pack format version 3 is not supported (this licet reads up to 2)")
+	_, err = pack.Open(seal(t, pack.TypePack, 3, p, w.ch, [][]byte{w.chDER}, w.a), w.a.hpke, w.a.id, w.root.Cert, now)
+	wantInvalid(t, "signed version 3", err, "version 3 is not supported")
 	sl := must(envelope.ParseSealed(blk.Body, pack.TypePack, 1))
-	sl.Version = 2
+	sl.Version = 3
 	_, err = pack.Open(armor.Encode(armor.Block{Type: armor.TypeLicensePack, Version: 1, Body: sl.Marshal()}), w.a.hpke, w.a.id, w.root.Cert, now)
-	wantInvalid(t, "sealed version 2", err, "version 2 is not supported")
+	wantInvalid(t, "sealed version 3", err, "version 3 is not supported")
 
 	// A purchase request where a pack is expected, and the other way round.
 	reqFile := must(pack.NewPurchaseRequest(w.a.key, [][]byte{w.a.der}, "ord-1", now))
@@ -493,4 +491,50 @@ func FuzzReadPurchaseRequestBody(f *testing.F) {
 			t.Fatalf("accepted request %+v from %+v", req, st)
 		}
 	})
+}
+
+// TestUpgradePack checks that an upgrade pack is written as format version 2
+// (so a site that does not know upgrades refuses it) and keeps its range, and
+// that a pack with an impossible range is refused.
+func TestUpgradePack(t *testing.T) {
+	w := newWorld(t)
+	seat := w.pack(w.a)
+	if blk := must(armor.Decode(must(pack.Seal(seat, w.ch, [][]byte{w.chDER}, w.a.hpke.PublicBytes())), armor.TypeLicensePack)); blk.Version != 1 {
+		t.Fatalf("a seat pack is written as version %d, want 1 (readable by every licet)", blk.Version)
+	}
+	up := w.pack(w.a)
+	up.Product.Version = "2.0"
+	up.Upgrade = &pack.Upgrade{FromMin: "1.0", FromMax: "1.9"}
+	file := must(pack.Seal(up, w.ch, [][]byte{w.chDER}, w.a.hpke.PublicBytes()))
+	if blk := must(armor.Decode(file, armor.TypeLicensePack)); blk.Version != 2 {
+		t.Fatalf("an upgrade pack is written as version %d, want 2", blk.Version)
+	}
+	got, err := pack.Open(file, w.a.hpke, w.a.id, w.root.Cert, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Upgrade == nil || *got.Upgrade != *up.Upgrade {
+		t.Fatalf("upgrade range read back as %+v", got.Upgrade)
+	}
+	for _, v := range []string{"1.0", "1.5", "1.9", "1.9.0"} {
+		if !got.Upgrade.Covers(v) {
+			t.Errorf("range 1.0..1.9 does not cover %s", v)
+		}
+	}
+	for _, v := range []string{"0.9", "1.10", "2.0"} {
+		if got.Upgrade.Covers(v) {
+			t.Errorf("range 1.0..1.9 covers %s", v)
+		}
+	}
+	for name, u := range map[string]*pack.Upgrade{
+		"empty range":      {FromMin: "1.5", FromMax: "1.2"},
+		"above the target": {FromMin: "1.0", FromMax: "2.1"},
+		"no lower end":     {FromMax: "1.0"},
+	} {
+		bad := w.pack(w.a)
+		bad.Product.Version = "2.0"
+		bad.Upgrade = u
+		_, err := pack.Open(must(pack.Seal(bad, w.ch, [][]byte{w.chDER}, w.a.hpke.PublicBytes())), w.a.hpke, w.a.id, w.root.Cert, now)
+		wantInvalid(t, name, err, "upgrade")
+	}
 }

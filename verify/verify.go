@@ -189,6 +189,10 @@ type Options struct {
 	// ClientKey, if set, must equal the license's subject key: the license is
 	// bound to the client holding the matching private key.
 	ClientKey ed25519.PublicKey
+	// AllowExpired accepts a license whose own validity has ended (every other
+	// check still applies, the site certificate's validity included). It is
+	// for exchanging an expired license for an upgraded one, never for access.
+	AllowExpired bool
 }
 
 // License is a verified license.
@@ -391,7 +395,8 @@ func (v *Verifier) VerifyChain(chain [][]byte, opts Options) (*License, error) {
 		return nil, fmt.Errorf("%w: the license signature does not verify with the key of license server %s; the license was altered, get it from the license server again", ErrBadSignature, site.cert.Subject.SerialNumber)
 	}
 	// From here on the content is what the site signed.
-	if err := checkValidity(c.notBefore, c.notAfter, now, "the license", "ask the license server for a new license"); err != nil {
+	if err := checkValidity(c.notBefore, c.notAfter, now, "the license", "ask the license server for a new license"); err != nil &&
+		!(opts.AllowExpired && errors.Is(err, ErrExpired)) {
 		return nil, err
 	}
 	if c.isCA || c.role != RoleLicense {

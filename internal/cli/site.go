@@ -5,11 +5,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/licet/licet/api"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/pack"
 	"github.com/licet/licet/softid"
 	"github.com/licet/licet/store"
 )
@@ -185,11 +188,22 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 	sf := addSiteFlags(fs)
 	srvf := addServerFlags(fs, DefaultSiteListen)
 	tempDays := fs.Int("temporary-days", int(licenseserver.DefaultTemporaryFor/(24*time.Hour)), "validity of the one temporary license a machine gets when no seat is free (0: none)")
+	var perProduct listFlag
+	fs.Var(&perProduct, "product-temporary-days", "PRODUCT=DAYS: --temporary-days for one product (repeatable)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *tempDays < 0 {
 		return errs.E(errs.Usage, "--temporary-days must be 0 or more")
+	}
+	tempFor := map[string]time.Duration{}
+	for _, v := range perProduct {
+		product, days, ok := strings.Cut(v, "=")
+		n, err := strconv.Atoi(days)
+		if !ok || product == "" || err != nil || n < 0 {
+			return errs.E(errs.Usage, "--product-temporary-days %q: give PRODUCT=DAYS, e.g. acme-cad=14 (0: no temporary licenses of it)", v)
+		}
+		tempFor[product] = time.Duration(n) * 24 * time.Hour
 	}
 	srv, closeFn, err := sf.open(ctx, e)
 	if err != nil {
@@ -197,6 +211,7 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 	}
 	defer closeFn()
 	srv.TemporaryFor = time.Duration(*tempDays) * 24 * time.Hour
+	srv.TemporaryForProduct = tempFor
 	log := srvf.logger(e)
 	ln, _, err := listen(e, "site", *srvf.listen)
 	if err != nil {
@@ -208,6 +223,14 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return api.Serve(ctx, ln, h, log)
+}
+
+// packKind names a pack's kind in tables: seats, or the versions it upgrades from.
+func packKind(u *pack.Upgrade) string {
+	if u == nil {
+		return "seats"
+	}
+	return "upgrade " + u.FromMin + ".." + u.FromMax
 }
 
 func sitePackRequest(ctx context.Context, e *env, args []string) error {
@@ -340,9 +363,9 @@ func sitePackList(ctx context.Context, e *env, args []string) error {
 		if p.Expires != nil {
 			exp = p.Expires.Format(time.DateOnly)
 		}
-		rows = append(rows, []string{p.PackID, p.ProductID, p.ProductVersion, p.Platform, fmt.Sprint(p.Quantity), fmt.Sprint(p.Free()), exp})
+		rows = append(rows, []string{p.PackID, p.ProductID, p.ProductVersion, packKind(p.Upgrade), p.Platform, fmt.Sprint(p.Quantity), fmt.Sprint(p.Free()), exp})
 	}
-	table(e.stdout, []string{"PACK", "PRODUCT", "VERSION", "PLATFORM", "SEATS", "FREE", "EXPIRES"}, rows)
+	table(e.stdout, []string{"PACK", "PRODUCT", "VERSION", "KIND", "PLATFORM", "SEATS", "FREE", "EXPIRES"}, rows)
 	return nil
 }
 
@@ -465,15 +488,16 @@ func siteReport(ctx context.Context, e *env, args []string) error {
 		if p.Expires != nil {
 			exp = p.Expires.Format(time.DateOnly)
 		}
-		rows = append(rows, []string{p.PackID, p.ProductID, p.Platform, fmt.Sprint(p.Quantity), fmt.Sprint(p.Assigned), fmt.Sprint(p.Free), exp})
+		rows = append(rows, []string{p.PackID, p.ProductID, packKind(p.Upgrade), p.Platform, fmt.Sprint(p.Quantity), fmt.Sprint(p.Assigned), fmt.Sprint(p.Free), exp})
 	}
-	table(e.stdout, []string{"PACK", "PRODUCT", "PLATFORM", "SEATS", "ASSIGNED", "FREE", "EXPIRES"}, rows)
+	table(e.stdout, []string{"PACK", "PRODUCT", "KIND", "PLATFORM", "SEATS", "ASSIGNED", "FREE", "EXPIRES"}, rows)
 	fmt.Fprintln(e.stdout)
 	rows = nil
 	for _, p := range rep.Products {
-		rows = append(rows, []string{p.ProductID, fmt.Sprint(p.Seats), fmt.Sprint(p.Assigned), fmt.Sprint(p.Free), fmt.Sprint(p.Permanent), fmt.Sprint(p.Temporary), fmt.Sprint(p.Upgraded)})
+		rows = append(rows, []string{p.ProductID, fmt.Sprint(p.Seats), fmt.Sprint(p.Assigned), fmt.Sprint(p.Free),
+			fmt.Sprintf("%d/%d", p.UpgradesUsed, p.UpgradeSeats), fmt.Sprint(p.Permanent), fmt.Sprint(p.Temporary), fmt.Sprint(p.Upgraded)})
 	}
-	table(e.stdout, []string{"PRODUCT", "SEATS", "ASSIGNED", "FREE", "PERMANENT", "TEMPORARY", "UPGRADED"}, rows)
+	table(e.stdout, []string{"PRODUCT", "SEATS", "ASSIGNED", "FREE", "UPGRADES USED", "PERMANENT", "TEMPORARY", "UPGRADED"}, rows)
 	fmt.Fprintf(e.stdout, "\nLicenses ending within %d days: %d\n", *days, len(rep.Expiring))
 	for _, x := range rep.Expiring {
 		fmt.Fprintf(e.stdout, "  %d  %s  %s  %s\n", x.LicenseID, x.ClientID, x.ProductID, x.Expires.Format(time.DateOnly))

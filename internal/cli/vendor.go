@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/licet/licet/api"
@@ -16,6 +17,7 @@ import (
 	"github.com/licet/licet/clientimage"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/fsutil"
+	"github.com/licet/licet/pack"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/softid"
 	"github.com/licet/licet/store"
@@ -316,8 +318,11 @@ func parseDate(field, v string) (*time.Time, error) {
 }
 
 func vendorOrderAdd(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet vendor order add", "--customer ID --product ID --platform P --quantity N [--feature F]... [--first-active DATE] [--expires DATE]",
-		"Records an order and prints its ID. The customer's site then buys the pack with\n'licet site pack buy --order ID' (online) or 'licet site pack request --order ID' (offline).")
+	fs := flagSet(e, "licet vendor order add", "--customer ID --product ID --platform P --quantity N [--feature F]... [--first-active DATE] [--expires DATE] [--upgrade-from MIN..MAX]",
+		"Records an order and prints its ID. The customer's site then buys the pack with\n'licet site pack buy --order ID' (online) or 'licet site pack request --order ID' (offline).\n\n"+
+			"With --upgrade-from the order is for upgrade seats: each exchanges a client's license\n"+
+			"of a product version in MIN..MAX (both included), or an expired one, for a license of\n"+
+			"the product's current version, without a new seat or platform challenge.")
 	a := vendorAdmin(e, fs)
 	var o clearinghouse.Order
 	fs.StringVar(&o.CustomerID, "customer", "", "customer ID")
@@ -328,11 +333,19 @@ func vendorOrderAdd(ctx context.Context, e *env, args []string) error {
 	fs.Var(&feats, "feature", "licensed feature (repeatable; default: all of the product's)")
 	first := fs.String("first-active", "", "date the seats become usable (YYYY-MM-DD)")
 	exp := fs.String("expires", "", "date the pack expires (YYYY-MM-DD; default: never)")
+	upFrom := fs.String("upgrade-from", "", "make the seats upgrades from product versions MIN..MAX (e.g. 1.0..1.9)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "customer", "product", "platform", "quantity"); err != nil {
 		return err
+	}
+	if *upFrom != "" {
+		lo, hi, ok := strings.Cut(*upFrom, "..")
+		if !ok || lo == "" || hi == "" {
+			return errs.E(errs.Usage, "--upgrade-from %q: give the versions upgraded from as MIN..MAX, e.g. 1.0..1.9", *upFrom)
+		}
+		o.Upgrade = &pack.Upgrade{FromMin: lo, FromMax: hi}
 	}
 	n, err := strconv.Atoi(*qty)
 	if err != nil {
@@ -355,7 +368,11 @@ func vendorOrderAdd(ctx context.Context, e *env, args []string) error {
 	if *a.json {
 		return printJSON(e.stdout, out)
 	}
-	fmt.Fprintf(e.stdout, "Recorded order %s: %d %s seats of %s for %s.\n", out.ID, out.Quantity, out.Platform, out.ProductID, out.CustomerID)
+	kind := "seats"
+	if out.Upgrade != nil {
+		kind = fmt.Sprintf("upgrade seats (from %s..%s)", out.Upgrade.FromMin, out.Upgrade.FromMax)
+	}
+	fmt.Fprintf(e.stdout, "Recorded order %s: %d %s %s of %s for %s.\n", out.ID, out.Quantity, out.Platform, kind, out.ProductID, out.CustomerID)
 	return nil
 }
 

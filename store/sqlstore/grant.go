@@ -1,12 +1,16 @@
 package sqlstore
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/verify"
 )
 
 // PutImage registers or replaces the reference image of a software ID.
@@ -48,16 +52,19 @@ func (s *Site) Images(ctx context.Context) ([]*licenseserver.Image, error) {
 	return list(ctx, s.DB, "list images", scanImage, `SELECT software_id, name, sha256, size, added FROM s_images ORDER BY software_id`)
 }
 
-const assignmentCols = `license_id, pack_id, client_id, system_id, product_id, platform, client_key, issued, expires, cert`
+const assignmentCols = `license_id, pack_id, client_id, system_id, product_id, platform, client_key, issued, expires, cert,
+	client_hpke, upgrade_pack_id, upgraded_from`
 
 func scanAssignment(sc interface{ Scan(...any) error }) (*licenseserver.Assignment, error) {
 	var a licenseserver.Assignment
 	var issued int64
-	var exp sql.NullInt64
-	if err := sc.Scan(&a.LicenseID, &a.PackID, &a.ClientID, &a.SystemID, &a.ProductID, &a.Platform, &a.ClientKey, &issued, &exp, &a.Cert); err != nil {
+	var exp, from sql.NullInt64
+	var upPack sql.NullString
+	if err := sc.Scan(&a.LicenseID, &a.PackID, &a.ClientID, &a.SystemID, &a.ProductID, &a.Platform, &a.ClientKey, &issued, &exp, &a.Cert,
+		&a.ClientHPKE, &upPack, &from); err != nil {
 		return nil, err
 	}
-	a.Issued, a.Expires = fromNanos(issued), fromNullNanos(exp)
+	a.Issued, a.Expires, a.UpgradePackID, a.UpgradedFrom = fromNanos(issued), fromNullNanos(exp), upPack.String, from.Int64
 	return &a, nil
 }
 
@@ -95,6 +102,12 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 		switch {
 		case err == nil && (a.Expires == nil || a.Expires.UnixNano() > now):
 			out, existing = a, true
+			if len(req.ClientHPKE) > 0 && !bytes.Equal(a.ClientHPKE, req.ClientHPKE) {
+				if _, err := c.exec(ctx, `UPDATE s_assignments SET client_hpke = ? WHERE license_id = ?`, req.ClientHPKE, a.LicenseID); err != nil {
+					return s.dbErr(err, "record the client's encryption key")
+				}
+				a.ClientHPKE = req.ClientHPKE
+			}
 			if len(a.Cert) > 0 {
 				return nil
 			}
@@ -108,7 +121,7 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 		}
 		for {
 			p, err := scanPack(c.row(ctx, `SELECT `+packCols+` FROM s_packs
-				WHERE product_id = ? AND platform = ? AND assigned < quantity
+				WHERE product_id = ? AND platform = ? AND assigned < quantity AND upgrade_from_min IS NULL
 				  AND (first_active IS NULL OR first_active <= ?) AND (expires IS NULL OR expires > ?)
 				ORDER BY installed, pack_id LIMIT 1`, req.ProductID, req.Platform, now, now))
 			if errors.Is(err, sql.ErrNoRows) {
@@ -131,12 +144,13 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 				return s.dbErr(err, "take a seat of pack "+p.PackID)
 			}
 			out = &licenseserver.Assignment{LicenseID: serial, PackID: p.PackID, ClientID: req.ClientID, SystemID: req.SystemID,
-				ProductID: req.ProductID, Platform: req.Platform, ClientKey: req.ClientKey, Issued: fromNanos(now), Expires: p.Expires}
+				ProductID: req.ProductID, Platform: req.Platform, ClientKey: req.ClientKey, ClientHPKE: req.ClientHPKE, Issued: fromNanos(now), Expires: p.Expires}
 			if out.Cert, err = sign(out, p); err != nil {
 				return err
 			}
-			_, err = c.exec(ctx, `INSERT INTO s_assignments (`+assignmentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				out.LicenseID, out.PackID, out.ClientID, out.SystemID, out.ProductID, out.Platform, nonNilBytes(out.ClientKey), now, toNullNanos(out.Expires), out.Cert)
+			_, err = c.exec(ctx, `INSERT INTO s_assignments (`+assignmentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
+				out.LicenseID, out.PackID, out.ClientID, out.SystemID, out.ProductID, out.Platform, nonNilBytes(out.ClientKey), now, toNullNanos(out.Expires), out.Cert,
+				out.ClientHPKE)
 			if err != nil {
 				return errs.Wrap(errs.Internal, err, "record assignment")
 			}
@@ -188,7 +202,7 @@ func scanTemporary(sc interface{ Scan(...any) error }) (*licenseserver.Assignmen
 // temporary gives the system its one temporary license of the product, or
 // the one it already has, inside the seat transaction.
 func (s *Site) temporary(ctx context.Context, c conn, req licenseserver.SeatRequest, sign func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error)) (*licenseserver.Assignment, bool, error) {
-	ref, err := scanPack(c.row(ctx, `SELECT `+packCols+` FROM s_packs WHERE product_id = ? AND platform = ?
+	ref, err := scanPack(c.row(ctx, `SELECT `+packCols+` FROM s_packs WHERE product_id = ? AND platform = ? AND upgrade_from_min IS NULL
 		ORDER BY installed DESC, pack_id LIMIT 1`, req.ProductID, req.Platform))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, errs.E(errs.Exhausted, "no free seat of %s for platform %s: this license server holds no pack of it", req.ProductID, req.Platform)
@@ -226,4 +240,92 @@ func (s *Site) temporary(ctx context.Context, c conn, req licenseserver.SeatRequ
 // Temporaries lists the temporary licenses granted.
 func (s *Site) Temporaries(ctx context.Context) ([]*licenseserver.Assignment, error) {
 	return list(ctx, s.DB, "list temporary licenses", scanTemporary, `SELECT `+temporaryCols+` FROM s_temporary ORDER BY license_id`)
+}
+
+// UpgradeSeat exchanges a client's current license for an upgraded one,
+// taking one seat of an upgrade pack with a conditional update, in the same
+// transaction as the assignment's new license.
+func (s *Site) UpgradeSeat(ctx context.Context, req licenseserver.UpgradeRequest, sign func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error)) (*licenseserver.Assignment, bool, error) {
+	now := toNanos(req.Now)
+	var out *licenseserver.Assignment
+	existing := false
+	err := s.tx(ctx, func(c conn) error {
+		out, existing = nil, false // the transaction may run again after a lock conflict
+		a, err := scanAssignment(c.row(ctx, `SELECT `+assignmentCols+` FROM s_assignments WHERE client_id = ? AND product_id = ?`, req.ClientID, req.ProductID))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return errs.E(errs.Forbidden, "rejected: license %d of client %s is not on record at this license server (it was never issued here, or a newer license replaced it); request a license", req.LicenseID, req.ClientID)
+		case err != nil:
+			return s.dbErr(err, "look up assignment")
+		case a.UpgradedFrom == req.LicenseID && a.UpgradedFrom != 0:
+			out, existing = a, true
+			return nil
+		case a.LicenseID != req.LicenseID:
+			return errs.E(errs.Forbidden, "rejected: license %d is no longer client %s's license of %s (license %d replaced it); present the current license", req.LicenseID, req.ClientID, req.ProductID, a.LicenseID)
+		case len(a.ClientHPKE) == 0:
+			return errs.E(errs.Conflict, "license %d was granted before this license server recorded clients' encryption keys, so an upgrade cannot be sealed to the client; request a license (POST /v1/licenses) once, then upgrade", req.LicenseID)
+		}
+		packs, err := upgradePacks(ctx, c, req.ProductID, req.Platform, now)
+		if err != nil {
+			return s.dbErr(err, "list upgrade packs")
+		}
+		packs = slices.DeleteFunc(packs, func(p *licenseserver.InstalledPack) bool {
+			newer := verify.CompareVersions(p.ProductVersion, req.Version)
+			return !p.Upgrade.Covers(req.Version) || newer < 0 || (newer == 0 && !req.Expired)
+		})
+		// The newest target first; among equals, the oldest pack (stable sort).
+		slices.SortStableFunc(packs, func(x, y *licenseserver.InstalledPack) int {
+			return -cmp.Compare(verify.CompareVersions(x.ProductVersion, y.ProductVersion), 0)
+		})
+		for _, p := range packs {
+			var serial int64
+			err := c.row(ctx, `UPDATE s_packs SET assigned = assigned + 1 WHERE pack_id = ? AND assigned < quantity
+				RETURNING begin_serial + assigned - 1`, p.PackID).Scan(&serial)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // another process took the pack's last seat: try the next one
+			}
+			if err != nil {
+				return s.dbErr(err, "take an upgrade seat of pack "+p.PackID)
+			}
+			up := *a
+			up.LicenseID, up.UpgradePackID, up.UpgradedFrom, up.Issued, up.Expires = serial, p.PackID, a.LicenseID, fromNanos(now), p.Expires
+			if up.Cert, err = sign(&up, p); err != nil {
+				return err
+			}
+			_, err = c.exec(ctx, `UPDATE s_assignments SET license_id = ?, upgrade_pack_id = ?, upgraded_from = ?, issued = ?, expires = ?, cert = ?
+				WHERE license_id = ?`, up.LicenseID, up.UpgradePackID, up.UpgradedFrom, now, toNullNanos(up.Expires), up.Cert, a.LicenseID)
+			if err != nil {
+				return s.dbErr(err, "record upgraded license")
+			}
+			out = &up
+			return nil
+		}
+		return errs.E(errs.Exhausted, "no upgrade seat of %s for platform %s from version %s: install an upgrade pack that covers it (the vendor sells them: 'licet vendor order add --upgrade-from')", req.ProductID, req.Platform, req.Version)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return out, existing, nil
+}
+
+// upgradePacks lists, inside a transaction, the active upgrade packs of a
+// product and platform with a free seat, oldest first.
+func upgradePacks(ctx context.Context, c conn, product, platform string, now int64) ([]*licenseserver.InstalledPack, error) {
+	rows, err := c.query(ctx, `SELECT `+packCols+` FROM s_packs
+		WHERE product_id = ? AND platform = ? AND assigned < quantity AND upgrade_from_min IS NOT NULL
+		  AND (first_active IS NULL OR first_active <= ?) AND (expires IS NULL OR expires > ?)
+		ORDER BY installed, pack_id`, product, platform, now, now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*licenseserver.InstalledPack
+	for rows.Next() {
+		p, err := scanPack(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }

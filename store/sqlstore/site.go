@@ -8,6 +8,7 @@ import (
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/faultpoint"
 	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/pack"
 )
 
 // Site is the license server's database (tables s_*): it implements
@@ -34,13 +35,17 @@ func NewSite(ctx context.Context, db *DB) (*Site, error) {
 // process there. Conflict if a pack with that ID is installed already, also
 // when concurrent installs of one pack race: exactly one wins.
 func (s *Site) InstallPack(ctx context.Context, p *licenseserver.InstalledPack) error {
+	var upMin, upMax sql.NullString
+	if p.Upgrade != nil {
+		upMin, upMax = sql.NullString{String: p.Upgrade.FromMin, Valid: true}, sql.NullString{String: p.Upgrade.FromMax, Valid: true}
+	}
 	return s.tx(ctx, func(c conn) error {
 		res, err := c.exec(ctx, `INSERT INTO s_packs (pack_id, order_id, product_id, product_name, product_version, platform, features,
-			quantity, assigned, begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pack_id) DO NOTHING`,
+			quantity, assigned, begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed, upgrade_from_min, upgrade_from_max)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pack_id) DO NOTHING`,
 			p.PackID, p.OrderID, p.ProductID, p.ProductName, p.ProductVersion, p.Platform, toJSON(nonNil(p.Features)),
 			p.Quantity, p.BeginSerial, toNullNanos(p.FirstActive), toNullNanos(p.Expires),
-			toJSON(nonNilMap(p.Descriptions)), p.Manufacturer, toJSON(nonNilMap(p.ProductData)), toNanos(p.Installed))
+			toJSON(nonNilMap(p.Descriptions)), p.Manufacturer, toJSON(nonNilMap(p.ProductData)), toNanos(p.Installed), upMin, upMax)
 		if err != nil {
 			return s.dbErr(err, "install pack "+p.PackID)
 		}
@@ -72,18 +77,22 @@ func nonNilBytes(b []byte) []byte {
 }
 
 const packCols = `pack_id, order_id, product_id, product_name, product_version, platform, features, quantity, assigned,
-	begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed`
+	begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed, upgrade_from_min, upgrade_from_max`
 
 func scanPack(sc interface{ Scan(...any) error }) (*licenseserver.InstalledPack, error) {
 	var p licenseserver.InstalledPack
 	var feats, descs, data string
 	var first, exp sql.NullInt64
 	var installed int64
+	var upMin, upMax sql.NullString
 	if err := sc.Scan(&p.PackID, &p.OrderID, &p.ProductID, &p.ProductName, &p.ProductVersion, &p.Platform, &feats,
-		&p.Quantity, &p.Assigned, &p.BeginSerial, &first, &exp, &descs, &p.Manufacturer, &data, &installed); err != nil {
+		&p.Quantity, &p.Assigned, &p.BeginSerial, &first, &exp, &descs, &p.Manufacturer, &data, &installed, &upMin, &upMax); err != nil {
 		return nil, err
 	}
 	p.FirstActive, p.Expires, p.Installed = fromNullNanos(first), fromNullNanos(exp), fromNanos(installed)
+	if upMin.Valid {
+		p.Upgrade = &pack.Upgrade{FromMin: upMin.String, FromMax: upMax.String}
+	}
 	if err := fromJSON(feats, &p.Features); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/licet/licet/clearinghouse"
 	"github.com/licet/licet/errs"
+	"github.com/licet/licet/pack"
 )
 
 // Vendor is the vendor's database (tables v_*): it implements
@@ -261,9 +262,13 @@ func (v *Vendor) Sites(ctx context.Context, customerID string) ([]*clearinghouse
 // CreateOrder records an order without a pack; Conflict if its ID exists,
 // NotFound if its customer or product does not.
 func (v *Vendor) CreateOrder(ctx context.Context, o *clearinghouse.Order) error {
-	_, err := v.conn().exec(ctx, `INSERT INTO v_orders (id, customer_id, product_id, platform, quantity, features, first_active, expires, created)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, o.CustomerID, o.ProductID, o.Platform, o.Quantity, toJSON(nonNil(o.Features)),
-		toNullNanos(o.FirstActive), toNullNanos(o.Expires), toNanos(o.Created))
+	var upMin, upMax sql.NullString
+	if o.Upgrade != nil {
+		upMin, upMax = sql.NullString{String: o.Upgrade.FromMin, Valid: true}, sql.NullString{String: o.Upgrade.FromMax, Valid: true}
+	}
+	_, err := v.conn().exec(ctx, `INSERT INTO v_orders (id, customer_id, product_id, platform, quantity, features, first_active, expires, created, upgrade_from_min, upgrade_from_max)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, o.CustomerID, o.ProductID, o.Platform, o.Quantity, toJSON(nonNil(o.Features)),
+		toNullNanos(o.FirstActive), toNullNanos(o.Expires), toNanos(o.Created), upMin, upMax)
 	switch {
 	case v.isUnique(err):
 		return errs.Wrap(errs.Conflict, err, "order %q already exists; choose another ID", o.ID)
@@ -276,18 +281,21 @@ func (v *Vendor) CreateOrder(ctx context.Context, o *clearinghouse.Order) error 
 	return v.dbErr(err, "store order "+o.ID)
 }
 
-const orderCols = `id, customer_id, product_id, platform, quantity, features, first_active, expires, created, pack_id`
+const orderCols = `id, customer_id, product_id, platform, quantity, features, first_active, expires, created, pack_id, upgrade_from_min, upgrade_from_max`
 
 func scanOrder(sc interface{ Scan(...any) error }) (*clearinghouse.Order, error) {
 	var o clearinghouse.Order
 	var feats string
 	var first, exp sql.NullInt64
 	var created int64
-	var pack sql.NullString
-	if err := sc.Scan(&o.ID, &o.CustomerID, &o.ProductID, &o.Platform, &o.Quantity, &feats, &first, &exp, &created, &pack); err != nil {
+	var packID, upMin, upMax sql.NullString
+	if err := sc.Scan(&o.ID, &o.CustomerID, &o.ProductID, &o.Platform, &o.Quantity, &feats, &first, &exp, &created, &packID, &upMin, &upMax); err != nil {
 		return nil, err
 	}
-	o.FirstActive, o.Expires, o.Created, o.PackID = fromNullNanos(first), fromNullNanos(exp), fromNanos(created), pack.String
+	o.FirstActive, o.Expires, o.Created, o.PackID = fromNullNanos(first), fromNullNanos(exp), fromNanos(created), packID.String
+	if upMin.Valid {
+		o.Upgrade = &pack.Upgrade{FromMin: upMin.String, FromMax: upMax.String}
+	}
 	return &o, fromJSON(feats, &o.Features)
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/licet/licet/clearinghouse"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licenseserver"
+	packfmt "github.com/licet/licet/pack"
 )
 
 // t0 is the suite's reference time: nanoseconds set, UTC.
@@ -75,6 +76,9 @@ func TestSite(t *testing.T, open func(t *testing.T) licenseserver.Store) {
 	sub("AssignSeatSameClientConcurrent", func(t *testing.T) { testAssignSeatSameClientConcurrent(t, open(t)) })
 	sub("Assignments", func(t *testing.T) { testAssignments(t, open(t)) })
 	sub("ZeroValues", func(t *testing.T) { testSiteZeroValues(t, open(t)) })
+	sub("UpgradeSeat", func(t *testing.T) { testUpgradeSeat(t, open(t)) })
+	sub("UpgradeSeatExpired", func(t *testing.T) { testUpgradeSeatExpired(t, open(t)) })
+	sub("UpgradeSeatConcurrent", func(t *testing.T) { testUpgradeSeatConcurrent(t, open(t)) })
 	sub("AssignSeatCancelled", func(t *testing.T) { testAssignSeatCancelled(t, open(t)) })
 }
 
@@ -514,7 +518,7 @@ func testOrders(t *testing.T, st clearinghouse.Store) {
 	undated := &clearinghouse.Order{ID: "ord_2", CustomerID: "cus_a", ProductID: "prod_a", Platform: "windows-amd64", Quantity: 1,
 		Features: []string{}, Created: at(time.Second)}
 	half := &clearinghouse.Order{ID: "ord_3", CustomerID: "cus_b", ProductID: "prod_a", Platform: "linux-arm64", Quantity: 10_000_000,
-		Features: nil, Expires: ptr(at(time.Hour)), Created: at(2 * time.Second)}
+		Features: nil, Expires: ptr(at(time.Hour)), Created: at(2 * time.Second), Upgrade: &packfmt.Upgrade{FromMin: "1.0", FromMax: "2.9.1"}}
 	for _, o := range []*clearinghouse.Order{timed, undated, half} {
 		ok(t, st.CreateOrder(ctx, o), "CreateOrder "+o.ID)
 	}
@@ -834,6 +838,7 @@ func testPacks(t *testing.T, st licenseserver.Store) {
 	dated.File = append([]byte{0, 0xff, 0x80}, bytes.Repeat([]byte("pack "), 2000)...)
 	undated := pack("pk_a", "prod_b", "windows-amd64", 10, 1, at(time.Nanosecond))
 	undated.Features, undated.Descriptions, undated.ProductData = []string{}, nil, map[string]string{}
+	undated.Upgrade = &packfmt.Upgrade{FromMin: "2.0", FromMax: "2.10"}
 	install(t, st, dated, undated)
 
 	got, err := st.Pack(ctx, "pk_b")
@@ -950,7 +955,7 @@ type seats struct {
 
 func (s *seats) req(client, productID, platform string, now time.Time) licenseserver.SeatRequest {
 	return licenseserver.SeatRequest{
-		ClientID: client, SystemID: "sys-" + client, ClientKey: []byte("key of " + client),
+		ClientID: client, SystemID: "sys-" + client, ClientKey: []byte("key of " + client), ClientHPKE: []byte("hpke of " + client),
 		ProductID: productID, Platform: platform, Now: now,
 		ChallengeID: fmt.Sprintf("ch_%d", s.n.Add(1)), ChallengeExpires: now.Add(time.Minute),
 	}
@@ -958,8 +963,8 @@ func (s *seats) req(client, productID, platform string, now time.Time) licensese
 
 func (s *seats) sign(a *licenseserver.Assignment, p *licenseserver.InstalledPack) ([]byte, error) {
 	s.signs.Add(1)
-	if !a.Temporary && a.PackID != p.PackID {
-		return nil, fmt.Errorf("sign: assignment of pack %s given pack %s", a.PackID, p.PackID)
+	if !a.Temporary && a.PackID != p.PackID && a.UpgradePackID != p.PackID {
+		return nil, fmt.Errorf("sign: assignment of pack %s (upgrade pack %q) given pack %s", a.PackID, a.UpgradePackID, p.PackID)
 	}
 	return []byte(fmt.Sprintf("cert %d for %s", a.LicenseID, a.ClientID)), nil
 }
@@ -1068,7 +1073,7 @@ func testAssignSeat(t *testing.T, st licenseserver.Store) {
 		t.Error("first AssignSeat: existing = true")
 	}
 	want := &licenseserver.Assignment{LicenseID: 1000, PackID: "pk_1", ClientID: "cli_0", SystemID: "sys-cli_0", ProductID: "prod_a",
-		Platform: "linux-amd64", ClientKey: []byte("key of cli_0"), Issued: at(time.Minute), Expires: p.Expires, Cert: []byte("cert 1000 for cli_0")}
+		Platform: "linux-amd64", ClientKey: []byte("key of cli_0"), ClientHPKE: []byte("hpke of cli_0"), Issued: at(time.Minute), Expires: p.Expires, Cert: []byte("cert 1000 for cli_0")}
 	same(t, "assignment", a, want)
 	as, err := st.Assignments(ctx, licenseserver.AssignmentFilter{ClientID: "cli_0"})
 	ok(t, err, "Assignments cli_0")
@@ -1701,4 +1706,170 @@ func MigrationFiles(t *testing.T, role string) int {
 		t.Fatalf("no %s migrations found (%v)", role, err)
 	}
 	return len(files)
+}
+
+// upgradePack returns an upgrade pack to version, from versions lo..hi.
+func upgradePack(id, productID, version, lo, hi string, begin int64, n int, installed time.Time) *licenseserver.InstalledPack {
+	p := pack(id, productID, "linux-amd64", begin, n, installed)
+	p.ProductVersion, p.Upgrade = version, &packfmt.Upgrade{FromMin: lo, FromMax: hi}
+	return p
+}
+
+func upgradeReq(a *licenseserver.Assignment, version string, expired bool, now time.Time) licenseserver.UpgradeRequest {
+	return licenseserver.UpgradeRequest{ClientID: a.ClientID, ProductID: a.ProductID, Platform: a.Platform,
+		LicenseID: a.LicenseID, Version: version, Expired: expired, Now: now}
+}
+
+func testUpgradeSeat(t *testing.T, st licenseserver.Store) {
+	ctx := t.Context()
+	// Seat pack of version 3.0; upgrades to 4.0 (from 3.x) and to 5.0 (from 3.0 to 4.9).
+	install(t, st, pack("pk_s", "prod_a", "linux-amd64", 1, 10, t0),
+		upgradePack("pk_u4", "prod_a", "4.0", "3.0", "3.9", 100, 2, at(time.Second)),
+		upgradePack("pk_u5", "prod_a", "5.0", "3.0", "4.9", 200, 1, at(2*time.Second)))
+	s := &seats{st: st}
+	a1 := s.mustAssign(t, "cli_1", "prod_a", "linux-amd64", at(time.Minute), false)
+	a2 := s.mustAssign(t, "cli_2", "prod_a", "linux-amd64", at(time.Minute), false)
+	a3 := s.mustAssign(t, "cli_3", "prod_a", "linux-amd64", at(time.Minute), false)
+	if a1.PackID != "pk_s" || a2.PackID != "pk_s" || a3.PackID != "pk_s" {
+		t.Fatalf("new seats came from %s, %s, %s; an upgrade pack must never grant a new seat", a1.PackID, a2.PackID, a3.PackID)
+	}
+	if string(a1.ClientHPKE) != "hpke of cli_1" {
+		t.Errorf("assignment keeps client HPKE key %q", a1.ClientHPKE)
+	}
+
+	// The newest target wins: 3.0 -> 5.0.
+	now := at(time.Hour)
+	u1, existing, err := st.UpgradeSeat(ctx, upgradeReq(a1, "3.0", false, now), s.sign)
+	ok(t, err, "UpgradeSeat cli_1")
+	want := *a1
+	want.LicenseID, want.UpgradePackID, want.UpgradedFrom, want.Issued, want.Expires = 200, "pk_u5", a1.LicenseID, now, nil
+	want.Cert = []byte("cert 200 for cli_1")
+	same(t, "upgraded assignment", u1, &want)
+	if existing {
+		t.Error("first upgrade reported as existing")
+	}
+	// Asking again with the old license: the same upgrade, no second seat.
+	again, existing, err := st.UpgradeSeat(ctx, upgradeReq(a1, "3.0", false, at(2*time.Hour)), s.sign)
+	ok(t, err, "UpgradeSeat cli_1 again")
+	same(t, "repeated upgrade", again, &want)
+	if !existing {
+		t.Error("repeated upgrade not reported as existing")
+	}
+	if n := assigned(t, st, "pk_u5"); n != 1 {
+		t.Errorf("pk_u5 assigned %d after one upgrade asked twice, want 1", n)
+	}
+	// The record is updated in place; a reissue returns the upgraded license.
+	as, err := st.Assignments(ctx, licenseserver.AssignmentFilter{ClientID: "cli_1"})
+	ok(t, err, "Assignments cli_1")
+	same(t, "assignments of cli_1", as, []*licenseserver.Assignment{&want})
+	re := s.mustAssign(t, "cli_1", "prod_a", "linux-amd64", at(3*time.Hour), true)
+	if re.LicenseID != 200 || !re.Upgraded() {
+		t.Errorf("reissue after upgrade: license %d upgraded %v, want 200 upgraded", re.LicenseID, re.Upgraded())
+	}
+	// 5.0 is covered by no pack.
+	_, _, err = st.UpgradeSeat(ctx, upgradeReq(u1, "5.0", false, now), s.sign)
+	wantKind(t, err, errs.Exhausted, "UpgradeSeat of a license no pack covers")
+
+	// pk_u5 is used up: cli_2 gets 4.0 from pk_u4.
+	u2, _, err := st.UpgradeSeat(ctx, upgradeReq(a2, "3.0", false, now), s.sign)
+	ok(t, err, "UpgradeSeat cli_2")
+	if u2.LicenseID != 100 || u2.UpgradePackID != "pk_u4" || u2.PackID != "pk_s" {
+		t.Errorf("cli_2 upgraded to license %d of %s (seat %s), want 100 of pk_u4 (seat pk_s)", u2.LicenseID, u2.UpgradePackID, u2.PackID)
+	}
+	// Not the current license, or no assignment at all: refused.
+	stale := *a3
+	stale.LicenseID = 999
+	_, _, err = st.UpgradeSeat(ctx, upgradeReq(&stale, "3.0", false, now), s.sign)
+	wantKind(t, err, errs.Forbidden, "UpgradeSeat of a license that is not the client's current one")
+	_, _, err = st.UpgradeSeat(ctx, upgradeReq(a1, "3.0", false, now), s.sign) // a1 is cli_1's old license: fine, repeated
+	ok(t, err, "UpgradeSeat repeated after other upgrades")
+	ghost := *a3
+	ghost.ClientID = "cli_nobody"
+	_, _, err = st.UpgradeSeat(ctx, upgradeReq(&ghost, "3.0", false, now), s.sign)
+	wantKind(t, err, errs.Forbidden, "UpgradeSeat for a client without an assignment")
+	// The old license of cli_2 after cli_2 upgraded is a repeat, but a made-up
+	// old license ID is not.
+	made := *u2
+	made.LicenseID = a2.LicenseID + 1
+	_, _, err = st.UpgradeSeat(ctx, upgradeReq(&made, "3.0", false, now), s.sign)
+	wantKind(t, err, errs.Forbidden, "UpgradeSeat with another license ID of an upgraded client")
+
+	// An expired upgrade pack gives nothing.
+	if n := assigned(t, st, "pk_u4"); n != 1 {
+		t.Errorf("pk_u4 assigned %d, want 1", n)
+	}
+	install(t, st, func() *licenseserver.InstalledPack {
+		p := upgradePack("pk_old", "prod_a", "6.0", "3.0", "3.0", 300, 5, at(3*time.Second))
+		p.Expires = ptr(at(30 * time.Minute))
+		return p
+	}())
+	u3, _, err := st.UpgradeSeat(ctx, upgradeReq(a3, "3.0", false, now), s.sign)
+	ok(t, err, "UpgradeSeat cli_3")
+	if u3.UpgradePackID != "pk_u4" {
+		t.Errorf("cli_3 upgraded from %s; the expired pack pk_old must not be used", u3.UpgradePackID)
+	}
+}
+
+func testUpgradeSeatExpired(t *testing.T, st licenseserver.Store) {
+	ctx := t.Context()
+	// A renewal pack: 3.0 to 3.0, for expired licenses only.
+	install(t, st, pack("pk_s", "prod_b", "linux-amd64", 1, 1, t0),
+		upgradePack("pk_r", "prod_b", "3.0", "3.0", "3.0", 50, 5, at(time.Second)))
+	s := &seats{st: st}
+	a := s.mustAssign(t, "cli_1", "prod_b", "linux-amd64", at(time.Minute), false)
+	_, _, err := st.UpgradeSeat(ctx, upgradeReq(a, "3.0", false, at(time.Hour)), s.sign)
+	wantKind(t, err, errs.Exhausted, "UpgradeSeat of a current, unexpired license to the same version")
+	u, _, err := st.UpgradeSeat(ctx, upgradeReq(a, "3.0", true, at(time.Hour)), s.sign)
+	ok(t, err, "UpgradeSeat of an expired license")
+	if u.LicenseID != 50 || u.UpgradedFrom != a.LicenseID {
+		t.Errorf("renewed license %d from %d, want 50 from %d", u.LicenseID, u.UpgradedFrom, a.LicenseID)
+	}
+	// The seat pack is used up; the renewal pack's free seats grant nothing new.
+	_, _, err = s.assign(ctx, "cli_2", "prod_b", "linux-amd64", at(time.Hour))
+	wantKind(t, err, errs.Exhausted, "AssignSeat with only upgrade seats free")
+}
+
+func testUpgradeSeatConcurrent(t *testing.T, st licenseserver.Store) {
+	ctx := t.Context()
+	const clients, seatsFree = 40, 5
+	install(t, st, pack("pk_s", "prod_a", "linux-amd64", 1, clients, t0),
+		upgradePack("pk_u", "prod_a", "4.0", "3.0", "3.9", 1000, seatsFree, at(time.Second)))
+	s := &seats{st: st}
+	as := make([]*licenseserver.Assignment, clients)
+	for i := range as {
+		as[i] = s.mustAssign(t, fmt.Sprintf("cli_%02d", i), "prod_a", "linux-amd64", at(time.Minute), false)
+	}
+	// Every client asks twice at once.
+	errList := make([]error, 2*clients)
+	got := make([]*licenseserver.Assignment, 2*clients)
+	run(2*clients, func(i int) {
+		got[i], _, errList[i] = st.UpgradeSeat(ctx, upgradeReq(as[i%clients], "3.0", false, at(time.Hour)), s.sign)
+	})
+	upgraded := map[string]int64{}
+	for i, err := range errList {
+		switch {
+		case err == nil:
+			c := as[i%clients].ClientID
+			if prev, seen := upgraded[c]; seen && prev != got[i].LicenseID {
+				t.Errorf("client %s upgraded to two licenses, %d and %d", c, prev, got[i].LicenseID)
+			}
+			upgraded[c] = got[i].LicenseID
+		case errs.Is(err, errs.Exhausted):
+		default:
+			t.Errorf("UpgradeSeat %d: %v", i, err)
+		}
+	}
+	if len(upgraded) != seatsFree {
+		t.Errorf("%d clients upgraded with %d upgrade seats", len(upgraded), seatsFree)
+	}
+	if n := assigned(t, st, "pk_u"); n != seatsFree {
+		t.Errorf("upgrade pack assigned %d, want %d", n, seatsFree)
+	}
+	ids := map[int64]bool{}
+	for _, id := range upgraded {
+		if ids[id] || id < 1000 || id >= 1000+seatsFree {
+			t.Errorf("license ID %d given twice or outside the pack's range", id)
+		}
+		ids[id] = true
+	}
 }

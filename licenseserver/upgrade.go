@@ -1,0 +1,69 @@
+package licenseserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/license"
+	"github.com/licet/licet/verify"
+)
+
+// Upgraded is the result of an upgrade (licensing seed Fig. 8).
+type Upgraded struct {
+	Assignment *Assignment
+	// Repeated is true when the license had been upgraded already: the same
+	// upgraded license is returned and no seat was taken.
+	Repeated bool
+	// File is the armored LICENSE file of the new license, encrypted to the
+	// client's key; only the client can open it.
+	File []byte
+	// License is the new license chain in PEM (license, then site
+	// certificate): the certificates only, no secret, which a gateway checks
+	// before letting the client's request through.
+	License []byte
+}
+
+// Upgrade exchanges a license this site issued, expired or for an older
+// product version, for an upgraded one, without a new platform challenge:
+// the site's own signature on the presented license is the proof. One seat
+// of an upgrade pack is taken and the client's assignment gets the new
+// license; asking again with the same old license returns the same new one.
+//
+// Anyone who has seen a client's license certificate can ask; the new
+// license is bound to the client's key and sealed to it, so they gain
+// nothing, and the seat goes to the client whose license it was.
+func (s *Server) Upgrade(ctx context.Context, licensePEM []byte) (*Upgraded, error) {
+	if err := s.ID.RequireCertified(); err != nil {
+		return nil, err
+	}
+	s.verOnce.Do(func() { s.ver, s.verErr = verify.New(s.ID.Root.Raw) })
+	if s.verErr != nil {
+		return nil, errs.Wrap(errs.Internal, s.verErr, "load the vendor root")
+	}
+	now := s.Now().UTC()
+	lic, err := s.ver.Verify(licensePEM, verify.Options{Now: now, AllowExpired: true})
+	if err != nil {
+		return nil, errs.Wrap(errs.Forbidden, err, "rejected: the license to upgrade does not verify")
+	}
+	if pub, ok := lic.Site.PublicKey.(ed25519.PublicKey); !ok || !bytes.Equal(pub, s.ID.Signer.Public()) {
+		return nil, errs.E(errs.Forbidden, "rejected: license %d was issued by license server %s, not by this one (%s); upgrade it where it was issued", lic.LicenseID, lic.SiteID, s.ID.SiteID)
+	}
+	if lic.Temporary() {
+		return nil, errs.E(errs.Forbidden, "rejected: license %d is a temporary license, which is not upgraded; request a license (POST /v1/licenses) when seats are free", lic.LicenseID)
+	}
+	a, repeated, err := s.Store.UpgradeSeat(ctx, UpgradeRequest{
+		ClientID: lic.ClientID, ProductID: lic.ProductID, Platform: lic.Platform, LicenseID: lic.LicenseID,
+		Version: lic.ProductVersion, Expired: !now.Before(lic.NotAfter), Now: now,
+	}, s.signLicense)
+	if err != nil {
+		return nil, err
+	}
+	chain := [][]byte{a.Cert, s.ID.Site.Cert.Raw}
+	file, err := SealLicense(chain, a.ClientHPKE)
+	if err != nil {
+		return nil, err
+	}
+	return &Upgraded{Assignment: a, Repeated: repeated, File: file, License: license.EncodePEM(chain)}, nil
+}
