@@ -158,6 +158,9 @@ type entry struct {
 	lic         *verify.License
 	from, until time.Time // the license, its site and the root are all valid in [from, until)
 	hdr         [len(identityHeaders)]string
+	// update is set on the entry of a license the gateway just obtained by
+	// an upgrade: the HeaderLicenseUpdate value for the client.
+	update string
 }
 
 func (e *entry) validAt(now time.Time) bool { return !now.Before(e.from) && now.Before(e.until) }
@@ -201,6 +204,22 @@ func (c *licenseCache) get(key [32]byte, now time.Time) *entry {
 
 // put records a license just verified and returns its entry.
 func (c *licenseCache) put(key [32]byte, lic *verify.License, root *x509.Certificate) *entry {
+	e := newEntry(lic, root)
+	sh := &c.shards[key[0]%licenseShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if len(sh.m) >= c.perShard {
+		for k := range sh.m { // drop an arbitrary one: map order is unspecified
+			delete(sh.m, k)
+			break
+		}
+	}
+	sh.m[key] = e
+	return e
+}
+
+// newEntry makes the entry of a license verified against root.
+func newEntry(lic *verify.License, root *x509.Certificate) *entry {
 	e := &entry{lic: lic, from: lic.NotBefore, until: lic.NotAfter}
 	for _, cert := range [...]*x509.Certificate{lic.Site, root} {
 		if cert.NotBefore.After(e.from) {
@@ -220,15 +239,5 @@ func (c *licenseCache) put(key [32]byte, lic *verify.License, root *x509.Certifi
 		lic.NotAfter.UTC().Format(time.RFC3339),
 		strconv.FormatBool(lic.Temporary()),
 	}
-	sh := &c.shards[key[0]%licenseShards]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if len(sh.m) >= c.perShard {
-		for k := range sh.m { // drop an arbitrary one: map order is unspecified
-			delete(sh.m, k)
-			break
-		}
-	}
-	sh.m[key] = e
 	return e
 }

@@ -137,4 +137,73 @@
 // and a map lookup, not an Ed25519 verification. A request over mutual TLS
 // then costs a few microseconds; a signed request costs the Ed25519
 // verification of its signature, which is the price of not using mutual TLS.
+//
+// # Legacy clients
+//
+// A legacy client cannot keep a license file (nor produce a hardware system
+// ID), but holds an Ed25519 key and an HPKE key like any agent. A gateway
+// with a legacy license store (Options.Legacy, a LegacyStore; licet gateway
+// --legacy-dir DIR) keeps its license for it.
+//
+// First the client acquires a license through the gateway's relay as usual;
+// the license file is sealed to its HPKE key, so only it can open it. Then
+// it deposits the opened license file at the gateway (LegacyPath, served by
+// LegacyStore.Handler), with no Licet-License header:
+//
+//	PUT /v1/legacy/license
+//	Licet-Signature: keyid=<its client ID>,ts=<unix seconds>,nonce=<random>,sig=<signature>
+//
+//	<the license file, PEM>
+//
+// The deposit is checked exactly as a signed request presenting that
+// license: the license verifies against the vendor root, is for the
+// gateway's product and is valid now; the keyid is its client ID; the
+// signature over the request (body included) is by the license's key; the
+// nonce is fresh. So nobody can deposit a license for a key they do not
+// hold. The answer is 201 (stored) or 200 (replaced an earlier one) with a
+// JSON summary of the license (client_id, license_id, product_id, expires,
+// temporary, replaced).
+//
+// From then on the client sends requests with Licet-Signature alone
+// (SignLegacyRequest). A request with a Licet-Signature and no Licet-License
+// is checked as a signed request with the license stored for its keyid:
+// signature by that license's key, ts, nonce, product, expiry. One client
+// cannot use another's license: the signature must verify under the stored
+// license's key, which only that client holds.
+//
+// GET /v1/legacy/license, signed the same way, answers the client's stored
+// license file; DELETE removes it (204). A keyid with no stored license is
+// 401 license_required; a stored license that has expired is 401
+// license_expired, with a message telling the client to acquire a license
+// and deposit it again. The keyid must be exactly a client ID ("client-" and
+// 16 lowercase hex digits), which is also the name of the license's file in
+// the store's directory: anything else is 401 invalid_signature and never
+// touches the file system.
+//
+// A deposit replaces the stored license of the same client with any license
+// that passes the checks above, not only one with a later NotAfter: only the
+// key holder can deposit, and a client must be able to go from a temporary
+// license to a permanent one that expires earlier, or back to a current
+// license after the site reissued it. A license of another client (another
+// key) can never replace it, since the file is named by the verified client
+// ID.
+//
+// The store writes each license atomically (a temporary file, fsync, rename,
+// mode 0600) and keeps what it read or wrote in memory, so a stored license
+// costs a map lookup on top of the ordinary signed-request check. One
+// gateway process owns a directory, and a directory holds the licenses of
+// the gateway's one product; a new LegacyStore on the same directory, after
+// a restart, keeps the licenses. The store's endpoints have a nonce memory
+// of their own, so a deposit cannot be replayed either.
+//
+// System IDs: a legacy client has no hardware system ID to send in its grant
+// request, so it sends an empty one or one it makes up; the gateway cannot
+// vouch for its hardware. The site's rule of one temporary license per
+// system then holds per client key (per made-up system ID) rather than per
+// machine, which the site's administrator should know when enabling
+// temporary licenses for products that legacy clients use. A legacy client
+// should make up one system ID, random, when it creates its key, and keep
+// it: the site keeps the temporary licenses by system ID, so all clients
+// that send an empty one share a single temporary license per product (the
+// first one to ask gets it, the others are refused).
 package gateway

@@ -99,6 +99,21 @@ type Options struct {
 	// NewReverseProxy only); default a clone of http.DefaultTransport that
 	// keeps up to 256 idle connections to the upstream.
 	Transport http.RoundTripper
+	// Legacy, if set, is the legacy license store: a request with a
+	// Licet-Signature but no Licet-License header is checked with the
+	// license its keyid deposited there (see "Legacy clients" in the
+	// package documentation). Optional.
+	Legacy *LegacyStore
+	// MinVersion, if set, is the oldest product version let through: a
+	// license for an older version is refused (error="old_version") or, with
+	// Upgrade set, upgraded. Versions compare as verify.CompareVersions does.
+	MinVersion string
+	// Upgrade, if set, exchanges a license that has expired, or is older than
+	// MinVersion, for an upgraded one once its client has proved it holds
+	// the key (see upgrade.go and SiteUpgrader); the request then goes through
+	// and the new license file is returned in HeaderLicenseUpdate. Nil: such
+	// licenses are refused.
+	Upgrade func(ctx context.Context, licensePEM []byte) (*Upgraded, error)
 }
 
 func (o Options) log() *slog.Logger {
@@ -139,6 +154,9 @@ func Middleware(v *verify.Verifier, opts Options) func(http.Handler) http.Handle
 			// The handler gets a copy: a handler must not modify its request.
 			r2 := r.WithContext(context.WithValue(r.Context(), ctxKey{}, e.lic))
 			r2.Header = identityHeader(r.Header, e)
+			if e.update != "" {
+				w.Header().Set(HeaderLicenseUpdate, e.update)
+			}
 			switch {
 			case body == emptyBody:
 				r2.Body, r2.ContentLength, r2.TransferEncoding = http.NoBody, 0, nil
@@ -165,6 +183,7 @@ const (
 	reasonInvalidSignature
 	reasonStale
 	reasonReplayed
+	reasonOldVersion
 	numReasons
 )
 
@@ -178,6 +197,7 @@ var reasonNames = [numReasons]string{
 	reasonInvalidSignature: "invalid_signature",
 	reasonStale:            "stale_request",
 	reasonReplayed:         "replayed_request",
+	reasonOldVersion:       "old_version",
 }
 
 // failure is a refused request.
@@ -187,17 +207,21 @@ type failure struct {
 }
 
 type checker struct {
-	v         *verify.Verifier
-	product   string
-	skew      int64 // seconds
-	maxBody   int64
-	now       func() time.Time
-	nonces    *nonceCache
-	byCert    *licenseCache      // verified licenses by SHA-256 of the TLS client certificate
-	byHeader  *licenseCache      // verified licenses by SHA-256 of the Licet-License header
-	challenge [numReasons]string // WWW-Authenticate values
-	where     string             // where to get a license, for messages
-	server    string             // the same, short, after a verify error's own advice
+	v          *verify.Verifier
+	product    string
+	skew       int64 // seconds
+	maxBody    int64
+	now        func() time.Time
+	nonces     *nonceCache
+	byCert     *licenseCache // verified licenses by SHA-256 of the TLS client certificate
+	byHeader   *licenseCache // verified licenses by SHA-256 of the Licet-License header
+	legacy     *LegacyStore  // Options.Legacy; nil without one
+	minVersion string
+	upgrade    func(ctx context.Context, licensePEM []byte) (*Upgraded, error)
+	ups        upgrades
+	challenge  [numReasons]string // WWW-Authenticate values
+	where      string             // where to get a license, for messages
+	server     string             // the same, short, after a verify error's own advice
 }
 
 func newChecker(v *verify.Verifier, opts Options) *checker {
@@ -226,6 +250,9 @@ func newChecker(v *verify.Verifier, opts Options) *checker {
 	c.nonces = newNonceCache(c.skew, maxNonces)
 	c.byCert = newLicenseCache(licenseCacheSize / 2)
 	c.byHeader = newLicenseCache(licenseCacheSize / 2)
+	c.legacy = opts.Legacy
+	c.minVersion, c.upgrade = opts.MinVersion, opts.Upgrade
+	c.ups.m = map[[32]byte]*upgradeCall{}
 
 	base := "Licet realm=" + quote(opts.Product)
 	if opts.SiteURL != "" {
@@ -300,6 +327,8 @@ func (c *checker) check(r *http.Request) (*entry, *bodyReader, *failure) {
 		return nil, nil, c.fail(reasonRequired, "present a license: use your license file as the TLS client certificate, "+
 			"or send it in the %s header with a %s over the request (see the licet gateway documentation); %s",
 			HeaderLicense, HeaderSignature, c.where)
+	case len(lh) == 0 && len(sh) == 1 && c.legacy != nil:
+		return c.checkLegacy(r, now, sh[0]) // legacy.go
 	case len(lh) != 1:
 		return nil, nil, c.fail(reasonRequired, "a %s header came without the %s header (or more than one): send the license file, base64, in one %s header; %s",
 			HeaderSignature, HeaderLicense, HeaderLicense, c.where)
@@ -329,10 +358,19 @@ func (c *checker) checkTLS(r *http.Request, now time.Time) (*entry, *failure) {
 	if e == nil {
 		chain := [2][]byte{leaf.Raw, certs[1].Raw}
 		lic, err := c.v.VerifyChain(chain[:], verify.Options{Now: now, Product: c.product, ClientKey: pub})
+		if err != nil && c.upgrade != nil && errors.Is(err, verify.ErrExpired) {
+			// The handshake proved the key: an expired license may be upgraded.
+			if old, err2 := c.v.VerifyChain(chain[:], verify.Options{Now: now, Product: c.product, ClientKey: pub, AllowExpired: true}); err2 == nil {
+				return c.exchange(r.Context(), old, now)
+			}
+		}
 		if err != nil {
 			return nil, c.verifyFailure(err)
 		}
 		e = c.byCert.put(key, lic, c.v.Root())
+	}
+	if c.stale(e.lic) {
+		return c.exchange(r.Context(), e.lic, now)
 	}
 	return e, nil
 }
@@ -455,10 +493,18 @@ func (c *checker) checkSigned(r *http.Request, now time.Time, licHeader, sigHead
 			return nil, nil, c.fail(reasonInvalidLicense, "the %s header is not standard base64 (%v); send the license file (PEM) base64-encoded on one line", HeaderLicense, err)
 		}
 		lic, err := c.v.Verify(s.b[:n], verify.Options{Now: now, Product: c.product})
+		if err != nil && c.upgrade != nil && errors.Is(err, verify.ErrExpired) {
+			// Expired: checked as a credential below, then upgraded.
+			lic, err = c.v.Verify(s.b[:n], verify.Options{Now: now, Product: c.product, AllowExpired: true})
+			if err == nil {
+				e = newEntry(lic, c.v.Root())
+			}
+		} else if err == nil {
+			e = c.byHeader.put(key, lic, c.v.Root())
+		}
 		if err != nil {
 			return nil, nil, c.verifyFailure(err)
 		}
-		e = c.byHeader.put(key, lic, c.v.Root())
 	}
 	lic := e.lic
 	if p.keyid != lic.ClientID {
@@ -489,6 +535,10 @@ func (c *checker) checkSigned(r *http.Request, now time.Time, licHeader, sigHead
 		return nil, nil, &failure{err: errs.E(errs.RateLimited, "the gateway is tracking too many recent signed requests; retry in a few seconds")}
 	case nonceClockBack:
 		return nil, nil, c.fail(reasonStale, "the request's timestamp is older than requests the gateway has already accepted by more than the allowed skew; check the clocks")
+	}
+	if !now.Before(lic.NotAfter) || c.stale(lic) {
+		ue, f := c.exchange(r.Context(), lic, now)
+		return ue, body, f
 	}
 	return e, body, nil
 }

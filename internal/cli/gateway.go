@@ -36,7 +36,7 @@ func parseServerURL(flagName, raw string) (*url.URL, error) {
 }
 
 func gatewayServe(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet gateway", "--upstream URL --site URL --product P --root FILE [--listen ADDR] [--tls-cert FILE --tls-key FILE]",
+	fs := flagSet(e, "licet gateway", "--upstream URL --site URL --product P --root FILE [--listen ADDR] [--tls-cert FILE --tls-key FILE] [--legacy-dir DIR]",
 		"Runs the license gateway: a reverse proxy to the application at --upstream that lets\n"+
 			"through only requests carrying a valid, unexpired license for --product, checked\n"+
 			"offline against the vendor root. A client presents its license as its TLS client\n"+
@@ -46,7 +46,15 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 			"WWW-Authenticate challenge naming the license server.\n\n"+
 			"POST /v1/challenges, POST /v1/licenses and GET /v1/root are relayed unchanged to\n"+
 			"the license server at --site, so clients need only the gateway's address to get a\n"+
-			"license. /healthz and /metrics are the gateway's own. Stops cleanly on SIGINT or SIGTERM.")
+			"license. /healthz and /metrics are the gateway's own. Stops cleanly on SIGINT or SIGTERM.\n\n"+
+			"Upgrades: a license that has expired, or is for a version older than --min-version,\n"+
+			"is exchanged with the license server for an upgraded one (POST /v1/upgrades; it\n"+
+			"takes a seat of an upgrade pack) once the client has proved its key; the request\n"+
+			"goes through and the new license file, encrypted to the client, comes back in the\n"+
+			"Licet-License-Update response header. --no-upgrade refuses such licenses instead.\n\n"+
+			"With --legacy-dir, clients that cannot keep a license file deposit it at the gateway\n"+
+			"(signed PUT /v1/legacy/license, the license PEM as body; GET shows it, DELETE removes\n"+
+			"it), one file per client ID in DIR, and then send requests with Licet-Signature alone.")
 	upstream := fs.String("upstream", "", "URL of the application server behind the gateway")
 	site := fs.String("site", "", "URL of the license server (site) that grants licenses")
 	product := fs.String("product", "", "product ID a license must be for")
@@ -54,6 +62,9 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate file (PEM); needs --tls-key")
 	tlsKey := fs.String("tls-key", "", "private key file (PEM) of --tls-cert")
 	skew := fs.Duration("max-skew", gateway.DefaultMaxSkew, "allowed clock difference of a signed request, either way")
+	minVersion := fs.String("min-version", "", "oldest product version let through; older licenses are upgraded or refused")
+	noUpgrade := fs.Bool("no-upgrade", false, "refuse expired and too-old licenses instead of upgrading them with the license server")
+	legacyDir := fs.String("legacy-dir", "", "keep the licenses of legacy clients (which cannot keep a license file) in this directory, and serve "+gateway.LegacyPath)
 	sf := addServerFlags(fs, DefaultGatewayListen)
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -96,7 +107,15 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := sf.logger(e)
-	opts := gateway.Options{Product: *product, SiteURL: siteURL.String(), MaxSkew: *skew, Now: now, Log: log}
+	opts := gateway.Options{Product: *product, SiteURL: siteURL.String(), MaxSkew: *skew, Now: now, Log: log, MinVersion: *minVersion}
+	if !*noUpgrade {
+		opts.Upgrade = gateway.SiteUpgrader(siteURL, nil)
+	}
+	if *legacyDir != "" {
+		if opts.Legacy, err = gateway.NewLegacyStore(*legacyDir); err != nil {
+			return err
+		}
+	}
 
 	s := api.NewServer("gateway", log, sf.limits(), nil)
 	relay := gateway.NewReverseProxy(siteURL, opts)
@@ -108,6 +127,9 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	}
 	for _, p := range []string{"POST /v1/challenges", "POST /v1/licenses", "GET /v1/root"} {
 		s.Public(p, handle(relay))
+	}
+	if opts.Legacy != nil {
+		s.Public(gateway.LegacyPath, handle(opts.Legacy.Handler(v, opts)))
 	}
 	s.Public("/", handle(gateway.NewProxy(v, upURL, opts)))
 

@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/licet/licet/agent"
+	"github.com/licet/licet/gateway"
+	"github.com/licet/licet/keys"
+	"github.com/licet/licet/softid"
+)
+
+// TestLegacyStore runs site, 'licet gateway --legacy-dir' and an upstream
+// application: a legacy client gets its license through the gateway,
+// deposits it there, and then reaches the application with Licet-Signature
+// alone; another key claiming its client ID is refused; the licenses
+// survive a restart of the gateway.
+func TestLegacyStore(t *testing.T) {
+	g := newGrantEnv(t, "", 3)
+	site := start(t, nil, "site", "serve", "--data", g.siteDir)
+
+	type seen struct {
+		ClientID  string `json:"client_id"`
+		LicenseID string `json:"license_id"`
+		Product   string `json:"product"`
+		Body      string `json:"body"`
+	}
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(seen{
+			ClientID:  r.Header.Get(gateway.HeaderClientID),
+			LicenseID: r.Header.Get(gateway.HeaderLicenseID),
+			Product:   r.Header.Get(gateway.HeaderProduct),
+			Body:      string(body),
+		})
+	}))
+	t.Cleanup(app.Close)
+
+	legacyDir := filepath.Join(t.TempDir(), "legacy")
+	gwArgs := []string{"gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE, "--legacy-dir", legacyDir}
+	gw := start(t, nil, gwArgs...)
+
+	// The client gets its license through the gateway and opens it (the CLI
+	// agent does both; a legacy client does the same in its own code), then
+	// keeps only its key.
+	a, hwA := newAgent(t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+	var lic licenseOut
+	okJSON(t, &lic, "agent", "license", "acquire", "--data", a, "--hw-root", hwA, "--server", gw.URL,
+		"--product", "app", "--software-id", softwareID, "--image", g.image)
+	licPEM, err := os.ReadFile(filepath.Join(a, "licenses", "app.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := keys.LoadSigner(filepath.Join(a, "client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	legacy := func(s gateway.Signer, method, target string, body []byte) *http.Request {
+		t.Helper()
+		req, err := http.NewRequest(method, gw.URL+target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := gateway.SignLegacyRequest(req, body, s, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	send := func(req *http.Request) (int, string, []byte) {
+		t.Helper()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), data
+	}
+
+	// Before the deposit: 401 license_required.
+	if st, ch, body := send(legacy(signer, "GET", "/v1/render", nil)); st != http.StatusUnauthorized || !strings.Contains(ch, "license_required") {
+		t.Fatalf("before the deposit: %d %q %s", st, ch, body)
+	}
+
+	// The deposit.
+	st, _, body := send(legacy(signer, "PUT", gateway.LegacyPath, licPEM))
+	if st != http.StatusCreated {
+		t.Fatalf("deposit: %d %s", st, body)
+	}
+	var dep struct {
+		ClientID  string `json:"client_id"`
+		LicenseID int64  `json:"license_id"`
+	}
+	if err := json.Unmarshal(body, &dep); err != nil || dep.ClientID != lic.ClientID || dep.LicenseID != lic.LicenseID {
+		t.Fatalf("deposit answer %s (%v), want client %s license %d", body, err, lic.ClientID, lic.LicenseID)
+	}
+	if _, err := os.Stat(filepath.Join(legacyDir, lic.ClientID)); err != nil {
+		t.Fatalf("stored license: %v", err)
+	}
+
+	// Signed requests with only Licet-Signature reach the application.
+	check := func(what string) {
+		t.Helper()
+		payload := []byte(`{"scene":"` + what + `"}`)
+		req := legacy(signer, "POST", "/v1/render?job=7", payload)
+		if req.Header.Get(gateway.HeaderLicense) != "" {
+			t.Fatal("legacy request carries a license")
+		}
+		got := doSeen[seen](t, req, http.StatusOK)
+		if got.ClientID != lic.ClientID || got.LicenseID != itoa(int(lic.LicenseID)) || got.Product != "app" || got.Body != string(payload) {
+			t.Fatalf("%s: upstream saw %+v, want client %s license %d", what, got, lic.ClientID, lic.LicenseID)
+		}
+	}
+	check("first")
+
+	// GET shows the stored license.
+	if st, _, body := send(legacy(signer, "GET", gateway.LegacyPath, nil)); st != http.StatusOK || !bytes.Equal(body, licPEM) {
+		t.Fatalf("GET %s: %d %s", gateway.LegacyPath, st, body)
+	}
+
+	// Another key claiming the client ID is refused, for use and deposit.
+	thief, err := keys.GenerateSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	steal := func(req *http.Request) *http.Request { return withKeyid(req, lic.ClientID) }
+	for _, req := range []*http.Request{
+		steal(legacy(thief, "GET", "/v1/render", nil)),
+		steal(legacy(thief, "GET", gateway.LegacyPath, nil)),
+		steal(legacy(thief, "DELETE", gateway.LegacyPath, nil)),
+		steal(legacy(thief, "PUT", gateway.LegacyPath, licPEM)),
+	} {
+		if st, ch, body := send(req); st != http.StatusUnauthorized || !strings.Contains(ch, "invalid_signature") {
+			t.Fatalf("%s %s with a stolen keyid: %d %q %s", req.Method, req.URL.Path, st, ch, body)
+		}
+	}
+	// As itself, with the victim's license: not its license.
+	if st, ch, body := send(legacy(thief, "PUT", gateway.LegacyPath, licPEM)); st != http.StatusUnauthorized || !strings.Contains(ch, "wrong_client") {
+		t.Fatalf("deposit of another's license: %d %q %s", st, ch, body)
+	}
+	// A keyid that is a path.
+	if st, ch, body := send(withKeyid(legacy(signer, "GET", "/v1/render", nil), "../../../etc/passwd")); st != http.StatusUnauthorized || !strings.Contains(ch, "invalid_signature") {
+		t.Fatalf("path keyid: %d %q %s", st, ch, body)
+	}
+	check("after the attacks")
+
+	// A second legacy client, with no hardware system ID: it acquires with the
+	// agent package and an empty system ID, through the gateway.
+	b, hwB := newAgent(t, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+	idB, err := agent.LoadWith(b, agent.LoadOptions{HWRoot: hwB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idB.SystemID = ""
+	sid, err := softid.Parse(softwareID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	licB, _, err := idB.Acquire(context.Background(), agent.AcquireOptions{Server: gw.URL, ProductID: "app", SoftwareID: sid, Image: g.image})
+	if err != nil {
+		t.Fatalf("acquire with an empty system ID: %v", err)
+	}
+	pemB, err := os.ReadFile(idB.LicensePath("app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, body := send(legacy(idB.Signer, "PUT", gateway.LegacyPath, pemB)); st != http.StatusCreated {
+		t.Fatalf("deposit of B: %d %s", st, body)
+	}
+	if got := doSeen[seen](t, legacy(idB.Signer, "GET", "/v1/whoami", nil), http.StatusOK); got.ClientID != licB.ClientID || got.ClientID == lic.ClientID {
+		t.Fatalf("B: upstream saw %+v, want %s", got, licB.ClientID)
+	}
+
+	// A restarted gateway keeps the deposited licenses.
+	gw.stop(t)
+	gw = start(t, nil, gwArgs...)
+	check("after a restart")
+
+	// DELETE removes the license; then the client has none here.
+	if st, _, body := send(legacy(signer, "DELETE", gateway.LegacyPath, nil)); st != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", st, body)
+	}
+	if st, ch, body := send(legacy(signer, "GET", "/v1/render", nil)); st != http.StatusUnauthorized || !strings.Contains(ch, "license_required") {
+		t.Fatalf("after DELETE: %d %q %s", st, ch, body)
+	}
+}
+
+// withKeyid sets the keyid of req's Licet-Signature to keyid.
+func withKeyid(req *http.Request, keyid string) *http.Request {
+	h := req.Header.Get(gateway.HeaderSignature)
+	req.Header.Set(gateway.HeaderSignature, regexp.MustCompile(`keyid=[^,]*`).ReplaceAllLiteralString(h, "keyid="+keyid))
+	return req
+}
+
+// TestLegacyGatewayFlags: --legacy-dir is documented and must be usable.
+func TestLegacyGatewayFlags(t *testing.T) {
+	if out := ok(t, "gateway", "--help"); !strings.Contains(out, "-legacy-dir") {
+		t.Fatalf("gateway --help does not mention --legacy-dir: %s", out)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	g := newVendor(t, "")
+	fails(t, 3, `not a directory`, "gateway", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:1", "--site", "http://127.0.0.1:2",
+		"--product", "app", "--root", filepath.Join(g.dir, "root.crt"), "--legacy-dir", file)
+}

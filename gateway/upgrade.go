@@ -1,0 +1,216 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/licet/licet/verify"
+)
+
+// Upgrades (licensing seed Fig. 8).
+//
+// With Options.Upgrade set, a license that verifies in every respect but has
+// expired, or is for a product version older than Options.MinVersion, is not
+// simply refused: once the client has proved that it holds the license's key
+// (the TLS handshake, or the request signature), the gateway exchanges the
+// license with the license server for an upgraded one, checks the new
+// license, lets the request through with the new license's identity, and
+// hands the client the new license file (encrypted to it by the license
+// server) in the HeaderLicenseUpdate response header. The outcome of an
+// exchange is remembered for a while, so a client that keeps presenting its
+// old license costs the license server one request, not one per request.
+
+// Upgraded is the answer of an Options.Upgrade exchange.
+type Upgraded struct {
+	// Chain is the new license and the certificate of the site that issued
+	// it, DER. The gateway checks it like any presented license.
+	Chain [][]byte
+	// File is the armored LICENSE file of the new license, encrypted to the
+	// client: the gateway passes it on in HeaderLicenseUpdate.
+	File []byte
+}
+
+// UpgradeTimeout bounds one exchange with the license server.
+const UpgradeTimeout = 10 * time.Second
+
+// How long the outcome of an exchange is remembered, per presented license.
+const (
+	upgradeKeep     = 10 * time.Minute
+	upgradeFailKeep = 30 * time.Second
+	maxUpgrades     = 4096
+)
+
+// SiteUpgrader returns an Options.Upgrade function that asks the license
+// server at siteURL (POST /v1/upgrades). client nil means a client with
+// UpgradeTimeout as its timeout.
+func SiteUpgrader(siteURL *url.URL, client *http.Client) func(ctx context.Context, licensePEM []byte) (*Upgraded, error) {
+	if client == nil {
+		client = &http.Client{Timeout: UpgradeTimeout}
+	}
+	endpoint := strings.TrimRight(siteURL.String(), "/") + "/v1/upgrades"
+	return func(ctx context.Context, licensePEM []byte) (*Upgraded, error) {
+		body, err := json.Marshal(struct {
+			License string `json:"license"`
+		}{string(licensePEM)})
+		if err != nil {
+			return nil, err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("the license server at %s cannot be reached: %w", siteURL, err)
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return nil, fmt.Errorf("read the license server's answer: %w", err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			var e errorBody
+			if json.Unmarshal(raw, &e) == nil && e.Error.Message != "" {
+				return nil, errors.New(e.Error.Message)
+			}
+			return nil, fmt.Errorf("the license server answered %s", resp.Status)
+		}
+		var out struct {
+			License      string `json:"license"`
+			Certificates string `json:"certificates"`
+		}
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return nil, fmt.Errorf("the license server's answer is not the upgrade JSON: %w", err)
+		}
+		u := &Upgraded{File: []byte(out.License)}
+		rest := []byte(out.Certificates)
+		for {
+			var b *pem.Block
+			if b, rest = pem.Decode(rest); b == nil {
+				break
+			}
+			if b.Type == "CERTIFICATE" {
+				u.Chain = append(u.Chain, b.Bytes)
+			}
+		}
+		if len(u.Chain) < 2 || len(u.File) == 0 {
+			return nil, errors.New("the license server's upgrade answer lacks the license or its certificates")
+		}
+		return u, nil
+	}
+}
+
+// upgrades remembers exchanges by the SHA-256 of the presented license
+// certificate, and makes concurrent requests with the same license wait for
+// one exchange.
+type upgrades struct {
+	mu sync.Mutex
+	m  map[[32]byte]*upgradeCall
+}
+
+type upgradeCall struct {
+	done  chan struct{}
+	e     *entry   // the upgraded license, with update set; nil on failure
+	f     *failure // why the exchange failed
+	until time.Time
+}
+
+// stale reports whether a verified license must be exchanged before use:
+// it is for a product version older than the gateway's minimum.
+func (c *checker) stale(lic *verify.License) bool {
+	return c.minVersion != "" && verify.CompareVersions(lic.ProductVersion, c.minVersion) < 0
+}
+
+// oldVersion is the refusal of a license for too old a version.
+func (c *checker) oldVersion(lic *verify.License) *failure {
+	return c.fail(reasonOldVersion, "license %d is for version %s of %s; this application needs version %s or newer: %s",
+		lic.LicenseID, lic.ProductVersion, lic.ProductID, c.minVersion, c.where)
+}
+
+// exchange upgrades lic, whose holder has proved its key, or says why not.
+func (c *checker) exchange(ctx context.Context, lic *verify.License, now time.Time) (*entry, *failure) {
+	if c.upgrade == nil {
+		return nil, c.oldVersion(lic)
+	}
+	key := sha256Sum(lic.Raw)
+	c.ups.mu.Lock()
+	call := c.ups.m[key]
+	if call != nil {
+		select {
+		case <-call.done:
+			if now.After(call.until) {
+				delete(c.ups.m, key)
+				call = nil
+			}
+		default: // in flight
+		}
+	}
+	if call == nil {
+		if len(c.ups.m) >= maxUpgrades {
+			clear(c.ups.m) // rare; costs at most one exchange per license again
+		}
+		call = &upgradeCall{done: make(chan struct{})}
+		c.ups.m[key] = call
+		c.ups.mu.Unlock()
+		call.e, call.f = c.doExchange(lic, now)
+		call.until = now.Add(upgradeKeep)
+		if call.f != nil {
+			call.until = now.Add(upgradeFailKeep)
+		}
+		close(call.done)
+	} else {
+		c.ups.mu.Unlock()
+		select {
+		case <-call.done:
+		case <-ctx.Done():
+			return nil, c.fail(reasonExpired, "the request ended while its license was being upgraded; send it again")
+		}
+	}
+	if call.e != nil && !call.e.validAt(now) {
+		return nil, c.fail(reasonExpired, "the upgraded license of client %s is not valid now; %s", lic.ClientID, c.where)
+	}
+	return call.e, call.f
+}
+
+// doExchange asks the license server and checks what it returns. It runs
+// detached from the request that started it, which others may be waiting on.
+func (c *checker) doExchange(lic *verify.License, now time.Time) (*entry, *failure) {
+	why := "has expired"
+	r := reasonExpired
+	if now.Before(lic.NotAfter) {
+		why, r = "is for version "+lic.ProductVersion+", older than "+c.minVersion, reasonOldVersion
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), UpgradeTimeout)
+	defer cancel()
+	pemChain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: lic.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: lic.Site.Raw})...)
+	up, err := c.upgrade(ctx, pemChain)
+	if err != nil {
+		return nil, c.fail(r, "license %d %s and could not be upgraded: %v; %s", lic.LicenseID, why, err, c.where)
+	}
+	nl, err := c.v.VerifyChain(up.Chain, verify.Options{Now: now, Product: c.product, ClientKey: lic.ClientKey})
+	if err != nil {
+		return nil, c.fail(reasonInvalidLicense, "license %d %s, and the license server's upgraded license does not verify: %v", lic.LicenseID, why, err)
+	}
+	if c.stale(nl) {
+		return nil, c.oldVersion(nl)
+	}
+	e := newEntry(nl, c.v.Root())
+	e.update = base64.StdEncoding.EncodeToString(up.File)
+	return e, nil
+}
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
