@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -98,6 +99,17 @@ func (c *Client) Post(ctx context.Context, path string, in, out any) error {
 func (c *Client) AddProduct(ctx context.Context, p *clearinghouse.Product) (*clearinghouse.Product, error) {
 	var out clearinghouse.Product
 	return &out, c.Post(ctx, "/v1/products", p, &out)
+}
+
+// ReleaseRequest is the body of POST /v1/products/{id}/releases.
+type ReleaseRequest struct {
+	Version string `json:"version"`
+}
+
+// ReleaseVersion makes version the product's current version at the vendor.
+func (c *Client) ReleaseVersion(ctx context.Context, productID, version string) (*clearinghouse.Product, error) {
+	var out clearinghouse.Product
+	return &out, c.Post(ctx, "/v1/products/"+url.PathEscape(productID)+"/releases", ReleaseRequest{Version: version}, &out)
 }
 
 // AddCustomer creates a customer at the vendor.

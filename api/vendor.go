@@ -79,6 +79,18 @@ func NewVendorHandler(svc *clearinghouse.Service, log *slog.Logger, limits Limit
 		writeJSON(w, http.StatusCreated, p)
 		return nil
 	})
+	s.Admin("POST /v1/products/{id}/releases", func(w http.ResponseWriter, r *http.Request) error {
+		var req ReleaseRequest
+		if err := readJSON(r, &req); err != nil {
+			return err
+		}
+		p, err := svc.ReleaseVersion(r.Context(), r.PathValue("id"), req.Version)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, p)
+		return nil
+	})
 	s.Admin("GET /v1/products", func(w http.ResponseWriter, r *http.Request) error {
 		ps, err := svc.Store.Products(r.Context())
 		if err != nil {

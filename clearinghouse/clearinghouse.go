@@ -26,6 +26,7 @@ import (
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/pack"
 	"github.com/licet/licet/pki"
+	"github.com/licet/licet/verify"
 )
 
 // Files in a vendor data directory.
@@ -228,6 +229,27 @@ func (s *Service) AddProduct(ctx context.Context, p *Product) error {
 	}
 	p.Created = s.Now().UTC()
 	return s.Store.CreateProduct(ctx, p)
+}
+
+// ReleaseVersion makes version, which must be newer than the current one, the
+// product's current version: packs issued from now on are for it, and
+// upgrade orders upgrade to it.
+func (s *Service) ReleaseVersion(ctx context.Context, productID, version string) (*Product, error) {
+	p, err := s.Store.Product(ctx, productID)
+	if err != nil {
+		return nil, err
+	}
+	if version == "" {
+		return nil, errs.E(errs.Invalid, "version is required (e.g. 2.0)")
+	}
+	if verify.CompareVersions(version, p.Version) <= 0 {
+		return nil, errs.E(errs.Conflict, "product %s is at version %s; a release must be newer than that, not %s", p.ID, p.Version, version)
+	}
+	if err := s.Store.SetProductVersion(ctx, p.ID, version); err != nil {
+		return nil, err
+	}
+	p.Version = version
+	return p, nil
 }
 
 // AddCustomer records a customer.

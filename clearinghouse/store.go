@@ -82,6 +82,9 @@ type Store interface {
 	CreateProduct(ctx context.Context, p *Product) error
 	Product(ctx context.Context, id string) (*Product, error)
 	Products(ctx context.Context) ([]*Product, error)
+	// SetProductVersion makes version the product's current version, the one
+	// packs issued from now on carry; NotFound if the product does not exist.
+	SetProductVersion(ctx context.Context, id, version string) error
 
 	CreateCustomer(ctx context.Context, c *Customer) error
 	Customer(ctx context.Context, id string) (*Customer, error)

@@ -77,7 +77,7 @@ func Issue(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Attrib
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(attrs.LicenseID),
-		Subject:               pkix.Name{CommonName: id, SerialNumber: id},
+		Subject:               pkix.Name{CommonName: id, SerialNumber: id, OrganizationalUnit: []string{attrs.ProductID}},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		BasicConstraintsValid: true,

@@ -36,6 +36,7 @@ func vendorCommand() *command {
 		{name: "product", summary: "manage products", sub: []*command{
 			leaf("add", "add a product", vendorProductAdd),
 			leaf("list", "list products", vendorList("product", "/v1/products")),
+			leaf("release", "make a newer version the product's current one", vendorProductRelease),
 		}},
 		{name: "customer", summary: "manage customers", sub: []*command{
 			leaf("add", "add a customer", vendorCustomerAdd),
@@ -215,6 +216,31 @@ func vendorProductAdd(ctx context.Context, e *env, args []string) error {
 		return printJSON(e.stdout, out)
 	}
 	fmt.Fprintf(e.stdout, "Added product %s (%s %s).\n", out.ID, out.Name, out.Version)
+	return nil
+}
+
+func vendorProductRelease(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor product release", "--id ID --version V",
+		"Makes version V, newer than the current one, the product's current version: packs\n"+
+			"issued from now on are for V, and upgrade orders ('licet vendor order add\n"+
+			"--upgrade-from MIN..MAX') upgrade licenses of older versions to V.")
+	a := vendorAdmin(e, fs)
+	id := fs.String("id", "", "product ID")
+	version := fs.String("version", "", "the new version, e.g. 2.0")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "id", "version"); err != nil {
+		return err
+	}
+	out, err := a.client(e).ReleaseVersion(ctx, *id, *version)
+	if err != nil {
+		return err
+	}
+	if *a.json {
+		return printJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Product %s is now at version %s.\n", out.ID, out.Version)
 	return nil
 }
 

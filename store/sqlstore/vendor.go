@@ -40,6 +40,18 @@ func (v *Vendor) CreateProduct(ctx context.Context, p *clearinghouse.Product) er
 	return v.dbErr(err, "store product "+p.ID)
 }
 
+// SetProductVersion sets the current version of a product.
+func (v *Vendor) SetProductVersion(ctx context.Context, id, version string) error {
+	res, err := v.conn().exec(ctx, `UPDATE v_products SET version = ? WHERE id = ?`, version, id)
+	if err != nil {
+		return v.dbErr(err, "set version of product "+id)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return errs.E(errs.NotFound, "product %q not found; add it with 'licet vendor product add'", id)
+	}
+	return nil
+}
+
 const productCols = `id, name, manufacturer, version, features, descriptions, data, created`
 
 func scanProduct(sc interface{ Scan(...any) error }) (*clearinghouse.Product, error) {

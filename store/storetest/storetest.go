@@ -312,6 +312,13 @@ func testProducts(t *testing.T, st clearinghouse.Store) {
 	ok(t, err, "Product after conflict")
 	same(t, "product after conflict", got, full)
 
+	ok(t, st.SetProductVersion(ctx, "prod_c", "2.0.1"), "SetProductVersion")
+	got, err = st.Product(ctx, "prod_c")
+	ok(t, err, "Product after SetProductVersion")
+	bare.Version = "2.0.1"
+	same(t, "product after SetProductVersion", got, bare)
+	wantKind(t, st.SetProductVersion(ctx, "nope", "2.0"), errs.NotFound, "SetProductVersion of a missing product")
+
 	ps, err = st.Products(ctx)
 	ok(t, err, "Products")
 	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
