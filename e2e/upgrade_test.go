@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/licet/licet/agent"
+	"github.com/licet/licet/gateway"
+	"github.com/licet/licet/keys"
+)
+
+// TestUpgradeThroughGateway runs the upgrade flow (licensing seed Fig. 8)
+// with real processes: a client holding a license for version 2.0 reaches an
+// application that needs 3.0 through the gateway once the site holds an
+// upgrade pack; the gateway exchanges the license without a new challenge,
+// the client gets the new license in Licet-License-Update, the site's record
+// is updated and one upgrade seat is used. Forged and foreign licenses are
+// refused by the site's upgrade endpoint.
+func TestUpgradeThroughGateway(t *testing.T) {
+	g := newGrantEnv(t, "", 3) // product app 2.0, 3 non-windows seats
+	site := start(t, nil, "site", "serve", "--data", g.siteDir)
+
+	type seen struct {
+		ClientID, LicenseID, Version string
+	}
+	var last seen
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		last = seen{r.Header.Get(gateway.HeaderClientID), r.Header.Get(gateway.HeaderLicenseID), r.Header.Get(gateway.HeaderVersion)}
+		io.WriteString(w, "rendered")
+	}))
+	t.Cleanup(app.Close)
+	gw := start(t, nil, "gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE, "--min-version", "3.0")
+
+	// Two clients with 2.0 licenses, acquired through the gateway.
+	type client struct {
+		dir, hw string
+		lic     licenseOut
+		signer  *keys.Signer
+	}
+	newClient := func(machine string) *client {
+		c := &client{}
+		c.dir, c.hw = newAgent(t, machine)
+		okJSON(t, &c.lic, "agent", "license", "acquire", "--data", c.dir, "--hw-root", c.hw, "--server", gw.URL,
+			"--product", "app", "--software-id", softwareID, "--image", g.image)
+		var err error
+		if c.signer, err = keys.LoadSigner(filepath.Join(c.dir, "client.key")); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := newClient("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+	b := newClient("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+	oldPEM := mustRead(t, filepath.Join(a.dir, "licenses", "app.pem"))
+
+	call := func(c *client, licPEM []byte) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, gw.URL+"/v1/render", nil)
+		if err := gateway.SignRequest(req, nil, licPEM, c.signer, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+
+	// No upgrade pack yet: a 2.0 license is refused as too old, with the reason.
+	resp := call(a, oldPEM)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="old_version"`) {
+		t.Fatalf("2.0 license without upgrade seats: %s %q", resp.Status, resp.Header.Get("WWW-Authenticate"))
+	}
+
+	// The vendor releases 3.0 and sells one upgrade seat from 2.x; the site buys it.
+	ok(t, g.v.admin("vendor", "product", "release", "--id", "app", "--version", "3.0")...)
+	var o struct {
+		ID      string
+		Upgrade struct{ FromMin, FromMax string } `json:"upgrade"`
+	}
+	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows",
+		"--quantity", "1", "--upgrade-from", "2.0..2.9")...)
+	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
+	// The gateway remembers a failed exchange for 30 s; a fresh gateway asks at once.
+	gw.stop(t)
+	gw = start(t, nil, "gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE, "--min-version", "3.0")
+
+	// The same old license now gets through, upgraded on the way.
+	resp = call(a, oldPEM)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("upgrade through the gateway: %s %q", resp.Status, resp.Header.Get("WWW-Authenticate"))
+	}
+	if last.ClientID != a.lic.ClientID || last.Version != "3.0" || last.LicenseID == itoa(int(a.lic.LicenseID)) {
+		t.Fatalf("upstream saw %+v; want client %s with a new 3.0 license (old license %d)", last, a.lic.ClientID, a.lic.LicenseID)
+	}
+	update := resp.Header.Get(gateway.HeaderLicenseUpdate)
+	file, err := base64.StdEncoding.DecodeString(update)
+	if err != nil || len(file) == 0 {
+		t.Fatalf("Licet-License-Update %q: %v", update, err)
+	}
+	// Only the client can open it; it replaces the client's cache.
+	id, err := agent.LoadWith(a.dir, agent.LoadOptions{HWRoot: a.hw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newLic, newPEM, err := id.InstallUpdate(file, "app", time.Time{})
+	if err != nil {
+		t.Fatalf("the client cannot install the upgraded license: %v", err)
+	}
+	if !newLic.Upgraded() || newLic.ProductVersion != "3.0" || newLic.ClientID != a.lic.ClientID || itoa(int(newLic.LicenseID)) != last.LicenseID {
+		t.Fatalf("upgraded license: %+v", newLic.Attributes)
+	}
+	if cached := mustRead(t, filepath.Join(a.dir, "licenses", "app.pem")); !bytes.Equal(cached, newPEM) {
+		t.Fatal("the client's cached license was not replaced")
+	}
+	// The new license works as it is, without another exchange.
+	if resp := call(a, newPEM); resp.StatusCode != http.StatusOK || resp.Header.Get(gateway.HeaderLicenseUpdate) != "" {
+		t.Fatalf("upgraded license: %s, update header %q", resp.Status, resp.Header.Get(gateway.HeaderLicenseUpdate))
+	}
+
+	// The site's record: the assignment now holds the new license, and one
+	// upgrade seat is used.
+	var rows []struct {
+		LicenseID     int64  `json:"license_id"`
+		ClientID      string `json:"client_id"`
+		UpgradePackID string `json:"upgrade_pack_id"`
+		UpgradedFrom  int64  `json:"upgraded_from"`
+	}
+	okJSON(t, &rows, "site", "license", "list", "--data", g.siteDir, "--client", a.lic.ClientID, "--json")
+	if len(rows) != 1 || rows[0].LicenseID != newLic.LicenseID || rows[0].UpgradedFrom != a.lic.LicenseID || rows[0].UpgradePackID == "" {
+		t.Fatalf("assignment after the upgrade: %+v", rows)
+	}
+	var rep struct {
+		Products []struct {
+			ProductID    string `json:"product_id"`
+			UpgradeSeats int    `json:"upgrade_seats"`
+			UpgradesUsed int    `json:"upgrades_used"`
+			Upgraded     int    `json:"upgraded_licenses"`
+			Permanent    int    `json:"permanent_licenses"`
+		}
+	}
+	okJSON(t, &rep, "site", "report", "--data", g.siteDir, "--json")
+	if len(rep.Products) != 1 || rep.Products[0].UpgradesUsed != 1 || rep.Products[0].UpgradeSeats != 1 || rep.Products[0].Upgraded != 1 || rep.Products[0].Permanent != 2 {
+		t.Fatalf("report after one upgrade: %+v", rep.Products)
+	}
+
+	// The second client finds the upgrade pool empty: still refused, with why.
+	resp = call(b, mustRead(t, filepath.Join(b.dir, "licenses", "app.pem")))
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="old_version"`) {
+		t.Fatalf("second upgrade with no seat left: %s %q", resp.Status, resp.Header.Get("WWW-Authenticate"))
+	}
+
+	// At the site's upgrade endpoint: the old license again is a repeat (same
+	// new license, no seat); forged and foreign licenses are refused.
+	upgrade := func(licPEM []byte) (int, map[string]any) {
+		body, _ := json.Marshal(map[string]string{"license": string(licPEM)})
+		resp, err := http.Post(site.URL+"/v1/upgrades", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	status, out := upgrade(oldPEM)
+	if status != http.StatusOK || out["repeated"] != true || int64(out["license_id"].(float64)) != newLic.LicenseID {
+		t.Fatalf("repeated upgrade: %d %v", status, out)
+	}
+	forged := forgeLicense(t, oldPEM)
+	if status, out := upgrade(forged); status != http.StatusForbidden {
+		t.Fatalf("upgrade of a forged license: %d %v", status, out)
+	}
+	if status, out := upgrade(rogueLicense(t)); status != http.StatusForbidden {
+		t.Fatalf("upgrade of a license from another vendor root: %d %v", status, out)
+	}
+	// The forged license at the gateway: refused, and no seat moved.
+	if resp := call(a, forged); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("forged license at the gateway: %s", resp.Status)
+	}
+	okJSON(t, &rep, "site", "report", "--data", g.siteDir, "--json")
+	if rep.Products[0].UpgradesUsed != 1 || rep.Products[0].Upgraded != 1 {
+		t.Fatalf("report after refused upgrades: %+v", rep.Products)
+	}
+}
+
+// forgeLicense raises the product version inside a license certificate
+// (2.0 -> 2.5) without re-signing it.
+func forgeLicense(t *testing.T, licPEM []byte) []byte {
+	t.Helper()
+	blk, rest := pem.Decode(licPEM)
+	if blk == nil {
+		t.Fatal("license is not PEM")
+	}
+	old, forged := []byte(`"product_version":"2.0"`), []byte(`"product_version":"2.5"`)
+	if !bytes.Contains(blk.Bytes, old) {
+		t.Fatalf("license certificate does not carry %s", old)
+	}
+	blk.Bytes = bytes.Replace(blk.Bytes, old, forged, 1)
+	return append(pem.EncodeToMemory(blk), rest...)
+}
