@@ -191,6 +191,27 @@ func GrantMessage(r *GrantRequest) []byte {
 	return m
 }
 
+// MaxSystemIDLen bounds a client's system ID, which is stored and signed
+// into its license.
+const MaxSystemIDLen = 128
+
+// checkSystemID accepts what agents send (hwid: "sys-" and 16 hex digits)
+// and other short printable identifiers, and the empty ID of a client that
+// has none (all such clients then share one temporary license per product).
+func checkSystemID(id string) error {
+	if len(id) > MaxSystemIDLen {
+		return errs.E(errs.Invalid, "system_id is %d characters long; at most %d are allowed", len(id), MaxSystemIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		switch ch := id[i]; {
+		case 'a' <= ch && ch <= 'z', 'A' <= ch && ch <= 'Z', '0' <= ch && ch <= '9', ch == '-', ch == '_', ch == '.', ch == ':':
+		default:
+			return errs.E(errs.Invalid, "system_id %q has the character %q; use letters, digits and - _ . : only", id, ch)
+		}
+	}
+	return nil
+}
+
 // Grant is a granted license.
 type Grant struct {
 	Assignment *Assignment
@@ -237,6 +258,9 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 	}
 	if !match {
 		return nil, errs.E(errs.Forbidden, "rejected: the challenge answer does not match the reference image of software ID %s; the client program was modified or is another revision", softid.ID(sid))
+	}
+	if err := checkSystemID(req.SystemID); err != nil {
+		return nil, err
 	}
 	if _, err := keys.SuiteKEM.NewPublicKey(req.ClientHPKEKey); err != nil {
 		return nil, errs.E(errs.Invalid, "client_hpke_key is not an MLKEM768-X25519 public key")
