@@ -12,4 +12,12 @@
 //
 // Init creates it once; Load reads it back and refuses to run if the
 // hardware shows that the directory was copied to another machine.
+//
+// Licenses (license.go) are cached under licenses/, one PEM file per product,
+// next to root.crt, the vendor root pinned on first use. A Client
+// (client.go) calls an application behind a licet gateway with them: it
+// presents the cached license as the TLS client certificate or in signed
+// headers, fetches one through the gateway when it has none or the gateway
+// refuses it, renews it before it expires and installs an upgrade the
+// gateway hands back.
 package agent

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -31,6 +32,12 @@ type AcquireOptions struct {
 	SoftwareID softid.ID // the client's software ID (platform, vendor, revision)
 	Image      string    // the executable whose integrity the challenge proves; default this program
 	Now        time.Time // for verification; zero means now
+	// Clock, if set, gives the time of verification instead of Now, read
+	// when the license arrives (a license is valid from the moment of its grant).
+	Clock func() time.Time
+	// HTTP carries the requests; nil means a client with a 30 s timeout.
+	// Set it to reach a gateway served over HTTPS with a private CA.
+	HTTP *http.Client
 }
 
 // LicensePath is where the license of a product is cached.
@@ -87,7 +94,7 @@ func (id *Identity) Acquire(ctx context.Context, opts AcquireOptions) (*verify.L
 		}
 		image = exe
 	}
-	c := &api.Client{BaseURL: opts.Server}
+	c := &api.Client{BaseURL: opts.Server, HTTP: opts.HTTP}
 	rootPEM, err := id.root(ctx, c)
 	if err != nil {
 		return nil, false, err
@@ -109,17 +116,51 @@ func (id *Identity) Acquire(ctx context.Context, opts AcquireOptions) (*verify.L
 	if err != nil {
 		return nil, false, err
 	}
+	if opts.Clock != nil {
+		opts.Now = opts.Clock()
+	}
 	lic, pem, err := id.open([]byte(resp.License), rootPEM, opts)
 	if err != nil {
 		return nil, false, err
 	}
-	if err := os.MkdirAll(filepath.Join(id.Dir, licensesDir), 0o700); err != nil {
-		return nil, false, errs.Wrap(errs.Internal, err, "create license cache")
-	}
-	if err := fsutil.WriteFileAtomic(id.LicensePath(opts.ProductID), pem, 0o600); err != nil {
-		return nil, false, errs.Wrap(errs.Internal, err, "store license")
+	if err := id.storeLicense(opts.ProductID, pem); err != nil {
+		return nil, false, err
 	}
 	return lic, resp.Reissued, nil
+}
+
+// storeLicense replaces the cached license of product atomically.
+func (id *Identity) storeLicense(product string, pem []byte) error {
+	if err := os.MkdirAll(filepath.Join(id.Dir, licensesDir), 0o700); err != nil {
+		return errs.Wrap(errs.Internal, err, "create license cache")
+	}
+	if err := fsutil.WriteFileAtomic(id.LicensePath(product), pem, 0o600); err != nil {
+		return errs.Wrap(errs.Internal, err, "store license")
+	}
+	return nil
+}
+
+// InstallUpdate decrypts a license file sealed to this client (an armored
+// LICENSE file, as a license server or a gateway's Licet-License-Update
+// header carries it), verifies it against the pinned vendor root for this
+// client's key and product at now (zero: the current time), and atomically
+// replaces the cached license of product with it.
+func (id *Identity) InstallUpdate(file []byte, product string, now time.Time) (*verify.License, []byte, error) {
+	if err := ids.CheckSlug("product", product); err != nil {
+		return nil, nil, err
+	}
+	rootPEM, err := os.ReadFile(filepath.Join(id.Dir, RootFile))
+	if err != nil {
+		return nil, nil, errs.Wrap(errs.Invalid, err, "no pinned vendor root to check the license update against")
+	}
+	lic, pem, err := id.open(file, rootPEM, AcquireOptions{ProductID: product, Now: now})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := id.storeLicense(product, pem); err != nil {
+		return nil, nil, err
+	}
+	return lic, pem, nil
 }
 
 // open decrypts a license file and verifies it for this client.
@@ -150,19 +191,29 @@ func (id *Identity) check(pem, rootPEM []byte, product string, now time.Time) (*
 // License reads the cached license of a product and verifies it offline:
 // chain to the pinned root, dates, product, and binding to this client's key.
 func (id *Identity) License(product string, now time.Time) (*verify.License, error) {
+	lic, _, err := id.cachedLicense(product, now)
+	return lic, err
+}
+
+// cachedLicense is License that also returns the license file (PEM).
+func (id *Identity) cachedLicense(product string, now time.Time) (*verify.License, []byte, error) {
 	if err := ids.CheckSlug("product", product); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pem, err := os.ReadFile(id.LicensePath(product))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errs.E(errs.NotFound, "no license of %s in the cache; run 'licet agent license acquire'", product)
+		return nil, nil, errs.E(errs.NotFound, "no license of %s in the cache; run 'licet agent license acquire'", product)
 	}
 	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "read license")
+		return nil, nil, errs.Wrap(errs.Internal, err, "read license")
 	}
 	rootPEM, err := os.ReadFile(filepath.Join(id.Dir, RootFile))
 	if err != nil {
-		return nil, errs.Wrap(errs.Invalid, err, "no pinned vendor root; acquire a license first")
+		return nil, nil, errs.Wrap(errs.Invalid, err, "no pinned vendor root; acquire a license first")
 	}
-	return id.check(pem, rootPEM, product, now)
+	lic, err := id.check(pem, rootPEM, product, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return lic, pem, nil
 }

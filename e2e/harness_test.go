@@ -112,7 +112,7 @@ type server struct {
 	stderr *bytes.Buffer
 }
 
-var listenRE = regexp.MustCompile(`listening on (http://\S+)`)
+var listenRE = regexp.MustCompile(`listening on (https?://\S+)`)
 
 // start runs a licet server on a free port and waits until it listens. The
 // test's cleanup stops it with SIGTERM and checks that it exits cleanly.

@@ -1,8 +1,15 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -18,8 +25,10 @@ func agentCommand() *command {
 		leaf("init", "create the client's keys and record its hardware identity", agentInit),
 		{name: "license", summary: "client licenses", sub: []*command{
 			leaf("acquire", "obtain a license from the site (challenge, grant) and cache it", agentAcquire),
+			leaf("renew", "fetch a fresh license through a gateway when the cached one is due", agentRenew),
 			leaf("show", "verify and print a cached license", agentShow),
 		}},
+		leaf("request", "send an HTTP request through a license gateway with the cached license (curl-like)", agentRequest),
 	}}
 }
 
@@ -199,4 +208,231 @@ func licenseVerify(ctx context.Context, e *env, args []string) error {
 		return errs.Wrap(errs.Invalid, err, "license is not valid")
 	}
 	return printLicense(e, *asJSON, lic, nil)
+}
+
+// gatewayClientFlags are the flags of the commands that talk to a gateway
+// through agent.Client.
+type gatewayClientFlags struct {
+	fs                                                *flag.FlagSet
+	data, hwRoot, server, product, sid, image, cacert *string
+	signed                                            *bool
+	renewBefore, timeout                              *time.Duration
+}
+
+func addGatewayClientFlags(fs *flag.FlagSet) *gatewayClientFlags {
+	return &gatewayClientFlags{
+		fs:          fs,
+		data:        fs.String("data", "", "agent data directory"),
+		hwRoot:      fs.String("hw-root", "", "read hardware from this directory instead of /"),
+		server:      fs.String("server", "", "gateway URL, http:// or https:// (default: the one given at init)"),
+		product:     fs.String("product", "", "product ID the gateway requires a license for"),
+		sid:         fs.String("software-id", "", "software ID to answer the license server's challenge with, PLATFORM/VENDOR/REVISION; needed to fetch a license"),
+		image:       fs.String("image", "", "the executable the challenge is computed over (default: this program)"),
+		cacert:      fs.String("cacert", "", "trust the gateway's TLS certificate from this PEM file (default: the system roots)"),
+		signed:      fs.Bool("signed", false, "present the license in signed headers over https too, instead of as the TLS client certificate"),
+		renewBefore: fs.Duration("renew-before", 0, "renew the license when less than this is left (default: a fifth of its validity or 7 days, whichever is smaller)"),
+		timeout:     fs.Duration("timeout", 60*time.Second, "give up on the request after this long"),
+	}
+}
+
+// client loads the agent and makes its gateway client.
+func (f *gatewayClientFlags) client(e *env) (*agent.Client, *agent.Identity, error) {
+	if err := required(f.fs, "data", "product"); err != nil {
+		return nil, nil, err
+	}
+	id, err := loadAgent(*f.data, *f.hwRoot)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := agent.ClientOptions{Server: *f.server, Product: *f.product, Image: *f.image,
+		SignedHeaders: *f.signed, RenewBefore: *f.renewBefore, Timeout: *f.timeout}
+	if opts.Server == "" {
+		opts.Server = id.ServerURL
+	}
+	if opts.Server == "" {
+		return nil, nil, errs.E(errs.Usage, "--server is required: this agent has no server URL configured")
+	}
+	if *f.sid != "" {
+		if opts.SoftwareID, err = softid.Parse(*f.sid); err != nil {
+			return nil, nil, errs.Wrap(errs.Usage, err, "--software-id")
+		}
+	}
+	if *f.cacert != "" {
+		pemData, err := os.ReadFile(*f.cacert)
+		if err != nil {
+			return nil, nil, errs.Wrap(errs.Invalid, err, "cannot read --cacert")
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemData) {
+			return nil, nil, errs.E(errs.Invalid, "--cacert %s holds no PEM certificate", *f.cacert)
+		}
+		opts.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if opts.Now, err = e.clock(); err != nil {
+		return nil, nil, err
+	}
+	c, err := agent.NewClient(id, opts)
+	return c, id, err
+}
+
+func agentRequest(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet agent request", "--data DIR --product P [--server GATEWAY_URL] [--software-id ID] [-X METHOD] [--body @FILE|-|TEXT] [-H 'Name: value'] [--json] URL_PATH",
+		"Sends one HTTP request to the application behind a licet gateway, like curl, and\n"+
+			"prints the application's answer to standard output. The agent presents its cached\n"+
+			"license of --product: as the TLS client certificate when the gateway URL is https,\n"+
+			"in signed headers (Licet-License, Licet-Signature) when it is http or with --signed.\n"+
+			"With no license, or one the gateway refuses as missing or expired, it fetches one\n"+
+			"through the gateway (challenge over --image, grant; needs --software-id), caches it\n"+
+			"and sends the request once more; it renews a license close to its expiry, and\n"+
+			"installs an upgraded license the gateway hands back.\n\n"+
+			"URL_PATH is the path and query on the gateway (/v1/render?job=1), or a full URL.\n"+
+			"Exit 0 for a 2xx answer; otherwise the body is still printed and the exit code\n"+
+			"follows the answer: 4 for 401/403, 3 for other 4xx, 1 for 5xx or no answer.")
+	f := addGatewayClientFlags(fs)
+	method := fs.String("X", "", "HTTP method (default GET, or POST with --body)")
+	body := fs.String("body", "", "request body: @FILE, - for standard input, or the text itself")
+	var headers listFlag
+	fs.Var(&headers, "H", "extra request header, 'Name: value' (repeatable)")
+	asJSON := fs.Bool("json", false, "print the status, the verified license and the body as JSON")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	c, _, err := f.client(e)
+	if err != nil {
+		return err
+	}
+	defer c.CloseIdleConnections()
+	var data []byte
+	switch b := *body; {
+	case b == "":
+	case b == "-":
+		if data, err = readInput("-"); err != nil {
+			return err
+		}
+	case strings.HasPrefix(b, "@"):
+		if data, err = readInput(b[1:]); err != nil {
+			return err
+		}
+	default:
+		data = []byte(b)
+	}
+	m := strings.ToUpper(*method)
+	if m == "" {
+		m = http.MethodGet
+		if *body != "" {
+			m = http.MethodPost
+		}
+	}
+	req, err := c.NewRequest(ctx, m, fs.Arg(0), data)
+	if err != nil {
+		return err
+	}
+	for _, h := range headers {
+		k, v, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return errs.E(errs.Usage, "-H %q is not 'Name: value'", h)
+		}
+		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var out bytes.Buffer
+	if _, err := io.Copy(&out, io.LimitReader(resp.Body, 256<<20)); err != nil {
+		return errs.Wrap(errs.Internal, err, "read the answer")
+	}
+	if *asJSON {
+		j := map[string]any{"status": resp.StatusCode, "body": out.String()}
+		if lic := c.License(); lic != nil {
+			j["client_id"], j["license_id"], j["license_expires"] = lic.ClientID, lic.LicenseID, lic.NotAfter
+		}
+		if err := printJSON(e.stdout, j); err != nil {
+			return err
+		}
+	} else if _, err := e.stdout.Write(out.Bytes()); err != nil {
+		return errs.Wrap(errs.Internal, err, "write the answer")
+	}
+	return statusError(resp, out.Bytes())
+}
+
+// statusError maps a non-2xx answer to an error of the matching kind.
+func statusError(resp *http.Response, body []byte) error {
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	msg := fmt.Sprintf("%s %s answered %s", resp.Request.Method, resp.Request.URL.Redacted(), resp.Status)
+	var eb struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
+		msg += ": " + eb.Error.Message
+	}
+	if ch := resp.Header.Get("WWW-Authenticate"); ch != "" && resp.StatusCode == http.StatusUnauthorized {
+		msg += " (" + ch + ")"
+	}
+	var k errs.Kind
+	switch s := resp.StatusCode; {
+	case s == http.StatusUnauthorized:
+		k = errs.Unauthenticated
+	case s == http.StatusForbidden:
+		k = errs.Forbidden
+	case s == http.StatusNotFound:
+		k = errs.NotFound
+	case s == http.StatusConflict:
+		k = errs.Conflict
+	case s == http.StatusRequestEntityTooLarge:
+		k = errs.TooLarge
+	case s == http.StatusTooManyRequests:
+		k = errs.RateLimited
+	case s >= 400 && s < 500:
+		k = errs.Invalid
+	default:
+		k = errs.Internal
+	}
+	return errs.E(k, "%s", msg)
+}
+
+func agentRenew(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet agent license renew", "--data DIR --product P --software-id ID [--server GATEWAY_URL] [--force] [--json]",
+		"Fetches a fresh license through the gateway (or the site) when the cached one is\n"+
+			"missing, expired or within the renewal window (--renew-before; by default a fifth\n"+
+			"of its validity or 7 days, whichever is smaller), or always with --force, and\n"+
+			"caches it after verifying it. The license server hands back the client's unexpired\n"+
+			"license, or a new one: a permanent one for a temporary one when seats have appeared.\n"+
+			"'licet agent request' does the same on its own before each request.")
+	f := addGatewayClientFlags(fs)
+	force := fs.Bool("force", false, "fetch even when the cached license is not due")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, _, err := f.client(e)
+	if err != nil {
+		return err
+	}
+	defer c.CloseIdleConnections()
+	before := c.License()
+	lic := before
+	if *force {
+		lic, err = c.Fetch(ctx)
+	} else {
+		lic, _, err = c.Ensure(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	renewed := before == nil || lic.LicenseID != before.LicenseID || !lic.NotAfter.Equal(before.NotAfter)
+	if !*asJSON {
+		switch {
+		case renewed:
+			fmt.Fprintln(e.stdout, "Fetched a new license.")
+		case lic != before:
+			fmt.Fprintln(e.stdout, "The license server had nothing newer; the cached license stands.")
+		default:
+			fmt.Fprintln(e.stdout, "The cached license is not due for renewal (use --force to fetch anyway).")
+		}
+	}
+	return printLicense(e, *asJSON, lic, map[string]any{"renewed": renewed})
 }
