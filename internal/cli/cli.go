@@ -130,8 +130,7 @@ func parse(fs *flag.FlagSet, args []string, nargs int) error {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
-				return errHelp
+				return errHelp // the flag package has printed fs.Usage
 			}
 			return errs.E(errs.Usage, "%s: %v; run '%s --help'", fs.Name(), err, fs.Name())
 		}
