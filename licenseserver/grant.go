@@ -38,6 +38,10 @@ const (
 	LicenseVersion = 1
 )
 
+// LicenseBackdate is how long before the grant a license's validity starts,
+// so that a client whose clock is a little behind the site's accepts it.
+const LicenseBackdate = 5 * time.Minute
+
 // ChallengeTTL is how long a platform challenge may be answered.
 const ChallengeTTL = 2 * time.Minute
 
@@ -291,6 +295,10 @@ func (s *Server) temporaryFor(product string) time.Duration {
 // signLicense makes the license certificate of an assignment from pack p
 // (for an upgraded assignment, the upgrade pack).
 func (s *Server) signLicense(a *Assignment, p *InstalledPack) ([]byte, error) {
+	notBefore := a.Issued.Add(-LicenseBackdate)
+	if notBefore.Before(s.ID.Site.Cert.NotBefore) {
+		notBefore = s.ID.Site.Cert.NotBefore // a license never predates its issuer
+	}
 	notAfter := s.ID.Site.Cert.NotAfter
 	if a.Expires != nil && a.Expires.Before(notAfter) {
 		notAfter = *a.Expires
@@ -306,7 +314,7 @@ func (s *Server) signLicense(a *Assignment, p *InstalledPack) ([]byte, error) {
 		attrs.PackID = a.UpgradePackID
 		attrs.Flags |= verify.FlagUpgraded
 	}
-	der, err := license.Issue(&pki.Authority{Cert: s.ID.Site.Cert, Signer: s.ID.Signer}, ed25519.PublicKey(a.ClientKey), attrs, a.Issued, notAfter)
+	der, err := license.Issue(&pki.Authority{Cert: s.ID.Site.Cert, Signer: s.ID.Signer}, ed25519.PublicKey(a.ClientKey), attrs, notBefore, notAfter)
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "sign license %d", a.LicenseID)
 	}
