@@ -16,6 +16,7 @@ import (
 	"github.com/licet/licet/agent"
 	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/keys"
+	"github.com/licet/licet/verify"
 )
 
 // TestUpgradeThroughGateway runs the upgrade flow (licensing seed Fig. 8)
@@ -160,6 +161,26 @@ func TestUpgradeThroughGateway(t *testing.T) {
 		t.Fatalf("second upgrade with no seat left: %s %q", resp.Status, resp.Header.Get("WWW-Authenticate"))
 	}
 
+	// One more upgrade seat; client B, using licet agent request, is upgraded
+	// on the way and its agent installs the new license from the answer.
+	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows",
+		"--quantity", "1", "--upgrade-from", "2.0..2.9")...)
+	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
+	gw.stop(t) // forget B's failed exchange
+	gw = start(t, nil, "gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE, "--min-version", "3.0")
+	if out := ok(t, "agent", "request", "--data", b.dir, "--hw-root", b.hw, "--server", gw.URL, "--product", "app", "/v1/render"); out != "rendered" {
+		t.Fatalf("agent request with an upgradable license printed %q", out)
+	}
+	var bShown struct {
+		licenseOut
+		ProductVersion string `json:"product_version"`
+		Flags          uint32 `json:"flags"`
+	}
+	okJSON(t, &bShown, "agent", "license", "show", "--data", b.dir, "--hw-root", b.hw, "--product", "app")
+	if bShown.ProductVersion != "3.0" || bShown.Flags&verify.FlagUpgraded == 0 || bShown.LicenseID == b.lic.LicenseID || last.LicenseID != itoa(int(bShown.LicenseID)) {
+		t.Fatalf("B's cached license after agent request: %+v (old %d, upstream saw %s)", bShown, b.lic.LicenseID, last.LicenseID)
+	}
+
 	// At the site's upgrade endpoint: the old license again is a repeat (same
 	// new license, no seat); forged and foreign licenses are refused.
 	upgrade := func(licPEM []byte) (int, map[string]any) {
@@ -189,7 +210,7 @@ func TestUpgradeThroughGateway(t *testing.T) {
 		t.Fatalf("forged license at the gateway: %s", resp.Status)
 	}
 	okJSON(t, &rep, "site", "report", "--data", g.siteDir, "--json")
-	if rep.Products[0].UpgradesUsed != 1 || rep.Products[0].Upgraded != 1 {
+	if rep.Products[0].UpgradesUsed != 2 || rep.Products[0].Upgraded != 2 {
 		t.Fatalf("report after refused upgrades: %+v", rep.Products)
 	}
 }
