@@ -2,16 +2,20 @@
 // clients and measures throughput and latency: 'licet bench' wraps it. Every
 // simulated client is real: its own Ed25519 and HPKE keys, a real platform
 // challenge answered over a real image, a signed grant request, and the
-// license decrypted and verified against the vendor root.
+// license decrypted and verified against the vendor root. KeepAlive drives
+// any HTTP/1.1 server on keep-alive connections the caller opened ('licet
+// bench gateway').
 package loadgen
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -44,6 +48,8 @@ type Result struct {
 	FirstErrors []string      `json:"first_errors,omitempty"`
 	// Granted maps each client that got a license to its license ID (grants only).
 	Granted map[string]int64 `json:"-"`
+	// Latencies are the latencies of every request, sorted (for Merge).
+	Latencies []time.Duration `json:"-"`
 }
 
 // String is a one-screen human summary.
@@ -88,7 +94,7 @@ func (r *recorder) result(op string, elapsed time.Duration) *Result {
 		return r.latencies[min(len(r.latencies)-1, int(float64(len(r.latencies))*p))]
 	}
 	res := &Result{Operation: op, Requests: len(r.latencies), OK: r.ok, Rejected: r.rej, Failed: r.failed,
-		Elapsed: elapsed, P50: pct(.50), P90: pct(.90), P99: pct(.99), FirstErrors: r.errs}
+		Elapsed: elapsed, P50: pct(.50), P90: pct(.90), P99: pct(.99), FirstErrors: r.errs, Latencies: r.latencies}
 	if n := len(r.latencies); n > 0 {
 		res.Max = r.latencies[n-1]
 	}
@@ -262,6 +268,130 @@ func verifyOnce(ctx context.Context, hc *http.Client, url string, lic []byte) er
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return errors.New(resp.Status)
+	}
+	return nil
+}
+
+// Merge sums runs of the same operation (phases of one benchmark, say) into
+// one result: counts and elapsed times add up, percentiles are over all the
+// requests, and PerSecond is the total OK over the total elapsed time.
+func Merge(op string, runs ...*Result) *Result {
+	rec := &recorder{}
+	var elapsed time.Duration
+	for _, r := range runs {
+		rec.latencies = append(rec.latencies, r.Latencies...)
+		rec.ok += r.OK
+		rec.rej += r.Rejected
+		rec.failed += r.Failed
+		for _, e := range r.FirstErrors {
+			if len(rec.errs) < 5 {
+				rec.errs = append(rec.errs, e)
+			}
+		}
+		elapsed += r.Elapsed
+	}
+	return rec.result(op, elapsed)
+}
+
+// KeepAliveOptions configure a run of HTTP/1.1 requests on persistent
+// connections that the caller opened; they stay open after the run, so that
+// several runs (alternating phases) can use the same ones.
+type KeepAliveOptions struct {
+	Operation string
+	Conns     []net.Conn // one worker per connection, one request at a time (no pipelining)
+	Duration  time.Duration
+	// Request appends to dst the raw HTTP/1.1 request (request line, headers,
+	// blank line, body) that worker (an index into Conns) sends next.
+	Request func(dst []byte, worker int) []byte
+	// WantStatus is the status that counts as OK; default 200. Other statuses
+	// count as rejected (below 500) or failed.
+	WantStatus int
+}
+
+// KeepAlive sends requests on every connection of opts, one after another,
+// for opts.Duration, and measures them. It writes requests and parses
+// responses itself (bufio and http.ReadResponse) rather than through
+// http.Client, so that the load generator takes less of the CPU it shares
+// with the server. A connection that fails or is closed by the server stops
+// its worker.
+func KeepAlive(ctx context.Context, opts KeepAliveOptions) (*Result, error) {
+	if len(opts.Conns) == 0 {
+		return nil, errs.E(errs.Usage, "no connection to drive")
+	}
+	want := opts.WantStatus
+	if want == 0 {
+		want = http.StatusOK
+	}
+	recs := make([]*recorder, len(opts.Conns))
+	start := time.Now()
+	deadline := start.Add(opts.Duration)
+	var wg sync.WaitGroup
+	for w, conn := range opts.Conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := &recorder{latencies: make([]time.Duration, 0, 4096)}
+			recs[w] = rec
+			br := bufio.NewReaderSize(conn, 8192)
+			var buf []byte
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				buf = opts.Request(buf[:0], w)
+				err := exchange(conn, br, buf, want)
+				t1 := time.Now()
+				rec.add(t1.Sub(t0), err)
+				if err != nil && errs.KindOf(err) == errs.Internal {
+					return // the connection is unusable
+				}
+				if !t1.Before(deadline) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := &recorder{}
+	for _, r := range recs {
+		all.latencies = append(all.latencies, r.latencies...)
+		all.ok += r.ok
+		all.rej += r.rej
+		all.failed += r.failed
+		for _, e := range r.errs {
+			if len(all.errs) < 5 {
+				all.errs = append(all.errs, e)
+			}
+		}
+	}
+	return all.result(opts.Operation, elapsed), ctx.Err()
+}
+
+// exchange writes one request and reads its response.
+func exchange(conn net.Conn, br *bufio.Reader, req []byte, want int) error {
+	if _, err := conn.Write(req); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	var msg []byte
+	if resp.StatusCode != want {
+		msg, _ = io.ReadAll(io.LimitReader(resp.Body, 300))
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return err
+	case resp.StatusCode != want:
+		kind := errs.Invalid
+		if resp.StatusCode >= 500 {
+			kind = errs.Internal
+		}
+		return errs.E(kind, "%s: %s", resp.Status, bytes.TrimSpace(msg))
+	case resp.Close:
+		return errs.E(errs.Internal, "the server closed the connection")
 	}
 	return nil
 }
