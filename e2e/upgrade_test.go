@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -104,10 +103,19 @@ func TestUpgradeThroughGateway(t *testing.T) {
 	if last.ClientID != a.lic.ClientID || last.Version != "3.0" || last.LicenseID == itoa(int(a.lic.LicenseID)) {
 		t.Fatalf("upstream saw %+v; want client %s with a new 3.0 license (old license %d)", last, a.lic.ClientID, a.lic.LicenseID)
 	}
+	// The answer names the new license file, which the gateway serves.
 	update := resp.Header.Get(gateway.HeaderLicenseUpdate)
-	file, err := base64.StdEncoding.DecodeString(update)
-	if err != nil || len(file) == 0 {
-		t.Fatalf("Licet-License-Update %q: %v", update, err)
+	if !strings.HasPrefix(update, gateway.LicenseUpdatePath) {
+		t.Fatalf("Licet-License-Update %q", update)
+	}
+	fresp, err := http.Get(gw.URL + update)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _ := io.ReadAll(fresp.Body)
+	fresp.Body.Close()
+	if fresp.StatusCode != http.StatusOK || len(file) == 0 {
+		t.Fatalf("GET %s: %s, %d bytes", update, fresp.Status, len(file))
 	}
 	// Only the client can open it; it replaces the client's cache.
 	id, err := agent.LoadWith(a.dir, agent.LoadOptions{HWRoot: a.hw})

@@ -29,12 +29,20 @@ const (
 	HeaderSignature = "Licet-Signature"
 )
 
-// HeaderLicenseUpdate is the response header in which the gateway hands a
-// client the license that replaced the one it presented (an upgrade): the
-// base64 (standard alphabet, padded) of the armored LICENSE file, encrypted
-// to the client's key as the license server sealed it. The client decrypts
-// it, checks it and replaces its cached license.
+// HeaderLicenseUpdate is the response header by which the gateway tells a
+// client that the license it presented was replaced (an upgrade). Its value
+// is a path, LicenseUpdatePath followed by 64 lowercase hex digits (the
+// SHA-256 of the new license certificate); a GET of that path at the gateway,
+// without credentials, answers the armored LICENSE file of the new license,
+// encrypted to the client's key as the license server sealed it (about 8 kB:
+// too big for a header that proxies must buffer). The client decrypts it,
+// checks it and replaces its cached license. The file stays available as
+// long as the gateway remembers the exchange (10 minutes).
 const HeaderLicenseUpdate = "Licet-License-Update"
+
+// LicenseUpdatePath is where the gateway serves upgraded license files; see
+// HeaderLicenseUpdate. Middleware answers GET requests under it itself.
+const LicenseUpdatePath = "/.well-known/licet/license-update/"
 
 // The headers the gateway sets for the application on a licensed request.
 // Incoming headers of these names (and any other Licet-Client-* or
@@ -146,6 +154,10 @@ func Middleware(v *verify.Verifier, opts Options) func(http.Handler) http.Handle
 			panic("gateway: Middleware given a nil handler")
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, LicenseUpdatePath) {
+				c.serveUpdate(w, r)
+				return
+			}
 			e, body, f := c.check(r)
 			if f != nil {
 				c.refuse(w, f)
@@ -252,7 +264,7 @@ func newChecker(v *verify.Verifier, opts Options) *checker {
 	c.byHeader = newLicenseCache(licenseCacheSize / 2)
 	c.legacy = opts.Legacy
 	c.minVersion, c.upgrade = opts.MinVersion, opts.Upgrade
-	c.ups.m = map[[32]byte]*upgradeCall{}
+	c.ups.m, c.ups.files = map[[32]byte]*upgradeCall{}, map[string]*upgradeCall{}
 
 	base := "Licet realm=" + quote(opts.Product)
 	if opts.SiteURL != "" {

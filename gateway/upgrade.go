@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -50,6 +50,7 @@ const (
 	upgradeKeep     = 10 * time.Minute
 	upgradeFailKeep = 30 * time.Second
 	maxUpgrades     = 4096
+	maxUpdateFile   = 64 << 10 // bytes of a sealed license file kept per exchange
 )
 
 // SiteUpgrader returns an Options.Upgrade function that asks the license
@@ -117,14 +118,16 @@ func SiteUpgrader(siteURL *url.URL, client *http.Client) func(ctx context.Contex
 // certificate, and makes concurrent requests with the same license wait for
 // one exchange.
 type upgrades struct {
-	mu sync.Mutex
-	m  map[[32]byte]*upgradeCall
+	mu    sync.Mutex
+	m     map[[32]byte]*upgradeCall
+	files map[string]*upgradeCall // by the hex SHA-256 of the new license certificate
 }
 
 type upgradeCall struct {
 	done  chan struct{}
 	e     *entry   // the upgraded license, with update set; nil on failure
 	f     *failure // why the exchange failed
+	file  []byte   // the new license file, sealed to the client
 	until time.Time
 }
 
@@ -161,22 +164,18 @@ func (c *checker) exchange(ctx context.Context, lic *verify.License, now time.Ti
 	if call == nil {
 		if len(c.ups.m) >= maxUpgrades {
 			clear(c.ups.m) // rare; costs at most one exchange per license again
+			clear(c.ups.files)
 		}
 		call = &upgradeCall{done: make(chan struct{})}
 		c.ups.m[key] = call
 		c.ups.mu.Unlock()
-		call.e, call.f = c.doExchange(lic, now)
-		call.until = now.Add(upgradeKeep)
-		if call.f != nil {
-			call.until = now.Add(upgradeFailKeep)
-		}
-		close(call.done)
+		c.runExchange(call, lic, now)
 	} else {
 		c.ups.mu.Unlock()
 		select {
 		case <-call.done:
 		case <-ctx.Done():
-			return nil, c.fail(reasonExpired, "the request ended while its license was being upgraded; send it again")
+			return nil, c.fail(c.staleReason(lic, now), "the request ended while its license was being upgraded; send it again")
 		}
 	}
 	if call.e != nil && !call.e.validAt(now) {
@@ -185,13 +184,62 @@ func (c *checker) exchange(ctx context.Context, lic *verify.License, now time.Ti
 	return call.e, call.f
 }
 
+// runExchange does the exchange of call and publishes its outcome, also
+// when Options.Upgrade panics (the waiting requests then get a failure and
+// the panic goes on to net/http).
+func (c *checker) runExchange(call *upgradeCall, lic *verify.License, now time.Time) {
+	call.f = c.fail(c.staleReason(lic, now), "license %d could not be upgraded: the upgrade failed inside the gateway; try again", lic.LicenseID)
+	call.until = now.Add(upgradeFailKeep)
+	defer close(call.done)
+	e, file, f := c.doExchange(lic, now)
+	call.e, call.f, call.file = e, f, file
+	if f == nil {
+		call.until = now.Add(upgradeKeep)
+		c.ups.mu.Lock()
+		if len(c.ups.files) >= maxUpgrades {
+			clear(c.ups.files) // rare; a client that missed its file is upgraded again (a repeat at the site)
+		}
+		c.ups.files[strings.TrimPrefix(e.update, LicenseUpdatePath)] = call
+		c.ups.mu.Unlock()
+	}
+}
+
+// staleReason is the refusal reason of a license that needs an exchange.
+func (c *checker) staleReason(lic *verify.License, now time.Time) reason {
+	if now.Before(lic.NotAfter) {
+		return reasonOldVersion
+	}
+	return reasonExpired
+}
+
+// serveUpdate answers GET LicenseUpdatePath<hex>: the sealed file of an
+// upgraded license, to anyone (only its client can open it).
+func (c *checker) serveUpdate(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "invalid", "use GET to fetch an upgraded license file")
+		return
+	}
+	id := strings.TrimPrefix(r.URL.Path, LicenseUpdatePath)
+	c.ups.mu.Lock()
+	call := c.ups.files[id]
+	c.ups.mu.Unlock()
+	if call == nil || c.now().After(call.until) {
+		writeError(w, http.StatusNotFound, "not_found", "no upgraded license "+id+" here (the gateway keeps them 10 minutes); present your license again to be upgraded again")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-licet-armor")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(call.file)
+}
+
 // doExchange asks the license server and checks what it returns. It runs
 // detached from the request that started it, which others may be waiting on.
-func (c *checker) doExchange(lic *verify.License, now time.Time) (*entry, *failure) {
+func (c *checker) doExchange(lic *verify.License, now time.Time) (*entry, []byte, *failure) {
 	why := "has expired"
-	r := reasonExpired
-	if now.Before(lic.NotAfter) {
-		why, r = "is for version "+lic.ProductVersion+", older than "+c.minVersion, reasonOldVersion
+	r := c.staleReason(lic, now)
+	if r == reasonOldVersion {
+		why = "is for version " + lic.ProductVersion + ", older than " + c.minVersion
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), UpgradeTimeout)
 	defer cancel()
@@ -199,18 +247,23 @@ func (c *checker) doExchange(lic *verify.License, now time.Time) (*entry, *failu
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: lic.Site.Raw})...)
 	up, err := c.upgrade(ctx, pemChain)
 	if err != nil {
-		return nil, c.fail(r, "license %d %s and could not be upgraded: %v; %s", lic.LicenseID, why, err, c.where)
+		return nil, nil, c.fail(r, "license %d %s and could not be upgraded: %v; %s", lic.LicenseID, why, err, c.where)
 	}
 	nl, err := c.v.VerifyChain(up.Chain, verify.Options{Now: now, Product: c.product, ClientKey: lic.ClientKey})
 	if err != nil {
-		return nil, c.fail(reasonInvalidLicense, "license %d %s, and the license server's upgraded license does not verify: %v", lic.LicenseID, why, err)
+		return nil, nil, c.fail(reasonInvalidLicense, "license %d %s, and the license server's upgraded license does not verify: %v", lic.LicenseID, why, err)
 	}
 	if c.stale(nl) {
-		return nil, c.oldVersion(nl)
+		return nil, nil, c.oldVersion(nl)
+	}
+	if len(up.File) == 0 || len(up.File) > maxUpdateFile {
+		return nil, nil, c.fail(r, "license %d %s, and the license server's upgraded license file is empty or over %d bytes", lic.LicenseID, why, maxUpdateFile)
 	}
 	e := newEntry(nl, c.v.Root())
-	e.update = base64.StdEncoding.EncodeToString(up.File)
-	return e, nil
+	sum := sha256.Sum256(nl.Raw)
+	e.update = LicenseUpdatePath + hex.EncodeToString(sum[:])
+	e.chain = [][]byte{nl.Raw, nl.Site.Raw}
+	return e, up.File, nil
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -31,6 +30,7 @@ type siteUpgrades struct {
 	version string   // of the new license; default 3.0
 	rekey   bool     // issue the new license to another key (a broken server)
 	delay   time.Duration
+	panics  bool // panic instead of answering
 }
 
 func (s *siteUpgrades) upgrade(ctx context.Context, licensePEM []byte) (*gateway.Upgraded, error) {
@@ -39,6 +39,9 @@ func (s *siteUpgrades) upgrade(ctx context.Context, licensePEM []byte) (*gateway
 	s.got = append(s.got, licensePEM)
 	s.mu.Unlock()
 	time.Sleep(s.delay)
+	if s.panics {
+		panic("upgrade function failed")
+	}
 	if s.fail != nil {
 		return nil, s.fail
 	}
@@ -97,9 +100,26 @@ func TestUpgradeExpiredMutualTLS(t *testing.T) {
 		if a.status != http.StatusOK {
 			t.Fatalf("request %d with an expired license and an upgrade available: %d %s", i, a.status, a.msg)
 		}
-		if got := a.header.Get(gateway.HeaderLicenseUpdate); got != base64.StdEncoding.EncodeToString([]byte("sealed license "+c.id)) {
-			t.Fatalf("request %d: %s = %q", i, gateway.HeaderLicenseUpdate, got)
+		if got := a.header.Get(gateway.HeaderLicenseUpdate); got != answers[0].header.Get(gateway.HeaderLicenseUpdate) {
+			t.Fatalf("request %d: %s = %q, request 0 got %q", i, gateway.HeaderLicenseUpdate, got, answers[0].header.Get(gateway.HeaderLicenseUpdate))
 		}
+	}
+	// The header names the file; anyone may fetch it (it is sealed to the client).
+	update := answers[0].header.Get(gateway.HeaderLicenseUpdate)
+	if !strings.HasPrefix(update, gateway.LicenseUpdatePath) || len(update) != len(gateway.LicenseUpdatePath)+64 {
+		t.Fatalf("%s = %q, want %s and 64 hex digits", gateway.HeaderLicenseUpdate, update, gateway.LicenseUpdatePath)
+	}
+	req, _ := http.NewRequest("GET", gw.URL+update, nil)
+	if a := do(t, httpClient(gw, nil), req); a.status != http.StatusOK || string(a.body) != "sealed license "+c.id {
+		t.Fatalf("GET %s: %d %q", update, a.status, a.body)
+	}
+	req, _ = http.NewRequest("GET", gw.URL+gateway.LicenseUpdatePath+strings.Repeat("0", 64), nil)
+	if a := do(t, httpClient(gw, nil), req); a.status != http.StatusNotFound {
+		t.Fatalf("GET of an unknown update: %d", a.status)
+	}
+	req, _ = http.NewRequest("POST", gw.URL+update, nil)
+	if a := do(t, httpClient(gw, nil), req); a.status != http.StatusMethodNotAllowed {
+		t.Fatalf("POST of an update: %d", a.status)
 	}
 	if n := s.calls.Load(); n != 1 {
 		t.Fatalf("%d exchanges with the license server for one license, want 1", n)
@@ -113,7 +133,7 @@ func TestUpgradeExpiredMutualTLS(t *testing.T) {
 			h.Get(gateway.HeaderLicenseID), h.Get(gateway.HeaderVersion), h.Get(gateway.HeaderClientID), c.id)
 	}
 	// Later requests with the old license reuse the exchange.
-	req, _ := http.NewRequest("GET", gw.URL+"/x", nil)
+	req, _ = http.NewRequest("GET", gw.URL+"/x", nil)
 	if a := do(t, httpClient(gw, &cert), req); a.status != http.StatusOK || s.calls.Load() != 1 {
 		t.Fatalf("old license again: %d, %d exchanges", a.status, s.calls.Load())
 	}
@@ -231,5 +251,31 @@ func TestUpgradeBadAnswer(t *testing.T) {
 	}
 	if hits, _, _ := e.up.seen(); hits != 0 {
 		t.Errorf("the upstream saw %d requests", hits)
+	}
+}
+
+// TestUpgradePanics: a panicking Options.Upgrade does not leave requests
+// waiting forever; later requests with that license are refused.
+func TestUpgradePanics(t *testing.T) {
+	e := newEnv(t)
+	s := &siteUpgrades{f: e.f, panics: true}
+	gw := e.f.startGateway(t, gateway.NewProxy(e.f.v, e.up.url(), upgradeOptions(s, "")), gateway.TLSConfig())
+	c := e.f.newClient(t, appAttrs(40), e.now.Add(-48*time.Hour), e.now.Add(-time.Hour))
+	cert := c.certificate()
+	req, _ := http.NewRequest("GET", gw.URL+"/x", nil)
+	if resp, err := httpClient(gw, &cert).Do(req); err == nil { // net/http drops the connection of a panicking handler
+		resp.Body.Close()
+		t.Fatalf("the request whose exchange panicked was answered %s", resp.Status)
+	}
+	done := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", gw.URL+"/x", nil)
+		done <- do(t, httpClient(gw, &cert), req)
+	}()
+	select {
+	case a := <-done:
+		wantRefused(t, a, "license_expired")
+	case <-time.After(5 * time.Second):
+		t.Fatal("a request with the same license hangs after the exchange panicked")
 	}
 }

@@ -292,10 +292,16 @@ func (s *Site) UpgradeSeat(ctx context.Context, req licenseserver.UpgradeRequest
 			if up.Cert, err = sign(&up, p); err != nil {
 				return err
 			}
-			_, err = c.exec(ctx, `UPDATE s_assignments SET license_id = ?, upgrade_pack_id = ?, upgraded_from = ?, issued = ?, expires = ?, cert = ?
-				WHERE license_id = ?`, up.LicenseID, up.UpgradePackID, up.UpgradedFrom, now, toNullNanos(up.Expires), up.Cert, a.LicenseID)
+			res, err := c.exec(ctx, `UPDATE s_assignments SET license_id = ?, upgrade_pack_id = ?, upgraded_from = ?, issued = ?, expires = ?, cert = ?
+				WHERE license_id = ? AND client_id = ?`, up.LicenseID, up.UpgradePackID, up.UpgradedFrom, now, toNullNanos(up.Expires), up.Cert, a.LicenseID, a.ClientID)
 			if err != nil {
 				return s.dbErr(err, "record upgraded license")
+			}
+			// The row was read in this transaction; under the dialects' locking
+			// (SQLite's write lock, PostgreSQL's batch lock) it cannot have
+			// changed, but a lost update must never hand out an unrecorded license.
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
+				return errs.E(errs.Conflict, "license %d of client %s changed while it was being upgraded; try again", a.LicenseID, a.ClientID)
 			}
 			out = &up
 			return nil
