@@ -131,21 +131,29 @@ func NewServer(name string, log *slog.Logger, limits Limits, tokens auth.TokenSt
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // Public routes pattern to h without authentication.
-func (s *Server) Public(pattern string, h handlerFunc) { s.route(pattern, false, h) }
+func (s *Server) Public(pattern string, h handlerFunc) { s.route(pattern, "", h) }
 
 // Admin routes pattern to h behind a bearer admin token.
-func (s *Server) Admin(pattern string, h handlerFunc) { s.route(pattern, true, h) }
+func (s *Server) Admin(pattern string, h handlerFunc) { s.route(pattern, auth.ScopeAdmin, h) }
 
-func (s *Server) route(pattern string, admin bool, h handlerFunc) {
+// Scoped routes pattern to h behind a bearer token of scope (or an admin token).
+func (s *Server) Scoped(pattern, scope string, h handlerFunc) { s.route(pattern, scope, h) }
+
+func (s *Server) route(pattern, scope string, h handlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if admin {
+		if scope != "" {
 			bearer, ok := bearerToken(r)
 			if !ok {
-				WriteError(w, r, s.Log, errs.E(errs.Unauthenticated, "this call needs an admin token: send 'Authorization: Bearer licet_…' (the token 'init' printed)"))
+				WriteError(w, r, s.Log, errs.E(errs.Unauthenticated, "this call needs a token of scope %s: send 'Authorization: Bearer licet_…' (an admin token, or one from 'licet site token create')", scope))
 				return
 			}
-			if _, err := auth.Check(r.Context(), s.Tokens, bearer); err != nil {
+			tok, err := auth.Check(r.Context(), s.Tokens, bearer)
+			if err != nil {
 				WriteError(w, r, s.Log, err)
+				return
+			}
+			if !tok.Allows(scope) {
+				WriteError(w, r, s.Log, errs.E(errs.Forbidden, "token %s (%q) has scope %s and may not call %s, which needs scope %s", tok.ID, tok.Name, tok.Scope, r.Pattern, scope))
 				return
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licenseserver"
 	"github.com/licet/licet/pki"
@@ -104,9 +105,9 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 		writeJSON(w, http.StatusOK, GrantResponse{LicenseID: g.Assignment.LicenseID, Reissued: g.Reissued, Temporary: g.Assignment.Temporary, License: string(g.File)})
 		return nil
 	})
-	// Upgrades are public too: the presented license, signed by this site,
-	// is the proof, and the new license is sealed to its client.
-	s.Public("POST /v1/upgrades", func(w http.ResponseWriter, r *http.Request) error {
+	// Upgrades need a gateway's token (scope upgrade): the gateway lets only a
+	// client that proved it holds the license's key ask (docs/decisions.md).
+	s.Scoped("POST /v1/upgrades", auth.ScopeUpgrade, func(w http.ResponseWriter, r *http.Request) error {
 		var req UpgradeRequest
 		if err := readJSON(r, &req); err != nil {
 			return err

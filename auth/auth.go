@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base32"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,12 +19,31 @@ import (
 // TokenPrefix starts every admin token, so that secret scanners can find leaked ones.
 const TokenPrefix = "licet_"
 
-// Token is a stored admin token.
+// Token scopes: what a token may do.
+const (
+	// ScopeAdmin may call every authenticated route.
+	ScopeAdmin = "admin"
+	// ScopeUpgrade may only ask a site to upgrade licenses: the token of a
+	// gateway, which checks that a client holds its license's key first.
+	ScopeUpgrade = "upgrade"
+)
+
+// Scopes lists the token scopes.
+var Scopes = []string{ScopeAdmin, ScopeUpgrade}
+
+// Token is a stored token.
 type Token struct {
 	ID      string    // public handle, e.g. for revocation
 	Name    string    // what it is for
 	Hash    []byte    // SHA-256 of the secret token text
 	Created time.Time // when it was made
+	Scope   string    // ScopeAdmin or ScopeUpgrade; empty reads as ScopeAdmin
+}
+
+// Allows reports whether the token may call a route that needs scope: an
+// admin token may call any.
+func (t *Token) Allows(scope string) bool {
+	return t.Scope == "" || t.Scope == ScopeAdmin || t.Scope == scope
 }
 
 // TokenStore keeps admin tokens. Both the vendor and the site stores implement it.
@@ -40,10 +60,22 @@ func HashToken(secret string) []byte {
 	return sum[:]
 }
 
-// NewToken makes a token, stores its hash and returns the secret text.
+// NewToken makes an admin token, stores its hash and returns the secret text.
 func NewToken(ctx context.Context, st TokenStore, name string, now time.Time) (string, error) {
+	return NewScopedToken(ctx, st, name, ScopeAdmin, now)
+}
+
+// NewScopedToken makes a token of a scope, stores its hash and returns the
+// secret text.
+func NewScopedToken(ctx context.Context, st TokenStore, name, scope string, now time.Time) (string, error) {
+	if !slices.Contains(Scopes, scope) {
+		return "", errs.E(errs.Invalid, "token scope %q is not one of %v", scope, Scopes)
+	}
+	if name == "" {
+		return "", errs.E(errs.Invalid, "a token needs a name saying what it is for")
+	}
 	secret := TokenPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(ids.Random(32)))
-	t := &Token{ID: ids.New("tok"), Name: name, Hash: HashToken(secret), Created: now.UTC()}
+	t := &Token{ID: ids.New("tok"), Name: name, Hash: HashToken(secret), Created: now.UTC(), Scope: scope}
 	if err := st.AddToken(ctx, t); err != nil {
 		return "", err
 	}

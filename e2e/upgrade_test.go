@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,7 +39,18 @@ func TestUpgradeThroughGateway(t *testing.T) {
 		io.WriteString(w, "rendered")
 	}))
 	t.Cleanup(app.Close)
-	gw := start(t, nil, "gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE, "--min-version", "3.0")
+	// The gateway upgrades with a site token of scope upgrade.
+	var tok struct{ Token string }
+	okJSON(t, &tok, "site", "token", "create", "--data", g.siteDir, "--name", "gateway-1", "--json")
+	tokenFile := filepath.Join(t.TempDir(), "site-token")
+	if err := os.WriteFile(tokenFile, []byte(tok.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startGW := func() *server {
+		return start(t, nil, "gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE,
+			"--min-version", "3.0", "--site-token-file", tokenFile)
+	}
+	gw := startGW()
 
 	// Two clients with 2.0 licenses, acquired through the gateway.
 	type client struct {
@@ -93,7 +105,7 @@ func TestUpgradeThroughGateway(t *testing.T) {
 	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
 	// The gateway remembers a failed exchange for 30 s; a fresh gateway asks at once.
 	gw.stop(t)
-	gw = start(t, nil, "gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE, "--min-version", "3.0")
+	gw = startGW()
 
 	// The same old license now gets through, upgraded on the way.
 	resp = call(a, oldPEM)
@@ -175,7 +187,7 @@ func TestUpgradeThroughGateway(t *testing.T) {
 		"--quantity", "1", "--upgrade-from", "2.0..2.9")...)
 	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
 	gw.stop(t) // forget B's failed exchange
-	gw = start(t, nil, "gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE, "--min-version", "3.0")
+	gw = startGW()
 	if out := ok(t, "agent", "request", "--data", b.dir, "--hw-root", b.hw, "--server", gw.URL, "--product", "app", "/v1/render"); out != "rendered" {
 		t.Fatalf("agent request with an upgradable license printed %q", out)
 	}
@@ -191,9 +203,14 @@ func TestUpgradeThroughGateway(t *testing.T) {
 
 	// At the site's upgrade endpoint: the old license again is a repeat (same
 	// new license, no seat); forged and foreign licenses are refused.
-	upgrade := func(licPEM []byte) (int, map[string]any) {
+	upgradeWith := func(token string, licPEM []byte) (int, map[string]any) {
 		body, _ := json.Marshal(map[string]string{"license": string(licPEM)})
-		resp, err := http.Post(site.URL+"/v1/upgrades", "application/json", bytes.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, site.URL+"/v1/upgrades", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,6 +218,17 @@ func TestUpgradeThroughGateway(t *testing.T) {
 		var out map[string]any
 		json.NewDecoder(resp.Body).Decode(&out)
 		return resp.StatusCode, out
+	}
+	upgrade := func(licPEM []byte) (int, map[string]any) { return upgradeWith(tok.Token, licPEM) }
+	// Without a token, nobody may ask: only a gateway, after the client proved its key.
+	if status, out := upgradeWith("", oldPEM); status != http.StatusUnauthorized {
+		t.Fatalf("upgrade without a token: %d %v", status, out)
+	}
+	// The upgrade token opens nothing else.
+	req, _ := http.NewRequest(http.MethodGet, site.URL+"/v1/licenses", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("admin route with an upgrade token: %v %v", resp.Status, err)
 	}
 	status, out := upgrade(oldPEM)
 	if status != http.StatusOK || out["repeated"] != true || int64(out["license_id"].(float64)) != newLic.LicenseID {

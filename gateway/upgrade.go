@@ -54,9 +54,10 @@ const (
 )
 
 // SiteUpgrader returns an Options.Upgrade function that asks the license
-// server at siteURL (POST /v1/upgrades). client nil means a client with
+// server at siteURL (POST /v1/upgrades) with token, a site API token of
+// scope upgrade ('licet site token create'). client nil means a client with
 // UpgradeTimeout as its timeout.
-func SiteUpgrader(siteURL *url.URL, client *http.Client) func(ctx context.Context, licensePEM []byte) (*Upgraded, error) {
+func SiteUpgrader(siteURL *url.URL, token string, client *http.Client) func(ctx context.Context, licensePEM []byte) (*Upgraded, error) {
 	if client == nil {
 		client = &http.Client{Timeout: UpgradeTimeout}
 	}
@@ -73,6 +74,7 @@ func SiteUpgrader(siteURL *url.URL, client *http.Client) func(ctx context.Contex
 			return nil, err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := client.Do(req)
 		if err != nil {
 			return nil, fmt.Errorf("the license server at %s cannot be reached: %w", siteURL, err)

@@ -31,9 +31,9 @@ type Upgraded struct {
 // of an upgrade pack is taken and the client's assignment gets the new
 // license; asking again with the same old license returns the same new one.
 //
-// Anyone who has seen a client's license certificate can ask; the new
-// license is bound to the client's key and sealed to it, so they gain
-// nothing, and the seat goes to the client whose license it was.
+// The site API lets only holders of a token of scope upgrade ask (a
+// gateway, which first makes the client prove it holds the license's key);
+// the new license is bound to the client's key and sealed to it.
 func (s *Server) Upgrade(ctx context.Context, licensePEM []byte) (*Upgraded, error) {
 	if err := s.ID.RequireCertified(); err != nil {
 		return nil, err

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/licet/licet/api"
+	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/verify"
@@ -47,11 +49,13 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 			"POST /v1/challenges, POST /v1/licenses and GET /v1/root are relayed unchanged to\n"+
 			"the license server at --site, so clients need only the gateway's address to get a\n"+
 			"license. /healthz and /metrics are the gateway's own. Stops cleanly on SIGINT or SIGTERM.\n\n"+
-			"Upgrades: a license that has expired, or is for a version older than --min-version,\n"+
-			"is exchanged with the license server for an upgraded one (POST /v1/upgrades; it\n"+
-			"takes a seat of an upgrade pack) once the client has proved its key; the request\n"+
-			"goes through and the new license file, encrypted to the client, comes back in the\n"+
-			"Licet-License-Update response header. --no-upgrade refuses such licenses instead.\n\n"+
+			"Upgrades: with a site token of scope upgrade (--site-token-file, or $LICET_SITE_TOKEN;\n"+
+			"'licet site token create'), a license that has expired, or is for a version older\n"+
+			"than --min-version, is exchanged with the license server for an upgraded one (POST\n"+
+			"/v1/upgrades; it takes a seat of an upgrade pack) once the client has proved its key;\n"+
+			"the request goes through and the Licet-License-Update response header names the new\n"+
+			"license file, encrypted to the client, which the gateway serves under\n"+
+			"/.well-known/licet/license-update/. Without a token such licenses are refused.\n\n"+
 			"With --legacy-dir, clients that cannot keep a license file deposit it at the gateway\n"+
 			"(signed PUT /v1/legacy/license, the license PEM as body; GET shows it, DELETE removes\n"+
 			"it), one file per client ID in DIR, and then send requests with Licet-Signature alone.")
@@ -63,7 +67,7 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	tlsKey := fs.String("tls-key", "", "private key file (PEM) of --tls-cert")
 	skew := fs.Duration("max-skew", gateway.DefaultMaxSkew, "allowed clock difference of a signed request, either way")
 	minVersion := fs.String("min-version", "", "oldest product version let through; older licenses are upgraded or refused")
-	noUpgrade := fs.Bool("no-upgrade", false, "refuse expired and too-old licenses instead of upgrading them with the license server")
+	tokenFile := fs.String("site-token-file", "", "file holding the license server token (scope upgrade) that lets the gateway upgrade licenses; default $LICET_SITE_TOKEN; neither: no upgrades")
 	legacyDir := fs.String("legacy-dir", "", "keep the licenses of legacy clients (which cannot keep a license file) in this directory, and serve "+gateway.LegacyPath)
 	sf := addServerFlags(fs, DefaultGatewayListen)
 	if err := parse(fs, args, 0); err != nil {
@@ -108,8 +112,19 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	}
 	log := sf.logger(e)
 	opts := gateway.Options{Product: *product, SiteURL: siteURL.String(), MaxSkew: *skew, Now: now, Log: log, MinVersion: *minVersion}
-	if !*noUpgrade {
-		opts.Upgrade = gateway.SiteUpgrader(siteURL, nil)
+	siteToken := strings.TrimSpace(e.getenv("LICET_SITE_TOKEN"))
+	if *tokenFile != "" {
+		raw, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return errs.Wrap(errs.Invalid, err, "cannot read --site-token-file %s", *tokenFile)
+		}
+		siteToken = strings.TrimSpace(string(raw))
+	}
+	if siteToken != "" {
+		if !strings.HasPrefix(siteToken, auth.TokenPrefix) {
+			return errs.E(errs.Usage, "the site token does not start with %s; make one with 'licet site token create --scope upgrade'", auth.TokenPrefix)
+		}
+		opts.Upgrade = gateway.SiteUpgrader(siteURL, siteToken, nil)
 	}
 	if *legacyDir != "" {
 		if opts.Legacy, err = gateway.NewLegacyStore(*legacyDir); err != nil {
@@ -144,6 +159,6 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "gateway listening on %s://%s\n", scheme, ln.Addr().String())
 	log.Info("gateway serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "product", *product,
-		"upstream", upURL.Redacted(), "site", siteURL.Redacted())
+		"upstream", upURL.Redacted(), "site", siteURL.Redacted(), "upgrades", opts.Upgrade != nil, "min_version", *minVersion)
 	return api.Serve(ctx, ln, s, log)
 }

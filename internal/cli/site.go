@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/api"
+	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licenseserver"
 	"github.com/licet/licet/pack"
@@ -38,6 +39,9 @@ func siteCommand() *command {
 		leaf("report", "seats per pack and product, licenses, and licenses expiring soon", siteReport),
 		{name: "license", summary: "granted client licenses", sub: []*command{
 			leaf("list", "list licenses by client or pack", siteLicenseList),
+		}},
+		{name: "token", summary: "API tokens", sub: []*command{
+			leaf("create", "make a token for the site API (e.g. a gateway's, scope upgrade)", siteTokenCreate),
 		}},
 	}}
 }
@@ -453,9 +457,48 @@ func siteLicenseList(ctx context.Context, e *env, args []string) error {
 	}
 	var rows [][]string
 	for _, a := range as {
-		rows = append(rows, []string{fmt.Sprint(a.LicenseID), a.ClientID, a.PackID, a.ProductID, a.Platform, a.Issued.Format(time.DateOnly)})
+		upgraded := "-"
+		if a.Upgraded() {
+			upgraded = fmt.Sprintf("from %d (%s)", a.UpgradedFrom, a.UpgradePackID)
+		}
+		rows = append(rows, []string{fmt.Sprint(a.LicenseID), a.ClientID, a.PackID, a.ProductID, a.Platform, a.Issued.Format(time.DateOnly), upgraded})
 	}
-	table(e.stdout, []string{"LICENSE", "CLIENT", "PACK", "PRODUCT", "PLATFORM", "ISSUED"}, rows)
+	table(e.stdout, []string{"LICENSE", "CLIENT", "PACK", "PRODUCT", "PLATFORM", "ISSUED", "UPGRADED"}, rows)
+	return nil
+}
+
+func siteTokenCreate(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site token create", "--data DIR --name NAME [--scope admin|upgrade]",
+		"Makes a token for the site API and prints it once; only its hash is stored.\n"+
+			"Scope upgrade may only call POST /v1/upgrades: give it to a gateway\n"+
+			"('licet gateway --site-token-file'), which lets clients be upgraded only after they\n"+
+			"proved they hold their license's key. Scope admin may call everything.")
+	sf := addSiteFlags(fs)
+	name := fs.String("name", "", "what the token is for, e.g. gateway-berlin")
+	scope := fs.String("scope", auth.ScopeUpgrade, "admin or upgrade")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "data", "name"); err != nil {
+		return err
+	}
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	now, err := e.clock()
+	if err != nil {
+		return err
+	}
+	token, err := auth.NewScopedToken(ctx, srv.Store, *name, *scope, now())
+	if err != nil {
+		return err
+	}
+	if *sf.json {
+		return printJSON(e.stdout, map[string]string{"token": token, "name": *name, "scope": *scope})
+	}
+	fmt.Fprintf(e.stdout, "Token %q, scope %s (shown once; keep it safe):\n  %s\n", *name, *scope, token)
 	return nil
 }
 

@@ -243,7 +243,7 @@ func testTokens(t *testing.T, st auth.TokenStore) {
 	_, err := st.TokenByHash(ctx, auth.HashToken("licet_none"))
 	wantKind(t, err, errs.NotFound, "TokenByHash of a missing token")
 
-	tok := &auth.Token{ID: "tok_1", Name: "deploy bot", Hash: auth.HashToken("licet_secret1"), Created: t0}
+	tok := &auth.Token{ID: "tok_1", Name: "deploy bot", Hash: auth.HashToken("licet_secret1"), Created: t0, Scope: auth.ScopeUpgrade}
 	ok(t, st.AddToken(ctx, tok), "AddToken")
 	got, err := st.TokenByHash(ctx, auth.HashToken("licet_secret1"))
 	ok(t, err, "TokenByHash")
@@ -254,7 +254,7 @@ func testTokens(t *testing.T, st auth.TokenStore) {
 	ok(t, st.AddToken(ctx, tok2), "AddToken 2")
 	got, err = st.TokenByHash(ctx, tok2.Hash)
 	ok(t, err, "TokenByHash 2")
-	same(t, "token 2", got, &auth.Token{ID: "tok_2", Hash: tok2.Hash, Created: at(time.Hour)})
+	same(t, "token 2 (no scope given: admin)", got, &auth.Token{ID: "tok_2", Hash: tok2.Hash, Created: at(time.Hour), Scope: auth.ScopeAdmin})
 
 	wantKind(t, st.AddToken(ctx, &auth.Token{ID: "tok_1", Name: "again", Hash: auth.HashToken("licet_secret3"), Created: t0}),
 		errs.Conflict, "AddToken with a duplicate ID")
