@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"io"
 	"net/http"
 	"net/url"
@@ -25,6 +24,10 @@ const DefaultMaxBody = 16 << 20
 
 // maxRenewWindow caps the default renewal window.
 const maxRenewWindow = 7 * 24 * time.Hour
+
+// maxUpdateFile bounds the license file a client downloads from the path a
+// gateway names in Licet-License-Update (a sealed license file is about 8 kB).
+const maxUpdateFile = 64 << 10
 
 // ClientOptions configure a Client.
 type ClientOptions struct {
@@ -64,12 +67,13 @@ type ClientOptions struct {
 
 // Client talks to an application behind a licet gateway on behalf of an
 // agent identity. It presents the cached license of its product, as the TLS
-// client certificate over https or as signed headers over http; fetches a
-// license through the gateway when it has none, when the gateway refuses the
-// one it has (401 license_required or license_expired), and when less than
-// the renewal window of its validity is left; and installs the upgraded
-// license a gateway hands back in the Licet-License-Update header. It is safe
-// for concurrent use.
+// client certificate over https or as signed headers over http, even when
+// that license has expired (a gateway may upgrade it); fetches a license
+// through the gateway when it has none, when the gateway refuses the one it
+// has (401 license_required or license_expired), and when less than the
+// renewal window of its validity is left; and installs the upgraded license
+// a gateway names in the Licet-License-Update header (fetched from the
+// gateway). It is safe for concurrent use.
 type Client struct {
 	id   *Identity
 	opts ClientOptions
@@ -78,7 +82,7 @@ type Client struct {
 	hc   *http.Client // for requests, through the current transport
 	lhc  *http.Client // the same, with a timeout, for license fetches
 
-	fetchMu sync.Mutex // serialises license fetches
+	fetchMu sync.Mutex // serialises license fetches and installed updates
 
 	mu        sync.Mutex
 	lic       *verify.License
@@ -90,7 +94,8 @@ type Client struct {
 }
 
 // NewClient returns a Client for the agent identity id. It reads the cached
-// license, if any, but fetches none yet.
+// license, if any (also one that has expired, which it presents until a
+// gateway refuses it), but fetches none yet.
 func NewClient(id *Identity, opts ClientOptions) (*Client, error) {
 	if id == nil {
 		return nil, errs.E(errs.Usage, "agent client: no identity")
@@ -128,7 +133,7 @@ func NewClient(id *Identity, opts ClientOptions) (*Client, error) {
 		lt = 30 * time.Second
 	}
 	c.lhc = &http.Client{Transport: currentTransport{c}, Timeout: lt}
-	if lic, pem, err := id.cachedLicense(opts.Product, opts.Now()); err == nil {
+	if lic, pem, err := id.cachedLicense(opts.Product, opts.Now(), true); err == nil {
 		c.setLicense(lic, pem)
 	}
 	return c, nil
@@ -247,16 +252,10 @@ func (c *Client) fetch(ctx context.Context, gen int, force bool) (*verify.Licens
 	if server == "" {
 		server = strings.TrimRight(c.base.String(), "/")
 	}
-	var at time.Time
-	lic, _, err := c.id.Acquire(ctx, AcquireOptions{
+	lic, pem, _, err := c.id.acquire(ctx, AcquireOptions{
 		Server: server, ProductID: c.opts.Product, SoftwareID: c.opts.SoftwareID,
-		Image: c.opts.Image, HTTP: c.lhc,
-		Clock: func() time.Time { at = c.opts.Now(); return at },
+		Image: c.opts.Image, HTTP: c.lhc, Clock: c.opts.Now,
 	})
-	if err != nil {
-		return nil, err
-	}
-	_, pem, err := c.id.cachedLicense(c.opts.Product, at)
 	if err != nil {
 		return nil, err
 	}
@@ -269,10 +268,20 @@ func (c *Client) fetch(ctx context.Context, gen int, force bool) (*verify.Licens
 // renewal window (keeping the current one if that fails; the next attempt
 // is then a while later).
 func (c *Client) Ensure(ctx context.Context) (*verify.License, bool, error) {
+	return c.ensure(ctx, false)
+}
+
+// ensure is Ensure; with presentExpired, a license that has expired is
+// returned as it is, not replaced: Do presents it, and a gateway upgrades
+// it or refuses it (and then Do fetches one).
+func (c *Client) ensure(ctx context.Context, presentExpired bool) (*verify.License, bool, error) {
 	now := c.opts.Now()
 	c.mu.Lock()
 	lic, gen, next := c.lic, c.gen, c.nextRenew
 	c.mu.Unlock()
+	if lic != nil && presentExpired && !now.Before(lic.NotAfter) {
+		return lic, false, nil
+	}
 	if lic == nil || !now.Before(lic.NotAfter) || now.Before(lic.NotBefore) {
 		l, err := c.fetch(ctx, gen, false)
 		return l, err == nil, err
@@ -322,14 +331,17 @@ func (c *Client) NewRequest(ctx context.Context, method, path string, body []byt
 }
 
 // Do sends req (an absolute URL, usually the gateway's) with the license,
-// first fetching one if the client has none or it is due for renewal. If
-// the gateway answers 401 license_required or license_expired and the
-// client fetched no license for this request yet, it fetches one and sends
-// the request once more. A body without GetBody is buffered (at most
-// MaxBody bytes) so that it can be signed and sent again. A license update
-// in the answer (Licet-License-Update) is verified and installed (one that
-// does not verify is ignored). Errors
-// are *errs.Error; an HTTP answer of any status is returned as the response.
+// first fetching one if the client has none or an unexpired one due for
+// renewal. A license that has expired is sent as it is: a gateway that
+// upgrades licenses exchanges it. If the gateway answers 401
+// license_required or license_expired and the client fetched no license for
+// this request yet, it fetches one and sends the request once more. A body
+// without GetBody is buffered (at most MaxBody bytes) so that it can be
+// signed and sent again. A license update the answer names
+// (Licet-License-Update) is fetched from the same gateway, verified and
+// installed when it is newer than the client's license (one that does not
+// verify, or is not newer, is ignored). Errors are *errs.Error; an HTTP
+// answer of any status is returned as the response.
 func (c *Client) Do(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	signed := c.opts.SignedHeaders || req.URL.Scheme != "https"
@@ -359,7 +371,7 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	}
 
-	_, fetched, err := c.Ensure(ctx)
+	_, fetched, err := c.ensure(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -387,9 +399,9 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, errs.Wrap(errs.Internal, err, "cannot reach %s", req.URL.Redacted())
 		}
-		// An update that does not verify is ignored: the answer stands, and
-		// the cached license stays.
-		_ = c.installUpdate(resp)
+		// An update that cannot be fetched or does not verify is ignored:
+		// the answer stands, and the cached license stays.
+		_ = c.installUpdate(ctx, resp)
 		if resp.StatusCode != http.StatusUnauthorized || fetched || !licenseRefused(resp) {
 			return resp, nil
 		}
@@ -419,20 +431,99 @@ func licenseRefused(resp *http.Response) bool {
 	return false
 }
 
-// installUpdate installs the license in a Licet-License-Update header.
-func (c *Client) installUpdate(resp *http.Response) error {
+// installUpdate installs the license a Licet-License-Update header names:
+// a path, gateway.LicenseUpdatePath and 64 lowercase hex digits, fetched
+// with GET from the scheme and host of the request that got the answer.
+func (c *Client) installUpdate(ctx context.Context, resp *http.Response) error {
 	h := resp.Header.Get(gateway.HeaderLicenseUpdate)
 	if h == "" {
 		return nil
 	}
-	file, err := base64.StdEncoding.DecodeString(h)
-	if err != nil {
-		return errs.Wrap(errs.Invalid, err, "the gateway's %s header is not base64", gateway.HeaderLicenseUpdate)
+	if !validUpdatePath(h) {
+		return errs.E(errs.Invalid, "the gateway's %s header %q is not %s and 64 lowercase hex digits", gateway.HeaderLicenseUpdate, h, gateway.LicenseUpdatePath)
 	}
-	lic, pem, err := c.id.InstallUpdate(file, c.opts.Product, c.opts.Now())
+	if resp.Request == nil || resp.Request.URL == nil || resp.Request.URL.Host == "" {
+		return errs.E(errs.Internal, "the answer with a %s header has no request URL", gateway.HeaderLicenseUpdate)
+	}
+	u := url.URL{Scheme: resp.Request.URL.Scheme, Host: resp.Request.URL.Host, Path: h}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "the license update request")
+	}
+	// The same transport (and TLS configuration) as the request; no
+	// redirects: the file is at the gateway.
+	hc := &http.Client{Transport: currentTransport{c}, Timeout: c.lhc.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	r, err := hc.Do(req)
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "fetch the license update from %s", u.Redacted())
+	}
+	defer r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
+		return errs.E(errs.NotFound, "GET %s answered %s", u.Redacted(), r.Status)
+	}
+	file, err := io.ReadAll(io.LimitReader(r.Body, maxUpdateFile+1))
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "read the license update from %s", u.Redacted())
+	}
+	if len(file) > maxUpdateFile {
+		return errs.E(errs.TooLarge, "the license update at %s is over %d bytes", u.Redacted(), maxUpdateFile)
+	}
+	return c.install(file)
+}
+
+// validUpdatePath reports whether a Licet-License-Update value is
+// gateway.LicenseUpdatePath followed by exactly 64 lowercase hex digits.
+func validUpdatePath(h string) bool {
+	id, ok := strings.CutPrefix(h, gateway.LicenseUpdatePath)
+	if !ok || len(id) != 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if ch := id[i]; !('0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// install verifies a license update (a sealed license file) and, if it is
+// newer than the client's license, caches and presents it. It holds fetchMu,
+// so it neither races a fetch nor another update.
+func (c *Client) install(file []byte) error {
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	lic, pem, err := c.id.openUpdate(file, c.opts.Product, c.opts.Now())
 	if err != nil {
 		return errs.Wrap(errs.KindOf(err), err, "the license update the gateway sent was refused")
 	}
+	c.mu.Lock()
+	cur := c.lic
+	c.mu.Unlock()
+	if cur != nil && !newerLicense(lic, cur) {
+		return nil // a replayed or stale update: keep the license
+	}
+	if err := c.id.storeLicense(c.opts.Product, pem); err != nil {
+		return err
+	}
 	c.setLicense(lic, pem)
 	return nil
+}
+
+// newerLicense reports whether an update nl should replace cur: it is
+// another license, and for a later product version, or for the same version
+// and valid at least as long. An update never goes back to an older version
+// or an earlier expiry of the same version.
+func newerLicense(nl, cur *verify.License) bool {
+	if nl.LicenseID == cur.LicenseID {
+		return false
+	}
+	switch v := verify.CompareVersions(nl.ProductVersion, cur.ProductVersion); {
+	case v > 0:
+		return true
+	case v < 0:
+		return false
+	}
+	return !nl.NotAfter.Before(cur.NotAfter)
 }

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -44,6 +47,8 @@ type fakeSite struct {
 	grants   int
 	nextID   int64
 	validity func(n int) (time.Time, time.Time) // of the n-th grant, from 1
+	hpke     map[string][]byte                  // the HPKE keys of the granted clients, by client ID
+	upgrades int
 }
 
 func newFakeSite(t *testing.T, now time.Time) *fakeSite {
@@ -100,9 +105,52 @@ func (s *fakeSite) register(mux *http.ServeMux) {
 		id := s.nextID
 		s.mu.Unlock()
 		nb, na := s.validity(n)
+		s.mu.Lock()
+		if s.hpke == nil {
+			s.hpke = map[string][]byte{}
+		}
+		s.hpke[verify.ClientID(req.ClientKey)] = req.ClientHPKEKey
+		s.mu.Unlock()
 		file := s.issue(req.ClientKey, req.ClientHPKEKey, req.ProductID, id, nb, na)
 		json.NewEncoder(w).Encode(api.GrantResponse{LicenseID: id, License: string(file)})
 	})
+}
+
+// upgrade is an Options.Upgrade of a gateway: like the license server, it
+// exchanges a license (expired, or too old) for license ID+1000, version
+// 3.0, valid from nb to na, sealed to the client's HPKE key.
+func (s *fakeSite) upgrade(nb, na time.Time) func(ctx context.Context, licensePEM []byte) (*gateway.Upgraded, error) {
+	return func(ctx context.Context, licensePEM []byte) (*gateway.Upgraded, error) {
+		v, err := verify.New(s.rootPEM())
+		if err != nil {
+			return nil, err
+		}
+		old, err := v.Verify(licensePEM, verify.Options{Now: nb, AllowExpired: true})
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		s.upgrades++
+		hpke := s.hpke[old.ClientID]
+		s.mu.Unlock()
+		attrs := old.Attributes
+		attrs.LicenseID, attrs.ProductVersion, attrs.Flags = old.LicenseID+1000, "3.0", verify.FlagUpgraded
+		der, err := license.Issue(s.site, old.ClientKey, attrs, nb, na)
+		if err != nil {
+			return nil, err
+		}
+		file, err := licenseserver.SealLicense([][]byte{der, s.site.Cert.Raw}, hpke)
+		if err != nil {
+			return nil, err
+		}
+		return &gateway.Upgraded{Chain: [][]byte{der, s.site.Cert.Raw}, File: file}, nil
+	}
+}
+
+func (s *fakeSite) upgradeCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.upgrades
 }
 
 // seen is what the application behind the gateway saw of a request.
@@ -117,17 +165,83 @@ type seen struct {
 type testGateway struct {
 	srv  *httptest.Server
 	site *fakeSite
+	v    *verify.Verifier
+	now  func() time.Time // the gateway's clock; nil: time.Now
 	last chan seen
 	// update, if set, is sent as the Licet-License-Update header.
 	update func(r *http.Request) string
+
+	mu        sync.Mutex
+	files     map[string][]byte // served under gateway.LicenseUpdatePath, by path
+	fetches   int               // GETs of those paths
+	presented []int64           // the license IDs the requests presented (0: none)
+}
+
+// serveFile makes file available at a license update path, and returns it.
+func (g *testGateway) serveFile(file []byte) string {
+	sum := sha256.Sum256(file)
+	path := gateway.LicenseUpdatePath + hex.EncodeToString(sum[:])
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.files == nil {
+		g.files = map[string][]byte{}
+	}
+	g.files[path] = file
+	return path
+}
+
+func (g *testGateway) fetchCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.fetches
+}
+
+// takePresented returns the license IDs presented since the last call.
+func (g *testGateway) takePresented() []int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := g.presented
+	g.presented = nil
+	return p
+}
+
+// presentedLicense is the ID of the license r presents (expired or not), or 0.
+func (g *testGateway) presentedLicense(r *http.Request) int64 {
+	var lic *verify.License
+	var err error
+	var now time.Time
+	if g.now != nil {
+		now = g.now()
+	}
+	switch {
+	case r.TLS != nil && len(r.TLS.PeerCertificates) >= 2:
+		lic, err = g.v.VerifyChain([][]byte{r.TLS.PeerCertificates[0].Raw, r.TLS.PeerCertificates[1].Raw}, verify.Options{Now: now, AllowExpired: true})
+	case r.Header.Get(gateway.HeaderLicense) != "":
+		var pem []byte
+		if pem, err = base64.StdEncoding.DecodeString(r.Header.Get(gateway.HeaderLicense)); err == nil {
+			lic, err = g.v.Verify(pem, verify.Options{Now: now, AllowExpired: true})
+		}
+	default:
+		return 0
+	}
+	if err != nil {
+		return -1
+	}
+	return lic.LicenseID
 }
 
 func newTestGateway(t *testing.T, site *fakeSite, useTLS bool, gwNow func() time.Time) *testGateway {
+	return newTestGatewayOpts(t, site, useTLS, gateway.Options{Now: gwNow})
+}
+
+// newTestGatewayOpts is newTestGateway with gateway options (Product and
+// SiteURL are set).
+func newTestGatewayOpts(t *testing.T, site *fakeSite, useTLS bool, opts gateway.Options) *testGateway {
 	v, err := verify.New(site.rootPEM())
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &testGateway{site: site, last: make(chan seen, 16)}
+	g := &testGateway{site: site, v: v, now: opts.Now, last: make(chan seen, 16)}
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		g.last <- seen{
@@ -143,7 +257,26 @@ func newTestGateway(t *testing.T, site *fakeSite, useTLS bool, gwNow func() time
 	})
 	mux := http.NewServeMux()
 	site.register(mux)
-	mux.Handle("/", gateway.Middleware(v, gateway.Options{Product: testProduct, SiteURL: "https://site.invalid", Now: gwNow})(app))
+	opts.Product, opts.SiteURL = testProduct, "https://site.invalid"
+	gw := gateway.Middleware(v, opts)(app)
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, gateway.LicenseUpdatePath) {
+			g.mu.Lock()
+			g.fetches++
+			file, ok := g.files[r.URL.Path]
+			g.mu.Unlock()
+			if ok && r.Method == http.MethodGet {
+				w.Write(file)
+				return
+			}
+		} else {
+			id := g.presentedLicense(r)
+			g.mu.Lock()
+			g.presented = append(g.presented, id)
+			g.mu.Unlock()
+		}
+		gw.ServeHTTP(w, r) // the gateway's own update files, too
+	}))
 	g.srv = httptest.NewUnstartedServer(mux)
 	if useTLS {
 		g.srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
@@ -405,49 +538,256 @@ func TestClientRenewsBeforeExpiry(t *testing.T) {
 func TestClientLicenseUpdate(t *testing.T) {
 	now := time.Now()
 	site := newFakeSite(t, now)
-	g := newTestGateway(t, site, true, nil)
-	c, id := newTestClient(t, g, ClientOptions{})
-	var update string
-	g.update = func(r *http.Request) string { return update }
+	for _, useTLS := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
+			g := newTestGateway(t, site, useTLS, nil)
+			c, id := newTestClient(t, g, ClientOptions{})
+			var mu sync.Mutex
+			var update string
+			setUpdate := func(u string) { mu.Lock(); update = u; mu.Unlock() }
+			g.update = func(r *http.Request) string { mu.Lock(); defer mu.Unlock(); return update }
 
-	send(t, c, "GET", "/", "", false)
-	g.seen(t)
-	old, _ := os.ReadFile(id.LicensePath(testProduct))
+			send(t, c, "GET", "/", "", false)
+			g.seen(t)
+			old, _ := os.ReadFile(id.LicensePath(testProduct))
+			first := c.License()
+			grants := site.grantCount()
 
-	// Refused updates: another product, another client, not base64.
-	other, _ := Init(filepath.Join(t.TempDir(), "other"), InitOptions{Platform: "non-windows", HWRoot: machineA.build(t)})
-	for _, u := range []string{
-		base64.StdEncoding.EncodeToString(site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), "other-product", 500, now.Add(-time.Hour), now.Add(time.Hour*1000))),
-		base64.StdEncoding.EncodeToString(site.issue(other.Signer.Public(), id.Decrypter.PublicBytes(), testProduct, 501, now.Add(-time.Hour), now.Add(time.Hour*1000))),
-		"!!!",
+			// Refused updates: another product, another client, not a
+			// license file, too large, not there; and header values that are
+			// not an update path of the gateway (the old base64 form, other
+			// hosts, upper case, too short or long, a query).
+			other, _ := Init(filepath.Join(t.TempDir(), "other"), InitOptions{Platform: "non-windows", HWRoot: machineA.build(t)})
+			good := site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), testProduct, 777, now.Add(-time.Hour), now.Add(1000*time.Hour))
+			goodPath := g.serveFile(good)
+			hexOf := strings.TrimPrefix(goodPath, gateway.LicenseUpdatePath)
+			fetches := g.fetchCount()
+			for _, u := range []string{
+				g.serveFile(site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), "other-product", 500, now.Add(-time.Hour), now.Add(time.Hour*1000))),
+				g.serveFile(site.issue(other.Signer.Public(), id.Decrypter.PublicBytes(), testProduct, 501, now.Add(-time.Hour), now.Add(time.Hour*1000))),
+				g.serveFile([]byte("not a license")),
+				g.serveFile(append(bytes.Repeat([]byte(" "), maxUpdateFile+1), good...)),
+				gateway.LicenseUpdatePath + strings.Repeat("0", 64),
+			} {
+				setUpdate(u)
+				if status, _ := send(t, c, "GET", "/", "", false); status != 200 {
+					t.Fatalf("status %d", status)
+				}
+				g.seen(t)
+				if cur, _ := os.ReadFile(id.LicensePath(testProduct)); !bytes.Equal(cur, old) || c.License() != first {
+					t.Fatalf("a bad update %s replaced the license", u)
+				}
+			}
+			if n := g.fetchCount() - fetches; n != 5 {
+				t.Fatalf("%d update fetches for 5 update paths", n)
+			}
+			fetches = g.fetchCount()
+			for _, u := range []string{
+				"!!!",
+				base64.StdEncoding.EncodeToString(good),
+				g.srv.URL + goodPath,
+				"//evil.invalid" + goodPath,
+				strings.ToUpper(goodPath),
+				gateway.LicenseUpdatePath + strings.ToUpper(hexOf),
+				goodPath[:len(goodPath)-1],
+				goodPath + "0",
+				goodPath + "?x=1",
+				goodPath + "/",
+				"/v1" + goodPath,
+			} {
+				setUpdate(u)
+				if status, _ := send(t, c, "GET", "/", "", false); status != 200 {
+					t.Fatalf("status %d", status)
+				}
+				g.seen(t)
+				if c.License() != first {
+					t.Fatalf("the header value %q installed an update", u)
+				}
+			}
+			if n := g.fetchCount() - fetches; n != 0 {
+				t.Fatalf("%d fetches for header values that are not update paths", n)
+			}
+
+			// A good update replaces the cache and is presented from the next request on.
+			setUpdate(goodPath)
+			send(t, c, "GET", "/", "", false)
+			g.seen(t)
+			setUpdate("")
+			if lic := c.License(); lic.LicenseID != 777 {
+				t.Fatalf("after the update the client holds license %d", lic.LicenseID)
+			}
+			if lic, err := id.License(testProduct, time.Time{}); err != nil || lic.LicenseID != 777 {
+				t.Fatalf("cache after the update: %v, %v", lic, err)
+			}
+			send(t, c, "GET", "/", "", false)
+			if s := g.seen(t); s.LicenseID != "777" {
+				t.Fatalf("after the update the application saw license %s", s.LicenseID)
+			}
+
+			// Replayed and stale updates do not go back: the same license,
+			// the first license, a license of the same version that expires
+			// earlier, or of an older version that expires later.
+			cached, _ := os.ReadFile(id.LicensePath(testProduct))
+			cur := c.License()
+			earlier := site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), testProduct, 778, now.Add(-time.Hour), now.Add(900*time.Hour))
+			for _, file := range [][]byte{good, earlier} {
+				setUpdate(g.serveFile(file))
+				send(t, c, "GET", "/", "", false)
+				g.seen(t)
+				if c.License() != cur {
+					t.Fatalf("a stale update replaced license 777 with %d", c.License().LicenseID)
+				}
+				if now, _ := os.ReadFile(id.LicensePath(testProduct)); !bytes.Equal(now, cached) {
+					t.Fatal("a stale update replaced the cached license")
+				}
+			}
+			// A later expiry, or a later version, is installed.
+			later := site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), testProduct, 779, now.Add(-time.Hour), now.Add(2000*time.Hour))
+			setUpdate(g.serveFile(later))
+			send(t, c, "GET", "/", "", false)
+			g.seen(t)
+			setUpdate("")
+			if lic := c.License(); lic.LicenseID != 779 {
+				t.Fatalf("an update that expires later was not installed: license %d", lic.LicenseID)
+			}
+			if site.grantCount() != grants {
+				t.Fatalf("grants = %d, want %d", site.grantCount(), grants)
+			}
+		})
+	}
+}
+
+// TestNewerLicense: which updates replace the client's license.
+func TestNewerLicense(t *testing.T) {
+	base := time.Now()
+	lic := func(id int64, version string, days int) *verify.License {
+		return &verify.License{Attributes: verify.Attributes{LicenseID: id, ProductVersion: version}, NotAfter: base.Add(time.Duration(days) * 24 * time.Hour)}
+	}
+	cur := lic(10, "2.1", 30)
+	for _, tc := range []struct {
+		nl   *verify.License
+		want bool
+	}{
+		{lic(10, "3.0", 60), false}, // the same license
+		{lic(11, "2.1", 60), true},
+		{lic(11, "2.1", 30), true},
+		{lic(11, "2.1", 29), false},
+		{lic(11, "3.0", 10), true}, // an upgrade may expire earlier
+		{lic(11, "2.10", 1), true},
+		{lic(11, "2.0", 90), false}, // never an older version
 	} {
-		update = u
-		if status, _ := send(t, c, "GET", "/", "", false); status != 200 {
-			t.Fatalf("status %d", status)
-		}
-		g.seen(t)
-		if cur, _ := os.ReadFile(id.LicensePath(testProduct)); !bytes.Equal(cur, old) {
-			t.Fatal("a bad update replaced the cached license")
+		if got := newerLicense(tc.nl, cur); got != tc.want {
+			t.Errorf("newerLicense(%d %s until +%v) = %v, want %v", tc.nl.LicenseID, tc.nl.ProductVersion, tc.nl.NotAfter.Sub(base), got, tc.want)
 		}
 	}
+}
 
-	// A good update replaces the cache and is presented from the next request on.
-	update = base64.StdEncoding.EncodeToString(site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), testProduct, 777, now.Add(-time.Hour), now.Add(1000*time.Hour)))
-	send(t, c, "GET", "/", "", false)
-	g.seen(t)
-	update = ""
-	if lic := c.License(); lic.LicenseID != 777 {
-		t.Fatalf("after the update the client holds license %d", lic.LicenseID)
-	}
-	if lic, err := id.License(testProduct, time.Time{}); err != nil || lic.LicenseID != 777 {
-		t.Fatalf("cache after the update: %v, %v", lic, err)
-	}
-	send(t, c, "GET", "/", "", false)
-	if s := g.seen(t); s.LicenseID != "777" {
-		t.Fatalf("after the update the application saw license %s", s.LicenseID)
-	}
-	if site.grantCount() != 1 {
-		t.Fatalf("grants = %d", site.grantCount())
+// TestClientPresentsExpired: a client presents its license also after it
+// has expired, so that a gateway that upgrades licenses can exchange it; it
+// fetches a new one only when the gateway refuses the expired one.
+func TestClientPresentsExpired(t *testing.T) {
+	now := time.Now()
+	later := now.Add(40 * 24 * time.Hour) // after the first license expired
+	for _, useTLS := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
+			site := newFakeSite(t, now)
+			site.validity = func(n int) (time.Time, time.Time) {
+				if n == 1 {
+					return now.Add(-time.Hour), now.Add(30 * 24 * time.Hour)
+				}
+				return later.Add(-time.Hour), later.Add(30 * 24 * time.Hour)
+			}
+			var mu sync.Mutex
+			clock := now
+			setClock := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
+			getClock := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+
+			// A gateway that upgrades: the expired license is exchanged, not
+			// replaced by a grant; the client installs the upgraded license
+			// the gateway names.
+			g := newTestGatewayOpts(t, site, useTLS, gateway.Options{
+				Now: getClock, Upgrade: site.upgrade(later.Add(-time.Minute), later.Add(60*24*time.Hour)),
+			})
+			c, id := newTestClient(t, g, ClientOptions{Now: getClock})
+			if status, _ := send(t, c, "GET", "/", "", false); status != 200 {
+				t.Fatalf("first request: %d", status)
+			}
+			g.seen(t)
+			g.takePresented()
+			setClock(later)
+
+			// A new client reads the expired license from the cache.
+			c2, err := NewClient(id, ClientOptions{Server: g.srv.URL, Product: testProduct, TLS: g.tlsConfig(), Now: getClock, SoftwareID: c.opts.SoftwareID, Image: c.opts.Image})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c2.CloseIdleConnections()
+			if lic := c2.License(); lic == nil || lic.LicenseID != 101 {
+				t.Fatalf("a new client did not load the expired license: %v", lic)
+			}
+
+			if status, body := send(t, c, "POST", "/v1/x", "job", true); status != 200 {
+				t.Fatalf("request with an expired license and an upgrading gateway: %d %s", status, body)
+			}
+			if s := g.seen(t); s.LicenseID != "1101" || s.Body != "job" {
+				t.Fatalf("application saw %+v, want the upgraded license 1101", s)
+			}
+			if p := g.takePresented(); len(p) != 1 || p[0] != 101 {
+				t.Fatalf("requests presented licenses %v, want the expired 101", p)
+			}
+			if site.grantCount() != 1 || site.upgradeCount() != 1 {
+				t.Fatalf("%d grants, %d upgrades; want 1 grant (the first), 1 upgrade", site.grantCount(), site.upgradeCount())
+			}
+			if lic := c.License(); lic.LicenseID != 1101 || lic.ProductVersion != "3.0" {
+				t.Fatalf("the client holds license %d after the upgrade", lic.LicenseID)
+			}
+			if lic, err := id.License(testProduct, later); err != nil || lic.LicenseID != 1101 {
+				t.Fatalf("cache after the upgrade: %v, %v", lic, err)
+			}
+			send(t, c, "GET", "/", "", false)
+			if s := g.seen(t); s.LicenseID != "1101" {
+				t.Fatalf("after the upgrade the application saw license %s", s.LicenseID)
+			}
+			if p := g.takePresented(); len(p) != 1 || p[0] != 1101 {
+				t.Fatalf("after the upgrade the client presented %v", p)
+			}
+
+			// A gateway that does not upgrade refuses the expired license
+			// (license_expired); then, and only then, the client fetches.
+			g2 := newTestGatewayOpts(t, site, useTLS, gateway.Options{Now: getClock})
+			c3, id3 := newTestClient(t, g2, ClientOptions{Now: getClock})
+			setClock(now)
+			site.mu.Lock()
+			site.grants = 0
+			site.mu.Unlock()
+			if _, err := c3.Fetch(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			setClock(later)
+			c3b, err := NewClient(id3, ClientOptions{Server: g2.srv.URL, Product: testProduct, TLS: g2.tlsConfig(), Now: getClock, SoftwareID: c3.opts.SoftwareID, Image: c3.opts.Image})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c3b.CloseIdleConnections()
+			for _, cl := range []*Client{c3, c3b} {
+				g2.takePresented()
+				before := site.grantCount()
+				if status, body := send(t, cl, "PUT", "/v1/doc", "body", true); status != 200 {
+					t.Fatalf("%d %s", status, body)
+				}
+				s := g2.seen(t)
+				if s.Body != "body" || s.ClientID != id3.ClientID {
+					t.Fatalf("application saw %+v", s)
+				}
+				p := g2.takePresented()
+				if len(p) != 2 || p[0] == p[1] || p[1] != cl.License().LicenseID {
+					t.Fatalf("requests presented %v; want the expired license, then the new one %d", p, cl.License().LicenseID)
+				}
+				if site.grantCount() != before+1 {
+					t.Fatalf("grants %d, want %d", site.grantCount(), before+1)
+				}
+			}
+		})
 	}
 }
 

@@ -80,32 +80,40 @@ func (id *Identity) PinRoot(rootPEM []byte) error {
 // request; then it decrypts the license, verifies it against the pinned vendor
 // root, and stores it in the license cache.
 func (id *Identity) Acquire(ctx context.Context, opts AcquireOptions) (*verify.License, bool, error) {
+	lic, _, reissued, err := id.acquire(ctx, opts)
+	return lic, reissued, err
+}
+
+// acquire is Acquire that also returns the license file (PEM) it verified
+// and stored, so that a caller never pairs the license with a file read
+// from the cache later (which another process may have replaced meanwhile).
+func (id *Identity) acquire(ctx context.Context, opts AcquireOptions) (*verify.License, []byte, bool, error) {
 	if err := opts.SoftwareID.Check(); err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	if opts.SoftwareID.Platform() != id.Platform {
-		return nil, false, errs.E(errs.Invalid, "software ID %s is for platform %s, but this agent is %s", opts.SoftwareID, opts.SoftwareID.Platform(), id.Platform)
+		return nil, nil, false, errs.E(errs.Invalid, "software ID %s is for platform %s, but this agent is %s", opts.SoftwareID, opts.SoftwareID.Platform(), id.Platform)
 	}
 	image := opts.Image
 	if image == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return nil, false, errs.Wrap(errs.Internal, err, "find this program's executable; pass --image")
+			return nil, nil, false, errs.Wrap(errs.Internal, err, "find this program's executable; pass --image")
 		}
 		image = exe
 	}
 	c := &api.Client{BaseURL: opts.Server, HTTP: opts.HTTP}
 	rootPEM, err := id.root(ctx, c)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	ch, err := c.Challenge(ctx, licenseserver.ChallengeRequest{SoftwareID: uint32(opts.SoftwareID), ProductID: opts.ProductID, ClientKey: id.Signer.Public()})
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	answer, err := challenge.AnswerFile(ch.Nonce, image)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	req := &licenseserver.GrantRequest{
 		ChallengeID: ch.ChallengeID, Answer: answer, ClientKey: id.Signer.Public(),
@@ -114,19 +122,19 @@ func (id *Identity) Acquire(ctx context.Context, opts AcquireOptions) (*verify.L
 	req.Signature = id.Signer.Sign(licenseserver.GrantMessage(req))
 	resp, err := c.Grant(ctx, req)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	if opts.Clock != nil {
 		opts.Now = opts.Clock()
 	}
 	lic, pem, err := id.open([]byte(resp.License), rootPEM, opts)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	if err := id.storeLicense(opts.ProductID, pem); err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
-	return lic, resp.Reissued, nil
+	return lic, pem, resp.Reissued, nil
 }
 
 // storeLicense replaces the cached license of product atomically.
@@ -146,14 +154,7 @@ func (id *Identity) storeLicense(product string, pem []byte) error {
 // client's key and product at now (zero: the current time), and atomically
 // replaces the cached license of product with it.
 func (id *Identity) InstallUpdate(file []byte, product string, now time.Time) (*verify.License, []byte, error) {
-	if err := ids.CheckSlug("product", product); err != nil {
-		return nil, nil, err
-	}
-	rootPEM, err := os.ReadFile(filepath.Join(id.Dir, RootFile))
-	if err != nil {
-		return nil, nil, errs.Wrap(errs.Invalid, err, "no pinned vendor root to check the license update against")
-	}
-	lic, pem, err := id.open(file, rootPEM, AcquireOptions{ProductID: product, Now: now})
+	lic, pem, err := id.openUpdate(file, product, now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -163,25 +164,39 @@ func (id *Identity) InstallUpdate(file []byte, product string, now time.Time) (*
 	return lic, pem, nil
 }
 
+// openUpdate is InstallUpdate without storing the license.
+func (id *Identity) openUpdate(file []byte, product string, now time.Time) (*verify.License, []byte, error) {
+	if err := ids.CheckSlug("product", product); err != nil {
+		return nil, nil, err
+	}
+	rootPEM, err := os.ReadFile(filepath.Join(id.Dir, RootFile))
+	if err != nil {
+		return nil, nil, errs.Wrap(errs.Invalid, err, "no pinned vendor root to check the license update against")
+	}
+	return id.open(file, rootPEM, AcquireOptions{ProductID: product, Now: now})
+}
+
 // open decrypts a license file and verifies it for this client.
 func (id *Identity) open(file, rootPEM []byte, opts AcquireOptions) (*verify.License, []byte, error) {
 	pem, err := licenseserver.OpenLicense(file, id.Decrypter)
 	if err != nil {
 		return nil, nil, err
 	}
-	lic, err := id.check(pem, rootPEM, opts.ProductID, opts.Now)
+	lic, err := id.check(pem, rootPEM, opts.ProductID, opts.Now, false)
 	if err != nil {
 		return nil, nil, errs.Wrap(errs.Invalid, err, "the license the server sent does not verify")
 	}
 	return lic, pem, nil
 }
 
-func (id *Identity) check(pem, rootPEM []byte, product string, now time.Time) (*verify.License, error) {
+// check verifies a license file for this client; allowExpired accepts one
+// that has expired (and is otherwise valid).
+func (id *Identity) check(pem, rootPEM []byte, product string, now time.Time, allowExpired bool) (*verify.License, error) {
 	v, err := verify.New(rootPEM)
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "pinned vendor root")
 	}
-	lic, err := v.Verify(pem, verify.Options{Now: now, Product: product, ClientKey: id.Signer.Public()})
+	lic, err := v.Verify(pem, verify.Options{Now: now, Product: product, ClientKey: id.Signer.Public(), AllowExpired: allowExpired})
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "license of %s", product)
 	}
@@ -191,12 +206,14 @@ func (id *Identity) check(pem, rootPEM []byte, product string, now time.Time) (*
 // License reads the cached license of a product and verifies it offline:
 // chain to the pinned root, dates, product, and binding to this client's key.
 func (id *Identity) License(product string, now time.Time) (*verify.License, error) {
-	lic, _, err := id.cachedLicense(product, now)
+	lic, _, err := id.cachedLicense(product, now, false)
 	return lic, err
 }
 
-// cachedLicense is License that also returns the license file (PEM).
-func (id *Identity) cachedLicense(product string, now time.Time) (*verify.License, []byte, error) {
+// cachedLicense is License that also returns the license file (PEM);
+// allowExpired accepts a license that has expired (a client presents it
+// still, so that a gateway can upgrade it).
+func (id *Identity) cachedLicense(product string, now time.Time, allowExpired bool) (*verify.License, []byte, error) {
 	if err := ids.CheckSlug("product", product); err != nil {
 		return nil, nil, err
 	}
@@ -211,7 +228,7 @@ func (id *Identity) cachedLicense(product string, now time.Time) (*verify.Licens
 	if err != nil {
 		return nil, nil, errs.Wrap(errs.Invalid, err, "no pinned vendor root; acquire a license first")
 	}
-	lic, err := id.check(pem, rootPEM, product, now)
+	lic, err := id.check(pem, rootPEM, product, now, allowExpired)
 	if err != nil {
 		return nil, nil, err
 	}

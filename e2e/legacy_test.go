@@ -216,3 +216,119 @@ func TestLegacyGatewayFlags(t *testing.T) {
 	fails(t, 3, `not a directory`, "gateway", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:1", "--site", "http://127.0.0.1:2",
 		"--product", "app", "--root", filepath.Join(g.dir, "root.crt"), "--legacy-dir", file)
 }
+
+// TestLegacyUpgrade: with 'licet gateway --legacy-dir --min-version', a
+// deposit of a license too old is refused without asking the site for an
+// upgrade, while a request with a stored old license is upgraded on the way
+// and the upgraded license replaces the stored one: the site is asked once.
+func TestLegacyUpgrade(t *testing.T) {
+	g := newGrantEnv(t, "", 3) // product app 2.0
+	site := start(t, nil, "site", "serve", "--data", g.siteDir)
+	var lastLicense, lastVersion string
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lastLicense, lastVersion = r.Header.Get(gateway.HeaderLicenseID), r.Header.Get(gateway.HeaderVersion)
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(app.Close)
+	// The gateway upgrades with a site token of scope upgrade.
+	var tok struct{ Token string }
+	okJSON(t, &tok, "site", "token", "create", "--data", g.siteDir, "--name", "gateway-1", "--json")
+	tokenFile := filepath.Join(t.TempDir(), "site-token")
+	if err := os.WriteFile(tokenFile, []byte(tok.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	legacyDir := filepath.Join(t.TempDir(), "legacy")
+	gwArgs := []string{"gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE, "--legacy-dir", legacyDir,
+		"--site-token-file", tokenFile}
+	gw := start(t, nil, gwArgs...)
+
+	a, hwA := newAgent(t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+	var lic licenseOut
+	okJSON(t, &lic, "agent", "license", "acquire", "--data", a, "--hw-root", hwA, "--server", gw.URL,
+		"--product", "app", "--software-id", softwareID, "--image", g.image)
+	licPEM := mustRead(t, filepath.Join(a, "licenses", "app.pem"))
+	signer, err := keys.LoadSigner(filepath.Join(a, "client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(method, target string, body []byte) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, gw.URL+target, bytes.NewReader(body))
+		if err := gateway.SignLegacyRequest(req, body, signer, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Logf("%s %s: %s %s", method, target, resp.Status, b)
+		}
+		return resp
+	}
+	if resp := send("PUT", gateway.LegacyPath, licPEM); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("deposit: %s", resp.Status)
+	}
+
+	// Version 3.0 is released, the site holds an upgrade seat, and the
+	// gateway now needs 3.0.
+	ok(t, g.v.admin("vendor", "product", "release", "--id", "app", "--version", "3.0")...)
+	var o struct{ ID string }
+	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows",
+		"--quantity", "1", "--upgrade-from", "2.0..2.9")...)
+	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
+	gw.stop(t)
+	gw = start(t, nil, append(gwArgs, "--min-version", "3.0")...)
+
+	upgradesUsed := func() int {
+		var rep struct {
+			Products []struct {
+				UpgradesUsed int `json:"upgrades_used"`
+			}
+		}
+		okJSON(t, &rep, "site", "report", "--data", g.siteDir, "--json")
+		if len(rep.Products) != 1 {
+			t.Fatalf("report: %+v", rep.Products)
+		}
+		return rep.Products[0].UpgradesUsed
+	}
+
+	// Depositing the old license again: refused as too old, no exchange.
+	resp := send("PUT", gateway.LegacyPath, licPEM)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="old_version"`) {
+		t.Fatalf("deposit of a 2.0 license at a 3.0 gateway: %s %q", resp.Status, resp.Header.Get("WWW-Authenticate"))
+	}
+	if n := upgradesUsed(); n != 0 {
+		t.Fatalf("a deposit used %d upgrade seats", n)
+	}
+
+	// A request with the stored license: upgraded on the way, and stored.
+	if resp := send("POST", "/v1/render", []byte("job")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("legacy request with an upgradable stored license: %s %q", resp.Status, resp.Header.Get("WWW-Authenticate"))
+	}
+	if lastVersion != "3.0" || lastLicense == itoa(int(lic.LicenseID)) {
+		t.Fatalf("upstream saw license %s version %s; want a new 3.0 license", lastLicense, lastVersion)
+	}
+	upgraded := lastLicense
+	stored := mustRead(t, filepath.Join(legacyDir, lic.ClientID))
+	if bytes.Equal(stored, licPEM) {
+		t.Fatal("the stored license was not replaced by the upgraded one")
+	}
+	// A restarted gateway (which forgot the exchange) uses the stored
+	// upgraded license: no second exchange.
+	gw.stop(t)
+	gw = start(t, nil, append(gwArgs, "--min-version", "3.0")...)
+	for range 2 {
+		if resp := send("GET", "/v1/render", nil); resp.StatusCode != http.StatusOK || resp.Header.Get(gateway.HeaderLicenseUpdate) != "" {
+			t.Fatalf("after the upgrade: %s, update %q", resp.Status, resp.Header.Get(gateway.HeaderLicenseUpdate))
+		}
+		if lastLicense != upgraded || lastVersion != "3.0" {
+			t.Fatalf("after the upgrade the upstream saw license %s version %s, want %s 3.0", lastLicense, lastVersion, upgraded)
+		}
+	}
+	if n := upgradesUsed(); n != 1 {
+		t.Fatalf("%d upgrade seats used, want 1", n)
+	}
+}

@@ -180,6 +180,14 @@
 // the store's directory: anything else is 401 invalid_signature and never
 // touches the file system.
 //
+// Upgrades (see Options.Upgrade): a deposit, and the GET and DELETE of the
+// store's endpoints, never exchange a license: a license deposited must be
+// valid now and not older than Options.MinVersion (else 401
+// license_expired or old_version). On the way to the application, a stored
+// license that has expired or is too old is exchanged like any other, and
+// the upgraded license then replaces the stored file (unless the client
+// deposited or deleted meanwhile), so the license server is asked once.
+//
 // A deposit replaces the stored license of the same client with any license
 // that passes the checks above, not only one with a later NotAfter: only the
 // key holder can deposit, and a client must be able to go from a temporary

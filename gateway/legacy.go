@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -25,6 +27,11 @@ const LegacyPath = "/v1/legacy/license"
 // legacyCacheSize bounds the stored licenses a LegacyStore keeps in memory
 // (about 2 kB each); others are read from the directory when needed.
 const legacyCacheSize = 1 << 14
+
+// maxLegacyFile bounds a deposited license file: the largest file whose
+// base64 fits in a Licet-License header, as the deposit is checked as a
+// signed request presenting it (a license file is about 2 kB).
+var maxLegacyFile = int64(base64.StdEncoding.DecodedLen(maxLicenseHeader))
 
 // legacyTempPrefix starts the names of a LegacyStore's temporary files; a
 // client ID never starts with it.
@@ -105,6 +112,17 @@ func (s *LegacyStore) load(clientID string) (*legacyEntry, error) {
 	if e != nil {
 		return e, nil
 	}
+	// A miss reads the file under the write mutex, so that no put or remove
+	// completes between the read and the caching: a license deleted (or
+	// replaced) meanwhile must not be cached as it was read.
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	e = s.m[clientID]
+	s.mu.RUnlock()
+	if e != nil {
+		return e, nil // read or stored meanwhile
+	}
 	pem, err := os.ReadFile(filepath.Join(s.dir, clientID))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -114,11 +132,8 @@ func (s *LegacyStore) load(clientID string) (*legacyEntry, error) {
 	}
 	e = &legacyEntry{header: base64.StdEncoding.EncodeToString(pem)}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cur := s.m[clientID]; cur != nil {
-		return cur, nil // stored meanwhile
-	}
 	s.cache(clientID, e)
+	s.mu.Unlock()
 	return e, nil
 }
 
@@ -142,6 +157,41 @@ func (s *LegacyStore) put(clientID string, pem []byte) (replaced bool, err error
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.write(clientID, pem)
+}
+
+// replaceIf replaces the stored license of a client with pem if what is
+// stored is still old (a Licet-License header value, the base64 of the
+// file), as one change: a license the client deposited or removed since is
+// left as it is. It reports whether it replaced the license.
+func (s *LegacyStore) replaceIf(clientID, old string, pem []byte) (bool, error) {
+	if !validClientID(clientID) {
+		return false, errs.E(errs.Invalid, "%q is not a client ID", clientID)
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.RLock()
+	cur := s.m[clientID]
+	s.mu.RUnlock()
+	if cur == nil { // not cached: read it
+		b, err := os.ReadFile(filepath.Join(s.dir, clientID))
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		cur = &legacyEntry{header: base64.StdEncoding.EncodeToString(b)}
+	}
+	if cur.header != old {
+		return false, nil
+	}
+	_, err := s.write(clientID, pem)
+	return err == nil, err
+}
+
+// write does the work of put; s.wmu is held.
+func (s *LegacyStore) write(clientID string, pem []byte) (replaced bool, err error) {
 	path := filepath.Join(s.dir, clientID)
 	if _, err := os.Lstat(path); err == nil {
 		replaced = true
@@ -235,8 +285,24 @@ func (c *checker) checkLegacy(r *http.Request, now time.Time, sigHeader string) 
 	}
 	e, body, f := c.checkSigned(r, now, le.header, sigHeader)
 	if f != nil && f.reason == reasonExpired {
-		f = c.fail(reasonExpired, "the license of client %s kept at this gateway has expired: %s, then deposit it again with a signed PUT %s",
-			p.keyid, c.where, LegacyPath)
+		if c.upgrade == nil {
+			f = c.fail(reasonExpired, "the license of client %s kept at this gateway has expired: %s, then deposit it again with a signed PUT %s",
+				p.keyid, c.where, LegacyPath)
+		} else {
+			// The refusal may be a failed upgrade: keep its reason.
+			f = c.fail(reasonExpired, "the license of client %s kept at this gateway: %s; then deposit the new license with a signed PUT %s",
+				p.keyid, errs.PublicMessage(f.err), LegacyPath)
+		}
+	}
+	if f == nil && e.update != "" && len(e.chain) == 2 && e.lic.ClientID == p.keyid {
+		// The stored license was upgraded on the way: store the new one, as
+		// a deposit would, so that the next request uses it and the license
+		// server is not asked again. Unless the client deposited or removed
+		// its license meanwhile. A failure to write leaves the old license,
+		// which the next request upgrades again.
+		newPEM := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.chain[0]}),
+			pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.chain[1]})...)
+		_, _ = c.legacy.replaceIf(p.keyid, le.header, newPEM)
 	}
 	return e, body, f
 }
@@ -256,6 +322,12 @@ func (c *checker) checkLegacy(r *http.Request, now time.Time, sigHeader string) 
 // The handler has a nonce memory of its own. It panics if v is nil or
 // opts.Product is empty.
 func (s *LegacyStore) Handler(v *verify.Verifier, opts Options) http.Handler {
+	// The store's endpoints never exchange a license with the license
+	// server: a deposit of a license that has expired or is older than
+	// opts.MinVersion is refused (license_expired, old_version), as is a GET
+	// or DELETE with such a stored license. Upgrades happen on the way to the
+	// application, which then stores the new license (checkLegacy).
+	opts.Upgrade = nil
 	c := newChecker(v, opts)
 	c.legacy = s
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -309,20 +381,21 @@ func (s *LegacyStore) deposit(c *checker, w http.ResponseWriter, r *http.Request
 		c.refuse(w, c.fail(reasonInvalidSignature, "the keyid %q of the %s header is not a client ID (\"client-\" and 16 lowercase hex digits)", p.keyid, HeaderSignature))
 		return
 	}
-	if r.ContentLength > maxLicenseHeader {
-		writeError(w, http.StatusRequestEntityTooLarge, errs.TooLarge.String(), "a license file is a few kB; the body is over the limit of 16 KiB")
+	tooLarge := fmt.Sprintf("a license file is a few kB; the body of a deposit is at most %d bytes: send the license file (PEM) as the license server wrote it", maxLegacyFile)
+	if r.ContentLength > maxLegacyFile {
+		writeError(w, http.StatusRequestEntityTooLarge, errs.TooLarge.String(), tooLarge)
 		return
 	}
 	var pem []byte
 	if r.Body != nil {
 		var err error
-		if pem, err = io.ReadAll(io.LimitReader(r.Body, maxLicenseHeader+1)); err != nil {
+		if pem, err = io.ReadAll(io.LimitReader(r.Body, maxLegacyFile+1)); err != nil {
 			writeError(w, http.StatusBadRequest, errs.Invalid.String(), "could not read the request body")
 			return
 		}
 	}
-	if len(pem) > maxLicenseHeader {
-		writeError(w, http.StatusRequestEntityTooLarge, errs.TooLarge.String(), "a license file is a few kB; the body is over the limit of 16 KiB")
+	if int64(len(pem)) > maxLegacyFile {
+		writeError(w, http.StatusRequestEntityTooLarge, errs.TooLarge.String(), tooLarge)
 		return
 	}
 	if len(pem) == 0 {

@@ -2,6 +2,9 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/pem"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,12 +12,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/keys"
+	"github.com/licet/licet/license"
 	"github.com/licet/licet/verify"
 )
 
@@ -26,6 +31,10 @@ type legacyEnv struct {
 	store *gateway.LegacyStore
 	clock atomic.Int64 // unix nanoseconds
 	hc    *http.Client
+	// upgrade and minVersion, if set, are the gateway's Options.Upgrade and
+	// Options.MinVersion (set them, then restart).
+	upgrade    func(ctx context.Context, licensePEM []byte) (*gateway.Upgraded, error)
+	minVersion string
 }
 
 func (e *legacyEnv) now() time.Time { return time.Unix(0, e.clock.Load()) }
@@ -47,6 +56,7 @@ func (e *legacyEnv) restart(t *testing.T) {
 	}
 	opts := options()
 	opts.Legacy, opts.Now = e.store, e.now
+	opts.Upgrade, opts.MinVersion = e.upgrade, e.minVersion
 	mux := http.NewServeMux()
 	mux.Handle(gateway.LegacyPath, e.store.Handler(e.f.v, opts))
 	mux.Handle("/", gateway.NewProxy(e.f.v, e.up.url(), opts))
@@ -343,5 +353,249 @@ func TestLegacyMiddleware(t *testing.T) {
 	}
 	if seen == nil || seen.ClientID != c.id || seen.LicenseID != 40 {
 		t.Fatalf("LicenseFrom: %+v", seen)
+	}
+}
+
+// legacyUpgrader stands in for the license server's upgrade endpoint: it
+// issues real licenses (version 3.0, ID + 1000, valid 30 days from the
+// env's clock) from the fixture's site, or fails with fail.
+type legacyUpgrader struct {
+	e     *legacyEnv
+	calls atomic.Int64
+	fail  error
+}
+
+func (u *legacyUpgrader) upgrade(ctx context.Context, licensePEM []byte) (*gateway.Upgraded, error) {
+	u.calls.Add(1)
+	if u.fail != nil {
+		return nil, u.fail
+	}
+	blk, _ := pem.Decode(licensePEM)
+	if blk == nil {
+		return nil, errors.New("not PEM")
+	}
+	old, err := u.e.f.v.VerifyChain([][]byte{blk.Bytes, u.e.f.site.Cert.Raw}, verify.Options{Now: u.e.now(), AllowExpired: true})
+	if err != nil {
+		return nil, err
+	}
+	attrs := old.Attributes
+	attrs.LicenseID, attrs.ProductVersion, attrs.Flags = old.LicenseID+1000, "3.0", verify.FlagUpgraded
+	now := u.e.now()
+	der, err := license.Issue(u.e.f.site, old.ClientKey, attrs, now.Add(-time.Minute), now.Add(30*24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	return &gateway.Upgraded{Chain: [][]byte{der, u.e.f.site.Cert.Raw}, File: []byte("sealed license " + attrs.ClientID)}, nil
+}
+
+// TestLegacyDepositNoUpgrade: a deposit never exchanges a license with the
+// license server, even when the gateway upgrades licenses on the way to the
+// application: an expired license or one older than MinVersion is refused.
+func TestLegacyDepositNoUpgrade(t *testing.T) {
+	e := newLegacyEnv(t)
+	u := &legacyUpgrader{e: e}
+	e.upgrade, e.minVersion = u.upgrade, "3.0"
+	e.restart(t)
+
+	// appAttrs is version 2.1, older than 3.0.
+	a := e.deposit(t, e.c.key, e.c.licPEM)
+	wantRefused(t, a, "old_version")
+	expired := e.f.newClient(t, func() verify.Attributes { a := appAttrs(50); a.ProductVersion = "3.1"; return a }(),
+		e.env.now.Add(-48*time.Hour), e.env.now.Add(-time.Hour))
+	wantRefused(t, e.deposit(t, expired.key, expired.licPEM), "license_expired")
+	if n := u.calls.Load(); n != 0 {
+		t.Fatalf("deposits caused %d exchanges with the license server, want 0", n)
+	}
+	if ents, _ := os.ReadDir(e.dir); len(ents) != 0 {
+		t.Fatalf("legacy directory holds %v after refused deposits", ents)
+	}
+	// A current license is stored.
+	current := e.f.newClient(t, func() verify.Attributes { a := appAttrs(51); a.ProductVersion = "3.0"; return a }(),
+		e.env.now.Add(-time.Hour), e.env.now.Add(time.Hour))
+	if a := e.deposit(t, current.key, current.licPEM); a.status != http.StatusCreated {
+		t.Fatalf("deposit of a current license: %d %s", a.status, a.msg)
+	}
+}
+
+// TestLegacyUpgradeStored: a stored license that has expired (or is too old)
+// is upgraded on the way to the application, and the upgraded license
+// replaces the stored one, so that the license server is asked once.
+func TestLegacyUpgradeStored(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		minVersion string
+		later      time.Duration // the clock after the deposit
+	}{
+		{"expired", "", 2 * time.Hour},
+		{"old-version", "3.0", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newLegacyEnv(t)
+			c := e.f.newClient(t, appAttrs(60), e.env.now.Add(-time.Hour), e.env.now.Add(time.Hour))
+			if a := e.deposit(t, c.key, c.licPEM); a.status != http.StatusCreated {
+				t.Fatalf("deposit: %d %s", a.status, a.msg)
+			}
+			u := &legacyUpgrader{e: e}
+			e.upgrade, e.minVersion = u.upgrade, tc.minVersion
+			e.restart(t)
+			e.clock.Store(e.env.now.Add(tc.later).UnixNano())
+
+			a := do(t, e.hc, e.legacySigned(t, c.key, "POST", "/render", []byte("job")))
+			if a.status != http.StatusOK || a.header.Get(gateway.HeaderLicenseUpdate) == "" {
+				t.Fatalf("request with an upgradable stored license: %d %s, update %q", a.status, a.msg, a.header.Get(gateway.HeaderLicenseUpdate))
+			}
+			_, h, body := e.up.seen()
+			if h.Get(gateway.HeaderLicenseID) != "1060" || h.Get(gateway.HeaderVersion) != "3.0" || h.Get(gateway.HeaderClientID) != c.id || string(body) != "job" {
+				t.Fatalf("upstream saw license %q version %q client %q body %q", h.Get(gateway.HeaderLicenseID), h.Get(gateway.HeaderVersion), h.Get(gateway.HeaderClientID), body)
+			}
+			// The store holds the upgraded license file: license, then site certificate.
+			stored, err := os.ReadFile(filepath.Join(e.dir, c.id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			newLic, err := e.f.v.Verify(stored, verify.Options{Now: e.now(), Product: product, ClientKey: c.key.Public()})
+			if err != nil || newLic.LicenseID != 1060 {
+				t.Fatalf("stored license after the upgrade: %v, %v\n%s", newLic, err, stored)
+			}
+			if fi, _ := os.Stat(filepath.Join(e.dir, c.id)); fi.Mode().Perm() != 0o600 {
+				t.Errorf("stored license has mode %v", fi.Mode().Perm())
+			}
+			if ents, _ := os.ReadDir(e.dir); len(ents) != 1 {
+				t.Fatalf("legacy directory holds %v", ents)
+			}
+
+			// Later requests use the stored upgraded license: no update, no exchange.
+			for range 2 {
+				a = do(t, e.hc, e.legacySigned(t, c.key, "GET", "/x", nil))
+				if a.status != http.StatusOK || a.header.Get(gateway.HeaderLicenseUpdate) != "" {
+					t.Fatalf("after the upgrade: %d %s, update %q", a.status, a.msg, a.header.Get(gateway.HeaderLicenseUpdate))
+				}
+				_, h, _ = e.up.seen()
+				if h.Get(gateway.HeaderLicenseID) != "1060" {
+					t.Fatalf("after the upgrade the upstream saw license %s", h.Get(gateway.HeaderLicenseID))
+				}
+			}
+			// Also after a restart, which forgets the exchange.
+			e.restart(t)
+			if a = do(t, e.hc, e.legacySigned(t, c.key, "GET", "/x", nil)); a.status != http.StatusOK {
+				t.Fatalf("after a restart: %d %s", a.status, a.msg)
+			}
+			if n := u.calls.Load(); n != 1 {
+				t.Fatalf("%d exchanges with the license server, want 1", n)
+			}
+			// GET of the store shows the new file.
+			a = do(t, e.hc, e.legacySigned(t, c.key, "GET", gateway.LegacyPath, nil))
+			if a.status != http.StatusOK || !bytes.Equal(a.body, stored) {
+				t.Fatalf("GET %s after the upgrade: %d %q", gateway.LegacyPath, a.status, a.body)
+			}
+		})
+	}
+}
+
+// TestLegacyUpgradeFails: an expired stored license that cannot be upgraded
+// is refused with the license server's reason, not hidden.
+func TestLegacyUpgradeFails(t *testing.T) {
+	e := newLegacyEnv(t)
+	c := e.f.newClient(t, appAttrs(70), e.env.now.Add(-time.Hour), e.env.now.Add(time.Hour))
+	if a := e.deposit(t, c.key, c.licPEM); a.status != http.StatusCreated {
+		t.Fatalf("deposit: %d %s", a.status, a.msg)
+	}
+	u := &legacyUpgrader{e: e, fail: errors.New("no upgrade seat of app for platform linux-amd64")}
+	e.upgrade = u.upgrade
+	e.restart(t)
+	e.clock.Store(e.env.now.Add(2 * time.Hour).UnixNano())
+	a := do(t, e.hc, e.legacySigned(t, c.key, "GET", "/x", nil))
+	wantRefused(t, a, "license_expired")
+	if !strings.Contains(a.msg, "no upgrade seat") || !strings.Contains(a.msg, "deposit") || !strings.Contains(a.msg, c.id) {
+		t.Errorf("refusal hides the upgrade failure: %s", a.msg)
+	}
+	if stored, _ := os.ReadFile(filepath.Join(e.dir, c.id)); !bytes.Equal(stored, c.licPEM) {
+		t.Error("a failed upgrade changed the stored license")
+	}
+}
+
+// TestLegacyUpgradeKeepsNewDeposit: an upgrade does not overwrite a license
+// the client deposited after the exchange started.
+func TestLegacyUpgradeKeepsNewDeposit(t *testing.T) {
+	e := newLegacyEnv(t)
+	c := e.f.newClient(t, appAttrs(80), e.env.now.Add(-time.Hour), e.env.now.Add(time.Hour))
+	if a := e.deposit(t, c.key, c.licPEM); a.status != http.StatusCreated {
+		t.Fatalf("deposit: %d %s", a.status, a.msg)
+	}
+	u := &legacyUpgrader{e: e}
+	var fresh []byte
+	e.upgrade = func(ctx context.Context, licensePEM []byte) (*gateway.Upgraded, error) {
+		// Meanwhile the client deposits a new license of its own.
+		c2 := *c
+		c2.issue(t, e.f.site, appAttrs(81), e.now().Add(-time.Minute), e.now().Add(time.Hour))
+		fresh = c2.licPEM
+		if a := e.deposit(t, c2.key, c2.licPEM); a.status != http.StatusOK {
+			t.Errorf("deposit during the exchange: %d %s", a.status, a.msg)
+		}
+		return u.upgrade(ctx, licensePEM)
+	}
+	e.restart(t)
+	e.clock.Store(e.env.now.Add(2 * time.Hour).UnixNano())
+	if a := do(t, e.hc, e.legacySigned(t, c.key, "GET", "/x", nil)); a.status != http.StatusOK {
+		t.Fatalf("upgraded request: %d %s", a.status, a.msg)
+	}
+	if stored, _ := os.ReadFile(filepath.Join(e.dir, c.id)); !bytes.Equal(stored, fresh) {
+		t.Fatalf("the upgrade overwrote the license deposited meanwhile")
+	}
+}
+
+// TestLegacyDepositTooLarge: a deposit over the size limit is refused as
+// such, without talk of a header.
+func TestLegacyDepositTooLarge(t *testing.T) {
+	e := newLegacyEnv(t)
+	for _, n := range []int{13 << 10, 20 << 10} {
+		big := append(bytes.Repeat([]byte("#"), n), e.c.licPEM...)
+		a := do(t, e.hc, e.legacySigned(t, e.c.key, "PUT", gateway.LegacyPath, big))
+		if a.status != http.StatusRequestEntityTooLarge || strings.Contains(a.msg, "header") {
+			t.Fatalf("deposit of %d bytes: %d %s", len(big), a.status, a.msg)
+		}
+	}
+}
+
+// TestLegacyDeleteRace: requests that read the stored license while it is
+// deleted leave no deleted license behind in the store's memory.
+func TestLegacyDeleteRace(t *testing.T) {
+	e := newLegacyEnv(t)
+	for i := range 20 {
+		if a := e.deposit(t, e.c.key, e.c.licPEM); a.status/100 != 2 {
+			t.Fatalf("deposit %d: %d %s", i, a.status, a.msg)
+		}
+		e.restart(t) // nothing cached
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					resp, err := e.hc.Do(e.legacySigned(t, e.c.key, "GET", "/x", nil))
+					if err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				}
+			}()
+		}
+		resp, err := e.hc.Do(e.legacySigned(t, e.c.key, "DELETE", gateway.LegacyPath, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		close(done)
+		wg.Wait()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("DELETE: %s", resp.Status)
+		}
+		wantRefused(t, do(t, e.hc, e.legacySigned(t, e.c.key, "GET", "/x", nil)), "license_required")
 	}
 }
