@@ -13,13 +13,16 @@ import (
 	"time"
 )
 
-var devLineRE = regexp.MustCompile(`(vendor|site) API\s+(http://\S+)\s+admin token (\S+)`)
+var (
+	devLineRE    = regexp.MustCompile(`(vendor|site) API\s+(http://\S+)\s+admin token (\S+)`)
+	devGatewayRE = regexp.MustCompile(`gateway\s+(http://\S+)\s+in front of a demo app`)
+)
 
 // runDev starts 'licet dev', waits for its banner and returns the URLs and
 // tokens it printed, and a stop function that sends SIGINT and waits.
 func runDev(t *testing.T, data string) (urls, tokens map[string]string, stop func()) {
 	t.Helper()
-	cmd := exec.Command(licetBin, "dev", "--data", data, "--vendor-listen", "127.0.0.1:0", "--site-listen", "127.0.0.1:0")
+	cmd := exec.Command(licetBin, "dev", "--data", data, "--vendor-listen", "127.0.0.1:0", "--site-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +47,9 @@ func runDev(t *testing.T, data string) (urls, tokens map[string]string, stop fun
 		for _, l := range lines {
 			if m := devLineRE.FindStringSubmatch(l); m != nil {
 				urls[m[1]], tokens[m[1]] = m[2], m[3]
+			}
+			if m := devGatewayRE.FindStringSubmatch(l); m != nil {
+				urls["gateway"] = m[1]
 			}
 		}
 		if !strings.Contains(strings.Join(lines, "\n"), "Try next:") {
@@ -80,6 +86,26 @@ func TestDev(t *testing.T) {
 		t.Fatalf("demo site has %d packs, want 1", packs)
 	}
 	checkHealthAndMetrics(t, urls["vendor"], "vendor")
+	checkHealthAndMetrics(t, urls["gateway"], "gateway")
+	// The demo gateway guards its application: no license, a 401 naming the site.
+	resp, err := http.Get(urls["gateway"] + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ch := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != http.StatusUnauthorized ||
+		!strings.Contains(ch, `realm="demo-app"`) || !strings.Contains(ch, urls["site"]) {
+		t.Fatalf("demo gateway without a license: %s %q", resp.Status, ch)
+	}
+	// Its license requests reach the site: the relayed root is there.
+	resp, err = http.Get(urls["gateway"] + "/v1/root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/root through the demo gateway: %s", resp.Status)
+	}
 	stop()
 
 	// A second run reuses the data: same tokens, the same single pack.

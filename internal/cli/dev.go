@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,18 +16,22 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/licet/licet/api"
+	"github.com/licet/licet/auth"
 	"github.com/licet/licet/clearinghouse"
 	"github.com/licet/licet/errs"
+	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/internal/fsutil"
 	"github.com/licet/licet/licenseserver"
 	"github.com/licet/licet/store"
+	"github.com/licet/licet/verify"
 )
 
 // devTokens is what licet dev remembers between runs, in DIR/dev-tokens.json
 // (mode 0600). Only the development mode keeps tokens: servers show them once.
 type devTokens struct {
-	Vendor string `json:"vendor_admin_token"`
-	Site   string `json:"site_admin_token"`
+	Vendor  string `json:"vendor_admin_token"`
+	Site    string `json:"site_admin_token"`
+	Gateway string `json:"gateway_site_token"` // scope upgrade, for the demo gateway
 }
 
 const (
@@ -33,19 +40,26 @@ const (
 )
 
 func devCommand() *command {
-	return leaf("dev", "run vendor and site in one process with demo data, for trying licet", runDev)
+	return leaf("dev", "run vendor, site and gateway in one process with demo data, for trying licet", runDev)
 }
 
 func runDev(ctx context.Context, e *env, args []string) error {
-	f := flagSet(e, "licet dev", "[--data DIR] [--vendor-listen ADDR] [--site-listen ADDR]",
-		"Runs a vendor and a site in one process on SQLite under DIR, each on its own loopback\nport. The first run creates a demo vendor, product and customer, enrolls the site\nonline and installs a pack of 10 seats; later runs reuse the data. Ctrl-C stops it.")
+	f := flagSet(e, "licet dev", "[--data DIR] [--vendor-listen ADDR] [--site-listen ADDR] [--gateway-listen ADDR]",
+		"Runs a vendor, a site and a license gateway in one process on SQLite under DIR, each\n"+
+			"on its own loopback port; the gateway guards a small demo application (it answers\n"+
+			"with the verified license identity) and upgrades licenses with the site. The first\n"+
+			"run creates a demo vendor, product and customer, enrolls the site online and\n"+
+			"installs a pack of 10 seats; later runs reuse the data. Ctrl-C stops it.")
 	data := f.String("data", "licet-dev", "data directory")
 	vListen := f.String("vendor-listen", DefaultVendorListen, "vendor API address")
 	sListen := f.String("site-listen", DefaultSiteListen, "site API address")
+	gListen := f.String("gateway-listen", DefaultGatewayListen, "gateway address")
 	logJSON := f.Bool("log-json", false, "log JSON lines instead of text")
 	if err := parse(f, args, 0); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	sflags := serverFlags{logJSON: logJSON}
 	log := sflags.logger(e)
 	vdir, sdir := filepath.Join(*data, "vendor"), filepath.Join(*data, "site")
@@ -117,18 +131,70 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	}
 	g.Go(func() error { return api.Serve(gctx, sln, sh, log) })
 
+	// The gateway, in front of a demo application, upgrading with a token of
+	// scope upgrade. A failure from here on stops the servers already running.
+	stop := func(err error) error {
+		cancel()
+		g.Wait()
+		return err
+	}
+	if toks.Gateway == "" {
+		if toks.Gateway, err = auth.NewScopedToken(ctx, sst, "licet dev gateway", auth.ScopeUpgrade, time.Now()); err != nil {
+			return stop(err)
+		}
+		if err := saveDevTokens(tokPath, toks); err != nil {
+			return stop(err)
+		}
+	}
+	v, err := verify.New(id.Root.Raw)
+	if err != nil {
+		return stop(err)
+	}
+	app, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return stop(errs.Wrap(errs.Internal, err, "demo application cannot listen on loopback"))
+	}
+	g.Go(func() error { return api.Serve(gctx, app, http.HandlerFunc(devApp), log) })
+	siteURL, _ := url.Parse(surl)
+	appURL, _ := url.Parse("http://" + app.Addr().String())
+	gopts := gateway.Options{Product: devProduct, SiteURL: surl, Log: log, Upgrade: gateway.SiteUpgrader(siteURL, toks.Gateway, nil)}
+	gln, gurl, err := listen(e, "gateway", *gListen)
+	if err != nil {
+		return stop(err)
+	}
+	g.Go(func() error {
+		return api.Serve(gctx, gln, gatewayServer(log, api.DefaultLimits, v, appURL, siteURL, gopts), log)
+	})
+
 	fmt.Fprintf(e.stdout, `
 licet dev is running (data in %[1]s; Ctrl-C stops it, running it again reuses the data).
 
   vendor API  %[2]s   admin token %[3]s
   site API    %[4]s   admin token %[5]s
+  gateway     %[7]s   in front of a demo app, product %[8]s
 
 Try next:
   go run ./cmd/licet site pack list --data %[6]s
   curl -s -H 'Authorization: Bearer %[5]s' %[4]s/v1/packs
+  curl -si %[7]s/hello     # 401: the gateway wants a license of %[8]s
   go run ./cmd/licet vendor order list --server %[2]s --token %[3]s
-`, *data, vurl, toks.Vendor, surl, toks.Site, sdir)
+`, *data, vurl, toks.Vendor, surl, toks.Site, sdir, gurl, devProduct)
 	return g.Wait()
+}
+
+// devApp is the demo application behind the dev gateway: it answers with
+// the identity the gateway verified.
+func devApp(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]string{
+		"hello":      "from the demo application behind the licet gateway",
+		"client_id":  r.Header.Get(gateway.HeaderClientID),
+		"license_id": r.Header.Get(gateway.HeaderLicenseID),
+		"product":    r.Header.Get(gateway.HeaderProduct),
+		"version":    r.Header.Get(gateway.HeaderVersion),
+		"features":   r.Header.Get(gateway.HeaderFeatures),
+		"expires":    r.Header.Get(gateway.HeaderExpires),
+	})
 }
 
 func saveDevTokens(path string, t devTokens) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -23,6 +24,29 @@ const DefaultGatewayListen = "127.0.0.1:8472"
 
 func gatewayCommand() *command {
 	return leaf("gateway", "run the license gateway in front of an application server", gatewayServe)
+}
+
+// gatewayServer is the gateway's HTTP server: /healthz and /metrics, the
+// license requests relayed to the site at siteURL, the legacy store's
+// endpoints (with opts.Legacy), and everything else through the license
+// check to the application at upURL.
+func gatewayServer(log *slog.Logger, limits api.Limits, v *verify.Verifier, upURL, siteURL *url.URL, opts gateway.Options) *api.Server {
+	s := api.NewServer("gateway", log, limits, nil)
+	relay := gateway.NewReverseProxy(siteURL, opts)
+	handle := func(h http.Handler) func(w http.ResponseWriter, r *http.Request) error {
+		return func(w http.ResponseWriter, r *http.Request) error {
+			h.ServeHTTP(w, r)
+			return nil
+		}
+	}
+	for _, p := range []string{"POST /v1/challenges", "POST /v1/licenses", "GET /v1/root"} {
+		s.Public(p, handle(relay))
+	}
+	if opts.Legacy != nil {
+		s.Public(gateway.LegacyPath, handle(opts.Legacy.Handler(v, opts)))
+	}
+	s.Public("/", handle(gateway.NewProxy(v, upURL, opts)))
+	return s
 }
 
 // parseServerURL parses an http(s) URL given to flag name.
@@ -132,22 +156,7 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	s := api.NewServer("gateway", log, sf.limits(), nil)
-	relay := gateway.NewReverseProxy(siteURL, opts)
-	handle := func(h http.Handler) func(w http.ResponseWriter, r *http.Request) error {
-		return func(w http.ResponseWriter, r *http.Request) error {
-			h.ServeHTTP(w, r)
-			return nil
-		}
-	}
-	for _, p := range []string{"POST /v1/challenges", "POST /v1/licenses", "GET /v1/root"} {
-		s.Public(p, handle(relay))
-	}
-	if opts.Legacy != nil {
-		s.Public(gateway.LegacyPath, handle(opts.Legacy.Handler(v, opts)))
-	}
-	s.Public("/", handle(gateway.NewProxy(v, upURL, opts)))
-
+	s := gatewayServer(log, sf.limits(), v, upURL, siteURL, opts)
 	ln, err := net.Listen("tcp", *sf.listen)
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "gateway cannot listen on %s; choose another --listen address", *sf.listen)
