@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,23 +24,7 @@ func TestGatewayFlow(t *testing.T) {
 	g := newGrantEnv(t, "", 3)
 	site := start(t, nil, "site", "serve", "--data", g.siteDir)
 
-	type seen struct {
-		ClientID  string `json:"client_id"`
-		LicenseID string `json:"license_id"`
-		Product   string `json:"product"`
-		Body      string `json:"body"`
-	}
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(seen{
-			ClientID:  r.Header.Get(gateway.HeaderClientID),
-			LicenseID: r.Header.Get(gateway.HeaderLicenseID),
-			Product:   r.Header.Get(gateway.HeaderProduct),
-			Body:      string(body),
-		})
-	}))
-	t.Cleanup(app.Close)
+	app := newEchoApp(t)
 
 	gw := start(t, nil, "gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE)
 
@@ -129,6 +114,65 @@ func TestGatewayFlow(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v1/root through the gateway: %s", resp.Status)
 	}
+}
+
+// seen is what the echo application behind a gateway saw: the identity the
+// gateway verified, and the body.
+type seen struct {
+	ClientID  string `json:"client_id"`
+	LicenseID string `json:"license_id"`
+	Product   string `json:"product"`
+	Version   string `json:"version"`
+	Body      string `json:"body"`
+}
+
+// newEchoApp is an application for a gateway to guard: it answers with what
+// it saw, as JSON, and remembers the last request's.
+func newEchoApp(t *testing.T) *echoApp {
+	a := &echoApp{}
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s := seen{
+			ClientID:  r.Header.Get(gateway.HeaderClientID),
+			LicenseID: r.Header.Get(gateway.HeaderLicenseID),
+			Product:   r.Header.Get(gateway.HeaderProduct),
+			Version:   r.Header.Get(gateway.HeaderVersion),
+			Body:      string(body),
+		}
+		a.mu.Lock()
+		a.last = s
+		a.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(s)
+	}))
+	t.Cleanup(a.Close)
+	return a
+}
+
+type echoApp struct {
+	*httptest.Server
+	mu   sync.Mutex
+	last seen
+}
+
+// lastSeen returns what the last request showed the application.
+func (a *echoApp) lastSeen() seen {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
+}
+
+// siteTokenFile makes a site token of scope upgrade (a gateway's) and
+// writes it to a file for 'licet gateway --site-token-file'.
+func siteTokenFile(t *testing.T, siteDir string) string {
+	t.Helper()
+	var tok struct{ Token string }
+	okJSON(t, &tok, "site", "token", "create", "--data", siteDir, "--name", "gateway-1", "--json")
+	f := filepath.Join(t.TempDir(), "site-token")
+	if err := os.WriteFile(f, []byte(tok.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // TestGatewayBadFlags checks the gateway's usage errors.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,23 +28,7 @@ func TestLegacyStore(t *testing.T) {
 	g := newGrantEnv(t, "", 3)
 	site := start(t, nil, "site", "serve", "--data", g.siteDir)
 
-	type seen struct {
-		ClientID  string `json:"client_id"`
-		LicenseID string `json:"license_id"`
-		Product   string `json:"product"`
-		Body      string `json:"body"`
-	}
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(seen{
-			ClientID:  r.Header.Get(gateway.HeaderClientID),
-			LicenseID: r.Header.Get(gateway.HeaderLicenseID),
-			Product:   r.Header.Get(gateway.HeaderProduct),
-			Body:      string(body),
-		})
-	}))
-	t.Cleanup(app.Close)
+	app := newEchoApp(t)
 
 	legacyDir := filepath.Join(t.TempDir(), "legacy")
 	gwArgs := []string{"gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE, "--legacy-dir", legacyDir}
@@ -224,19 +207,8 @@ func TestLegacyGatewayFlags(t *testing.T) {
 func TestLegacyUpgrade(t *testing.T) {
 	g := newGrantEnv(t, "", 3) // product app 2.0
 	site := start(t, nil, "site", "serve", "--data", g.siteDir)
-	var lastLicense, lastVersion string
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		lastLicense, lastVersion = r.Header.Get(gateway.HeaderLicenseID), r.Header.Get(gateway.HeaderVersion)
-		io.WriteString(w, "ok")
-	}))
-	t.Cleanup(app.Close)
-	// The gateway upgrades with a site token of scope upgrade.
-	var tok struct{ Token string }
-	okJSON(t, &tok, "site", "token", "create", "--data", g.siteDir, "--name", "gateway-1", "--json")
-	tokenFile := filepath.Join(t.TempDir(), "site-token")
-	if err := os.WriteFile(tokenFile, []byte(tok.Token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	app := newEchoApp(t)
+	tokenFile := siteTokenFile(t, g.siteDir) // the gateway upgrades with it
 	legacyDir := filepath.Join(t.TempDir(), "legacy")
 	gwArgs := []string{"gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE, "--legacy-dir", legacyDir,
 		"--site-token-file", tokenFile}
@@ -308,10 +280,10 @@ func TestLegacyUpgrade(t *testing.T) {
 	if resp := send("POST", "/v1/render", []byte("job")); resp.StatusCode != http.StatusOK {
 		t.Fatalf("legacy request with an upgradable stored license: %s %q", resp.Status, resp.Header.Get("WWW-Authenticate"))
 	}
-	if lastVersion != "3.0" || lastLicense == itoa(int(lic.LicenseID)) {
-		t.Fatalf("upstream saw license %s version %s; want a new 3.0 license", lastLicense, lastVersion)
+	if last := app.lastSeen(); last.Version != "3.0" || last.LicenseID == itoa(int(lic.LicenseID)) {
+		t.Fatalf("upstream saw license %s version %s; want a new 3.0 license", last.LicenseID, last.Version)
 	}
-	upgraded := lastLicense
+	upgraded := app.lastSeen().LicenseID
 	stored := mustRead(t, filepath.Join(legacyDir, lic.ClientID))
 	if bytes.Equal(stored, licPEM) {
 		t.Fatal("the stored license was not replaced by the upgraded one")
@@ -324,8 +296,8 @@ func TestLegacyUpgrade(t *testing.T) {
 		if resp := send("GET", "/v1/render", nil); resp.StatusCode != http.StatusOK || resp.Header.Get(gateway.HeaderLicenseUpdate) != "" {
 			t.Fatalf("after the upgrade: %s, update %q", resp.Status, resp.Header.Get(gateway.HeaderLicenseUpdate))
 		}
-		if lastLicense != upgraded || lastVersion != "3.0" {
-			t.Fatalf("after the upgrade the upstream saw license %s version %s, want %s 3.0", lastLicense, lastVersion, upgraded)
+		if last := app.lastSeen(); last.LicenseID != upgraded || last.Version != "3.0" {
+			t.Fatalf("after the upgrade the upstream saw license %s version %s, want %s 3.0", last.LicenseID, last.Version, upgraded)
 		}
 	}
 	if n := upgradesUsed(); n != 1 {

@@ -6,8 +6,6 @@ import (
 	"encoding/pem"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,22 +28,8 @@ func TestUpgradeThroughGateway(t *testing.T) {
 	g := newGrantEnv(t, "", 3) // product app 2.0, 3 non-windows seats
 	site := start(t, nil, "site", "serve", "--data", g.siteDir)
 
-	type seen struct {
-		ClientID, LicenseID, Version string
-	}
-	var last seen
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		last = seen{r.Header.Get(gateway.HeaderClientID), r.Header.Get(gateway.HeaderLicenseID), r.Header.Get(gateway.HeaderVersion)}
-		io.WriteString(w, "rendered")
-	}))
-	t.Cleanup(app.Close)
-	// The gateway upgrades with a site token of scope upgrade.
-	var tok struct{ Token string }
-	okJSON(t, &tok, "site", "token", "create", "--data", g.siteDir, "--name", "gateway-1", "--json")
-	tokenFile := filepath.Join(t.TempDir(), "site-token")
-	if err := os.WriteFile(tokenFile, []byte(tok.Token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	app := newEchoApp(t)
+	tokenFile := siteTokenFile(t, g.siteDir) // the gateway upgrades with a site token of scope upgrade
 	startGW := func() *server {
 		return start(t, nil, "gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE,
 			"--min-version", "3.0", "--site-token-file", tokenFile)
@@ -112,6 +96,7 @@ func TestUpgradeThroughGateway(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("upgrade through the gateway: %s %q", resp.Status, resp.Header.Get("WWW-Authenticate"))
 	}
+	last := app.lastSeen()
 	if last.ClientID != a.lic.ClientID || last.Version != "3.0" || last.LicenseID == itoa(int(a.lic.LicenseID)) {
 		t.Fatalf("upstream saw %+v; want client %s with a new 3.0 license (old license %d)", last, a.lic.ClientID, a.lic.LicenseID)
 	}
@@ -188,7 +173,8 @@ func TestUpgradeThroughGateway(t *testing.T) {
 	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
 	gw.stop(t) // forget B's failed exchange
 	gw = startGW()
-	if out := ok(t, "agent", "request", "--data", b.dir, "--hw-root", b.hw, "--server", gw.URL, "--product", "app", "/v1/render"); out != "rendered" {
+	var shownB seen
+	if out := ok(t, "agent", "request", "--data", b.dir, "--hw-root", b.hw, "--server", gw.URL, "--product", "app", "/v1/render"); json.Unmarshal([]byte(out), &shownB) != nil || shownB.ClientID != b.lic.ClientID {
 		t.Fatalf("agent request with an upgradable license printed %q", out)
 	}
 	var bShown struct {
@@ -197,8 +183,8 @@ func TestUpgradeThroughGateway(t *testing.T) {
 		Flags          uint32 `json:"flags"`
 	}
 	okJSON(t, &bShown, "agent", "license", "show", "--data", b.dir, "--hw-root", b.hw, "--product", "app")
-	if bShown.ProductVersion != "3.0" || bShown.Flags&verify.FlagUpgraded == 0 || bShown.LicenseID == b.lic.LicenseID || last.LicenseID != itoa(int(bShown.LicenseID)) {
-		t.Fatalf("B's cached license after agent request: %+v (old %d, upstream saw %s)", bShown, b.lic.LicenseID, last.LicenseID)
+	if bShown.ProductVersion != "3.0" || bShown.Flags&verify.FlagUpgraded == 0 || bShown.LicenseID == b.lic.LicenseID || shownB.LicenseID != itoa(int(bShown.LicenseID)) {
+		t.Fatalf("B's cached license after agent request: %+v (old %d, upstream saw %s)", bShown, b.lic.LicenseID, shownB.LicenseID)
 	}
 
 	// At the site's upgrade endpoint: the old license again is a repeat (same
@@ -219,14 +205,15 @@ func TestUpgradeThroughGateway(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&out)
 		return resp.StatusCode, out
 	}
-	upgrade := func(licPEM []byte) (int, map[string]any) { return upgradeWith(tok.Token, licPEM) }
+	token := strings.TrimSpace(string(mustRead(t, tokenFile)))
+	upgrade := func(licPEM []byte) (int, map[string]any) { return upgradeWith(token, licPEM) }
 	// Without a token, nobody may ask: only a gateway, after the client proved its key.
 	if status, out := upgradeWith("", oldPEM); status != http.StatusUnauthorized {
 		t.Fatalf("upgrade without a token: %d %v", status, out)
 	}
 	// The upgrade token opens nothing else.
 	req, _ := http.NewRequest(http.MethodGet, site.URL+"/v1/licenses", nil)
-	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("admin route with an upgrade token: %v %v", resp.Status, err)
 	}
