@@ -66,15 +66,8 @@ type VerifyResponse struct {
 }
 
 // NewSiteHandler returns the site's HTTP API over srv.
-func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) (*Server, error) {
+func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) *Server {
 	s := NewServer("site", log, limits, srv.Store)
-	var verifier *verify.Verifier
-	if srv.ID.Certified() {
-		var err error
-		if verifier, err = verify.New(srv.ID.Root.Raw); err != nil {
-			return nil, err
-		}
-	}
 	s.Admin("GET /v1/site", func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, Info(srv.ID))
 		return nil
@@ -125,8 +118,9 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 		return nil
 	})
 	s.Public("POST /v1/licenses/verify", func(w http.ResponseWriter, r *http.Request) error {
-		if verifier == nil {
-			return srv.ID.RequireCertified()
+		verifier, err := srv.Verifier()
+		if err != nil {
+			return err
 		}
 		body, err := readBody(r)
 		if err != nil {
@@ -191,5 +185,5 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 		writeJSON(w, http.StatusCreated, p)
 		return nil
 	})
-	return s, nil
+	return s
 }

@@ -153,6 +153,7 @@ func TestUpgradeThroughGateway(t *testing.T) {
 			UpgradesUsed int    `json:"upgrades_used"`
 			Upgraded     int    `json:"upgraded_licenses"`
 			Permanent    int    `json:"permanent_licenses"`
+			Temporary    int    `json:"temporary_licenses"`
 		}
 	}
 	okJSON(t, &rep, "site", "report", "--data", g.siteDir, "--json")
@@ -232,8 +233,23 @@ func TestUpgradeThroughGateway(t *testing.T) {
 	if resp := call(a, forged); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("forged license at the gateway: %s", resp.Status)
 	}
+
+	// A temporary license is not upgraded: the third client takes the last
+	// seat, the fourth gets a temporary license, which the site refuses to
+	// exchange although an upgrade seat is free.
+	newClient("cccccccccccccccccccccccccccccccc")
+	d := newClient("dddddddddddddddddddddddddddddddd")
+	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows",
+		"--quantity", "1", "--upgrade-from", "2.0..2.9")...)
+	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
+	status, out = upgrade(mustRead(t, filepath.Join(d.dir, "licenses", "app.pem")))
+	errBody, _ := out["error"].(map[string]any)
+	if msg, _ := errBody["message"].(string); status != http.StatusForbidden || !strings.Contains(msg, "temporary") {
+		t.Fatalf("upgrade of a temporary license: %d %v", status, out)
+	}
+
 	okJSON(t, &rep, "site", "report", "--data", g.siteDir, "--json")
-	if rep.Products[0].UpgradesUsed != 2 || rep.Products[0].Upgraded != 2 {
+	if rep.Products[0].UpgradesUsed != 2 || rep.Products[0].Upgraded != 2 || rep.Products[0].Temporary != 1 {
 		t.Fatalf("report after refused upgrades: %+v", rep.Products)
 	}
 }

@@ -158,11 +158,9 @@ type entry struct {
 	lic         *verify.License
 	from, until time.Time // the license, its site and the root are all valid in [from, until)
 	hdr         [len(identityHeaders)]string
-	// update and chain are set on the entry of a license the gateway just
-	// obtained by an upgrade: the HeaderLicenseUpdate value for the client,
-	// and the new license and site certificate (DER).
+	// update is set on the entry of a license the gateway just obtained by
+	// an upgrade: the HeaderLicenseUpdate value for the client.
 	update string
-	chain  [][]byte
 }
 
 func (e *entry) validAt(now time.Time) bool { return !now.Before(e.from) && now.Before(e.until) }

@@ -369,15 +369,14 @@ func (c *checker) checkTLS(r *http.Request, now time.Time) (*entry, *failure) {
 	}
 	if e == nil {
 		chain := [2][]byte{leaf.Raw, certs[1].Raw}
-		lic, err := c.v.VerifyChain(chain[:], verify.Options{Now: now, Product: c.product, ClientKey: pub})
-		if err != nil && c.upgrade != nil && errors.Is(err, verify.ErrExpired) {
-			// The handshake proved the key: an expired license may be upgraded.
-			if old, err2 := c.v.VerifyChain(chain[:], verify.Options{Now: now, Product: c.product, ClientKey: pub, AllowExpired: true}); err2 == nil {
-				return c.exchange(r.Context(), old, now)
-			}
-		}
+		// With upgrades on, an expired license is accepted here (never cached)
+		// and exchanged: the handshake proved the key.
+		lic, err := c.v.VerifyChain(chain[:], verify.Options{Now: now, Product: c.product, ClientKey: pub, AllowExpired: c.upgrade != nil})
 		if err != nil {
 			return nil, c.verifyFailure(err)
+		}
+		if !now.Before(lic.NotAfter) {
+			return c.exchange(r.Context(), lic, now)
 		}
 		e = c.byCert.put(key, lic, c.v.Root())
 	}
@@ -504,18 +503,16 @@ func (c *checker) checkSigned(r *http.Request, now time.Time, licHeader, sigHead
 		if err != nil {
 			return nil, nil, c.fail(reasonInvalidLicense, "the %s header is not standard base64 (%v); send the license file (PEM) base64-encoded on one line", HeaderLicense, err)
 		}
-		lic, err := c.v.Verify(s.b[:n], verify.Options{Now: now, Product: c.product})
-		if err != nil && c.upgrade != nil && errors.Is(err, verify.ErrExpired) {
-			// Expired: checked as a credential below, then upgraded.
-			lic, err = c.v.Verify(s.b[:n], verify.Options{Now: now, Product: c.product, AllowExpired: true})
-			if err == nil {
-				e = newEntry(lic, c.v.Root())
-			}
-		} else if err == nil {
-			e = c.byHeader.put(key, lic, c.v.Root())
-		}
+		// With upgrades on, an expired license is accepted here (never
+		// cached), checked as a credential below, then exchanged.
+		lic, err := c.v.Verify(s.b[:n], verify.Options{Now: now, Product: c.product, AllowExpired: c.upgrade != nil})
 		if err != nil {
 			return nil, nil, c.verifyFailure(err)
+		}
+		if now.Before(lic.NotAfter) {
+			e = c.byHeader.put(key, lic, c.v.Root())
+		} else {
+			e = newEntry(lic, c.v.Root())
 		}
 	}
 	lic := e.lic

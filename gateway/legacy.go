@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -294,15 +293,13 @@ func (c *checker) checkLegacy(r *http.Request, now time.Time, sigHeader string) 
 				p.keyid, errs.PublicMessage(f.err), LegacyPath)
 		}
 	}
-	if f == nil && e.update != "" && len(e.chain) == 2 && e.lic.ClientID == p.keyid {
+	if f == nil && e.update != "" && e.lic.ClientID == p.keyid {
 		// The stored license was upgraded on the way: store the new one, as
 		// a deposit would, so that the next request uses it and the license
 		// server is not asked again. Unless the client deposited or removed
 		// its license meanwhile. A failure to write leaves the old license,
 		// which the next request upgrades again.
-		newPEM := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.chain[0]}),
-			pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.chain[1]})...)
-		_, _ = c.legacy.replaceIf(p.keyid, le.header, newPEM)
+		_, _ = c.legacy.replaceIf(p.keyid, le.header, licensePEM(e.lic))
 	}
 	return e, body, f
 }

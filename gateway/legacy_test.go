@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"bytes"
 	"context"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/license"
 	"github.com/licet/licet/verify"
 )
 
@@ -356,44 +354,12 @@ func TestLegacyMiddleware(t *testing.T) {
 	}
 }
 
-// legacyUpgrader stands in for the license server's upgrade endpoint: it
-// issues real licenses (version 3.0, ID + 1000, valid 30 days from the
-// env's clock) from the fixture's site, or fails with fail.
-type legacyUpgrader struct {
-	e     *legacyEnv
-	calls atomic.Int64
-	fail  error
-}
-
-func (u *legacyUpgrader) upgrade(ctx context.Context, licensePEM []byte) (*gateway.Upgraded, error) {
-	u.calls.Add(1)
-	if u.fail != nil {
-		return nil, u.fail
-	}
-	blk, _ := pem.Decode(licensePEM)
-	if blk == nil {
-		return nil, errors.New("not PEM")
-	}
-	old, err := u.e.f.v.VerifyChain([][]byte{blk.Bytes, u.e.f.site.Cert.Raw}, verify.Options{Now: u.e.now(), AllowExpired: true})
-	if err != nil {
-		return nil, err
-	}
-	attrs := old.Attributes
-	attrs.LicenseID, attrs.ProductVersion, attrs.Flags = old.LicenseID+1000, "3.0", verify.FlagUpgraded
-	now := u.e.now()
-	der, err := license.Issue(u.e.f.site, old.ClientKey, attrs, now.Add(-time.Minute), now.Add(30*24*time.Hour))
-	if err != nil {
-		return nil, err
-	}
-	return &gateway.Upgraded{Chain: [][]byte{der, u.e.f.site.Cert.Raw}, File: []byte("sealed license " + attrs.ClientID)}, nil
-}
-
 // TestLegacyDepositNoUpgrade: a deposit never exchanges a license with the
 // license server, even when the gateway upgrades licenses on the way to the
 // application: an expired license or one older than MinVersion is refused.
 func TestLegacyDepositNoUpgrade(t *testing.T) {
 	e := newLegacyEnv(t)
-	u := &legacyUpgrader{e: e}
+	u := &siteUpgrades{f: e.f, now: e.now}
 	e.upgrade, e.minVersion = u.upgrade, "3.0"
 	e.restart(t)
 
@@ -435,7 +401,7 @@ func TestLegacyUpgradeStored(t *testing.T) {
 			if a := e.deposit(t, c.key, c.licPEM); a.status != http.StatusCreated {
 				t.Fatalf("deposit: %d %s", a.status, a.msg)
 			}
-			u := &legacyUpgrader{e: e}
+			u := &siteUpgrades{f: e.f, now: e.now}
 			e.upgrade, e.minVersion = u.upgrade, tc.minVersion
 			e.restart(t)
 			e.clock.Store(e.env.now.Add(tc.later).UnixNano())
@@ -500,7 +466,7 @@ func TestLegacyUpgradeFails(t *testing.T) {
 	if a := e.deposit(t, c.key, c.licPEM); a.status != http.StatusCreated {
 		t.Fatalf("deposit: %d %s", a.status, a.msg)
 	}
-	u := &legacyUpgrader{e: e, fail: errors.New("no upgrade seat of app for platform linux-amd64")}
+	u := &siteUpgrades{f: e.f, now: e.now, fail: errors.New("no upgrade seat of app for platform linux-amd64")}
 	e.upgrade = u.upgrade
 	e.restart(t)
 	e.clock.Store(e.env.now.Add(2 * time.Hour).UnixNano())
@@ -522,7 +488,7 @@ func TestLegacyUpgradeKeepsNewDeposit(t *testing.T) {
 	if a := e.deposit(t, c.key, c.licPEM); a.status != http.StatusCreated {
 		t.Fatalf("deposit: %d %s", a.status, a.msg)
 	}
-	u := &legacyUpgrader{e: e}
+	u := &siteUpgrades{f: e.f, now: e.now}
 	var fresh []byte
 	e.upgrade = func(ctx context.Context, licensePEM []byte) (*gateway.Upgraded, error) {
 		// Meanwhile the client deposits a new license of its own.

@@ -150,7 +150,7 @@ func (c *checker) exchange(ctx context.Context, lic *verify.License, now time.Ti
 	if c.upgrade == nil {
 		return nil, c.oldVersion(lic)
 	}
-	key := sha256Sum(lic.Raw)
+	key := sha256.Sum256(lic.Raw)
 	c.ups.mu.Lock()
 	call := c.ups.m[key]
 	if call != nil {
@@ -245,9 +245,7 @@ func (c *checker) doExchange(lic *verify.License, now time.Time) (*entry, []byte
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), UpgradeTimeout)
 	defer cancel()
-	pemChain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: lic.Raw}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: lic.Site.Raw})...)
-	up, err := c.upgrade(ctx, pemChain)
+	up, err := c.upgrade(ctx, licensePEM(lic))
 	if err != nil {
 		return nil, nil, c.fail(r, "license %d %s and could not be upgraded: %v; %s", lic.LicenseID, why, err, c.where)
 	}
@@ -264,8 +262,16 @@ func (c *checker) doExchange(lic *verify.License, now time.Time) (*entry, []byte
 	e := newEntry(nl, c.v.Root())
 	sum := sha256.Sum256(nl.Raw)
 	e.update = LicenseUpdatePath + hex.EncodeToString(sum[:])
-	e.chain = [][]byte{nl.Raw, nl.Site.Raw}
 	return e, up.File, nil
 }
 
-func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+// licensePEM is the license file of lic: the license certificate, then the
+// site certificate (as license.EncodePEM writes it; this package imports
+// only errs and verify).
+func licensePEM(lic *verify.License) []byte {
+	var out []byte
+	for _, der := range lic.Chain() {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return out
+}

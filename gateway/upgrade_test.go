@@ -30,7 +30,8 @@ type siteUpgrades struct {
 	version string   // of the new license; default 3.0
 	rekey   bool     // issue the new license to another key (a broken server)
 	delay   time.Duration
-	panics  bool // panic instead of answering
+	panics  bool             // panic instead of answering
+	now     func() time.Time // the clock of the new licenses; default time.Now
 }
 
 func (s *siteUpgrades) upgrade(ctx context.Context, licensePEM []byte) (*gateway.Upgraded, error) {
@@ -46,7 +47,11 @@ func (s *siteUpgrades) upgrade(ctx context.Context, licensePEM []byte) (*gateway
 		return nil, s.fail
 	}
 	blk, _ := pem.Decode(licensePEM)
-	old, err := s.f.v.VerifyChain([][]byte{blk.Bytes, s.f.site.Cert.Raw}, verify.Options{AllowExpired: true})
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	old, err := s.f.v.VerifyChain([][]byte{blk.Bytes, s.f.site.Cert.Raw}, verify.Options{Now: now(), AllowExpired: true})
 	if err != nil {
 		return nil, err
 	}
@@ -60,8 +65,7 @@ func (s *siteUpgrades) upgrade(ctx context.Context, licensePEM []byte) (*gateway
 	if s.version != "" {
 		attrs.ProductVersion = s.version
 	}
-	now := time.Now()
-	der, err := license.Issue(s.f.site, pub, attrs, now.Add(-time.Minute), now.Add(30*24*time.Hour))
+	der, err := license.Issue(s.f.site, pub, attrs, now().Add(-time.Minute), now().Add(30*24*time.Hour))
 	if err != nil {
 		return nil, err
 	}

@@ -311,9 +311,22 @@ type Server struct {
 
 	macOnce sync.Once // derives macKey, the challenge MAC key, from the site key
 	macKey  []byte
-	verOnce sync.Once // loads ver, the verifier of licenses to upgrade
+	verOnce sync.Once // loads ver, the verifier of licenses against the vendor root
 	ver     *verify.Verifier
 	verErr  error
+}
+
+// Verifier returns the verifier of licenses against the site's vendor root
+// (made once); an error if the site is not certified yet.
+func (s *Server) Verifier() (*verify.Verifier, error) {
+	if err := s.ID.RequireCertified(); err != nil {
+		return nil, err
+	}
+	s.verOnce.Do(func() { s.ver, s.verErr = verify.New(s.ID.Root.Raw) })
+	if s.verErr != nil {
+		return nil, errs.Wrap(errs.Internal, s.verErr, "load the vendor root")
+	}
+	return s.ver, nil
 }
 
 // PurchaseRequest writes the armored purchase request for an order.

@@ -38,12 +38,12 @@ func (s *Server) Upgrade(ctx context.Context, licensePEM []byte) (*Upgraded, err
 	if err := s.ID.RequireCertified(); err != nil {
 		return nil, err
 	}
-	s.verOnce.Do(func() { s.ver, s.verErr = verify.New(s.ID.Root.Raw) })
-	if s.verErr != nil {
-		return nil, errs.Wrap(errs.Internal, s.verErr, "load the vendor root")
+	v, err := s.Verifier()
+	if err != nil {
+		return nil, err
 	}
 	now := s.Now().UTC()
-	lic, err := s.ver.Verify(licensePEM, verify.Options{Now: now, AllowExpired: true})
+	lic, err := v.Verify(licensePEM, verify.Options{Now: now, AllowExpired: true})
 	if err != nil {
 		return nil, errs.Wrap(errs.Forbidden, err, "rejected: the license to upgrade does not verify")
 	}

@@ -85,6 +85,18 @@ func (r *recorder) add(d time.Duration, err error) {
 	}
 }
 
+// absorb adds the outcomes of another run (its latencies, counts and first
+// errors) to r, which no goroutine is recording into.
+func (r *recorder) absorb(latencies []time.Duration, ok, rej, failed int, errList []string) {
+	r.latencies = append(r.latencies, latencies...)
+	r.ok, r.rej, r.failed = r.ok+ok, r.rej+rej, r.failed+failed
+	for _, e := range errList {
+		if len(r.errs) < 5 {
+			r.errs = append(r.errs, e)
+		}
+	}
+}
+
 func (r *recorder) result(op string, elapsed time.Duration) *Result {
 	slices.Sort(r.latencies)
 	pct := func(p float64) time.Duration {
@@ -279,15 +291,7 @@ func Merge(op string, runs ...*Result) *Result {
 	rec := &recorder{}
 	var elapsed time.Duration
 	for _, r := range runs {
-		rec.latencies = append(rec.latencies, r.Latencies...)
-		rec.ok += r.OK
-		rec.rej += r.Rejected
-		rec.failed += r.Failed
-		for _, e := range r.FirstErrors {
-			if len(rec.errs) < 5 {
-				rec.errs = append(rec.errs, e)
-			}
-		}
+		rec.absorb(r.Latencies, r.OK, r.Rejected, r.Failed, r.FirstErrors)
 		elapsed += r.Elapsed
 	}
 	return rec.result(op, elapsed)
@@ -353,15 +357,7 @@ func KeepAlive(ctx context.Context, opts KeepAliveOptions) (*Result, error) {
 	elapsed := time.Since(start)
 	all := &recorder{}
 	for _, r := range recs {
-		all.latencies = append(all.latencies, r.latencies...)
-		all.ok += r.ok
-		all.rej += r.rej
-		all.failed += r.failed
-		for _, e := range r.errs {
-			if len(all.errs) < 5 {
-				all.errs = append(all.errs, e)
-			}
-		}
+		all.absorb(r.latencies, r.ok, r.rej, r.failed, r.errs)
 	}
 	return all.result(opts.Operation, elapsed), ctx.Err()
 }

@@ -125,11 +125,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	srv := &licenseserver.Server{ID: id, Store: sst, Now: time.Now, TemporaryFor: licenseserver.DefaultTemporaryFor}
-	sh, err := api.NewSiteHandler(srv, log, api.DefaultLimits)
-	if err != nil {
-		return err
-	}
-	g.Go(func() error { return api.Serve(gctx, sln, sh, log) })
+	g.Go(func() error { return api.Serve(gctx, sln, api.NewSiteHandler(srv, log, api.DefaultLimits), log) })
 
 	// The gateway, in front of a demo application, upgrading with a token of
 	// scope upgrade. A failure from here on stops the servers already running.

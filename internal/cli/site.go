@@ -222,11 +222,7 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log.Info("site serving", "addr", ln.Addr().String(), "site", srv.ID.SiteID, "certified", srv.ID.Certified())
-	h, err := api.NewSiteHandler(srv, log, srvf.limits())
-	if err != nil {
-		return err
-	}
-	return api.Serve(ctx, ln, h, log)
+	return api.Serve(ctx, ln, api.NewSiteHandler(srv, log, srvf.limits()), log)
 }
 
 // packKind names a pack's kind in tables: seats, or the versions it upgrades from.

@@ -49,7 +49,7 @@ func (s *Site) Image(ctx context.Context, softwareID uint32) (*licenseserver.Ima
 
 // Images lists the registered images.
 func (s *Site) Images(ctx context.Context) ([]*licenseserver.Image, error) {
-	return list(ctx, s.DB, "list images", scanImage, `SELECT software_id, name, sha256, size, added FROM s_images ORDER BY software_id`)
+	return list(ctx, s.conn(), "list images", scanImage, `SELECT software_id, name, sha256, size, added FROM s_images ORDER BY software_id`)
 }
 
 const assignmentCols = `license_id, pack_id, client_id, system_id, product_id, platform, client_key, issued, expires, cert,
@@ -182,7 +182,7 @@ func (s *Site) storeCert(ctx context.Context, c conn, a *licenseserver.Assignmen
 
 // Assignments lists assignments by license ID.
 func (s *Site) Assignments(ctx context.Context, f licenseserver.AssignmentFilter) ([]*licenseserver.Assignment, error) {
-	return list(ctx, s.DB, "list assignments", scanAssignment, `SELECT `+assignmentCols+` FROM s_assignments
+	return list(ctx, s.conn(), "list assignments", scanAssignment, `SELECT `+assignmentCols+` FROM s_assignments
 		WHERE (? = '' OR client_id = ?) AND (? = '' OR pack_id = ?) ORDER BY license_id`, f.ClientID, f.ClientID, f.PackID, f.PackID)
 }
 
@@ -239,7 +239,7 @@ func (s *Site) temporary(ctx context.Context, c conn, req licenseserver.SeatRequ
 
 // Temporaries lists the temporary licenses granted.
 func (s *Site) Temporaries(ctx context.Context) ([]*licenseserver.Assignment, error) {
-	return list(ctx, s.DB, "list temporary licenses", scanTemporary, `SELECT `+temporaryCols+` FROM s_temporary ORDER BY license_id`)
+	return list(ctx, s.conn(), "list temporary licenses", scanTemporary, `SELECT `+temporaryCols+` FROM s_temporary ORDER BY license_id`)
 }
 
 // UpgradeSeat exchanges a client's current license for an upgraded one,
@@ -267,7 +267,7 @@ func (s *Site) UpgradeSeat(ctx context.Context, req licenseserver.UpgradeRequest
 		}
 		packs, err := upgradePacks(ctx, c, req.ProductID, req.Platform, now)
 		if err != nil {
-			return s.dbErr(err, "list upgrade packs")
+			return err
 		}
 		packs = slices.DeleteFunc(packs, func(p *licenseserver.InstalledPack) bool {
 			newer := verify.CompareVersions(p.ProductVersion, req.Version)
@@ -314,24 +314,11 @@ func (s *Site) UpgradeSeat(ctx context.Context, req licenseserver.UpgradeRequest
 	return out, existing, nil
 }
 
-// upgradePacks lists, inside a transaction, the active upgrade packs of a
-// product and platform with a free seat, oldest first.
+// upgradePacks lists, inside the transaction c, the active upgrade packs of
+// a product and platform with a free seat, oldest first.
 func upgradePacks(ctx context.Context, c conn, product, platform string, now int64) ([]*licenseserver.InstalledPack, error) {
-	rows, err := c.query(ctx, `SELECT `+packCols+` FROM s_packs
+	return list(ctx, c, "list upgrade packs", scanPack, `SELECT `+packCols+` FROM s_packs
 		WHERE product_id = ? AND platform = ? AND assigned < quantity AND upgrade_from_min IS NOT NULL
 		  AND (first_active IS NULL OR first_active <= ?) AND (expires IS NULL OR expires > ?)
 		ORDER BY installed, pack_id`, product, platform, now, now)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*licenseserver.InstalledPack
-	for rows.Next() {
-		p, err := scanPack(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
 }

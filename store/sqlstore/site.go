@@ -117,5 +117,5 @@ func (s *Site) Pack(ctx context.Context, id string) (*licenseserver.InstalledPac
 // Packs lists installed packs, oldest first (by installation time, then
 // ID), without their files: Pack returns a pack with its file.
 func (s *Site) Packs(ctx context.Context) ([]*licenseserver.InstalledPack, error) {
-	return list(ctx, s.DB, "list packs", scanPack, `SELECT `+packCols+` FROM s_packs ORDER BY installed, pack_id`)
+	return list(ctx, s.conn(), "list packs", scanPack, `SELECT `+packCols+` FROM s_packs ORDER BY installed, pack_id`)
 }

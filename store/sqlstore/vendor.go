@@ -82,25 +82,25 @@ func (v *Vendor) Product(ctx context.Context, id string) (*clearinghouse.Product
 
 // Products lists products by creation.
 func (v *Vendor) Products(ctx context.Context) ([]*clearinghouse.Product, error) {
-	return list(ctx, v.DB, "list products", scanProduct, `SELECT `+productCols+` FROM v_products ORDER BY created, id`)
+	return list(ctx, v.conn(), "list products", scanProduct, `SELECT `+productCols+` FROM v_products ORDER BY created, id`)
 }
 
-// list runs a query and scans every row.
-func list[T any](ctx context.Context, db *DB, what string, scan func(interface{ Scan(...any) error }) (*T, error), q string, args ...any) ([]*T, error) {
-	rows, err := db.conn().query(ctx, q, args...)
+// list runs a query on c (the database, or a transaction) and scans every row.
+func list[T any](ctx context.Context, c conn, what string, scan func(interface{ Scan(...any) error }) (*T, error), q string, args ...any) ([]*T, error) {
+	rows, err := c.query(ctx, q, args...)
 	if err != nil {
-		return nil, db.dbErr(err, what)
+		return nil, c.db.dbErr(err, what)
 	}
 	defer rows.Close()
 	out := []*T{}
 	for rows.Next() {
 		x, err := scan(rows)
 		if err != nil {
-			return nil, db.dbErr(err, what)
+			return nil, c.db.dbErr(err, what)
 		}
 		out = append(out, x)
 	}
-	return out, db.dbErr(rows.Err(), what)
+	return out, c.db.dbErr(rows.Err(), what)
 }
 
 func nonNil(s []string) []string {
@@ -147,7 +147,7 @@ func (v *Vendor) Customer(ctx context.Context, id string) (*clearinghouse.Custom
 
 // Customers lists customers by creation.
 func (v *Vendor) Customers(ctx context.Context) ([]*clearinghouse.Customer, error) {
-	return list(ctx, v.DB, "list customers", scanCustomer, `SELECT id, name, created FROM v_customers ORDER BY created, id`)
+	return list(ctx, v.conn(), "list customers", scanCustomer, `SELECT id, name, created FROM v_customers ORDER BY created, id`)
 }
 
 // CreateEnrollment stores an enrollment code's hash; NotFound if its
@@ -268,7 +268,7 @@ func (v *Vendor) Site(ctx context.Context, id string) (*clearinghouse.Site, erro
 // Sites lists sites, of one customer if customerID is set, by
 // certification time, then ID.
 func (v *Vendor) Sites(ctx context.Context, customerID string) ([]*clearinghouse.Site, error) {
-	return list(ctx, v.DB, "list sites", scanSite, `SELECT `+siteCols+` FROM v_sites WHERE (? = '' OR customer_id = ?) ORDER BY certified, id`, customerID, customerID)
+	return list(ctx, v.conn(), "list sites", scanSite, `SELECT `+siteCols+` FROM v_sites WHERE (? = '' OR customer_id = ?) ORDER BY certified, id`, customerID, customerID)
 }
 
 // CreateOrder records an order without a pack; Conflict if its ID exists,
@@ -323,7 +323,7 @@ func (v *Vendor) Order(ctx context.Context, id string) (*clearinghouse.Order, er
 // Orders lists orders, of one customer if customerID is set, by creation
 // time, then ID.
 func (v *Vendor) Orders(ctx context.Context, customerID string) ([]*clearinghouse.Order, error) {
-	return list(ctx, v.DB, "list orders", scanOrder, `SELECT `+orderCols+` FROM v_orders WHERE (? = '' OR customer_id = ?) ORDER BY created, id`, customerID, customerID)
+	return list(ctx, v.conn(), "list orders", scanOrder, `SELECT `+orderCols+` FROM v_orders WHERE (? = '' OR customer_id = ?) ORDER BY created, id`, customerID, customerID)
 }
 
 // AllocateSerials reserves n serial numbers, the first being 1, with one
