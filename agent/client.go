@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/gateway"
-	"github.com/licet/licet/softid"
+	"github.com/licet/licet/licensing/gateway"
+	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/verify"
 )
 

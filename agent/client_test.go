@@ -24,12 +24,12 @@ import (
 	"time"
 
 	"github.com/licet/licet/api"
-	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/internal/testpki"
-	"github.com/licet/licet/license"
-	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/licensing/gateway"
+	"github.com/licet/licet/licensing/license"
+	"github.com/licet/licet/licensing/licenseserver"
+	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/pki"
-	"github.com/licet/licet/softid"
 	"github.com/licet/licet/verify"
 )
 

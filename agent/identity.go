@@ -17,7 +17,7 @@ import (
 	"github.com/licet/licet/hwid"
 	"github.com/licet/licet/internal/fsutil"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/softid"
+	"github.com/licet/licet/licensing/softid"
 )
 
 // The files of an agent identity, inside its directory.

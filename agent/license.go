@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/licet/licet/api"
-	"github.com/licet/licet/challenge"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/fsutil"
 	"github.com/licet/licet/internal/ids"
-	"github.com/licet/licet/licenseserver"
-	"github.com/licet/licet/softid"
+	"github.com/licet/licet/licensing/challenge"
+	"github.com/licet/licet/licensing/licenseserver"
+	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/verify"
 )
 

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/licet/licet/clearinghouse"
-	"github.com/licet/licet/clientimage"
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/licensing/clientimage"
+	"github.com/licet/licet/licensing/licenseserver"
 )
 
 // Client calls a licet server's API.

@@ -6,10 +6,10 @@ import (
 	"time"
 
 	"github.com/licet/licet/armor"
-	"github.com/licet/licet/clearinghouse"
-	"github.com/licet/licet/clientimage"
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/licensing/clientimage"
+	"github.com/licet/licet/licensing/licenseserver"
 )
 
 // EnrollRequest is the body of POST /v1/sites/enroll.

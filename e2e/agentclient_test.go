@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/licet/licet/gateway"
+	"github.com/licet/licet/licensing/gateway"
 )
 
 // agentGatewayCert writes a self-signed TLS certificate for 127.0.0.1 and its key

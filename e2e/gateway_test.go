@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/keys"
+	"github.com/licet/licet/licensing/gateway"
 )
 
 // TestGatewayFlow runs vendor, site and 'licet gateway' as processes in front

@@ -16,12 +16,12 @@ import (
 	"time"
 
 	"github.com/licet/licet/api"
-	"github.com/licet/licet/challenge"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/license"
-	"github.com/licet/licet/licenseserver"
-	"github.com/licet/licet/loadgen"
-	"github.com/licet/licet/softid"
+	"github.com/licet/licet/licensing/challenge"
+	"github.com/licet/licet/licensing/license"
+	"github.com/licet/licet/licensing/licenseserver"
+	"github.com/licet/licet/licensing/loadgen"
+	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/store/postgres"
 	"github.com/licet/licet/verify"
 )

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/licet/licet/agent"
-	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/softid"
+	"github.com/licet/licet/licensing/gateway"
+	"github.com/licet/licet/licensing/softid"
 )
 
 // TestLegacyStore runs site, 'licet gateway --legacy-dir' and an upstream

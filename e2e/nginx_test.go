@@ -28,7 +28,7 @@ import (
 
 	"github.com/licet/licet/internal/testpki"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/license"
+	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/verify"
 )

@@ -13,8 +13,8 @@ import (
 
 	"github.com/licet/licet/armor"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/licenseserver"
-	"github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/licenseserver"
+	"github.com/licet/licet/licensing/pack"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/store/postgres"
 )

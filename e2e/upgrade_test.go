@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/licet/licet/agent"
-	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/keys"
+	"github.com/licet/licet/licensing/gateway"
 	"github.com/licet/licet/verify"
 )
 

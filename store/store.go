@@ -9,9 +9,9 @@ import (
 	"context"
 	"strings"
 
-	"github.com/licet/licet/clearinghouse"
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/licensing/licenseserver"
 	"github.com/licet/licet/store/postgres"
 	"github.com/licet/licet/store/sqlite"
 	"github.com/licet/licet/store/sqlstore"

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/license"
+	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/verify"
 )

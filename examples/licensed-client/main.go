@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/agent"
-	"github.com/licet/licet/softid"
+	"github.com/licet/licet/licensing/softid"
 )
 
 func main() {

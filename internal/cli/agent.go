@@ -16,7 +16,7 @@ import (
 
 	"github.com/licet/licet/agent"
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/softid"
+	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/verify"
 )
 

@@ -27,12 +27,12 @@ import (
 	"time"
 
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/license"
-	"github.com/licet/licet/loadgen"
+	"github.com/licet/licet/licensing/gateway"
+	"github.com/licet/licet/licensing/license"
+	"github.com/licet/licet/licensing/loadgen"
+	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/pki"
-	"github.com/licet/licet/softid"
 	"github.com/licet/licet/verify"
 )
 

@@ -17,11 +17,11 @@ import (
 
 	"github.com/licet/licet/api"
 	"github.com/licet/licet/auth"
-	"github.com/licet/licet/clearinghouse"
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/internal/fsutil"
-	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/licensing/gateway"
+	"github.com/licet/licet/licensing/licenseserver"
 	"github.com/licet/licet/store"
 	"github.com/licet/licet/verify"
 )

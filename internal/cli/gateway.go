@@ -15,7 +15,7 @@ import (
 	"github.com/licet/licet/api"
 	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/gateway"
+	"github.com/licet/licet/licensing/gateway"
 	"github.com/licet/licet/verify"
 )
 

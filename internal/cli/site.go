@@ -12,9 +12,9 @@ import (
 	"github.com/licet/licet/api"
 	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/licenseserver"
-	"github.com/licet/licet/pack"
-	"github.com/licet/licet/softid"
+	"github.com/licet/licet/licensing/licenseserver"
+	"github.com/licet/licet/licensing/pack"
+	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/store"
 )
 

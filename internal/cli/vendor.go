@@ -13,13 +13,13 @@ import (
 	"time"
 
 	"github.com/licet/licet/api"
-	"github.com/licet/licet/clearinghouse"
-	"github.com/licet/licet/clientimage"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/fsutil"
-	"github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/licensing/clientimage"
+	"github.com/licet/licet/licensing/pack"
+	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/pki"
-	"github.com/licet/licet/softid"
 	"github.com/licet/licet/store"
 )
 

@@ -3,8 +3,8 @@ package postgres_test
 import (
 	"testing"
 
-	"github.com/licet/licet/clearinghouse"
-	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/licensing/licenseserver"
 	"github.com/licet/licet/store"
 	"github.com/licet/licet/store/postgres"
 	"github.com/licet/licet/store/storetest"

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/licet/licet/auth"
-	"github.com/licet/licet/clearinghouse"
-	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/licensing/licenseserver"
 	"github.com/licet/licet/store"
 	"github.com/licet/licet/store/sqlite"
 	"github.com/licet/licet/store/sqlstore"

@@ -9,7 +9,7 @@ import (
 	"slices"
 
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/licenseserver"
+	"github.com/licet/licet/licensing/licenseserver"
 	"github.com/licet/licet/verify"
 )
 

@@ -7,8 +7,8 @@ import (
 
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/faultpoint"
-	"github.com/licet/licet/licenseserver"
-	"github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/licenseserver"
+	"github.com/licet/licet/licensing/pack"
 )
 
 // Site is the license server's database (tables s_*): it implements

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"time"
 
-	"github.com/licet/licet/clearinghouse"
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/licensing/pack"
 )
 
 // Vendor is the vendor's database (tables v_*): it implements

@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/licet/licet/auth"
-	"github.com/licet/licet/clearinghouse"
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/licenseserver"
-	packfmt "github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/licensing/licenseserver"
+	packfmt "github.com/licet/licet/licensing/pack"
 )
 
 // t0 is the suite's reference time: nanoseconds set, UTC.

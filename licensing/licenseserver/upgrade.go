@@ -6,7 +6,7 @@ import (
 	"crypto/ed25519"
 
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/license"
+	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/verify"
 )
 

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/license"
+	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/verify"
 )
 
@@ -33,7 +33,7 @@ const futureAttrs = `{"data_version":3,"license_id":4242,"client_id":"%s","syste
 // compatibility): testdata/formats/license-future.pem against root-license.crt
 // at the time recorded in license-future.json.
 func TestGoldenLicenseFromTheFuture(t *testing.T) {
-	dir := filepath.Join("..", "testdata", "formats")
+	dir := filepath.Join("..", "..", "testdata", "formats")
 	if *update {
 		writeFutureLicense(t, dir)
 	}

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/keys"
+	"github.com/licet/licet/licensing/gateway"
 	"github.com/licet/licet/verify"
 )
 

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/auth"
-	"github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/pack"
 )
 
 // InstalledPack is a row of the license pack table (licensing seed Table 3).

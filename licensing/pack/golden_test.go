@@ -18,7 +18,7 @@ import (
 	"github.com/licet/licet/canonjson"
 	"github.com/licet/licet/envelope"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/pack"
 	"github.com/licet/licet/pki"
 )
 
@@ -31,7 +31,7 @@ import (
 //	go test ./pack -run Golden -update
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/formats")
 
-const goldenDir = "../testdata/formats"
+const goldenDir = "../../testdata/formats"
 
 // vectors is testdata/formats/vectors.json: the time the files were made
 // (and at which they verify, since certificates and packs expire) and what

@@ -12,7 +12,7 @@ import (
 	"github.com/licet/licet/envelope"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/pack"
 	"github.com/licet/licet/pki"
 )
 

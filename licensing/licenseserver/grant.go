@@ -18,15 +18,15 @@ import (
 	"time"
 
 	"github.com/licet/licet/armor"
-	"github.com/licet/licet/challenge"
-	"github.com/licet/licet/clientimage"
 	"github.com/licet/licet/envelope"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/ids"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/license"
+	"github.com/licet/licet/licensing/challenge"
+	"github.com/licet/licet/licensing/clientimage"
+	"github.com/licet/licet/licensing/license"
+	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/pki"
-	"github.com/licet/licet/softid"
 	"github.com/licet/licet/verify"
 )
 

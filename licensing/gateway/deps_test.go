@@ -19,9 +19,9 @@ func TestDependencies(t *testing.T) {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
 	allowed := map[string]bool{
-		"github.com/licet/licet/gateway": true,
-		"github.com/licet/licet/errs":    true,
-		"github.com/licet/licet/verify":  true,
+		"github.com/licet/licet/licensing/gateway": true,
+		"github.com/licet/licet/errs":              true,
+		"github.com/licet/licet/verify":            true,
 	}
 	for _, p := range strings.Fields(string(out)) {
 		if !allowed[p] {

@@ -24,9 +24,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/licet/licet/gateway"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/license"
+	"github.com/licet/licet/licensing/gateway"
+	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/verify"
 )

@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/pack"
 )
 
 // Report summarises a site's seats and licenses for its administrator.

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/licet/licet/license"
+	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/verify"
 )

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/auth"
-	"github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/pack"
 )
 
 // Product is something the vendor sells licenses for.

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/licet/licet/gateway"
-	"github.com/licet/licet/license"
+	"github.com/licet/licet/licensing/gateway"
+	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/verify"
 )
 

@@ -24,7 +24,7 @@ import (
 	"github.com/licet/licet/internal/fsutil"
 	"github.com/licet/licet/internal/ids"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/pack"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/verify"
 )

@@ -22,7 +22,7 @@ import (
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/fsutil"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/pack"
+	"github.com/licet/licet/licensing/pack"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/verify"
 )

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/pack"
-	"github.com/licet/licet/softid"
+	"github.com/licet/licet/licensing/pack"
+	"github.com/licet/licet/licensing/softid"
 )
 
 func TestMake(t *testing.T) {

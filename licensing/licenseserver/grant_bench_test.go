@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/licet/licet/challenge"
-	"github.com/licet/licet/clearinghouse"
-	"github.com/licet/licet/clientimage"
 	"github.com/licet/licet/keys"
-	"github.com/licet/licet/licenseserver"
-	"github.com/licet/licet/softid"
+	"github.com/licet/licet/licensing/challenge"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/licensing/clientimage"
+	"github.com/licet/licet/licensing/licenseserver"
+	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/store"
 )
 
