@@ -58,6 +58,7 @@ func root() *command {
 		siteCommand(),
 		agentCommand(),
 		licenseCommand(),
+		tokenCommand(),
 		benchCommand(),
 		gatewayCommand(),
 		{name: "version", summary: "print the licet version", run: func(ctx context.Context, e *env, args []string) error {
