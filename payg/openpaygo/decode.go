@@ -101,7 +101,7 @@ func Decode(d Device, token string, lastCount uint32, used []uint32, restricted 
 		limit = uint64(lastCount) + MaxJumpCounterSync
 	}
 	res := Result{Status: Invalid, Extended: ext}
-	key := (*[16]byte)(&d.Key)
+	key := sipKeyOf((*[16]byte)(&d.Key))
 	current := f.withBase(uint64(d.StartingCode), base)
 	for count := uint64(0); count < limit; count++ {
 		if f.withBase(current, base) == code {

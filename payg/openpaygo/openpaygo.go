@@ -10,10 +10,10 @@
 package openpaygo
 
 import (
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 )
@@ -147,7 +147,7 @@ func Encode(d Device, lastCount uint32, typ Type, value int, opt Options) (token
 	f := formOf(opt.Extended)
 	base := (uint64(d.StartingCode)%f.offset + uint64(value)) % f.offset
 	code := f.withBase(uint64(d.StartingCode), base)
-	key := (*[16]byte)(&d.Key)
+	key := sipKeyOf((*[16]byte)(&d.Key))
 	for i := uint32(0); i < newCount; i++ {
 		code = f.step(key, code)
 	}
@@ -194,20 +194,19 @@ func formOf(ext bool) form {
 // withBase replaces the value digits of code with base.
 func (f form) withBase(code, base uint64) uint64 { return code - code%f.offset + base }
 
-// step is the chain step: the next code from the last one.
-func (f form) step(key *[16]byte, code uint64) uint64 {
-	var b [8]byte
+// step is the chain step: the next code from the last one. The message is
+// the code big-endian (standard: 4 bytes, twice; extended: 8 bytes), which
+// sipHash8 reads little-endian, hence the byte swaps.
+func (f form) step(key sipKey, code uint64) uint64 {
 	if f.extended {
-		binary.BigEndian.PutUint64(b[:], code)
-		t := sipHash24(key, b[:]) >> 24
+		t := sipHash8(key, bits.ReverseBytes64(code)) >> 24
 		if t > 999_999_999_999 {
 			t -= 99_511_627_777
 		}
 		return t
 	}
-	binary.BigEndian.PutUint32(b[0:4], uint32(code))
-	binary.BigEndian.PutUint32(b[4:8], uint32(code))
-	return reduceStandard(sipHash24(key, b[:]))
+	half := uint64(bits.ReverseBytes32(uint32(code)))
+	return reduceStandard(sipHash8(key, half|half<<32))
 }
 
 // reduceStandard folds a 64-bit hash to a 9-digit code.
