@@ -32,6 +32,7 @@ const (
 	TypeLicensePack     = "LICENSE PACK"
 	TypeLicense         = "LICENSE"
 	TypeImageSignature  = "IMAGE SIGNATURE"
+	TypePAYGPacket      = "PAYG PACKET"
 )
 
 const (
