@@ -90,12 +90,16 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer svc.Close()
+	vh, err := vendorHandler(svc, vdir, log, api.DefaultLimits)
+	if err != nil {
+		return err
+	}
 	vln, vurl, err := listen(e, "vendor", *vListen)
 	if err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return api.Serve(gctx, vln, api.NewVendorHandler(svc, log, api.DefaultLimits), log) })
+	g.Go(func() error { return api.Serve(gctx, vln, vh, log) })
 
 	if toks.Site == "" {
 		tok, err := devSeed(gctx, vurl, toks.Vendor, sdir)

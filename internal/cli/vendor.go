@@ -19,6 +19,7 @@ import (
 	"github.com/licet/licet/licensing/clientimage"
 	"github.com/licet/licet/licensing/pack"
 	"github.com/licet/licet/licensing/softid"
+	"github.com/licet/licet/payg/keypadvendor"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/store"
 )
@@ -30,7 +31,7 @@ const (
 )
 
 func vendorCommand() *command {
-	return &command{name: "vendor", summary: "the vendor: clearinghouse for license packs", sub: []*command{
+	return &command{name: "vendor", summary: "the vendor: clearinghouse for license packs, keypad tokens", sub: []*command{
 		leaf("init", "create the vendor's keys, root certificate and database", vendorInit),
 		leaf("serve", "run the vendor API server", vendorServe),
 		{name: "product", summary: "manage products", sub: []*command{
@@ -59,6 +60,7 @@ func vendorCommand() *command {
 		{name: "image", summary: "client program images", sub: []*command{
 			leaf("sign", "sign a client executable so sites can check platform challenges", vendorImageSign),
 		}},
+		vendorTokenCommand(),
 	}}
 }
 
@@ -77,6 +79,9 @@ func vendorInit(ctx context.Context, e *env, args []string) error {
 	}
 	token, err := clearinghouse.Init(ctx, *data, *name, *db, store.OpenVendor)
 	if err != nil {
+		return err
+	}
+	if err := keypadvendor.CreateSealKey(*data); err != nil {
 		return err
 	}
 	svc, err := clearinghouse.Open(ctx, *data, "", store.OpenVendor)
@@ -154,8 +159,13 @@ func vendorServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	h, err := vendorHandler(svc, *data, log, sf.limits())
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	log.Info("vendor serving", "addr", ln.Addr().String(), "root", pki.Fingerprint(svc.Root.Cert.Raw)[:16])
-	return api.Serve(ctx, ln, api.NewVendorHandler(svc, log, sf.limits()), log)
+	return api.Serve(ctx, ln, h, log)
 }
 
 // adminFlags are the flags of commands that call an API as an administrator.

@@ -1,0 +1,29 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/licet/licet/payg/keypadvendor"
+	"github.com/licet/licet/store/postgres"
+	"github.com/licet/licet/store/sqlstore"
+	"github.com/licet/licet/store/storetest"
+)
+
+// TestKeypad runs the keypad device store conformance suite on PostgreSQL,
+// a new database per subtest.
+func TestKeypad(t *testing.T) {
+	t.Parallel()
+	storetest.TestKeypad(t, func(t *testing.T) keypadvendor.Store {
+		db, err := postgres.Open(t.Context(), postgres.TestDSN(t))
+		if err != nil {
+			t.Fatalf("open vendor database: %v", err)
+		}
+		v, err := sqlstore.NewVendor(t.Context(), db)
+		if err != nil {
+			db.Close()
+			t.Fatalf("migrate vendor database: %v", err)
+		}
+		t.Cleanup(func() { v.Close() })
+		return v
+	})
+}
