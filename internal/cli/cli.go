@@ -68,11 +68,46 @@ func root() *command {
 	}}
 }
 
-// Run runs the licet command line args (without the program name).
+// Run runs the licet command line args (without the program name). When
+// args ask for --json and the command fails, standard output gets the error
+// as {"error": {"kind": ..., "message": ...}} too, so scripts always read
+// JSON; the message still goes to standard error through main.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv}
-	return dispatch(ctx, e, root(), args, "licet")
+	err := dispatch(ctx, e, root(), args, "licet")
+	var done *reportedError
+	if err != nil && wantsJSON(args) && !errors.As(err, &done) {
+		type body struct {
+			Kind    string `json:"kind"`
+			Message string `json:"message"`
+		}
+		printJSON(stdout, struct {
+			Error body `json:"error"`
+		}{body{errs.KindOf(err).String(), err.Error()}})
+	}
+	return err
 }
+
+// wantsJSON reports whether the command line asks for --json output.
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--json", "-json", "--json=true", "-json=true":
+			return true
+		}
+	}
+	return false
+}
+
+// reportedError is a failure whose JSON result the command has already
+// written (licet token decode's {"status": "invalid", ...}): Run adds no
+// error object after it.
+type reportedError struct{ err error }
+
+func (r *reportedError) Error() string { return r.err.Error() }
+func (r *reportedError) Unwrap() error { return r.err }
 
 func dispatch(ctx context.Context, e *env, c *command, args []string, path string) error {
 	if c.run != nil {
@@ -127,11 +162,17 @@ var errHelp = errors.New("help shown")
 // nargs is the number of positional arguments required (-1: any).
 // Flags may come before or after positional arguments; "--" ends the flags.
 func parse(fs *flag.FlagSet, args []string, nargs int) error {
+	// The flag package prints the usage on every error; licet prints it for
+	// --help only, and a one-line error with the hint otherwise.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	defer func() { fs.Usage = usage }()
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return errHelp // the flag package has printed fs.Usage
+				usage()
+				return errHelp
 			}
 			return errs.E(errs.Usage, "%s: %v; run '%s --help'", fs.Name(), err, fs.Name())
 		}

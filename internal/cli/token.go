@@ -174,11 +174,14 @@ func tokenDecode(ctx context.Context, e *env, args []string) error {
 	}
 	switch res.Status {
 	case openpaygo.AlreadyUsed:
-		return errs.E(errs.Invalid, "token %s is a real token of this device, but already used or older than the window at count %d", token, count)
+		err = errs.E(errs.Invalid, "token %s is a real token of this device, but already used or older than the window at count %d", token, count)
 	case openpaygo.Invalid:
-		return errs.E(errs.Invalid, "token %s is not valid for this device at count %d: a typing error, another device's token, or one too far ahead (a counter-sync token resynchronises)", token, count)
+		err = errs.E(errs.Invalid, "token %s is not valid for this device at count %d: a typing error, another device's token, or one too far ahead (a counter-sync token resynchronises)", token, count)
 	}
-	return nil
+	if err != nil && *df.asJSON {
+		return &reportedError{err}
+	}
+	return err
 }
 
 // parseCounts reads a comma-separated list of counts.

@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/licet/licet/errs"
+)
+
+// stdoutOf runs licet in-process and returns only its standard output.
+func stdoutOf(args ...string) (string, int) {
+	var out, errOut bytes.Buffer
+	err := Run(context.Background(), args, &out, &errOut)
+	return out.String(), errs.ExitCode(err)
+}
+
+// TestJSONErrorOnStdout: a failing command run with --json still writes
+// JSON to standard output, so scripts can read why; without --json nothing.
+func TestJSONErrorOnStdout(t *testing.T) {
+	out, code := stdoutOf("token", "encode", "--json", "--key", "zz", "--starting-code", "1", "--count", "0", "--type", "ADD_TIME", "--value", "1")
+	var got struct {
+		Error struct{ Kind, Message string } `json:"error"`
+	}
+	if code != 2 || json.Unmarshal([]byte(out), &got) != nil || got.Error.Kind != "usage" || !strings.Contains(got.Error.Message, "--key") {
+		t.Fatalf("exit %d, stdout %q: want a JSON error of kind usage naming --key", code, out)
+	}
+	// decode --json writes its own result for a refused token, and no
+	// second JSON document after it.
+	out, code = stdoutOf("token", "decode", "--json", "--key", "bc41ec9530f6dac86b1a29ab82edc5fb", "--starting-code", "516959010", "--count", "1", "588224012")
+	if code != 3 || strings.Count(out, "{") != 1 || !strings.Contains(out, `"status": "invalid"`) {
+		t.Fatalf("decode of an invalid token: exit %d, %q", code, out)
+	}
+}
+
+// TestFlagErrorNoUsage: a mistyped flag gives one line naming it and the
+// --help hint, not the whole usage.
+func TestFlagErrorNoUsage(t *testing.T) {
+	out, code := tokenCLI(t, "vendor", "order", "add", "--bogus")
+	if code != 2 || strings.Contains(out, "Usage:") || !strings.Contains(out, "-bogus") || !strings.Contains(out, "--help") {
+		t.Fatalf("exit %d, output %q", code, out)
+	}
+}
