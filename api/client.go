@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,7 +74,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if resp.StatusCode >= 400 {
 		var eb errorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
-			return &errs.Error{Kind: errs.KindFromCode(eb.Error.Code), Message: eb.Error.Message}
+			e := &errs.Error{Kind: errs.KindFromCode(eb.Error.Code), Message: eb.Error.Message}
+			if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
+				return &RetryError{After: time.Duration(secs) * time.Second, Err: e}
+			}
+			return e
 		}
 		return errs.E(errs.Internal, "%s %s: server answered %s", method, path, resp.Status)
 	}
@@ -151,8 +157,46 @@ func (c *Client) Purchase(ctx context.Context, request []byte) (*PackResponse, e
 	return &out, c.Post(ctx, "/v1/packs", request, &out)
 }
 
-// Challenge asks a site (or a gateway in front of it) for a platform challenge.
+// RetryError is an error answer that came with a Retry-After header.
+type RetryError struct {
+	After time.Duration
+	Err   *errs.Error
+}
+
+// Error implements error.
+func (e *RetryError) Error() string { return e.Err.Error() }
+
+// Unwrap gives the server's error, so that errs.KindOf sees its kind.
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// RetryAfter is the delay the server asked for.
+func (e *RetryError) RetryAfter() time.Duration { return e.After }
+
+// ChallengeWait bounds how long Challenge keeps asking a site whose
+// precomputed challenges ran out (503 with Retry-After).
+const ChallengeWait = 30 * time.Second
+
+// Challenge asks a site (or a gateway in front of it) for a platform
+// challenge. While the site answers that its precomputed challenges ran out,
+// it asks again after the delay the site gives, for up to ChallengeWait.
 func (c *Client) Challenge(ctx context.Context, req licenseserver.ChallengeRequest) (*licenseserver.ChallengeResponse, error) {
+	deadline := time.Now().Add(ChallengeWait)
+	for {
+		out, err := c.challengeOnce(ctx, req)
+		var re *RetryError
+		if err == nil || !errors.As(err, &re) || errs.KindOf(err) != errs.Exhausted || time.Now().Add(re.After).After(deadline) {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(re.After):
+		}
+	}
+}
+
+// challengeOnce is one challenge request, without retries.
+func (c *Client) challengeOnce(ctx context.Context, req licenseserver.ChallengeRequest) (*licenseserver.ChallengeResponse, error) {
 	var out licenseserver.ChallengeResponse
 	return &out, c.Post(ctx, "/v1/challenges", req, &out)
 }

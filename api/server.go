@@ -44,8 +44,13 @@ type errorBody struct {
 }
 
 // WriteError answers with err as JSON, with the status of its kind. Internal
-// errors are logged in full and answered with a generic message.
+// errors are logged in full and answered with a generic message. An error
+// with a RetryAfter method (an empty challenge pool) sets Retry-After.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(time.Second, ra.RetryAfter()).Round(time.Second)/time.Second)))
+	}
 	kind := errs.KindOf(err)
 	if kind == errs.Internal {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -56,12 +61,18 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	writeJSON(w, errs.HTTPStatus(kind), body)
 }
 
+// writeJSON answers with v as compact JSON (machines read it; the CLI
+// indents what it prints).
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b = []byte(`{"error":{"code":"internal","message":"the answer could not be encoded"}}`)
+		status = http.StatusInternalServerError
+	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	w.Write(append(b, '\n'))
 }
 
 // readJSON decodes a JSON request body into v, rejecting unknown fields.

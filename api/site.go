@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licensing/licenseserver"
@@ -68,6 +70,7 @@ type VerifyResponse struct {
 // NewSiteHandler returns the site's HTTP API over srv.
 func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) *Server {
 	s := NewServer("site", log, limits, srv.Store)
+	s.reg.MustRegister(poolCollector{srv})
 	s.Admin("GET /v1/site", func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, Info(srv.ID))
 		return nil
@@ -186,4 +189,33 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 		return nil
 	})
 	return s
+}
+
+// poolCollector exports the challenge pools of a site to /metrics.
+type poolCollector struct{ srv *licenseserver.Server }
+
+var (
+	poolPairsDesc    = prometheus.NewDesc("licet_challenge_pool_pairs", "Precomputed challenges ready, by software ID.", []string{"software_id"}, nil)
+	poolCapacityDesc = prometheus.NewDesc("licet_challenge_pool_capacity", "Size of the challenge pool, by software ID.", []string{"software_id"}, nil)
+	poolComputedDesc = prometheus.NewDesc("licet_challenge_pool_computed_total", "Challenges precomputed (image hashed) since the start.", []string{"software_id"}, nil)
+	poolHandedDesc   = prometheus.NewDesc("licet_challenge_pool_handed_total", "Challenges handed out since the start.", []string{"software_id"}, nil)
+	poolEmptyDesc    = prometheus.NewDesc("licet_challenge_pool_empty_total", "Challenge requests answered 503 because the pool was empty.", []string{"software_id"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{poolPairsDesc, poolCapacityDesc, poolComputedDesc, poolHandedDesc, poolEmptyDesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.srv.PoolStats() {
+		ch <- prometheus.MustNewConstMetric(poolPairsDesc, prometheus.GaugeValue, float64(p.Pairs), p.SoftwareID)
+		ch <- prometheus.MustNewConstMetric(poolCapacityDesc, prometheus.GaugeValue, float64(p.Capacity), p.SoftwareID)
+		ch <- prometheus.MustNewConstMetric(poolComputedDesc, prometheus.CounterValue, float64(p.Computed), p.SoftwareID)
+		ch <- prometheus.MustNewConstMetric(poolHandedDesc, prometheus.CounterValue, float64(p.Handed), p.SoftwareID)
+		ch <- prometheus.MustNewConstMetric(poolEmptyDesc, prometheus.CounterValue, float64(p.Empty), p.SoftwareID)
+	}
 }

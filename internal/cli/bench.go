@@ -46,7 +46,7 @@ func benchCommand() *command {
 
 func benchGrants(ctx context.Context, e *env, args []string) error {
 	fs := flagSet(e, "licet bench grants", "--server URL --product P --software-id ID --image PATH [--clients N] [--concurrency C]",
-		"Simulates N distinct clients (own keys) against a running site: challenge, answer over\nthe image, signed grant. Prints throughput and latency percentiles of whole grants.")
+		"Simulates N distinct clients (own keys) against a running site: challenge, answer over\nthe image, signed grant. Prints throughput and latency percentiles of whole grants, and\nthe site's CPU per grant (from its /metrics). With --prepare-answers the clients' hashing\nis left out of the measurement, as it happens on their own machines.")
 	var servers listFlag
 	fs.Var(&servers, "server", "site URL (repeatable: requests go round robin)")
 	product := fs.String("product", "", "product ID")
@@ -55,6 +55,7 @@ func benchGrants(ctx context.Context, e *env, args []string) error {
 	clients := fs.Int("clients", 1000, "number of distinct clients")
 	conc := fs.Int("concurrency", 64, "concurrent clients")
 	root := fs.String("root", "", "vendor root: if set, every license is decrypted and verified")
+	prepare := fs.Bool("prepare-answers", false, "fetch every client's challenge first (timed), compute the answers (not timed: real clients\nhash on their own machines), then send the grants (timed); the grant line's rate is over the two timed phases")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -66,7 +67,8 @@ func benchGrants(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return errs.Wrap(errs.Usage, err, "--software-id")
 	}
-	opts := loadgen.GrantOptions{Servers: servers, ProductID: *product, SoftwareID: software, Image: *image, Clients: *clients, Concurrency: *conc}
+	opts := loadgen.GrantOptions{Servers: servers, ProductID: *product, SoftwareID: software, Image: *image, Clients: *clients, Concurrency: *conc,
+		PrepareAnswers: *prepare}
 	if *root != "" {
 		if opts.RootPEM, err = os.ReadFile(*root); err != nil {
 			return errs.Wrap(errs.Invalid, err, "read --root")

@@ -194,8 +194,13 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 	tempDays := fs.Int("temporary-days", int(licenseserver.DefaultTemporaryFor/(24*time.Hour)), "validity of the one temporary license a machine gets when no seat is free (0: none)")
 	var perProduct listFlag
 	fs.Var(&perProduct, "product-temporary-days", "PRODUCT=DAYS: --temporary-days for one product (repeatable)")
+	poolSize := fs.Int("challenge-pool", licenseserver.DefaultPoolSize, "precomputed platform challenges kept per client image (a burst of this many new clients is served without hashing the image)")
+	poolWorkers := fs.Int("challenge-workers", licenseserver.DefaultPoolWorkers, "low-priority goroutines that hash client images to refill the challenge pools")
 	if err := parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *poolSize < 1 || *poolWorkers < 1 {
+		return errs.E(errs.Usage, "--challenge-pool and --challenge-workers must be at least 1")
 	}
 	if *tempDays < 0 {
 		return errs.E(errs.Usage, "--temporary-days must be 0 or more")
@@ -217,6 +222,12 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 	srv.TemporaryFor = time.Duration(*tempDays) * 24 * time.Hour
 	srv.TemporaryForProduct = tempFor
 	log := srvf.logger(e)
+	if srv.ID.Certified() {
+		if err := srv.StartChallengePools(ctx, licenseserver.PoolOptions{Size: *poolSize, Workers: *poolWorkers,
+			StatusDir: licenseserver.PoolStatusDir(*sf.data), Log: log}); err != nil {
+			return err
+		}
+	}
 	ln, _, err := listen(e, "site", *srvf.listen)
 	if err != nil {
 		return err
@@ -541,5 +552,23 @@ func siteReport(ctx context.Context, e *env, args []string) error {
 	for _, x := range rep.Expiring {
 		fmt.Fprintf(e.stdout, "  %d  %s  %s  %s\n", x.LicenseID, x.ClientID, x.ProductID, x.Expires.Format(time.DateOnly))
 	}
+	fmt.Fprintln(e.stdout)
+	if len(rep.ChallengePools) == 0 {
+		fmt.Fprintln(e.stdout, "Challenge pools: no 'licet site serve' process of this data directory is running")
+		return nil
+	}
+	rows = nil
+	for _, pp := range rep.ChallengePools {
+		for _, p := range pp.Pools {
+			state := "ok"
+			if p.Error != "" {
+				state = p.Error
+			}
+			rows = append(rows, []string{fmt.Sprint(pp.PID), p.SoftwareID, fmt.Sprintf("%d/%d", p.Pairs, p.Capacity), fmt.Sprint(p.Handed),
+				fmt.Sprint(p.Empty), p.PerPair.Round(time.Microsecond).String(), state})
+		}
+	}
+	fmt.Fprintln(e.stdout, "Challenge pools (precomputed challenges of the serving processes):")
+	table(e.stdout, []string{"PID", "SOFTWARE ID", "READY", "HANDED OUT", "REFUSED EMPTY", "HASH PER PAIR", "STATE"}, rows)
 	return nil
 }

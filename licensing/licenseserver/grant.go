@@ -2,16 +2,16 @@ package licenseserver
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/hkdf"
-	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +20,6 @@ import (
 	"github.com/licet/licet/armor"
 	"github.com/licet/licet/envelope"
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/internal/ids"
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/licensing/challenge"
 	"github.com/licet/licet/licensing/clientimage"
@@ -87,6 +86,11 @@ func (s *Server) AddImage(ctx context.Context, sigFile []byte, image io.Reader) 
 	if err := s.Store.PutImage(ctx, img); err != nil {
 		return nil, err
 	}
+	if ps := s.pool.Load(); ps != nil {
+		if err := ps.reload(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return img, nil
 }
 
@@ -105,11 +109,14 @@ type ChallengeResponse struct {
 	Expires     time.Time `json:"expires"`
 }
 
-// NewChallenge answers a challenge request. A software ID without a reference
-// image is rejected. The challenge is stateless: its ID carries the nonce, the
-// software ID and the expiry under a MAC with a key derived from the site key,
-// so it needs no database write; it is recorded when it is answered, which
-// makes it single use.
+// NewChallenge answers a challenge request with a precomputed pair of the
+// pool of the client's image: nothing is hashed here. A software ID without
+// a reference image is rejected (NotFound); an empty pool gives a
+// *PoolEmptyError (Exhausted, with a retry delay). The challenge is
+// stateless: its ID carries the nonce, the software ID and the expiry, and
+// the expected answer sealed (AES-256-GCM) under a key derived from the site
+// key, bound to the client and product; any process of the site opens it.
+// It is consumed when it is first answered, right or wrong.
 func (s *Server) NewChallenge(ctx context.Context, req ChallengeRequest) (*ChallengeResponse, error) {
 	if err := s.ID.RequireCertified(); err != nil {
 		return nil, err
@@ -123,52 +130,72 @@ func (s *Server) NewChallenge(ctx context.Context, req ChallengeRequest) (*Chall
 	if err := softid.ID(req.SoftwareID).Check(); err != nil {
 		return nil, err
 	}
-	if _, err := s.Store.Image(ctx, req.SoftwareID); err != nil {
-		if errs.Is(err, errs.NotFound) {
-			return nil, errs.E(errs.NotFound, "rejected: this license server knows no client image for software ID %s; the administrator must add it ('licet site image add')", softid.ID(req.SoftwareID))
-		}
+	ps, err := s.challengePools(ctx)
+	if err != nil {
 		return nil, err
 	}
-	nonce := ids.Random(16)
+	pr, err := ps.take(ctx, req.SoftwareID)
+	if err != nil {
+		return nil, err
+	}
 	expires := s.Now().UTC().Add(ChallengeTTL).Truncate(time.Second)
 	body := make([]byte, 0, challengeIDLen)
-	body = append(body, nonce...)
+	body = append(body, pr.nonce[:]...)
 	body = binary.BigEndian.AppendUint32(body, req.SoftwareID)
 	body = binary.BigEndian.AppendUint64(body, uint64(expires.Unix()))
-	body = append(body, s.challengeMAC(body, verify.ClientID(req.ClientKey), req.ProductID)...)
-	return &ChallengeResponse{ChallengeID: "ch-" + base64.RawURLEncoding.EncodeToString(body), Nonce: nonce, Expires: expires}, nil
+	id := s.challengeAEAD().Seal(body, nil, pr.answer[:], challengeAD(body, verify.ClientID(req.ClientKey), req.ProductID))
+	return &ChallengeResponse{ChallengeID: "ch-" + base64.RawURLEncoding.EncodeToString(id), Nonce: pr.nonce[:], Expires: expires}, nil
 }
 
-// challengeIDLen is the length of a decoded challenge ID: nonce, software
-// ID, expiry (Unix seconds) and a 16-byte MAC.
-const challengeIDLen = 16 + 4 + 8 + 16
+// challengeBodyLen is the clear part of a decoded challenge ID: nonce,
+// software ID and expiry (Unix seconds); challengeIDLen adds the sealed
+// answer (a 12-byte random GCM nonce, the answer and a 16-byte tag).
+const (
+	challengeBodyLen = challenge.Size + 4 + 8
+	challengeIDLen   = challengeBodyLen + 12 + challenge.AnswerSize + 16
+)
 
-// challengeMAC binds a challenge to the client and product it was made for.
-func (s *Server) challengeMAC(body []byte, clientID, product string) []byte {
-	s.macOnce.Do(func() {
-		key, err := hkdf.Key(sha256.New, s.ID.Signer.Private().Seed(), nil, "licet/v1 challenge mac", 32)
+// challengeAEAD is the AEAD that seals expected answers into challenge IDs.
+func (s *Server) challengeAEAD() cipher.AEAD {
+	s.sealOnce.Do(func() {
+		key, err := hkdf.Key(sha256.New, s.ID.Signer.Private().Seed(), nil, "licet/v2 challenge seal", 32)
 		if err != nil {
 			panic(err) // HKDF-SHA256 fails only for absurd lengths
 		}
-		s.macKey = key
+		block, err := aes.NewCipher(key)
+		if err != nil {
+			panic(err) // a 32-byte key is always an AES key
+		}
+		if s.seal, err = cipher.NewGCMWithRandomNonce(block); err != nil {
+			panic(err)
+		}
 	})
-	m := hmac.New(sha256.New, s.macKey)
-	m.Write(body)
-	m.Write([]byte("\x00" + clientID + "\x00" + product))
-	return m.Sum(nil)[:16]
+	return s.seal
 }
 
-// openChallenge checks a challenge ID made by NewChallenge for this client and product.
-func (s *Server) openChallenge(id, clientID, product string) (nonce []byte, sid uint32, expires time.Time, err error) {
+// challengeAD binds a challenge to the client and product it was made for.
+func challengeAD(body []byte, clientID, product string) []byte {
+	ad := make([]byte, 0, len(body)+2+len(clientID)+len(product))
+	ad = append(ad, body...)
+	ad = append(ad, 0)
+	ad = append(ad, clientID...)
+	ad = append(ad, 0)
+	return append(ad, product...)
+}
+
+// openChallenge checks a challenge ID made by NewChallenge for this client
+// and product and returns the expected answer.
+func (s *Server) openChallenge(id, clientID, product string) (answer []byte, sid uint32, expires time.Time, err error) {
 	raw, derr := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(id, "ch-"))
 	if derr != nil || len(raw) != challengeIDLen || !strings.HasPrefix(id, "ch-") {
 		return nil, 0, time.Time{}, errs.E(errs.Forbidden, "rejected: %q is not a challenge of this license server; request a new challenge", id)
 	}
-	body, mac := raw[:challengeIDLen-16], raw[challengeIDLen-16:]
-	if !hmac.Equal(mac, s.challengeMAC(body, clientID, product)) {
-		return nil, 0, time.Time{}, errs.E(errs.Forbidden, "rejected: the grant request does not match the challenge's client key and product")
+	body := raw[:challengeBodyLen]
+	answer, oerr := s.challengeAEAD().Open(nil, nil, raw[challengeBodyLen:], challengeAD(body, clientID, product))
+	if oerr != nil {
+		return nil, 0, time.Time{}, errs.E(errs.Forbidden, "rejected: the grant request does not match the challenge: it was made for another client key or product, by another license server, or altered; request a new challenge")
 	}
-	return body[:16], binary.BigEndian.Uint32(body[16:20]), time.Unix(int64(binary.BigEndian.Uint64(body[20:28])), 0).UTC(), nil
+	return answer, binary.BigEndian.Uint32(body[16:20]), time.Unix(int64(binary.BigEndian.Uint64(body[20:28])), 0).UTC(), nil
 }
 
 // GrantRequest answers a challenge and asks for the license. Signature is the
@@ -233,7 +260,7 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 		return nil, errs.E(errs.Invalid, "client_key must be a %d-byte Ed25519 public key", ed25519.PublicKeySize)
 	}
 	clientID := verify.ClientID(req.ClientKey)
-	nonce, sid, expires, err := s.openChallenge(req.ChallengeID, clientID, req.ProductID)
+	want, sid, expires, err := s.openChallenge(req.ChallengeID, clientID, req.ProductID)
 	if err != nil {
 		return nil, err
 	}
@@ -244,30 +271,18 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 	if !ed25519.Verify(req.ClientKey, GrantMessage(req), req.Signature) {
 		return nil, errs.E(errs.Forbidden, "rejected: the grant request is not signed by the client key")
 	}
-	img, err := s.Store.Image(ctx, sid)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(s.imagePath(img.SHA256))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errs.Wrap(errs.Internal, err, "reference image of software ID %s is missing from the data directory; add it again", softid.ID(sid))
-		}
-		return nil, errs.Wrap(errs.Internal, err, "open reference image")
-	}
-	match, err := challenge.Check(nonce, req.Answer, f)
-	f.Close()
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "hash reference image")
-	}
-	if !match {
-		return nil, errs.E(errs.Forbidden, "rejected: the challenge answer does not match the reference image of software ID %s; the client program was modified or is another revision", softid.ID(sid))
-	}
 	if err := checkSystemID(req.SystemID); err != nil {
 		return nil, err
 	}
 	if _, err := keys.SuiteKEM.NewPublicKey(req.ClientHPKEKey); err != nil {
 		return nil, errs.E(errs.Invalid, "client_hpke_key is not an MLKEM768-X25519 public key")
+	}
+	if subtle.ConstantTimeCompare(want, req.Answer) != 1 {
+		// A wrong answer consumes the challenge too: one guess per challenge.
+		if err := s.Store.ConsumeChallenge(ctx, req.ChallengeID, expires); err != nil {
+			return nil, err
+		}
+		return nil, errs.E(errs.Forbidden, "rejected: the challenge answer does not match the reference image of software ID %s; the client program was modified or is another revision (request a new challenge to try again)", softid.ID(sid))
 	}
 	a, existing, err := s.Store.AssignSeat(ctx, SeatRequest{
 		ClientID: clientID, SystemID: req.SystemID, ClientKey: req.ClientKey,

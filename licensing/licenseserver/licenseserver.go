@@ -5,6 +5,7 @@ package licenseserver
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/licet/licet/armor"
@@ -309,8 +311,10 @@ type Server struct {
 	// (zero: no temporary licenses of that product).
 	TemporaryForProduct map[string]time.Duration
 
-	macOnce sync.Once // derives macKey, the challenge MAC key, from the site key
-	macKey  []byte
+	sealOnce sync.Once   // derives seal, the AEAD of challenge IDs, from the site key
+	seal     cipher.AEAD
+	poolOnce sync.Once // starts pools
+	pool     atomic.Pointer[pools] // the precomputed challenges; nil until started
 	verOnce sync.Once // loads ver, the verifier of licenses against the vendor root
 	ver     *verify.Verifier
 	verErr  error

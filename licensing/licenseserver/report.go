@@ -16,6 +16,9 @@ type Report struct {
 	Products  []ProductReport `json:"products"`
 	Expiring  []ExpiringEntry `json:"expiring"` // licenses that end within the window
 	Window    string          `json:"expiring_within"`
+	// ChallengePools are the challenge pool levels of the processes serving
+	// this site (from the status files they write every two seconds).
+	ChallengePools []ProcessPools `json:"challenge_pools"`
 }
 
 // PackReport is one pack's seats.
@@ -119,5 +122,8 @@ func (s *Server) Report(ctx context.Context, window time.Duration) (*Report, err
 	}
 	sort.Slice(r.Products, func(i, j int) bool { return r.Products[i].ProductID < r.Products[j].ProductID })
 	sort.Slice(r.Expiring, func(i, j int) bool { return r.Expiring[i].Expires.Before(r.Expiring[j].Expires) })
+	if r.ChallengePools, err = ReadPoolStatus(s.ID.Dir, poolStatusMaxAge); err != nil {
+		return nil, err
+	}
 	return r, nil
 }

@@ -142,6 +142,10 @@ type GrantStore interface {
 	// for another client of the same system). Exhausted if no pack has a free
 	// seat and no temporary license can be given.
 	// Exact under any concurrency, across processes too.
+	// ConsumeChallenge records the challenge id as answered until expires
+	// (a wrong answer: AssignSeat records right ones); Forbidden if it was
+	// answered before. Shared by every process on the store.
+	ConsumeChallenge(ctx context.Context, id string, expires time.Time) error
 	AssignSeat(ctx context.Context, req SeatRequest, sign func(*Assignment, *InstalledPack) ([]byte, error)) (a *Assignment, existing bool, err error)
 	Assignments(ctx context.Context, f AssignmentFilter) ([]*Assignment, error)
 	// UpgradeSeat exchanges the client's current license of a product, in

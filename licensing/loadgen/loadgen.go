@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -46,17 +47,35 @@ type Result struct {
 	P99         time.Duration `json:"p99_ns"`
 	Max         time.Duration `json:"max_ns"`
 	FirstErrors []string      `json:"first_errors,omitempty"`
+	// Phases are the timed phases of a prepared-answers run (challenges,
+	// then grants); Notes say what was left out of the measurement.
+	Phases []*Result `json:"phases,omitempty"`
+	Notes  []string  `json:"notes,omitempty"`
+	// SiteCPUPerGrant is the CPU time the sites used per granted license
+	// over the timed phases (from their /metrics), if they export it.
+	SiteCPUPerGrant time.Duration `json:"site_cpu_per_grant_ns,omitempty"`
 	// Granted maps each client that got a license to its license ID (grants only).
 	Granted map[string]int64 `json:"-"`
 	// Latencies are the latencies of every request, sorted (for Merge).
 	Latencies []time.Duration `json:"-"`
 }
 
-// String is a one-screen human summary.
+// String is a one-screen human summary: the result's line, then its
+// phases and notes indented, if any.
 func (r *Result) String() string {
-	return fmt.Sprintf("%s: %d requests in %s: %.0f/s ok=%d rejected=%d failed=%d  p50=%s p90=%s p99=%s max=%s",
+	s := fmt.Sprintf("%s: %d requests in %s: %.0f/s ok=%d rejected=%d failed=%d  p50=%s p90=%s p99=%s max=%s",
 		r.Operation, r.Requests, r.Elapsed.Round(time.Millisecond), r.PerSecond, r.OK, r.Rejected, r.Failed,
 		r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+	if r.SiteCPUPerGrant > 0 {
+		s += fmt.Sprintf("  site-cpu/grant=%s", r.SiteCPUPerGrant.Round(time.Microsecond))
+	}
+	for _, ph := range r.Phases {
+		s += "\n  " + ph.String()
+	}
+	for _, n := range r.Notes {
+		s += "\n  note: " + n
+	}
+	return s
 }
 
 // recorder collects latencies and outcomes from many goroutines.
@@ -133,6 +152,10 @@ type GrantOptions struct {
 	Clients     int    // distinct simulated clients, each granting once
 	Concurrency int
 	RootPEM     []byte // if set, every license is decrypted and verified
+	// PrepareAnswers fetches every client's challenge first (timed), then
+	// computes the answers (not timed: real clients hash their images on
+	// their own machines), then sends the grants (timed).
+	PrepareAnswers bool
 }
 
 // client is one simulated client identity.
@@ -172,6 +195,10 @@ func Grants(ctx context.Context, opts GrantOptions) (*Result, error) {
 	for i, u := range opts.Servers {
 		sites[i] = &api.Client{BaseURL: u, HTTP: hc}
 	}
+	if opts.PrepareAnswers {
+		return preparedGrants(ctx, opts, sites, hc, clients, image, v)
+	}
+	cpu0 := siteCPU(ctx, hc, opts.Servers)
 	rec := &recorder{}
 	var mu sync.Mutex
 	granted := map[string]int64{}
@@ -201,7 +228,138 @@ func Grants(ctx context.Context, opts GrantOptions) (*Result, error) {
 	wg.Wait()
 	res := rec.result("grant", time.Since(start))
 	res.Granted = granted
+	res.SiteCPUPerGrant = cpuPerGrant(cpu0, siteCPU(ctx, hc, opts.Servers), res.OK)
 	return res, ctx.Err()
+}
+
+// forEach runs f(i) for i in [0, n) on conc goroutines.
+func forEach(ctx context.Context, n, conc int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(1, conc) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// preparedGrants is Grants with PrepareAnswers: three phases, the first
+// and last timed. The grant line's rate is over the two timed phases; its
+// latencies are each client's challenge plus grant round trips.
+func preparedGrants(ctx context.Context, opts GrantOptions, sites []*api.Client, hc *http.Client, clients []client, image []byte, v *verify.Verifier) (*Result, error) {
+	n := len(clients)
+	chs := make([]*licenseserver.ChallengeResponse, n)
+	chLat := make([]time.Duration, n)
+	chErr := make([]error, n)
+	cpu0 := siteCPU(ctx, hc, opts.Servers)
+	chRec := &recorder{}
+	t0 := time.Now()
+	forEach(ctx, n, opts.Concurrency, func(i int) {
+		s := time.Now()
+		ch, err := sites[i%len(sites)].Challenge(ctx, licenseserver.ChallengeRequest{SoftwareID: uint32(opts.SoftwareID), ProductID: opts.ProductID, ClientKey: clients[i].sig.Public()})
+		chLat[i], chErr[i] = time.Since(s), err
+		chRec.add(chLat[i], err)
+		if err == nil {
+			chs[i] = ch
+		}
+	})
+	chRes := chRec.result("challenge", time.Since(t0))
+	cpu1 := siteCPU(ctx, hc, opts.Servers)
+
+	answers := make([][]byte, n)
+	t1 := time.Now()
+	forEach(ctx, n, runtime.GOMAXPROCS(0), func(i int) {
+		if chs[i] != nil {
+			answers[i], _ = challenge.Answer(chs[i].Nonce, bytes.NewReader(image))
+		}
+	})
+	answerTime := time.Since(t1)
+
+	cpu2 := siteCPU(ctx, hc, opts.Servers)
+	grRec, total := &recorder{}, &recorder{}
+	granted := map[string]int64{}
+	t2 := time.Now()
+	forEach(ctx, n, opts.Concurrency, func(i int) {
+		if chs[i] == nil {
+			return
+		}
+		s := time.Now()
+		id, err := sendGrant(ctx, sites[i%len(sites)], clients[i], opts, chs[i], answers[i], v)
+		d := time.Since(s)
+		grRec.add(d, err)
+		if err != nil {
+			total.add(chLat[i]+d, err)
+			return
+		}
+		total.mu.Lock()
+		defer total.mu.Unlock()
+		total.latencies = append(total.latencies, chLat[i]+d)
+		total.ok++
+		granted[verify.ClientID(clients[i].sig.Public())] = id
+	})
+	grRes := grRec.result("grant phase", time.Since(t2))
+	cpu3 := siteCPU(ctx, hc, opts.Servers)
+	for i, err := range chErr { // clients whose challenge failed count in the total too
+		if err != nil {
+			total.add(chLat[i], err)
+		}
+	}
+	res := total.result("grant", chRes.Elapsed+grRes.Elapsed)
+	res.Phases = []*Result{chRes, grRes}
+	res.Notes = []string{fmt.Sprintf("answers computed between the phases, not timed: %d over a %d-byte image in %s on %d goroutines (real clients hash on their own machines)",
+		n-chRes.Rejected-chRes.Failed, len(image), answerTime.Round(time.Millisecond), runtime.GOMAXPROCS(0))}
+	res.Granted = granted
+	if cpu0 >= 0 && cpu1 >= 0 && cpu2 >= 0 && cpu3 >= 0 {
+		res.SiteCPUPerGrant = cpuPerGrant(0, (cpu1-cpu0)+(cpu3-cpu2), res.OK)
+	}
+	return res, ctx.Err()
+}
+
+// siteCPU sums process_cpu_seconds_total of the sites' /metrics; -1 if a
+// site does not export it.
+func siteCPU(ctx context.Context, hc *http.Client, servers []string) float64 {
+	var sum float64
+	for _, u := range servers {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/metrics", nil)
+		if err != nil {
+			return -1
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return -1
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		found := false
+		for _, line := range bytes.Split(body, []byte("\n")) {
+			if v, ok := bytes.CutPrefix(line, []byte("process_cpu_seconds_total ")); ok {
+				var f float64
+				if _, err := fmt.Sscan(string(v), &f); err == nil {
+					sum, found = sum+f, true
+				}
+			}
+		}
+		if !found {
+			return -1
+		}
+	}
+	return sum
+}
+
+func cpuPerGrant(before, after float64, grants int) time.Duration {
+	if before < 0 || after < 0 || grants == 0 {
+		return 0
+	}
+	return time.Duration((after - before) / float64(grants) * float64(time.Second))
 }
 
 func grantOnce(ctx context.Context, c *api.Client, cl client, opts GrantOptions, image []byte, v *verify.Verifier) (int64, error) {
@@ -213,6 +371,12 @@ func grantOnce(ctx context.Context, c *api.Client, cl client, opts GrantOptions,
 	if err != nil {
 		return 0, err
 	}
+	return sendGrant(ctx, c, cl, opts, ch, answer, v)
+}
+
+// sendGrant sends the signed grant request answering ch, and decrypts and
+// verifies the license if v is set.
+func sendGrant(ctx context.Context, c *api.Client, cl client, opts GrantOptions, ch *licenseserver.ChallengeResponse, answer []byte, v *verify.Verifier) (int64, error) {
 	req := &licenseserver.GrantRequest{ChallengeID: ch.ChallengeID, Answer: answer, ClientKey: cl.sig.Public(),
 		ClientHPKEKey: cl.dec.PublicBytes(), SystemID: "sys-loadgen", ProductID: opts.ProductID}
 	req.Signature = cl.sig.Sign(licenseserver.GrantMessage(req))

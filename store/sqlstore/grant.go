@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licensing/licenseserver"
@@ -52,6 +53,30 @@ func (s *Site) Images(ctx context.Context) ([]*licenseserver.Image, error) {
 	return list(ctx, s.conn(), "list images", scanImage, `SELECT software_id, name, sha256, size, added FROM s_images ORDER BY software_id`)
 }
 
+// ConsumeChallenge records a wrongly answered challenge, so that it cannot
+// be answered again; the row is swept once the challenge has expired.
+func (s *Site) ConsumeChallenge(ctx context.Context, id string, expires time.Time) error {
+	return s.tx(ctx, func(c conn) error {
+		return s.recordChallenge(ctx, c, id, expires, time.Now())
+	})
+}
+
+// recordChallenge records challenge id as answered, in a transaction, and
+// sweeps a few expired ones; Forbidden if it was answered before.
+func (s *Site) recordChallenge(ctx context.Context, c conn, id string, expires, now time.Time) error {
+	if _, err := c.exec(ctx, `INSERT INTO s_used_challenges (id, expires) VALUES (?, ?)`, id, toNanos(expires)); err != nil {
+		if s.d.IsUnique(err) {
+			return errs.E(errs.Forbidden, "rejected: this challenge was already answered; request a new challenge")
+		}
+		return s.dbErr(err, "record answered challenge")
+	}
+	// Answered challenges are kept until they expire; sweep a few each time.
+	if _, err := c.exec(ctx, `DELETE FROM s_used_challenges WHERE id IN (SELECT id FROM s_used_challenges WHERE expires < ? LIMIT 4)`, toNanos(now)); err != nil {
+		return s.dbErr(err, "sweep answered challenges")
+	}
+	return nil
+}
+
 const assignmentCols = `license_id, pack_id, client_id, system_id, product_id, platform, client_key, issued, expires, cert,
 	client_hpke, upgrade_pack_id, upgraded_from`
 
@@ -88,15 +113,8 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 	existing := false
 	err := s.tx(ctx, func(c conn) error {
 		out, existing = nil, false // the transaction may run again after a lock conflict
-		if _, err := c.exec(ctx, `INSERT INTO s_used_challenges (id, expires) VALUES (?, ?)`, req.ChallengeID, toNanos(req.ChallengeExpires)); err != nil {
-			if s.d.IsUnique(err) {
-				return errs.E(errs.Forbidden, "rejected: this challenge was already answered; request a new challenge")
-			}
-			return s.dbErr(err, "record answered challenge")
-		}
-		// Answered challenges are kept until they expire; sweep a few each time.
-		if _, err := c.exec(ctx, `DELETE FROM s_used_challenges WHERE id IN (SELECT id FROM s_used_challenges WHERE expires < ? LIMIT 4)`, now); err != nil {
-			return s.dbErr(err, "sweep answered challenges")
+		if err := s.recordChallenge(ctx, c, req.ChallengeID, req.ChallengeExpires, req.Now); err != nil {
+			return err
 		}
 		a, err := scanAssignment(c.row(ctx, `SELECT `+assignmentCols+` FROM s_assignments WHERE client_id = ? AND product_id = ?`, req.ClientID, req.ProductID))
 		switch {

@@ -65,6 +65,7 @@ func TestSite(t *testing.T, open func(t *testing.T) licenseserver.Store) {
 	sub("Images", func(t *testing.T) { testImages(t, open(t)) })
 	sub("ChallengeSingleUse", func(t *testing.T) { testChallengeSingleUse(t, open(t)) })
 	sub("ChallengeConcurrent", func(t *testing.T) { testChallengeConcurrent(t, open(t)) })
+	sub("ConsumeChallenge", func(t *testing.T) { testConsumeChallenge(t, open(t)) })
 	sub("AssignSeat", func(t *testing.T) { testAssignSeat(t, open(t)) })
 	sub("AssignSeatPackSelection", func(t *testing.T) { testAssignSeatPackSelection(t, open(t)) })
 	sub("AssignSeatNextPack", func(t *testing.T) { testAssignSeatNextPack(t, open(t)) })
@@ -1027,6 +1028,40 @@ func testChallengeSingleUse(t *testing.T, st licenseserver.Store) {
 	_, _, err = st.AssignSeat(ctx, licenseserver.SeatRequest{ClientID: "cli_3", SystemID: "s", ClientKey: []byte("k"), ProductID: "prod_none",
 		Platform: "linux-amd64", Now: t0, ChallengeID: req.ChallengeID, ChallengeExpires: at(time.Minute)}, s.sign)
 	wantKind(t, err, errs.Forbidden, "AssignSeat replaying a challenge for a product without packs")
+}
+
+// testConsumeChallenge: a challenge consumed by a wrong answer is refused
+// afterwards, by ConsumeChallenge and by AssignSeat alike, and one consumed
+// by AssignSeat cannot be consumed again; concurrent consumers: one wins.
+func testConsumeChallenge(t *testing.T, st licenseserver.Store) {
+	ctx := t.Context()
+	install(t, st, pack("pk_1", "prod_a", "linux-amd64", 1, 10, t0))
+	s := &seats{st: st}
+	req := s.req("cli_1", "prod_a", "linux-amd64", t0)
+	ok(t, st.ConsumeChallenge(ctx, req.ChallengeID, req.ChallengeExpires), "ConsumeChallenge")
+	wantKind(t, st.ConsumeChallenge(ctx, req.ChallengeID, req.ChallengeExpires), errs.Forbidden, "ConsumeChallenge twice")
+	_, _, err := st.AssignSeat(ctx, req, s.sign)
+	wantKind(t, err, errs.Forbidden, "AssignSeat with a challenge consumed by a wrong answer")
+	if got := assigned(t, st, "pk_1"); got != 0 {
+		t.Errorf("pack assigned %d after a consumed challenge, want 0", got)
+	}
+	granted := s.req("cli_2", "prod_a", "linux-amd64", t0)
+	_, _, err = st.AssignSeat(ctx, granted, s.sign)
+	ok(t, err, "AssignSeat")
+	wantKind(t, st.ConsumeChallenge(ctx, granted.ChallengeID, granted.ChallengeExpires), errs.Forbidden, "ConsumeChallenge of a granted challenge")
+	var wins atomic.Int64
+	run(16, func(int) {
+		err := st.ConsumeChallenge(ctx, "ch-concurrent", at(time.Minute))
+		switch {
+		case err == nil:
+			wins.Add(1)
+		case !errs.Is(err, errs.Forbidden):
+			t.Errorf("concurrent ConsumeChallenge: %v, want nil or Forbidden", err)
+		}
+	})
+	if wins.Load() != 1 {
+		t.Errorf("%d concurrent ConsumeChallenge calls succeeded, want 1", wins.Load())
+	}
 }
 
 func testChallengeConcurrent(t *testing.T, st licenseserver.Store) {
