@@ -37,8 +37,13 @@ func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
 
 // WriteFileAtomic writes data to path with the given permissions: it writes a
 // temporary file in the same directory, syncs it, renames it over path and
-// syncs the directory.
+// syncs the directory. A path that names a device or a named pipe
+// (-o /dev/stdout, /dev/null, a FIFO) is written through instead: renaming
+// over it would replace the device with a regular file.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&(fs.ModeDevice|fs.ModeCharDevice|fs.ModeNamedPipe|fs.ModeSocket) != 0 {
+		return writeThrough(path, data)
+	}
 	tmp, err := writeTemp(path, data, perm)
 	if err != nil {
 		return err
@@ -48,6 +53,22 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("rename %s into place: %w", path, err)
 	}
 	syncDir(filepath.Dir(path))
+	return nil
+}
+
+// writeThrough writes data to an existing file that is not a regular file.
+func writeThrough(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	return nil
 }
 
