@@ -225,6 +225,9 @@ func TestAgentRequestThroughGateway(t *testing.T) {
 	if !temp.Temporary || time.Until(temp.NotAfter) > 11*24*time.Hour {
 		t.Fatalf("B's license: %+v", temp)
 	}
+	if out := ok(t, "agent", "license", "show", "--data", b, "--hw-root", hwB, "--product", "app"); !strings.HasPrefix(out, "Temporary license ") {
+		t.Fatalf("agent license show does not say the license is temporary:\n%s", out)
+	}
 	tempFile := agentLicenseFile(t, b)
 
 	// Seats appear. Eight days on, the license is not yet within its renewal

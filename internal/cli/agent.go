@@ -95,8 +95,12 @@ func printLicense(e *env, asJSON bool, lic *verify.License, extra map[string]any
 		}
 		return printJSON(e.stdout, out)
 	}
-	fmt.Fprintf(e.stdout, "License %d for %s %s (%s), client %s\n  features  %s\n  valid     %s to %s\n  issued by site %s\n",
-		lic.LicenseID, lic.ProductID, lic.ProductVersion, lic.Platform, lic.ClientID,
+	kind := "License"
+	if lic.Temporary() {
+		kind = "Temporary license"
+	}
+	fmt.Fprintf(e.stdout, "%s %d for %s %s (%s), client %s\n  features  %s\n  valid     %s to %s\n  issued by site %s\n",
+		kind, lic.LicenseID, lic.ProductID, lic.ProductVersion, lic.Platform, lic.ClientID,
 		strings.Join(lic.Features, ", "), lic.NotBefore.Format(time.DateOnly), lic.NotAfter.Format(time.DateOnly), lic.SiteID)
 	return nil
 }
