@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/licet/licet/payg/openpaygo"
+	"github.com/licet/licet/store/postgres"
 )
 
 // keypadIssue is what 'licet vendor token issue --json' prints.
@@ -225,5 +226,53 @@ func TestKeypadTokens(t *testing.T) {
 		if bytes.Contains(b, raw2) || bytes.Contains(b, []byte(key2)) {
 			t.Fatalf("%s holds SHS-2's key in clear", f)
 		}
+	}
+}
+
+// TestKeypadTwoVendorsPostgres runs two vendor processes on one PostgreSQL
+// database and one data directory (so one keypad.key) and sells tokens to
+// one device through both at once: each count once, every token valid.
+func TestKeypadTwoVendorsPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := postgres.TestDSN(t)
+	dir := filepath.Join(t.TempDir(), "vendor")
+	var initOut struct {
+		AdminToken string `json:"admin_token"`
+	}
+	okJSON(t, &initOut, "vendor", "init", "--data", dir, "--name", "Keypad Vendor", "--db", dsn)
+	a := start(t, nil, "vendor", "serve", "--data", dir)
+	b := start(t, nil, "vendor", "serve", "--data", dir)
+	admin := func(srv *server, args ...string) []string {
+		return append(args, "--server", srv.URL, "--token", initOut.AdminToken)
+	}
+	ok(t, admin(a, "vendor", "token", "device", "add", "--serial", "pump-7")...)
+	var sec keypadSecret
+	okJSON(t, &sec, admin(b, "vendor", "token", "device", "export", "--device", "pump-7")...)
+	const n = 10
+	sold := make([]keypadIssue, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		srv := a
+		if i%2 == 1 {
+			srv = b
+		}
+		wg.Go(func() {
+			r := licet(t, nil, admin(srv, "vendor", "token", "issue", "--device", "pump-7", "--days", "1", "--json")...)
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sold[i]) != nil {
+				t.Errorf("issue %d: %s", i, r)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	slices.SortFunc(sold, func(x, y keypadIssue) int { return int(x.Count) - int(y.Count) })
+	d := newKeypadDevice(t, sec, false)
+	for i, is := range sold {
+		if want := uint32(2 + 2*i); is.Count != want {
+			t.Fatalf("sale %d has count %d, want %d (counts: %+v)", i, is.Count, want, sold)
+		}
+		d.enter(t, is)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/licet/licet/payg/keypadvendor"
+	"github.com/licet/licet/store"
 	"github.com/licet/licet/store/postgres"
 	"github.com/licet/licet/store/sqlstore"
 	"github.com/licet/licet/store/storetest"
@@ -26,4 +27,12 @@ func TestKeypad(t *testing.T) {
 		t.Cleanup(func() { v.Close() })
 		return v
 	})
+}
+
+// TestSharedKeypad opens two vendor stores on one database concurrently and
+// issues tokens to one device from both.
+func TestSharedKeypad(t *testing.T) {
+	t.Parallel()
+	a, b := storetest.OpenBoth(t, postgres.TestDSN(t), store.OpenVendor)
+	storetest.TestSharedKeypad(t, a.(keypadvendor.Store), b.(keypadvendor.Store))
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/licet/licet/payg/keypadvendor"
+	"github.com/licet/licet/store"
 	"github.com/licet/licet/store/storetest"
 )
 
@@ -15,4 +16,12 @@ func TestKeypad(t *testing.T) {
 	storetest.TestKeypad(t, func(t *testing.T) keypadvendor.Store {
 		return openVendor(t, filepath.Join(t.TempDir(), "vendor.db"))
 	})
+}
+
+// TestSharedKeypad opens two vendor stores on one file concurrently and
+// issues tokens to one device from both.
+func TestSharedKeypad(t *testing.T) {
+	t.Parallel()
+	a, b := storetest.OpenBoth(t, newSharedDSN(t), store.OpenVendor)
+	storetest.TestSharedKeypad(t, a.(keypadvendor.Store), b.(keypadvendor.Store))
 }

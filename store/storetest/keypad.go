@@ -235,13 +235,13 @@ func testKeypadIssueAborted(t *testing.T, st keypadvendor.Store) {
 }
 
 // issueConcurrently issues n ADD_TIME tokens of one day to device serial at
-// once and returns them ordered by count.
-func issueConcurrently(t *testing.T, svc *keypadvendor.Service, serial string, n int) []*keypadvendor.Issued {
+// once, through the services in turn, and returns them ordered by count.
+func issueConcurrently(t *testing.T, serial string, n int, svcs ...*keypadvendor.Service) []*keypadvendor.Issued {
 	t.Helper()
 	out := make([]*keypadvendor.Issued, n)
 	errList := make([]error, n)
 	run(n, func(i int) {
-		out[i], _, errList[i] = svc.Issue(context.Background(), serial, keypadvendor.IssueRequest{Days: days(1)}, "", fmt.Sprintf("seller-%d", i))
+		out[i], _, errList[i] = svcs[i%len(svcs)].Issue(context.Background(), serial, keypadvendor.IssueRequest{Days: days(1)}, "", fmt.Sprintf("seller-%d", i))
 	})
 	for i, err := range errList {
 		ok(t, err, fmt.Sprintf("concurrent issue %d", i))
@@ -279,7 +279,7 @@ func checkConsecutive(t *testing.T, st keypadvendor.Store, serial string, got []
 func testKeypadIssueTwoConcurrent(t *testing.T, st keypadvendor.Store) {
 	svc := keypadService(t, st)
 	_, dev := register(t, svc, keypadvendor.Registration{Serial: "d2"})
-	got := issueConcurrently(t, svc, "d2", 2)
+	got := issueConcurrently(t, "d2", 2, svc)
 	checkConsecutive(t, st, "d2", got)
 	// The device takes them in the order issued, and in the other order.
 	decodeInOrder(t, dev, false, []string{got[0].Token, got[1].Token}, []uint32{got[0].Count, got[1].Count})
@@ -289,8 +289,14 @@ func testKeypadIssueTwoConcurrent(t *testing.T, st keypadvendor.Store) {
 func testKeypadIssueFiftyConcurrent(t *testing.T, st keypadvendor.Store) {
 	svc := keypadService(t, st)
 	_, dev := register(t, svc, keypadvendor.Registration{Serial: "d50", Extended: true})
-	got := issueConcurrently(t, svc, "d50", 50)
+	got := issueConcurrently(t, "d50", 50, svc)
 	checkConsecutive(t, st, "d50", got)
+	decodeIssued(t, dev, got)
+}
+
+// decodeIssued applies standard tokens to a fresh device in the order given.
+func decodeIssued(t *testing.T, dev openpaygo.Device, got []*keypadvendor.Issued) {
+	t.Helper()
 	var tokens []string
 	var counts []uint32
 	for _, g := range got {
@@ -360,4 +366,15 @@ func testKeypadIdempotencyConcurrent(t *testing.T, st keypadvendor.Store) {
 	if len(recs) != 1 {
 		t.Errorf("%d tokens issued, want 1", len(recs))
 	}
+}
+
+// TestSharedKeypad issues tokens to one device from two stores on one
+// database at once, as two vendor processes would: 2 x 25 tokens, each
+// count once, without gaps, all valid on the device in order.
+func TestSharedKeypad(t *testing.T, a, b keypadvendor.Store) {
+	sa, sb := keypadService(t, a), keypadService(t, b)
+	_, dev := register(t, sa, keypadvendor.Registration{Serial: "shared"})
+	got := issueConcurrently(t, "shared", 50, sa, sb)
+	checkConsecutive(t, b, "shared", got)
+	decodeIssued(t, dev, got)
 }
