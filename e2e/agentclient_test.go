@@ -184,6 +184,22 @@ func TestAgentRequestThroughGateway(t *testing.T) {
 	if now := agentLicenseFile(t, a); now == nil || !os.SameFile(now, cached) || !now.ModTime().Equal(cached.ModTime()) {
 		t.Fatal("the second request rewrote the license cache")
 	}
+
+	// license acquire through the HTTPS gateway: refused without --cacert
+	// (private certificate), and with it the site reissues A's license.
+	acquire := []string{"agent", "license", "acquire", "--data", a, "--hw-root", hwA, "--server", gwTLS.URL, "--product", "app", "--software-id", softwareID, "--image", g.image}
+	if r := licet(t, nil, acquire...); r.code != 1 || !strings.Contains(r.stderr, "certificate") {
+		t.Fatalf("acquire from a gateway with a private certificate, no --cacert: want exit 1 about the certificate, got %s", r)
+	}
+	var again struct {
+		licenseOut
+		Reissued bool `json:"reissued"`
+	}
+	okJSON(t, &again, append(acquire, "--cacert", certFile)...)
+	if !again.Reissued || again.LicenseID != lic.LicenseID {
+		t.Fatalf("acquire with --cacert: %+v, want license %d reissued", again, lic.LicenseID)
+	}
+	cached = agentLicenseFile(t, a) // acquire stored the reissued license
 	if rows := agentSiteLicenses(t, g.siteDir); len(rows) != 1 {
 		t.Fatalf("site licenses after the second request: %+v", rows)
 	}

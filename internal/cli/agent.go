@@ -114,12 +114,21 @@ func agentAcquire(ctx context.Context, e *env, args []string) error {
 	sid := fs.String("software-id", "", "software ID, PLATFORM/VENDOR/REVISION (e.g. windows/7/312) or hex")
 	image := fs.String("image", "", "the executable the challenge is computed over (default: this program)")
 	hwRoot := fs.String("hw-root", "", "read hardware from this directory instead of /")
+	cacert := fs.String("cacert", "", "trust the server's TLS certificate from this PEM file (default: the system roots)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "data", "product", "software-id"); err != nil {
 		return err
+	}
+	var httpClient *http.Client
+	if *cacert != "" {
+		tlsConf, err := tlsTrusting(*cacert)
+		if err != nil {
+			return err
+		}
+		httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
 	}
 	id, err := loadAgent(*data, *hwRoot)
 	if err != nil {
@@ -136,7 +145,7 @@ func agentAcquire(ctx context.Context, e *env, args []string) error {
 	if url == "" {
 		return errs.E(errs.Usage, "--server is required: this agent has no server URL configured")
 	}
-	lic, reissued, err := id.Acquire(ctx, agent.AcquireOptions{Server: url, ProductID: *product, SoftwareID: software, Image: *image})
+	lic, reissued, err := id.Acquire(ctx, agent.AcquireOptions{Server: url, ProductID: *product, SoftwareID: software, Image: *image, HTTP: httpClient})
 	if err != nil {
 		return err
 	}
@@ -262,21 +271,29 @@ func (f *gatewayClientFlags) client(e *env) (*agent.Client, *agent.Identity, err
 		}
 	}
 	if *f.cacert != "" {
-		pemData, err := os.ReadFile(*f.cacert)
-		if err != nil {
-			return nil, nil, errs.Wrap(errs.Invalid, err, "cannot read --cacert")
+		if opts.TLS, err = tlsTrusting(*f.cacert); err != nil {
+			return nil, nil, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemData) {
-			return nil, nil, errs.E(errs.Invalid, "--cacert %s holds no PEM certificate", *f.cacert)
-		}
-		opts.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	if opts.Now, err = e.clock(); err != nil {
 		return nil, nil, err
 	}
 	c, err := agent.NewClient(id, opts)
 	return c, id, err
+}
+
+// tlsTrusting is a TLS configuration that trusts the certificates in the
+// PEM file given as --cacert.
+func tlsTrusting(caFile string) (*tls.Config, error) {
+	pemData, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "cannot read --cacert")
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, errs.E(errs.Invalid, "--cacert %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 func agentRequest(ctx context.Context, e *env, args []string) error {
