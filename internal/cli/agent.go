@@ -29,6 +29,7 @@ func agentCommand() *command {
 			leaf("show", "verify and print a cached license", agentShow),
 		}},
 		leaf("request", "send an HTTP request through a license gateway with the cached license (curl-like)", agentRequest),
+		agentTokenCommand(),
 	}}
 }
 

@@ -31,10 +31,17 @@ type tokenDeviceFlags struct {
 	asJSON               *bool
 }
 
+// addTokenKeyFlags adds --key and --starting-code, which name a device.
+func addTokenKeyFlags(fs *flag.FlagSet) (key *string, startingCode *int64) {
+	return fs.String("key", "", "the device's secret key, 32 hexadecimal digits (default: $LICET_TOKEN_KEY, which keeps it out of the process list)"),
+		fs.Int64("starting-code", -1, "the device's starting code, up to 9 digits")
+}
+
 func addTokenDeviceFlags(fs *flag.FlagSet) *tokenDeviceFlags {
+	key, startingCode := addTokenKeyFlags(fs)
 	return &tokenDeviceFlags{
-		key:          fs.String("key", "", "the device's secret key, 32 hexadecimal digits (default: $LICET_TOKEN_KEY, which keeps it out of the process list)"),
-		startingCode: fs.Int64("starting-code", -1, "the device's starting code, up to 9 digits"),
+		key:          key,
+		startingCode: startingCode,
 		count:        fs.Int64("count", -1, "the device's last count (encode: the last count issued; decode: the last count the device accepted)"),
 		extended:     fs.Bool("extended", false, "12-digit tokens carrying values up to 999,999"),
 		restricted:   fs.Bool("restricted", false, "tokens written with the digits 1-4 only"),
@@ -44,25 +51,33 @@ func addTokenDeviceFlags(fs *flag.FlagSet) *tokenDeviceFlags {
 
 // device checks the flags and returns the device they name and its count.
 func (f *tokenDeviceFlags) device(e *env, cmd string) (openpaygo.Device, uint32, error) {
-	var d openpaygo.Device
-	hexKey := *f.key
-	if hexKey == "" {
-		hexKey = e.getenv("LICET_TOKEN_KEY")
-	}
-	if hexKey == "" {
-		return d, 0, errs.E(errs.Usage, "%s: --key is required (or $LICET_TOKEN_KEY): the device's 32-hex-digit secret key", cmd)
-	}
-	k, err := openpaygo.ParseKey(hexKey)
+	d, err := tokenDevice(e, cmd, *f.key, *f.startingCode)
 	if err != nil {
-		return d, 0, errs.E(errs.Usage, "%s: --key: %v", cmd, err)
-	}
-	if *f.startingCode < 0 || *f.startingCode > openpaygo.MaxStartingCode {
-		return d, 0, errs.E(errs.Usage, "%s: --starting-code is required: the device's starting code, 0 to %d", cmd, openpaygo.MaxStartingCode)
+		return d, 0, err
 	}
 	if *f.count < 0 || *f.count > math.MaxUint32 {
 		return d, 0, errs.E(errs.Usage, "%s: --count is required: the device's last count, 0 to %d", cmd, uint32(math.MaxUint32))
 	}
-	return openpaygo.Device{Key: k, StartingCode: uint32(*f.startingCode)}, uint32(*f.count), nil
+	return d, uint32(*f.count), nil
+}
+
+// tokenDevice checks the values of --key (or $LICET_TOKEN_KEY) and
+// --starting-code and returns the device they name.
+func tokenDevice(e *env, cmd, hexKey string, startingCode int64) (openpaygo.Device, error) {
+	if hexKey == "" {
+		hexKey = e.getenv("LICET_TOKEN_KEY")
+	}
+	if hexKey == "" {
+		return openpaygo.Device{}, errs.E(errs.Usage, "%s: --key is required (or $LICET_TOKEN_KEY): the device's 32-hex-digit secret key", cmd)
+	}
+	k, err := openpaygo.ParseKey(hexKey)
+	if err != nil {
+		return openpaygo.Device{}, errs.E(errs.Usage, "%s: --key: %v", cmd, err)
+	}
+	if startingCode < 0 || startingCode > openpaygo.MaxStartingCode {
+		return openpaygo.Device{}, errs.E(errs.Usage, "%s: --starting-code is required: the device's starting code, 0 to %d", cmd, openpaygo.MaxStartingCode)
+	}
+	return openpaygo.Device{Key: k, StartingCode: uint32(startingCode)}, nil
 }
 
 func tokenEncode(ctx context.Context, e *env, args []string) error {

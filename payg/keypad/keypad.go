@@ -147,7 +147,7 @@ func statusOf(st *state, clock time.Time) Status {
 	now := effectiveNow(clock, st)
 	s := Status{Now: now, ActiveUntil: st.ActiveUntil, Disabled: st.Disabled, LastCount: st.LastCount,
 		UsedCounts: st.UsedCounts, FailedEntries: st.FailedEntries, Recovery: st.Recovery,
-		ClockBehind: clock.Before(st.LatestSeen)}
+		ClockBehind: now.After(clock.UTC().Truncate(time.Second))}
 	if now.Before(st.NotBefore) {
 		s.NextTry = st.NotBefore
 	}
@@ -158,9 +158,10 @@ func statusOf(st *state, clock time.Time) Status {
 	return s
 }
 
-// effectiveNow is the later of the clock and the latest time seen.
+// effectiveNow is the later of the clock, to the second, and the latest
+// time seen.
 func effectiveNow(clock time.Time, st *state) time.Time {
-	clock = clock.UTC().Round(0)
+	clock = clock.UTC().Truncate(time.Second)
 	if clock.Before(st.LatestSeen) {
 		return st.LatestSeen
 	}
@@ -293,8 +294,8 @@ func (k *Keypad) Enter(now time.Time, digits string) (Entry, error) {
 	t := effectiveNow(now, &st)
 	if t.Before(st.NotBefore) {
 		e := Entry{Outcome: Waiting, Status: statusOf(&st, now)}
-		return e, errs.E(errs.Invalid, "token not checked: after %d wrong entries the keypad takes the next token at %s (in %s)",
-			st.FailedEntries, st.NotBefore.Format(time.RFC3339), st.NotBefore.Sub(t).Round(time.Second))
+		return e, errs.E(errs.Invalid, "token not checked: after %s the keypad takes the next token at %s (in %s)",
+			wrongEntries(st.FailedEntries), st.NotBefore.Format(time.RFC3339), st.NotBefore.Sub(t))
 	}
 	st.LatestSeen = t
 
@@ -321,8 +322,8 @@ func (k *Keypad) Enter(now time.Time, digits string) (Entry, error) {
 			return Entry{}, err
 		}
 		e.Status = statusOf(&st, now)
-		return e, errs.E(errs.Invalid, "%s; %d wrong entries in a row: the next token is taken at %s (in %s)",
-			why, st.FailedEntries, st.NotBefore.Format(time.RFC3339), WaitAfter(st.FailedEntries))
+		return e, errs.E(errs.Invalid, "%s; after %s in a row the next token is taken at %s (in %s)",
+			why, wrongEntries(st.FailedEntries), st.NotBefore.Format(time.RFC3339), WaitAfter(st.FailedEntries))
 	}
 
 	e.Outcome = Applied
@@ -345,6 +346,13 @@ func (k *Keypad) Enter(now time.Time, digits string) (Entry, error) {
 	}
 	e.Status = statusOf(&st, now)
 	return e, nil
+}
+
+func wrongEntries(n int) string {
+	if n == 1 {
+		return "1 wrong entry"
+	}
+	return fmt.Sprintf("%d wrong entries", n)
 }
 
 func later(a, b time.Time) time.Time {

@@ -271,20 +271,36 @@ func TestBruteForceWait(t *testing.T) {
 // so a script cannot get around the wait by typing in parallel.
 func TestConcurrentEntries(t *testing.T) {
 	k, _, dir := newKeypad(t, testConfig(1))
+	writeFile = func(path string, data []byte, perm os.FileMode) error {
+		time.Sleep(5 * time.Millisecond) // a slow disk widens the race
+		return defaultWriteFile(path, data, perm)
+	}
+	defer func() { writeFile = defaultWriteFile }()
 	var wg sync.WaitGroup
+	outcomes := make(chan Outcome, 8)
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			k, err := Open(dir)
-			if err == nil {
-				k.Enter(t0, "000000000")
+			if err != nil {
+				t.Error(err)
+				return
 			}
+			e, _ := k.Enter(t0, "000000000")
+			outcomes <- e.Outcome
 		}()
 	}
 	wg.Wait()
-	if s := status(t, k, t0); s.FailedEntries != 1 {
-		t.Fatalf("%d wrong entries counted, want 1 (the others hit the wait)", s.FailedEntries)
+	close(outcomes)
+	decoded := 0
+	for o := range outcomes {
+		if o != Waiting {
+			decoded++
+		}
+	}
+	if s := status(t, k, t0); s.FailedEntries != 1 || decoded != 1 {
+		t.Fatalf("%d entries decoded, %d wrong entries counted; want 1 and 1 (the others hit the wait)", decoded, s.FailedEntries)
 	}
 }
 
@@ -320,6 +336,8 @@ func TestClockSetBack(t *testing.T) {
 
 func TestStateDeletedFailsClosed(t *testing.T) {
 	k, v, dir := newKeypad(t, testConfig(1))
+	oldSync := v.issue(openpaygo.CounterSync, 0)
+	mustApply(t, k, t0, oldSync)
 	old := v.issue(openpaygo.AddTime, 30)
 	mustApply(t, k, t0, old)
 	unused := v.issue(openpaygo.AddTime, 30) // sold, not yet typed in
@@ -330,9 +348,11 @@ func TestStateDeletedFailsClosed(t *testing.T) {
 	if s.Active || s.Recovery == "" || !strings.Contains(s.Recovery, "deleted") || s.LastCount != 2 {
 		t.Fatalf("after deleting the state: %+v; want no credit, recovery, count 2 from the guard", s)
 	}
-	// ADD_TIME tokens, old or new, are refused in recovery.
+	// ADD_TIME tokens, old or new, are refused in recovery, and so is a
+	// counter sync that is not newer than the count on record.
 	e := mustRefuse(t, k, t0, old, RecoveryRefused)
 	e = mustRefuse(t, k, e.Status.NextTry, unused, RecoveryRefused)
+	e = mustRefuse(t, k, e.Status.NextTry, oldSync, AlreadyUsed)
 	if e.Status.Active || !strings.Contains(e.Status.Recovery, "deleted") {
 		t.Fatalf("recovery ended by an ADD_TIME token: %+v", e.Status)
 	}
@@ -400,6 +420,21 @@ func TestStateCorruptOrStale(t *testing.T) {
 			}
 			mustRefuse(t, k, t0, v.issue(openpaygo.AddTime, 1), RecoveryRefused)
 		})
+	}
+}
+
+// TestOlderCopyPutBack: restoring a copy of the state from before a wrong
+// entry does not end the wait, though the copy's count is current.
+func TestOlderCopyPutBack(t *testing.T) {
+	k, v, dir := newKeypad(t, testConfig(1))
+	p := filepath.Join(dir, StateFile)
+	mustApply(t, k, t0, v.issue(openpaygo.AddTime, 10))
+	saved, _ := os.ReadFile(p)
+	mustRefuse(t, k, t0, "000000000", Invalid)
+	os.WriteFile(p, saved, 0o600)
+	s := status(t, k, t0)
+	if s.Active || !strings.Contains(s.Recovery, "older") || s.NextTry.IsZero() {
+		t.Fatalf("%+v; want no credit, recovery, and the wait still on", s)
 	}
 }
 
