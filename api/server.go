@@ -150,12 +150,21 @@ func (s *Server) Admin(pattern string, h handlerFunc) { s.route(pattern, auth.Sc
 // Scoped routes pattern to h behind a bearer token of scope (or an admin token).
 func (s *Server) Scoped(pattern, scope string, h handlerFunc) { s.route(pattern, scope, h) }
 
+// tokenHint says where a caller without a token gets one, for this role.
+func (s *Server) tokenHint() string {
+	const how = "the licet CLI takes it as --token or $LICET_TOKEN; over HTTP send 'Authorization: Bearer licet_…'"
+	if s.Name == "vendor" {
+		return "use the admin token 'licet vendor init' printed; " + how
+	}
+	return "use the site's admin token or one from 'licet site token create'; " + how
+}
+
 func (s *Server) route(pattern, scope string, h handlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if scope != "" {
 			bearer, ok := bearerToken(r)
 			if !ok {
-				WriteError(w, r, s.Log, errs.E(errs.Unauthenticated, "this call needs a token of scope %s: send 'Authorization: Bearer licet_…' (an admin token, or one from 'licet site token create')", scope))
+				WriteError(w, r, s.Log, errs.E(errs.Unauthenticated, "this call needs a token of scope %s: %s", scope, s.tokenHint()))
 				return
 			}
 			tok, err := auth.Check(r.Context(), s.Tokens, bearer)

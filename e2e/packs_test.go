@@ -107,6 +107,12 @@ func testPacksOnline(t *testing.T, db string) {
 		t.Fatalf("site not enrolled for acme: %+v", info)
 	}
 
+	// A vendor command without a token says where the token comes from.
+	r := failsEnv(t, []string{"LICET_TOKEN="}, 4, "vendor init", "vendor", "customer", "add", "--id", "x", "--name", "X", "--server", v.srv.URL)
+	if !strings.Contains(r.stderr, "--token or $LICET_TOKEN") || strings.Contains(r.stderr, "site token create") {
+		t.Fatalf("vendor command without a token: %s", r)
+	}
+
 	// A reused enrollment code is refused and nothing is written.
 	site2 := filepath.Join(t.TempDir(), "site2")
 	fails(t, 3, "already used", "site", "init", "--data", site2, "--vendor", v.srv.URL, "--enroll", code)
