@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -18,8 +19,46 @@ import (
 	"github.com/licet/licet/errs"
 )
 
-// Version is the licet version, set at build time with -ldflags "-X".
-var Version = "dev"
+// Version is the licet version. Set it at build time with
+// -ldflags "-X github.com/licet/licet/internal/cli.Version=v1.2.3"; when it is
+// not set, versionString reads the module version and VCS revision from the
+// build information.
+var Version = ""
+
+// versionString is what `licet version` prints after "licet ".
+func versionString() string {
+	v := Version
+	bi, ok := debug.ReadBuildInfo()
+	if v == "" {
+		v = "(devel)"
+		if ok && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+	}
+	if !ok {
+		return v
+	}
+	var rev, when, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = ", modified"
+			}
+		}
+	}
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		v += fmt.Sprintf(" (revision %s%s, %s)", rev, dirty, when)
+	}
+	return v + " " + bi.GoVersion
+}
 
 // env is what a command sees of the outside world.
 type env struct {
@@ -61,8 +100,8 @@ func root() *command {
 		tokenCommand(),
 		benchCommand(),
 		gatewayCommand(),
-		{name: "version", summary: "print the licet version", run: func(ctx context.Context, e *env, args []string) error {
-			fmt.Fprintln(e.stdout, "licet", Version)
+		{name: "version", summary: "print the licet version, its VCS revision and Go version", run: func(ctx context.Context, e *env, args []string) error {
+			fmt.Fprintln(e.stdout, "licet", versionString())
 			return nil
 		}},
 	}}
@@ -112,6 +151,9 @@ func (r *reportedError) Unwrap() error { return r.err }
 func dispatch(ctx context.Context, e *env, c *command, args []string, path string) error {
 	if c.run != nil {
 		return c.run(ctx, e, args)
+	}
+	if path == "licet" && len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		args = append([]string{"version"}, args[1:]...)
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printGroupHelp(e.stdout, c, path)

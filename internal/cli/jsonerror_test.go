@@ -43,3 +43,18 @@ func TestFlagErrorNoUsage(t *testing.T) {
 		t.Fatalf("exit %d, output %q", code, out)
 	}
 }
+
+// TestVersion: `licet --version` is `licet version`, and a version set at
+// build time is what it prints first.
+func TestVersion(t *testing.T) {
+	a, codeA := stdoutOf("version")
+	b, codeB := stdoutOf("--version")
+	if codeA != 0 || codeB != 0 || a != b || !strings.HasPrefix(a, "licet ") || !strings.Contains(a, "go1.") {
+		t.Fatalf("version: %q (%d), --version: %q (%d)", a, codeA, b, codeB)
+	}
+	defer func(v string) { Version = v }(Version)
+	Version = "v9.8.7"
+	if out, _ := stdoutOf("version"); !strings.HasPrefix(out, "licet v9.8.7") {
+		t.Fatalf("with Version set: %q", out)
+	}
+}
