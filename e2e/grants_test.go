@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"github.com/licet/licet/internal/testpki"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -367,12 +369,17 @@ func TestGrantStormSurvivesSIGKILL(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 256)
-	n, _ := out.Read(buf)
-	m := listenRE.FindStringSubmatch(string(buf[:n]))
-	if m == nil {
-		cmd.Process.Kill()
-		t.Fatalf("site did not announce its address: %q", buf[:n])
+	// Read line by line: one Read may return part of the line.
+	var m []string
+	var seen strings.Builder
+	for lines := bufio.NewReader(out); m == nil; {
+		line, err := lines.ReadString('\n')
+		seen.WriteString(line)
+		m = listenRE.FindStringSubmatch(line)
+		if err != nil && m == nil {
+			cmd.Process.Kill()
+			t.Fatalf("site did not announce its address: %q", seen.String())
+		}
 	}
 	sid, _ := softid.Parse(softwareID)
 	var res *loadgen.Result
@@ -388,10 +395,9 @@ func TestGrantStormSurvivesSIGKILL(t *testing.T) {
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(m[1] + "/metrics")
 		if err == nil {
-			body := make([]byte, 1<<20)
-			k, _ := resp.Body.Read(body)
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 			resp.Body.Close()
-			if strings.Contains(string(body[:k]), `route="POST /v1/licenses"`) {
+			if strings.Contains(string(body), `route="POST /v1/licenses"`) {
 				time.Sleep(300 * time.Millisecond)
 				break
 			}
