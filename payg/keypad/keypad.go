@@ -158,6 +158,11 @@ func statusOf(st *state, clock time.Time) Status {
 	return s
 }
 
+// farFuture bounds the times the keypad stores, which must stay within the
+// years JSON can write: a clock set to year 10000, or credit piled up by
+// many large extended tokens, would otherwise make every write fail.
+var farFuture = time.Date(9000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // effectiveNow is the later of the clock, to the second, and the latest
 // time seen.
 func effectiveNow(clock time.Time, st *state) time.Time {
@@ -165,7 +170,7 @@ func effectiveNow(clock time.Time, st *state) time.Time {
 	if clock.Before(st.LatestSeen) {
 		return st.LatestSeen
 	}
-	return clock
+	return earlier(clock, farFuture)
 }
 
 // Status returns the keypad's status at now without writing anything.
@@ -330,10 +335,10 @@ func (k *Keypad) Enter(now time.Time, digits string) (Entry, error) {
 	switch res.Type {
 	case openpaygo.AddTime:
 		e.Credit = creditFor(res.Value, cfg.TimeDivider)
-		st.ActiveUntil = later(t, st.ActiveUntil).Add(e.Credit)
+		st.ActiveUntil = earlier(later(t, st.ActiveUntil).Add(e.Credit), farFuture)
 	case openpaygo.SetTime:
 		e.Credit = creditFor(res.Value, cfg.TimeDivider)
-		st.ActiveUntil = t.Add(e.Credit)
+		st.ActiveUntil = earlier(t.Add(e.Credit), farFuture)
 	case openpaygo.DisablePAYG:
 		st.Disabled = true
 	}
@@ -357,6 +362,13 @@ func wrongEntries(n int) string {
 
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
 		return a
 	}
 	return b

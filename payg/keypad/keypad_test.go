@@ -146,6 +146,23 @@ func TestTimeDivider(t *testing.T) {
 	}
 }
 
+// TestFarFuture: a clock set to year 10000 and credit piled up by large
+// extended tokens do not make the state unwritable.
+func TestFarFuture(t *testing.T) {
+	k, v, _ := newKeypad(t, testConfig(1))
+	v.opt.Extended = true
+	for i := 0; i < 40; i++ {
+		mustApply(t, k, t0, v.issue(openpaygo.AddTime, openpaygo.MaxExtendedValue))
+	}
+	if _, err := k.Observe(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse(t, k, t0, "000000000", Invalid)
+	if s := status(t, k, t0); !s.ActiveUntil.Equal(farFuture) || s.FailedEntries != 1 {
+		t.Fatalf("%+v", s)
+	}
+}
+
 func TestRestrictedDigitSet(t *testing.T) {
 	cfg := testConfig(3)
 	cfg.Restricted = true
