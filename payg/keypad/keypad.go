@@ -173,40 +173,44 @@ func effectiveNow(clock time.Time, st *state) time.Time {
 	return earlier(clock, farFuture)
 }
 
-// Status returns the keypad's status at now without writing anything.
-func (k *Keypad) Status(now time.Time) (Status, error) {
+// locked runs fn on the configuration and state read under the lock.
+func (k *Keypad) locked(fn func(cf *configFile, cfg Config, st *state) error) error {
 	unlock, err := lock(k.dir)
 	if err != nil {
-		return Status{}, err
+		return err
 	}
 	defer unlock()
-	_, _, st, err := load(k.dir)
+	cf, cfg, st, err := load(k.dir)
 	if err != nil {
-		return Status{}, err
+		return err
 	}
-	return statusOf(&st, now), nil
+	return fn(cf, cfg, &st)
+}
+
+// Status returns the keypad's status at now without writing anything.
+func (k *Keypad) Status(now time.Time) (s Status, err error) {
+	err = k.locked(func(_ *configFile, _ Config, st *state) error {
+		s = statusOf(st, now)
+		return nil
+	})
+	return s, err
 }
 
 // Observe records now as the latest time seen, if it is later, and returns
 // the status. Whatever enforces the credit calls it regularly, so that
 // setting the clock back later gains nothing.
-func (k *Keypad) Observe(now time.Time) (Status, error) {
-	unlock, err := lock(k.dir)
-	if err != nil {
-		return Status{}, err
-	}
-	defer unlock()
-	cf, _, st, err := load(k.dir)
-	if err != nil {
-		return Status{}, err
-	}
-	if t := effectiveNow(now, &st); t.After(st.LatestSeen) {
-		st.LatestSeen = t
-		if err := save(k.dir, cf, k.cfg.Key, &st); err != nil {
-			return Status{}, err
+func (k *Keypad) Observe(now time.Time) (s Status, err error) {
+	err = k.locked(func(cf *configFile, cfg Config, st *state) error {
+		if t := effectiveNow(now, st); t.After(st.LatestSeen) {
+			st.LatestSeen = t
+			if err := save(k.dir, cf, cfg.Key, st); err != nil {
+				return err
+			}
 		}
-	}
-	return statusOf(&st, now), nil
+		s = statusOf(st, now)
+		return nil
+	})
+	return s, err
 }
 
 // Outcome is what became of an entry.
@@ -286,19 +290,19 @@ func creditFor(value, divider int) time.Duration {
 // message says what happened and, for a wait, until when, with the Entry
 // describing it. Other errors are errs.Internal (the files could not be
 // read or written) or errs.NotFound (no keypad set up).
-func (k *Keypad) Enter(now time.Time, digits string) (Entry, error) {
-	unlock, err := lock(k.dir)
-	if err != nil {
-		return Entry{}, err
-	}
-	defer unlock()
-	cf, cfg, st, err := load(k.dir)
-	if err != nil {
-		return Entry{}, err
-	}
-	t := effectiveNow(now, &st)
+func (k *Keypad) Enter(now time.Time, digits string) (e Entry, err error) {
+	err = k.locked(func(cf *configFile, cfg Config, st *state) error {
+		e, err = k.enter(cf, cfg, st, now, digits)
+		return err
+	})
+	return e, err
+}
+
+// enter is Enter under the lock.
+func (k *Keypad) enter(cf *configFile, cfg Config, st *state, now time.Time, digits string) (Entry, error) {
+	t := effectiveNow(now, st)
 	if t.Before(st.NotBefore) {
-		e := Entry{Outcome: Waiting, Status: statusOf(&st, now)}
+		e := Entry{Outcome: Waiting, Status: statusOf(st, now)}
 		return e, errs.E(errs.Invalid, "token not checked: after %s the keypad takes the next token at %s (in %s)",
 			wrongEntries(st.FailedEntries), st.NotBefore.Format(time.RFC3339), st.NotBefore.Sub(t))
 	}
@@ -323,10 +327,10 @@ func (k *Keypad) Enter(now time.Time, digits string) (Entry, error) {
 	if e.Outcome != 0 {
 		st.FailedEntries++
 		st.NotBefore = t.Add(WaitAfter(st.FailedEntries))
-		if err := save(k.dir, cf, cfg.Key, &st); err != nil {
+		if err := save(k.dir, cf, cfg.Key, st); err != nil {
 			return Entry{}, err
 		}
-		e.Status = statusOf(&st, now)
+		e.Status = statusOf(st, now)
 		return e, errs.E(errs.Invalid, "%s; after %s in a row the next token is taken at %s (in %s)",
 			why, wrongEntries(st.FailedEntries), st.NotBefore.Format(time.RFC3339), WaitAfter(st.FailedEntries))
 	}
@@ -346,10 +350,10 @@ func (k *Keypad) Enter(now time.Time, digits string) (Entry, error) {
 	st.UsedCounts = openpaygo.UpdateUsed(st.UsedCounts, res.Type, res.Value, res.Count)
 	st.Recovery = ""
 	st.FailedEntries, st.NotBefore = 0, time.Time{}
-	if err := save(k.dir, cf, cfg.Key, &st); err != nil {
+	if err := save(k.dir, cf, cfg.Key, st); err != nil {
 		return Entry{}, err
 	}
-	e.Status = statusOf(&st, now)
+	e.Status = statusOf(st, now)
 	return e, nil
 }
 

@@ -175,6 +175,21 @@ func TestRestrictedDigitSet(t *testing.T) {
 	mustRefuse(t, k, t0, "123456789", Malformed)
 }
 
+// TestOldAddTime: an ADD_TIME token sold earlier but typed in after newer
+// ones still counts while it is within the window of 16 counts below the
+// last, once; further back it is too old.
+func TestOldAddTime(t *testing.T) {
+	k, v, _ := newKeypad(t, testConfig(1))
+	tooOld := v.issue(openpaygo.AddTime, 1) // count 2
+	late := v.issue(openpaygo.AddTime, 1)   // count 4
+	for v.last < 18 {
+		mustApply(t, k, t0, v.issue(openpaygo.AddTime, 1))
+	}
+	mustApply(t, k, t0, late)
+	e := mustRefuse(t, k, t0, late, AlreadyUsed)
+	mustRefuse(t, k, e.Status.NextTry, tooOld, AlreadyUsed)
+}
+
 func TestOtherDevicesToken(t *testing.T) {
 	k, _, _ := newKeypad(t, testConfig(1))
 	other := &vendor{t: t, dev: openpaygo.Device{Key: testConfig(9).Key, StartingCode: testConfig(9).StartingCode}}

@@ -44,27 +44,22 @@ type configFile struct {
 }
 
 // guard is what the configuration keeps of the state, written after every
-// state write. Seq 0 means no state was ever written; Seq above 0 with no
-// state file means it was deleted.
+// state write; the state holds the same fields. Seq 0 means no state was
+// ever written; Seq above 0 with no state file means it was deleted.
 type guard struct {
-	Seq           uint64    `json:"state_seq"`
+	Seq           uint64    `json:"seq"`
 	LastCount     uint32    `json:"last_count"`
 	FailedEntries int       `json:"failed_entries"`
 	NotBefore     time.Time `json:"not_before"`
 	LatestSeen    time.Time `json:"latest_seen"`
-	Disabled      bool      `json:"payg_disabled,omitempty"`
+	Disabled      bool      `json:"payg_disabled"`
 }
 
 // state is the content of StateFile, under its MAC.
 type state struct {
-	Seq           uint64    `json:"seq"`
-	ActiveUntil   time.Time `json:"active_until"`
-	LastCount     uint32    `json:"last_count"`
-	UsedCounts    []uint32  `json:"used_counts"`
-	Disabled      bool      `json:"payg_disabled"`
-	FailedEntries int       `json:"failed_entries"`
-	NotBefore     time.Time `json:"not_before"`
-	LatestSeen    time.Time `json:"latest_seen"`
+	guard
+	ActiveUntil time.Time `json:"active_until"`
+	UsedCounts  []uint32  `json:"used_counts"`
 	// Recovery, when not empty, says why the device lost its state and
 	// takes only a counter-sync or set-time token from the vendor.
 	Recovery string `json:"recovery,omitempty"`
@@ -220,15 +215,8 @@ func load(dir string) (*configFile, Config, state, error) {
 	}
 	// The state is lost: no credit, and the count, the wait and the
 	// latest time seen come from the guard.
-	return cf, cfg, state{
-		Seq:           max(st.Seq, g.Seq),
-		LastCount:     g.LastCount,
-		FailedEntries: g.FailedEntries,
-		NotBefore:     g.NotBefore,
-		LatestSeen:    g.LatestSeen,
-		Disabled:      g.Disabled,
-		Recovery:      reason,
-	}, nil
+	g.Seq = max(st.Seq, g.Seq)
+	return cf, cfg, state{guard: g, Recovery: reason}, nil
 }
 
 // save writes st (with the next sequence number) and then the guard in the
@@ -240,7 +228,7 @@ func save(dir string, cf *configFile, key openpaygo.Key, st *state) error {
 		return err
 	}
 	next := *cf
-	next.Guard = guard{Seq: st.Seq, LastCount: st.LastCount, FailedEntries: st.FailedEntries, NotBefore: st.NotBefore, LatestSeen: st.LatestSeen, Disabled: st.Disabled}
+	next.Guard = st.guard
 	if err := writeConfig(dir, &next); err != nil {
 		return err
 	}
