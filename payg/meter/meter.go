@@ -318,6 +318,9 @@ func (s Status) Allowed() bool { return s.State == StateActive || s.State == Sta
 // credit plus, under an "until" plan, the time to its end.
 func (s Status) Remaining() time.Duration {
 	r := s.balance
+	if r == 0 { // a Status decoded from JSON
+		r = time.Duration(s.BalanceSeconds) * time.Second
+	}
 	if s.UntilActive && s.Until != nil {
 		r += s.Until.Sub(s.MeterTime)
 	}
