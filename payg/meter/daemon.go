@@ -290,4 +290,3 @@ func (c *Client) Watch(ctx context.Context, fn func(Status) error) error {
 	}
 	return errs.E(errs.Internal, "the daemon on %s closed the event stream", c.Socket)
 }
-

@@ -218,4 +218,3 @@ func (r *Remote) do(ctx context.Context, method, path string, body []byte, h htt
 	}
 	return nil
 }
-
