@@ -134,6 +134,8 @@ func (s *Server) NewChallenge(ctx context.Context, req ChallengeRequest) (*Chall
 	if err != nil {
 		return nil, err
 	}
+	ps.busy.Add(1)
+	defer ps.busy.Add(-1)
 	pr, err := ps.take(ctx, req.SoftwareID)
 	if err != nil {
 		return nil, err
@@ -258,6 +260,10 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 	}
 	if len(req.ClientKey) != ed25519.PublicKeySize {
 		return nil, errs.E(errs.Invalid, "client_key must be a %d-byte Ed25519 public key", ed25519.PublicKeySize)
+	}
+	if ps := s.pool.Load(); ps != nil {
+		ps.busy.Add(1) // the pool workers give way to grants
+		defer ps.busy.Add(-1)
 	}
 	clientID := verify.ClientID(req.ClientKey)
 	want, sid, expires, err := s.openChallenge(req.ChallengeID, clientID, req.ProductID)

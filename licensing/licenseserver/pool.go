@@ -81,6 +81,9 @@ type pools struct {
 	wake chan struct{}
 	// paused stops the workers (tests only: an empty pool on demand).
 	paused atomic.Bool
+	// busy counts challenge and grant requests in flight: while there are
+	// any, workers hash only for pools that are nearly empty.
+	busy atomic.Int64
 
 	mu     sync.RWMutex
 	bySID  map[uint32]*imagePool
@@ -270,7 +273,7 @@ func (ps *pools) work(ctx context.Context) {
 			continue
 		}
 		t0 := time.Now()
-		pr, ok := p.compute()
+		pr, ok := p.compute(ctx, ps)
 		if !ok {
 			continue // the pool was closed: its image was replaced
 		}
@@ -283,9 +286,17 @@ func (ps *pools) work(ctx context.Context) {
 	}
 }
 
+// lowWater is the level below which a pool is refilled even while requests
+// are being served: a pool that is nearly empty is about to refuse clients.
+func (p *imagePool) lowWater() int { return max(1, cap(p.pairs)/64) }
+
+// idleWait is how often a worker that gave way to requests looks again.
+const idleWait = 250 * time.Microsecond
+
 // compute makes one pair from p's image, yielding to other goroutines
-// between chunks; false if the pool was closed.
-func (p *imagePool) compute() (pair, bool) {
+// between chunks, and pausing while requests are in flight unless the pool
+// is nearly empty; false if the pool was closed.
+func (p *imagePool) compute(ctx context.Context, ps *pools) (pair, bool) {
 	var pr pair
 	nonce := challenge.New()
 	pr.nonce = nonce
@@ -304,6 +315,9 @@ func (p *imagePool) compute() (pair, bool) {
 			break
 		}
 		runtime.Gosched()
+		for ps.busy.Load() > 0 && len(p.pairs) >= p.lowWater() && ctx.Err() == nil {
+			time.Sleep(idleWait)
+		}
 	}
 	h.Write(nonce[:])
 	h.Sum(pr.answer[:0])
