@@ -61,6 +61,12 @@ func vendorCommand() *command {
 			leaf("sign", "sign a client executable so sites can check platform challenges", vendorImageSign),
 		}},
 		vendorTokenCommand(),
+		vendorAccountCommand(),
+		vendorPlanCommand(),
+		vendorSellLeaf(),
+		vendorLedgerLeaf(),
+		vendorDeviceCommand(),
+		vendorWebhookCommand(),
 	}}
 }
 
@@ -89,6 +95,9 @@ func vendorInit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer svc.Close()
+	if _, err := paygService(svc, *data); err != nil {
+		return err
+	}
 	fp := pki.Fingerprint(svc.Root.Cert.Raw)
 	if *asJSON {
 		return printJSON(e.stdout, map[string]string{"data": *data, "admin_token": token, "root_fingerprint": fp})
@@ -160,6 +169,9 @@ func vendorServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	h, err := vendorHandler(svc, *data, log, sf.limits())
+	if err == nil {
+		err = addPaygRoutes(h, svc, *data)
+	}
 	if err != nil {
 		ln.Close()
 		return err

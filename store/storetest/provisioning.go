@@ -1,0 +1,440 @@
+package storetest
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/licet/licet/envelope"
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/testpki"
+	"github.com/licet/licet/keys"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/payg/billing"
+	"github.com/licet/licet/payg/packet"
+	"github.com/licet/licet/payg/provisioning"
+	"github.com/licet/licet/pki"
+)
+
+// TestProvisioning runs the conformance suite of provisioning.Store.
+func TestProvisioning(t *testing.T, open func(t *testing.T) PaygStore) {
+	sub := parallel(t)
+	sub("RegisterAndPacket", func(t *testing.T) { testProvRegister(t, open(t)) })
+	sub("CodeUsedTwice", func(t *testing.T) { testProvCodeTwice(t, open(t)) })
+	sub("CodeConcurrent", func(t *testing.T) { testProvCodeConcurrent(t, open(t)) })
+	sub("Clone", func(t *testing.T) { testProvClone(t, open(t)) })
+	sub("SameHardwareSameAccount", func(t *testing.T) { testProvSameAccount(t, open(t)) })
+	sub("SellIdempotent", func(t *testing.T) { testProvSellIdempotent(t, open(t)) })
+	sub("ConcurrentSalesGapless", func(t *testing.T) { testProvGapless(t, open(t)) })
+	sub("Nonces", func(t *testing.T) { testProvNonces(t, open(t)) })
+	sub("ReportsBackwards", func(t *testing.T) { testProvReports(t, open(t)) })
+}
+
+// PaygFixture is a vendor's pay-as-you-go over one store: customer "cust"
+// with account "acct" (EUR), customer "other" with account "acct2", plans
+// "week" and "hour", a root and a provisioning authority.
+type PaygFixture struct {
+	Store   PaygStore
+	Billing *billing.Service
+	Prov    *provisioning.Service
+	Root    *x509.Certificate
+	Clock   *paygClock
+}
+
+// NewPaygFixture seeds st and returns its services.
+func NewPaygFixture(t *testing.T, st PaygStore) *PaygFixture {
+	t.Helper()
+	svc, clk := seedBilling(t, st)
+	ctx := t.Context()
+	ok(t, st.CreateCustomer(ctx, &clearinghouse.Customer{ID: "other", Name: "Other", Created: t0}), "create customer other")
+	_, _, err := svc.AddAccount(ctx, billing.AccountRequest{ID: "acct2", Customer: "other", Currency: "EUR"}, "")
+	ok(t, err, "add account acct2")
+	now := clk.Now()
+	root := testpki.Root(t, "Vendor", now.Add(-time.Hour))
+	provKey, err := keys.GenerateSigner()
+	ok(t, err, "provisioning key")
+	der, err := root.IssueProvisioning(provKey.Public(), "Vendor", now.Add(-time.Hour))
+	ok(t, err, "provisioning certificate")
+	cert, err := x509.ParseCertificate(der)
+	ok(t, err, "parse provisioning certificate")
+	prov := provisioning.New(st, &pki.Authority{Cert: cert, Signer: provKey}, root.Cert, nil)
+	prov.Now = clk.Now
+	return &PaygFixture{Store: st, Billing: svc, Prov: prov, Root: root.Cert, Clock: clk}
+}
+
+// TestDevice is a device's keys and hardware, as the agent has them.
+type TestDevice struct {
+	Signer *keys.Signer
+	HPKE   *keys.Decrypter
+	// Fingerprint is the hwid fingerprint JSON the device registers with.
+	Fingerprint json.RawMessage
+	ID          string
+	InitKey     []byte
+}
+
+// NewTestDevice makes device keys and a fingerprint of the given machine
+// (hardware values: the same machine gives the same system ID; salt names
+// the installation).
+func NewTestDevice(t testing.TB, machine, salt string, hw map[string]string) *TestDevice {
+	t.Helper()
+	s, err := keys.GenerateSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := keys.GenerateDecrypter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &TestDevice{Signer: s, HPKE: d, Fingerprint: Fingerprint(machine, salt, hw)}
+}
+
+// Fingerprint builds hwid fingerprint JSON: system ID from machine, salt
+// from salt, one component per kind with the hash of its value.
+func Fingerprint(machine, salt string, hw map[string]string) json.RawMessage {
+	sys := sha256.Sum256([]byte("machine " + machine))
+	sl := sha256.Sum256([]byte("salt " + salt))
+	var kinds []string
+	for k := range hw {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	var comps []map[string]string
+	for _, k := range kinds {
+		h := sha256.Sum256([]byte(salt + "\x00" + k + "\x00" + hw[k]))
+		comps = append(comps, map[string]string{"kind": k, "hash": hex.EncodeToString(h[:])})
+	}
+	b, _ := json.Marshal(map[string]any{"version": 1, "system_id": "sys-" + hex.EncodeToString(sys[:8]), "salt": hex.EncodeToString(sl[:16]), "components": comps})
+	return b
+}
+
+// Hardware is a machine with machine-id, mac and disk components.
+func Hardware(id string) map[string]string {
+	return map[string]string{"machine-id": id + "-mid", "mac": id + "-mac", "disk": id + "-disk"}
+}
+
+// RegisterRequest builds the device's signed registration request.
+func (d *TestDevice) RegisterRequest(code string) provisioning.RegisterRequest {
+	hk := base64.StdEncoding.EncodeToString(d.HPKE.PublicBytes())
+	return provisioning.RegisterRequest{Code: code, Fingerprint: d.Fingerprint,
+		PublicKey: base64.StdEncoding.EncodeToString(d.Signer.Public()), HPKEKey: hk,
+		Signature: base64.StdEncoding.EncodeToString(d.Signer.Sign(provisioning.RegisterMessage(code, hk)))}
+}
+
+// Accept records what a registration answered: the device ID and the
+// initialization key, opened with the device's HPKE key.
+func (d *TestDevice) Accept(t testing.TB, ans *provisioning.RegisterAnswer) {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(ans.InitKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := envelope.ParseSealed(raw, provisioning.InitKeyType, provisioning.InitKeyVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.InitKey, err = sealed.Open(d.HPKE); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.InitKey) != provisioning.InitKeySize {
+		t.Fatalf("init key of %d bytes", len(d.InitKey))
+	}
+	d.ID = ans.DeviceID
+}
+
+// SellNew sells plan to acct for a new device and returns the code.
+func (f *PaygFixture) SellNew(t *testing.T, acct, plan string) string {
+	t.Helper()
+	ans, _, err := f.Prov.Sell(t.Context(), provisioning.SellRequest{Account: acct, Plan: plan, NewDevice: true}, "")
+	ok(t, err, "sell a new device")
+	if ans.Code == "" || ans.Packet != "" {
+		t.Fatalf("new-device sale: %+v", ans)
+	}
+	return ans.Code
+}
+
+// Register sells a new device on acct and registers d with the code.
+func (f *PaygFixture) Register(t *testing.T, d *TestDevice, acct string) *provisioning.RegisterAnswer {
+	t.Helper()
+	ans, err := f.Prov.Register(t.Context(), d.RegisterRequest(f.SellNew(t, acct, "week")))
+	ok(t, err, "register")
+	d.Accept(t, ans)
+	return ans
+}
+
+func testProvRegister(t *testing.T, st PaygStore) {
+	f := NewPaygFixture(t, st)
+	d := NewTestDevice(t, "m1", "s1", Hardware("m1"))
+	ans := f.Register(t, d, "acct")
+	if ans.Account != "acct" || len(ans.Certificates) != 2 || len(ans.Packets) != 1 {
+		t.Fatalf("registration: %+v", ans)
+	}
+	var chain [][]byte
+	for _, c := range ans.Certificates {
+		der, _ := base64.StdEncoding.DecodeString(c)
+		chain = append(chain, der)
+	}
+	dev, err := pki.VerifyDevice(chain, f.Root, f.Clock.Now())
+	ok(t, err, "verify the device certificate")
+	if dev.DeviceID != d.ID || dev.AccountID != "acct" || !dev.PublicKey.Equal(d.Signer.Public()) {
+		t.Errorf("device certificate: %+v", dev)
+	}
+	p, err := packet.Open([]byte(ans.Packets[0]), d.HPKE, f.Root, d.ID, f.Clock.Now())
+	ok(t, err, "open the registration's packet")
+	if p.Sequence != 1 || p.Seconds != 7*86400 {
+		t.Errorf("packet: %+v", p)
+	}
+	if got := balance(t, st, "acct"); got != 500 {
+		t.Errorf("balance %d, want 500", got)
+	}
+	// A sale of credit to the device: the next packet.
+	sale, _, err := f.Prov.Sell(t.Context(), provisioning.SellRequest{Account: "acct", Plan: "hour", Device: d.ID}, "")
+	ok(t, err, "sell credit")
+	p2, err := packet.Open([]byte(sale.Packet), d.HPKE, f.Root, d.ID, f.Clock.Now())
+	ok(t, err, "open the sale's packet")
+	if p2.Sequence != 2 || p2.Seconds != 3600 || p2.Sale != sale.Sale.ID || sale.Sequence != 2 {
+		t.Errorf("second packet: %+v", p2)
+	}
+	ps, err := st.Packets(t.Context(), d.ID, 1)
+	ok(t, err, "packets since 1")
+	if len(ps) != 1 || ps[0].Sequence != 2 || string(ps[0].File) != sale.Packet {
+		t.Errorf("packets since 1: %+v", ps)
+	}
+	stored, err := st.PaygDevice(t.Context(), d.ID)
+	ok(t, err, "read device")
+	if stored.LastSequence != 2 || string(stored.InitKey) != string(d.InitKey) {
+		t.Errorf("stored device: last %d", stored.LastSequence)
+	}
+	_, _, err = f.Prov.Sell(t.Context(), provisioning.SellRequest{Account: "acct2", Plan: "hour", Device: d.ID}, "")
+	wantKind(t, err, errs.Conflict, "sell to another account's device")
+	_, _, err = f.Prov.Sell(t.Context(), provisioning.SellRequest{Account: "acct", Plan: "hour", Device: "dev-none"}, "")
+	wantKind(t, err, errs.NotFound, "sell to a missing device")
+}
+
+func testProvCodeTwice(t *testing.T, st PaygStore) {
+	f := NewPaygFixture(t, st)
+	code := f.SellNew(t, "acct", "week")
+	d := NewTestDevice(t, "m1", "s1", Hardware("m1"))
+	_, err := f.Prov.Register(t.Context(), d.RegisterRequest(code))
+	ok(t, err, "first use")
+	e := NewTestDevice(t, "m2", "s2", Hardware("m2"))
+	_, err = f.Prov.Register(t.Context(), e.RegisterRequest(code))
+	wantKind(t, err, errs.Conflict, "second use of a code")
+	_, err = f.Prov.Register(t.Context(), e.RegisterRequest(strings.ToLower(code)))
+	wantKind(t, err, errs.Conflict, "second use, typed in lower case")
+	_, err = f.Prov.Register(t.Context(), e.RegisterRequest("AAAA-BBBB-CCCC-DDDD-EEEE"))
+	wantKind(t, err, errs.NotFound, "unknown code")
+	ds, _ := st.PaygDevices(t.Context(), "")
+	if len(ds) != 1 {
+		t.Errorf("%d devices, want 1", len(ds))
+	}
+}
+
+func testProvCodeConcurrent(t *testing.T, st PaygStore) {
+	f := NewPaygFixture(t, st)
+	code := f.SellNew(t, "acct", "week")
+	const n = 8
+	errList := make([]error, n)
+	run(n, func(i int) {
+		d := NewTestDevice(t, fmt.Sprint("m", i), fmt.Sprint("s", i), Hardware(fmt.Sprint("m", i)))
+		_, errList[i] = f.Prov.Register(t.Context(), d.RegisterRequest(code))
+	})
+	wins := 0
+	for _, err := range errList {
+		if err == nil {
+			wins++
+		} else {
+			wantKind(t, err, errs.Conflict, "losing registration")
+		}
+	}
+	if wins != 1 {
+		t.Errorf("%d registrations won with one code, want 1", wins)
+	}
+}
+
+func testProvClone(t *testing.T, st PaygStore) {
+	f := NewPaygFixture(t, st)
+	d := NewTestDevice(t, "m1", "s1", Hardware("m1"))
+	f.Register(t, d, "acct")
+	// The same machine set up again (new salt, same system ID) under acct2.
+	clone := NewTestDevice(t, "m1", "s9", Hardware("m1"))
+	code := f.SellNew(t, "acct2", "week")
+	_, err := f.Prov.Register(t.Context(), clone.RegisterRequest(code))
+	wantKind(t, err, errs.Conflict, "clone under another account")
+	if err != nil && !strings.Contains(err.Error(), "clone") {
+		t.Errorf("clone error does not say so: %v", err)
+	}
+	// A copy of the installation with one component changed (system ID
+	// recomputed elsewhere, same salt): tolerant matching still sees it.
+	hw := Hardware("m1")
+	hw["mac"] = "other-mac"
+	copyDev := NewTestDevice(t, "m1-copy", "s1", hw)
+	_, err = f.Prov.Register(t.Context(), copyDev.RegisterRequest(f.SellNew(t, "acct2", "week")))
+	wantKind(t, err, errs.Conflict, "copied installation under another account")
+	cs, err := st.Clones(t.Context())
+	ok(t, err, "list clones")
+	if len(cs) != 2 || cs[0].DeviceID != d.ID || cs[0].AccountID != "acct" || cs[0].AttemptAccount != "acct2" {
+		t.Errorf("clones: %+v", cs)
+	}
+	// The refused code is still unused: a real device registers with it.
+	other := NewTestDevice(t, "m2", "s2", Hardware("m2"))
+	_, err = f.Prov.Register(t.Context(), other.RegisterRequest(code))
+	ok(t, err, "register a real device with the code a clone tried")
+}
+
+func testProvSameAccount(t *testing.T, st PaygStore) {
+	f := NewPaygFixture(t, st)
+	d := NewTestDevice(t, "m1", "s1", Hardware("m1"))
+	first := f.Register(t, d, "acct")
+	// The same installation after a NIC change re-registers with a new code.
+	hw := Hardware("m1")
+	hw["mac"] = "new-nic"
+	again := NewTestDevice(t, "m1-nic", "s1", hw)
+	ans := f.Register(t, again, "acct")
+	if ans.DeviceID != first.DeviceID {
+		t.Errorf("re-registration got device %s, want the same device %s", ans.DeviceID, first.DeviceID)
+	}
+	if _, err := packet.Open([]byte(ans.Packets[0]), again.HPKE, f.Root, ans.DeviceID, f.Clock.Now()); err != nil {
+		t.Errorf("packet of the re-registration: %v", err)
+	} else if p, _ := packet.Open([]byte(ans.Packets[0]), again.HPKE, f.Root, ans.DeviceID, f.Clock.Now()); p.Sequence != 2 {
+		t.Errorf("re-registration packet sequence %d, want 2 (sequences continue)", p.Sequence)
+	}
+	// Two kinds changed: another machine.
+	hw["disk"], hw["machine-id"] = "new-disk", "new-mid"
+	third := NewTestDevice(t, "m3", "s1", hw)
+	if ans := f.Register(t, third, "acct"); ans.DeviceID == first.DeviceID {
+		t.Error("a machine with two of three components changed was taken for the same device")
+	}
+}
+
+func testProvSellIdempotent(t *testing.T, st PaygStore) {
+	f := NewPaygFixture(t, st)
+	d := NewTestDevice(t, "m1", "s1", Hardware("m1"))
+	f.Register(t, d, "acct")
+	req := provisioning.SellRequest{Account: "acct", Plan: "hour", Device: d.ID}
+	a1, replayed, err := f.Prov.Sell(t.Context(), req, "sale-key")
+	ok(t, err, "sale")
+	a2, replayed2, err := f.Prov.Sell(t.Context(), req, "sale-key")
+	ok(t, err, "retried sale")
+	if replayed || !replayed2 || a1.Sale.ID != a2.Sale.ID || a1.Packet != a2.Packet {
+		t.Errorf("retried sale: replayed %v/%v, sales %s/%s", replayed, replayed2, a1.Sale.ID, a2.Sale.ID)
+	}
+	_, _, err = f.Prov.Sell(t.Context(), provisioning.SellRequest{Account: "acct", Plan: "week", Device: d.ID}, "sale-key")
+	wantKind(t, err, errs.Conflict, "same key, another plan")
+	if got := balance(t, st, "acct"); got != 600 {
+		t.Errorf("balance %d, want 600 (one week, one hour)", got)
+	}
+	dev, _ := st.PaygDevice(t.Context(), d.ID)
+	if dev.LastSequence != 2 {
+		t.Errorf("last sequence %d, want 2", dev.LastSequence)
+	}
+	// New-device sales replay their code too.
+	n1, _, err := f.Prov.Sell(t.Context(), provisioning.SellRequest{Account: "acct", Plan: "week", NewDevice: true}, "new-key")
+	ok(t, err, "new-device sale")
+	n2, _, err := f.Prov.Sell(t.Context(), provisioning.SellRequest{Account: "acct", Plan: "week", NewDevice: true}, "new-key")
+	ok(t, err, "retried new-device sale")
+	if n1.Code == "" || n1.Code != n2.Code {
+		t.Errorf("retried new-device sale: codes %q and %q", n1.Code, n2.Code)
+	}
+}
+
+func testProvGapless(t *testing.T, st PaygStore) {
+	f := NewPaygFixture(t, st)
+	d := NewTestDevice(t, "m1", "s1", Hardware("m1"))
+	f.Register(t, d, "acct")
+	const n = 40
+	seqs := make([]uint64, n)
+	errList := make([]error, n)
+	run(n, func(i int) {
+		var a *provisioning.SellAnswer
+		a, _, errList[i] = f.Prov.Sell(t.Context(), provisioning.SellRequest{Account: "acct", Plan: "hour", Device: d.ID}, fmt.Sprint("k", i))
+		if a != nil {
+			seqs[i] = a.Sequence
+		}
+	})
+	for i, err := range errList {
+		ok(t, err, fmt.Sprint("sale ", i))
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	for i, s := range seqs {
+		if s != uint64(i+2) {
+			t.Fatalf("sequences of %d concurrent sales: %v, want 2..%d without gaps", n, seqs, n+1)
+		}
+	}
+	ps, err := st.Packets(t.Context(), d.ID, 0)
+	ok(t, err, "packets")
+	if len(ps) != n+1 {
+		t.Fatalf("%d packets, want %d", len(ps), n+1)
+	}
+	for i, p := range ps {
+		got, err := packet.Open(p.File, d.HPKE, f.Root, d.ID, f.Clock.Now())
+		ok(t, err, "open packet")
+		if got.Sequence != uint64(i+1) || p.Sequence != got.Sequence {
+			t.Errorf("packet %d carries sequence %d (stored as %d)", i+1, got.Sequence, p.Sequence)
+		}
+	}
+	if got := balance(t, st, "acct"); got != 500+n*100 {
+		t.Errorf("balance %d, want %d", got, 500+n*100)
+	}
+}
+
+func testProvNonces(t *testing.T, st PaygStore) {
+	ctx := t.Context()
+	now := time.Now()
+	ok(t, st.UseNonce(ctx, "dev-1", "n1", now.Add(time.Minute), now), "first nonce")
+	wantKind(t, st.UseNonce(ctx, "dev-1", "n1", now.Add(time.Minute), now), errs.Conflict, "nonce again")
+	ok(t, st.UseNonce(ctx, "dev-2", "n1", now.Add(time.Minute), now), "same nonce, other device")
+	nonce := make([]byte, 4)
+	for i := 0; i < 300; i++ { // passes a sweep of expired nonces
+		rand.Read(nonce)
+		ok(t, st.UseNonce(ctx, "dev-3", hex.EncodeToString(nonce)+fmt.Sprint(i), now.Add(-time.Hour), now), "expired nonce")
+	}
+	wantKind(t, st.UseNonce(ctx, "dev-1", "n1", now.Add(time.Minute), now), errs.Conflict, "unexpired nonce survives sweeps")
+}
+
+func testProvReports(t *testing.T, st PaygStore) {
+	f := NewPaygFixture(t, st)
+	d := NewTestDevice(t, "m1", "s1", Hardware("m1"))
+	f.Register(t, d, "acct")
+	_, _, err := f.Prov.Sell(t.Context(), provisioning.SellRequest{Account: "acct", Plan: "hour", Device: d.ID}, "")
+	ok(t, err, "sell")
+	dev, err := st.PaygDevice(t.Context(), d.ID)
+	ok(t, err, "device")
+	ans, err := f.Prov.Sync(t.Context(), dev, provisioning.SyncRequest{HighestSequence: 0, UsedSeconds: 0})
+	ok(t, err, "sync from 0")
+	if len(ans.Packets) != 2 {
+		t.Errorf("sync from 0 gave %d packets, want 2", len(ans.Packets))
+	}
+	ans, err = f.Prov.Sync(t.Context(), dev, provisioning.SyncRequest{HighestSequence: 2, UsedSeconds: 100})
+	ok(t, err, "sync from 2")
+	if len(ans.Packets) != 0 {
+		t.Errorf("sync from 2 gave %d packets", len(ans.Packets))
+	}
+	if dev, _ = st.PaygDevice(t.Context(), d.ID); dev.Flag != "" || dev.Report.UsedSeconds != 100 {
+		t.Errorf("after honest reports: flag %q, report %+v", dev.Flag, dev.Report)
+	}
+	// A restored older state: used seconds go back.
+	_, err = f.Prov.Sync(t.Context(), dev, provisioning.SyncRequest{HighestSequence: 2, UsedSeconds: 40})
+	ok(t, err, "sync backwards")
+	dev, _ = st.PaygDevice(t.Context(), d.ID)
+	if !strings.Contains(dev.Flag, "used seconds went back") || dev.FlaggedAt == nil {
+		t.Errorf("backwards report: flag %q", dev.Flag)
+	}
+	// The flag stays after an honest report.
+	f.Prov.Sync(t.Context(), dev, provisioning.SyncRequest{HighestSequence: 2, UsedSeconds: 50})
+	if dev, _ = st.PaygDevice(t.Context(), d.ID); dev.Flag == "" {
+		t.Error("the flag was cleared by a later report")
+	}
+	_, err = f.Prov.Sync(t.Context(), dev, provisioning.SyncRequest{HighestSequence: 1, UsedSeconds: 60})
+	ok(t, err, "sync with a lower sequence")
+	if dev, _ = st.PaygDevice(t.Context(), d.ID); !strings.Contains(dev.Flag, "highest sequence went back") {
+		t.Errorf("lower sequence: flag %q", dev.Flag)
+	}
+}
