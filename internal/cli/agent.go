@@ -29,6 +29,8 @@ func agentCommand() *command {
 			leaf("show", "verify and print a cached license", agentShow),
 		}},
 		leaf("request", "send an HTTP request through a license gateway with the cached license (curl-like)", agentRequest),
+		agentPaygCommand(),
+		leaf("run", "run a program as metered pay-as-you-go use, stopped when the credit runs out", agentRun),
 		agentTokenCommand(),
 	}}
 }
