@@ -43,6 +43,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/licet/licet/envelope"
@@ -93,6 +94,7 @@ type Service struct {
 	Now     func() time.Time
 
 	chain [][]byte
+	plans sync.Map // plan ID -> *billing.Plan (plans never change)
 }
 
 // New returns a provisioning service.
@@ -184,9 +186,11 @@ func (s *Service) Sell(ctx context.Context, req SellRequest, idemKey string) (*S
 	if err != nil {
 		return nil, false, err
 	}
+	now := s.Now().UTC()
+	saleID := ids.New("sale")
+	pre := s.prebuild(ctx, req, saleID, now)
 	var out SellAnswer
 	replayed, err := s.write(ctx, idem, &out, func(tx Tx) (any, error) {
-		now := s.Now().UTC()
 		a, err := tx.Account(ctx, req.Account)
 		if err != nil {
 			return nil, err
@@ -204,7 +208,7 @@ func (s *Service) Sell(ctx context.Context, req SellRequest, idemKey string) (*S
 				return nil, errs.E(errs.Conflict, "device: %s belongs to account %s, not %s; sell to the device's account", dev.ID, dev.AccountID, a.ID)
 			}
 		}
-		sale := &billing.Sale{ID: ids.New("sale"), AccountID: a.ID, PlanID: plan.ID, DeviceID: req.Device, NewDevice: req.NewDevice,
+		sale := &billing.Sale{ID: saleID, AccountID: a.ID, PlanID: plan.ID, DeviceID: req.Device, NewDevice: req.NewDevice,
 			Price: plan.Price, Currency: plan.Currency, Created: now}
 		p, err := billing.SalePosting(a, plan, sale.ID, now)
 		if err != nil {
@@ -227,7 +231,7 @@ func (s *Service) Sell(ctx context.Context, req SellRequest, idemKey string) (*S
 			ans.Code, ans.CodeExpires = code, &exp
 			return ans, nil
 		}
-		sp, err := s.appendPacket(ctx, tx, dev, plan, sale.ID, now)
+		sp, err := s.appendPacket(ctx, tx, dev, plan, sale.ID, now, pre)
 		if err != nil {
 			return nil, err
 		}
@@ -240,15 +244,66 @@ func (s *Service) Sell(ctx context.Context, req SellRequest, idemKey string) (*S
 	return &out, replayed, nil
 }
 
+// prebuilt is a packet made before its sale's transaction, for the
+// sequence the device will most likely get: the signature and the
+// encryption, most of a sale's cost, then run in parallel with other
+// sales instead of inside the database's serialised writes.
+type prebuilt struct {
+	seq     uint64
+	planID  string
+	hpkeKey []byte
+	file    []byte
+}
+
+// prebuild makes the packet of a sale of credit to a registered device
+// for the sequence after the device's last, or returns nil. Plans never
+// change, so the one read here is the one the sale sells.
+func (s *Service) prebuild(ctx context.Context, req SellRequest, saleID string, now time.Time) *prebuilt {
+	if req.Device == "" {
+		return nil
+	}
+	plan := s.plan(ctx, req.Plan)
+	dev, err := s.Store.PaygDevice(ctx, req.Device)
+	if plan == nil || err != nil || dev.AccountID != req.Account {
+		return nil
+	}
+	file, err := s.MakePacket(dev, dev.LastSequence+1, plan, saleID, now)
+	if err != nil {
+		return nil
+	}
+	return &prebuilt{seq: dev.LastSequence + 1, planID: plan.ID, hpkeKey: dev.HPKEKey, file: file}
+}
+
+// plan returns a plan from the cache, reading the plans on a miss.
+func (s *Service) plan(ctx context.Context, id string) *billing.Plan {
+	if p, ok := s.plans.Load(id); ok {
+		return p.(*billing.Plan)
+	}
+	ps, err := s.Store.Plans(ctx)
+	if err != nil {
+		return nil
+	}
+	for _, p := range ps {
+		s.plans.Store(p.ID, p)
+	}
+	if p, ok := s.plans.Load(id); ok {
+		return p.(*billing.Plan)
+	}
+	return nil
+}
+
 // appendPacket allocates dev's next sequence, makes the packet of plan
+// (or takes pre, if it was made for this sequence, plan and device key)
 // and stores it, in tx.
-func (s *Service) appendPacket(ctx context.Context, tx Tx, dev *Device, plan *billing.Plan, saleID string, now time.Time) (*StoredPacket, error) {
+func (s *Service) appendPacket(ctx context.Context, tx Tx, dev *Device, plan *billing.Plan, saleID string, now time.Time, pre *prebuilt) (*StoredPacket, error) {
 	seq, err := tx.NextSequence(ctx, dev.ID)
 	if err != nil {
 		return nil, err
 	}
-	file, err := s.MakePacket(dev, seq, plan, saleID, now)
-	if err != nil {
+	var file []byte
+	if pre != nil && pre.seq == seq && pre.planID == plan.ID && bytes.Equal(pre.hpkeKey, dev.HPKEKey) {
+		file = pre.file
+	} else if file, err = s.MakePacket(dev, seq, plan, saleID, now); err != nil {
 		return nil, err
 	}
 	sp := &StoredPacket{DeviceID: dev.ID, Sequence: seq, SaleID: saleID, File: file, Created: now}
@@ -406,7 +461,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (*RegisterA
 		if err != nil {
 			return nil, err
 		}
-		sp, err := s.appendPacket(ctx, tx, dev, plan, sale.ID, now)
+		sp, err := s.appendPacket(ctx, tx, dev, plan, sale.ID, now, nil)
 		if err != nil {
 			return nil, err
 		}
