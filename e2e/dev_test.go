@@ -19,8 +19,10 @@ var (
 )
 
 // runDev starts 'licet dev', waits for its banner and returns the URLs and
-// tokens it printed, and a stop function that sends SIGINT and waits.
-func runDev(t *testing.T, data string) (urls, tokens map[string]string, stop func()) {
+// tokens it printed, the commands it suggests running (with "go run
+// ./cmd/licet" as their program), and a stop function that sends SIGINT and
+// waits.
+func runDev(t *testing.T, data string) (urls, tokens map[string]string, commands [][]string, stop func()) {
 	t.Helper()
 	cmd := exec.Command(licetBin, "dev", "--data", data, "--vendor-listen", "127.0.0.1:0", "--site-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0")
 	out, err := cmd.StdoutPipe()
@@ -37,7 +39,7 @@ func runDev(t *testing.T, data string) (urls, tokens map[string]string, stop fun
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			lines = append(lines, sc.Text())
-			if strings.Contains(sc.Text(), "vendor order list") {
+			if strings.Contains(sc.Text(), "agent request") { // the banner's last line
 				ready <- lines
 			}
 		}
@@ -51,6 +53,9 @@ func runDev(t *testing.T, data string) (urls, tokens map[string]string, stop fun
 			if m := devGatewayRE.FindStringSubmatch(l); m != nil {
 				urls["gateway"] = m[1]
 			}
+			if cmd, ok := strings.CutPrefix(strings.TrimSpace(l), "go run ./cmd/licet "); ok {
+				commands = append(commands, strings.Fields(strings.SplitN(cmd, "#", 2)[0]))
+			}
 		}
 		if !strings.Contains(strings.Join(lines, "\n"), "Try next:") {
 			t.Fatalf("banner lacks commands to try:\n%s", strings.Join(lines, "\n"))
@@ -59,7 +64,7 @@ func runDev(t *testing.T, data string) (urls, tokens map[string]string, stop fun
 		cmd.Process.Kill()
 		t.Fatal("licet dev did not print its banner within 60 s")
 	}
-	return urls, tokens, func() {
+	return urls, tokens, commands, func() {
 		cmd.Process.Signal(syscall.SIGINT)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -77,7 +82,7 @@ func runDev(t *testing.T, data string) (urls, tokens map[string]string, stop fun
 
 func TestDev(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "licet-dev")
-	urls, tokens, stop := runDev(t, data)
+	urls, tokens, commands, stop := runDev(t, data)
 	if urls["vendor"] == "" || urls["site"] == "" || tokens["vendor"] == "" || tokens["site"] == "" {
 		t.Fatalf("banner lacks URLs or tokens: %v %v", urls, tokens)
 	}
@@ -106,10 +111,29 @@ func TestDev(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /v1/root through the demo gateway: %s", resp.Status)
 	}
+	// The banner's client commands work as printed: the agent gets a license
+	// through the gateway (challenge over the demo program) and passes it.
+	var client [][]string
+	for _, c := range commands {
+		if c[0] == "agent" {
+			client = append(client, c)
+		}
+	}
+	if len(client) != 2 {
+		t.Fatalf("banner suggests %d agent commands, want init and request: %v", len(client), commands)
+	}
+	ok(t, client[0]...)
+	var seen struct {
+		ClientID string `json:"client_id"`
+		Product  string `json:"product"`
+	}
+	if err := json.Unmarshal([]byte(ok(t, client[1]...)), &seen); err != nil || seen.ClientID == "" || seen.Product != "demo-app" {
+		t.Fatalf("the demo application behind the gateway answered %+v (%v)", seen, err)
+	}
 	stop()
 
 	// A second run reuses the data: same tokens, the same single pack.
-	urls2, tokens2, stop2 := runDev(t, data)
+	urls2, tokens2, _, stop2 := runDev(t, data)
 	defer stop2()
 	if tokens2["vendor"] != tokens["vendor"] || tokens2["site"] != tokens["site"] {
 		t.Fatal("a second run of licet dev did not reuse its data")

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,8 +22,10 @@ import (
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/fsutil"
 	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/licensing/clientimage"
 	"github.com/licet/licet/licensing/gateway"
 	"github.com/licet/licet/licensing/licenseserver"
+	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/store"
 	"github.com/licet/licet/verify"
 )
@@ -35,8 +39,10 @@ type devTokens struct {
 }
 
 const (
-	devCustomer = "demo-customer"
-	devProduct  = "demo-app"
+	devCustomer   = "demo-customer"
+	devProduct    = "demo-app"
+	devSoftwareID = "non-windows/7/1"
+	devImageFile  = "demo-client.bin" // in the data directory: the demo client program
 )
 
 func devCommand() *command {
@@ -178,7 +184,11 @@ Try next:
   curl -s -H 'Authorization: Bearer %[5]s' %[4]s/v1/packs
   curl -si %[7]s/hello     # 401: the gateway wants a license of %[8]s
   go run ./cmd/licet vendor order list --server %[2]s --token %[3]s
-`, *data, vurl, toks.Vendor, surl, toks.Site, sdir, gurl, devProduct)
+
+A client: get a license through the gateway (platform challenge over the demo program) and use it:
+  go run ./cmd/licet agent init --data %[1]s/agent --server %[4]s
+  go run ./cmd/licet agent request --data %[1]s/agent --server %[7]s --product %[8]s --software-id %[9]s --image %[1]s/%[10]s /hello
+`, *data, vurl, toks.Vendor, surl, toks.Site, sdir, gurl, devProduct, devSoftwareID, devImageFile)
 	return g.Wait()
 }
 
@@ -252,5 +262,34 @@ func devSeed(ctx context.Context, vendorURL, vendorToken, siteDir string) (strin
 	if _, err := srv.InstallPack(ctx, []byte(resp.Pack)); err != nil {
 		return "", err
 	}
+	if err := devImage(ctx, vc, srv, filepath.Join(filepath.Dir(siteDir), devImageFile)); err != nil {
+		return "", err
+	}
 	return token, nil
+}
+
+// devImage writes a demo client program (64 KiB of random bytes) to path,
+// has the vendor sign it and registers it with the site, so that an agent
+// can answer the site's platform challenge with it, as a real client
+// answers over its own executable.
+func devImage(ctx context.Context, vc *api.Client, srv *licenseserver.Server, path string) error {
+	img := make([]byte, 64<<10)
+	rand.Read(img)
+	if err := fsutil.WriteFileAtomic(path, img, 0o644); err != nil {
+		return errs.Wrap(errs.Internal, err, "write the demo client program")
+	}
+	sid, err := softid.Parse(devSoftwareID)
+	if err != nil {
+		return err
+	}
+	sum, size, err := clientimage.Hash(bytes.NewReader(img))
+	if err != nil {
+		return err
+	}
+	sig, err := vc.SignImage(ctx, &clientimage.Manifest{SoftwareID: uint32(sid), Name: devImageFile, SHA256: sum, Size: size})
+	if err != nil {
+		return err
+	}
+	_, err = srv.AddImage(ctx, sig, bytes.NewReader(img))
+	return err
 }
