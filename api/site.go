@@ -188,6 +188,7 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 		writeJSON(w, http.StatusCreated, p)
 		return nil
 	})
+	addDistributionSiteRoutes(s, srv)
 	return s
 }
 

@@ -175,3 +175,46 @@ func (s *Service) Export(ctx context.Context, customer string, validFor time.Dur
 func Scope(customer, group string) tufmeta.Scope {
 	return tufmeta.Scope{Customer: customer, Group: group}
 }
+
+// ReleaseStatus reports, for every customer with a bundle naming the
+// release, the current and installed versions of its application and the
+// devices by status for this release's version.
+func (s *Service) ReleaseStatus(ctx context.Context, id string) ([]*CustomerVersion, error) {
+	rel, err := s.Store.DistRelease(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	bundles, err := s.Store.DistBundles(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	out := []*CustomerVersion{}
+	seen := map[string]bool{}
+	for _, b := range bundles {
+		if b.Release != id || seen[b.Customer] {
+			continue
+		}
+		seen[b.Customer] = true
+		vs, err := s.Versions(ctx, b.Customer)
+		if err != nil {
+			return nil, err
+		}
+		sts, err := s.Store.DistStatuses(ctx, b.Customer)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range vs {
+			if v.App != rel.App {
+				continue
+			}
+			v.Devices = map[string]int{}
+			for _, st := range sts {
+				if st.App == rel.App && st.Version == rel.Version {
+					v.Devices[st.Status]++
+				}
+			}
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}

@@ -2,11 +2,11 @@ package sqlstore
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/binary"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/licet/licet/distribution/catalog"
 	"github.com/licet/licet/distribution/mirror"
@@ -369,14 +369,30 @@ func (s *Site) LatestSiteDistMeta(ctx context.Context, group, role string) (int6
 	return v, body, nil
 }
 
-// AddDistReport queues a device status; it gets a random ID.
+// AddDistReport queues a device status. Its ID orders reports: the clock
+// in nanoseconds, made strictly increasing within the process.
 func (s *Site) AddDistReport(ctx context.Context, r *mirror.Report) error {
-	var b [8]byte
-	rand.Read(b[:])
-	r.ID = int64(binary.BigEndian.Uint64(b[:]) >> 1)
-	_, err := s.conn().exec(ctx, `INSERT INTO s_dist_reports (id, device, grp, app_id, version, status, log, at, sent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.Device, r.Group, r.App, r.Version, r.Status, r.Log, toNanos(r.At), false)
-	return s.dbErr(err, "store device report")
+	for try := 0; ; try++ {
+		r.ID = nextReportID()
+		_, err := s.conn().exec(ctx, `INSERT INTO s_dist_reports (id, device, grp, app_id, version, status, log, at, sent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Device, r.Group, r.App, r.Version, r.Status, r.Log, toNanos(r.At), false)
+		if s.isUnique(err) && try < 3 {
+			continue // another process took the same nanosecond
+		}
+		return s.dbErr(err, "store device report")
+	}
+}
+
+var lastReportID atomic.Int64
+
+func nextReportID() int64 {
+	for {
+		last, now := lastReportID.Load(), time.Now().UnixNano()
+		next := max(now, last+1)
+		if lastReportID.CompareAndSwap(last, next) {
+			return next
+		}
+	}
 }
 
 const reportCols = `id, device, grp, app_id, version, status, log, at, sent`
@@ -391,7 +407,7 @@ func scanReport(sc scanner) (*mirror.Report, error) {
 
 // PendingDistReports returns up to limit reports not yet sent, oldest first.
 func (s *Site) PendingDistReports(ctx context.Context, limit int) ([]*mirror.Report, error) {
-	return list(ctx, s.conn(), "list pending reports", scanReport, `SELECT `+reportCols+` FROM s_dist_reports WHERE sent = ? ORDER BY at, id LIMIT ?`, false, limit)
+	return list(ctx, s.conn(), "list pending reports", scanReport, `SELECT `+reportCols+` FROM s_dist_reports WHERE sent = ? ORDER BY id LIMIT ?`, false, limit)
 }
 
 // MarkDistReportsSent marks reports as delivered to the vendor.
@@ -410,7 +426,7 @@ func (s *Site) MarkDistReportsSent(ctx context.Context, ids []int64) error {
 // DistReports returns each device's latest report per application.
 func (s *Site) DistReports(ctx context.Context) ([]*mirror.Report, error) {
 	return list(ctx, s.conn(), "list reports", scanReport, `SELECT `+reportCols+` FROM s_dist_reports r
-		WHERE NOT EXISTS (SELECT 1 FROM s_dist_reports n WHERE n.device = r.device AND n.app_id = r.app_id AND (n.at > r.at OR (n.at = r.at AND n.id > r.id)))
+		WHERE NOT EXISTS (SELECT 1 FROM s_dist_reports n WHERE n.device = r.device AND n.app_id = r.app_id AND n.id > r.id)
 		ORDER BY grp, device, app_id`)
 }
 
