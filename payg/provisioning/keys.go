@@ -3,6 +3,7 @@ package provisioning
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -76,7 +77,7 @@ func Authority(dir string, root *pki.Authority, vendorName string, now time.Time
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "%s is damaged; remove it to have it issued again", certPath)
 	}
-	if pub, ok := cert.PublicKey.(interface{ Equal(any) bool }); !ok || !pub.Equal(signer.Public()) {
+	if pub, ok := cert.PublicKey.(ed25519.PublicKey); !ok || !pub.Equal(signer.Public()) {
 		return nil, errs.E(errs.Internal, "%s does not certify %s; remove the certificate to have it issued again", certPath, keyPath)
 	}
 	if root != nil {
