@@ -3,14 +3,21 @@
 // chain, and Sealed, a byte string encrypted with HPKE to one recipient key.
 //
 // Signatures cover the payload bytes exactly as they travel, prefixed by a
-// domain-separation string that names the document type, so a signature on
-// one type of document can never be replayed as another.
+// domain-separation string that names the document type and its format
+// version, so a signature on one type of document can never be replayed as
+// another, nor a document of one format version relabelled as another (a
+// version 2 upgrade pack presented as a version 1 seat pack to a site that
+// predates upgrades). Version 1 documents keep the message they have always
+// been signed with, "licet/v1 signed ", which stands for version 1 only;
+// every later version signs "licet/v2 signed " with the version inside (see
+// docs/formats.md, section 5).
 package envelope
 
 import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/licet/licet/canonjson"
 	"github.com/licet/licet/errs"
@@ -33,28 +40,48 @@ type Signed struct {
 	Certificates [][]byte    `json:"certificates,omitempty"` // DER, the signer's first
 }
 
-func signedMessage(typ string, payload []byte) []byte {
-	msg := make([]byte, 0, len(typ)+len(payload)+24)
-	msg = append(msg, "licet/v1 signed "...)
+// signedMessage is the message a signature covers: for a version 1 document
+// "licet/v1 signed " || type || 0x00 || payload, the message of the first
+// format, which readers accept for version 1 only; for any later version
+// "licet/v2 signed " || type || 0x00 || decimal version || 0x00 || payload.
+// The two prefixes differ, so no signature made for one version verifies for
+// another, whichever message it was made over.
+func signedMessage(typ string, version int, payload []byte) []byte {
+	msg := make([]byte, 0, len(typ)+len(payload)+32)
+	if version == 1 {
+		msg = append(msg, "licet/v1 signed "...)
+		msg = append(msg, typ...)
+		msg = append(msg, 0)
+		return append(msg, payload...)
+	}
+	msg = append(msg, "licet/v2 signed "...)
 	msg = append(msg, typ...)
+	msg = append(msg, 0)
+	msg = strconv.AppendInt(msg, int64(version), 10)
 	msg = append(msg, 0)
 	return append(msg, payload...)
 }
 
-// Sign encodes doc as canonical JSON and signs it with s.
+// Sign encodes doc as canonical JSON and signs it with s, binding the
+// document type and the format version into the signature.
 func Sign(typ string, version int, doc any, s *keys.Signer, chain [][]byte) (*Signed, error) {
+	if version < 1 {
+		return nil, fmt.Errorf("sign %s: format version %d: versions start at 1", typ, version)
+	}
 	payload, err := canonjson.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", typ, err)
 	}
 	return &Signed{
 		Type: typ, Version: version, Payload: payload,
-		Signatures:   []Signature{{KeyID: s.ID(), Alg: keys.AlgEd25519, Sig: s.Sign(signedMessage(typ, payload))}},
+		Signatures:   []Signature{{KeyID: s.ID(), Alg: keys.AlgEd25519, Sig: s.Sign(signedMessage(typ, version, payload))}},
 		Certificates: chain,
 	}, nil
 }
 
-// Verify checks that one of the signatures was made by pub over the payload.
+// Verify checks that one of the signatures was made by pub over the payload,
+// the type and the format version as the envelope states them: a document
+// relabelled with another type or version does not verify.
 func (s *Signed) Verify(pub ed25519.PublicKey) error {
 	kid := keys.SignerID(pub)
 	for _, sig := range s.Signatures {
@@ -64,10 +91,10 @@ func (s *Signed) Verify(pub ed25519.PublicKey) error {
 		if sig.Alg != keys.AlgEd25519 {
 			return errs.E(errs.Invalid, "%s signature uses unsupported algorithm %q", s.Type, sig.Alg)
 		}
-		if ed25519.Verify(pub, signedMessage(s.Type, s.Payload), sig.Sig) {
+		if s.Version >= 1 && ed25519.Verify(pub, signedMessage(s.Type, s.Version, s.Payload), sig.Sig) {
 			return nil
 		}
-		return errs.E(errs.Invalid, "%s signature by %s does not verify: the document was changed after it was signed", s.Type, kid)
+		return errs.E(errs.Invalid, "%s (format version %d) signature by %s does not verify: the document, its type or its version was changed after it was signed; ask the issuer for the original file", s.Type, s.Version, kid)
 	}
 	return errs.E(errs.Invalid, "%s is not signed by key %s", s.Type, kid)
 }
@@ -126,14 +153,25 @@ type Sealed struct {
 	Ciphertext []byte `json:"ciphertext"` // encapsulated key, then AEAD ciphertext
 }
 
-func sealInfo(typ, recipient string) []byte {
-	return []byte("licet/v1 sealed " + typ + "\x00" + recipient)
+// sealInfo is the HPKE info of a Sealed envelope: for version 1
+// "licet/v1 sealed " || type || 0x00 || recipient, as the first format wrote
+// it; for any later version "licet/v2 sealed " || type || 0x00 || decimal
+// version || 0x00 || recipient, so that a ciphertext relabelled with another
+// type, version or recipient does not decrypt.
+func sealInfo(typ string, version int, recipient string) []byte {
+	if version == 1 {
+		return []byte("licet/v1 sealed " + typ + "\x00" + recipient)
+	}
+	return []byte("licet/v2 sealed " + typ + "\x00" + strconv.Itoa(version) + "\x00" + recipient)
 }
 
 // Seal encrypts plaintext to the HPKE public key recipientPub.
 func Seal(typ string, version int, recipientPub, plaintext []byte) (*Sealed, error) {
+	if version < 1 {
+		return nil, fmt.Errorf("encrypt %s: format version %d: versions start at 1", typ, version)
+	}
 	rid := keys.RecipientID(recipientPub)
-	ct, err := keys.Seal(recipientPub, sealInfo(typ, rid), plaintext)
+	ct, err := keys.Seal(recipientPub, sealInfo(typ, version, rid), plaintext)
 	if err != nil {
 		return nil, fmt.Errorf("encrypt %s: %w", typ, err)
 	}
@@ -153,9 +191,12 @@ func (s *Sealed) Open(d *keys.Decrypter) ([]byte, error) {
 	if s.KEM != keys.SuiteKEM.ID() || s.KDF != keys.SuiteKDF.ID() || s.AEAD != keys.SuiteAEAD.ID() {
 		return nil, errs.E(errs.Invalid, "%s uses an unsupported HPKE suite (kem %d, kdf %d, aead %d)", s.Type, s.KEM, s.KDF, s.AEAD)
 	}
-	pt, err := d.Open(sealInfo(s.Type, s.Recipient), s.Ciphertext)
+	if s.Version < 1 {
+		return nil, errs.E(errs.Invalid, "%s has format version %d; versions start at 1: the file is damaged", s.Type, s.Version)
+	}
+	pt, err := d.Open(sealInfo(s.Type, s.Version, s.Recipient), s.Ciphertext)
 	if err != nil {
-		return nil, errs.E(errs.Invalid, "%s cannot be decrypted: it was changed in transit or damaged", s.Type)
+		return nil, errs.E(errs.Invalid, "%s (format version %d) cannot be decrypted: it, its type or its version was changed in transit, or it is damaged; ask the sender for the original file", s.Type, s.Version)
 	}
 	return pt, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/hpke"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -392,4 +393,62 @@ func FuzzParseSealed(f *testing.F) {
 		}
 		_, _ = sl.Open(d)
 	})
+}
+
+// TestSignedVersionBound checks that the format version is inside the
+// signature: a document signed as one version does not verify as another,
+// and the messages are the documented ones (docs/formats.md, section 5).
+func TestSignedVersionBound(t *testing.T) {
+	s := signer(t)
+	for _, v := range []int{1, 2, 3} {
+		sd, err := envelope.Sign("licet.test", v, doc{Site: "site-1", Seats: 10}, s, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sd.Verify(s.Public()); err != nil {
+			t.Fatalf("version %d: %v", v, err)
+		}
+		for _, other := range []int{0, 1, 2, 3, 10} {
+			if other == v {
+				continue
+			}
+			r := *sd
+			r.Version = other
+			wantInvalid(t, fmt.Sprintf("version %d relabelled %d", v, other), r.Verify(s.Public()), "does not verify")
+		}
+		want := append([]byte("licet/v1 signed licet.test\x00"), sd.Payload...)
+		if v > 1 {
+			want = append([]byte(fmt.Sprintf("licet/v2 signed licet.test\x00%d\x00", v)), sd.Payload...)
+		}
+		if !ed25519.Verify(s.Public(), want, sd.Signatures[0].Sig) {
+			t.Fatalf("version %d: signature is not over the documented message %q", v, want)
+		}
+	}
+	// A signature over the version 1 message counts for version 1 only.
+	sd := sign(t, "licet.test", s)
+	sd.Version = 2
+	sd.Signatures[0].Sig = s.Sign(append([]byte("licet/v1 signed licet.test\x00"), sd.Payload...))
+	wantInvalid(t, "version 1 message on a version 2 document", sd.Verify(s.Public()), "does not verify")
+	if _, err := envelope.Sign("licet.test", 0, doc{}, s, nil); err == nil {
+		t.Fatal("Sign accepted version 0")
+	}
+}
+
+// TestSealedVersionBound checks that a Sealed envelope relabelled with
+// another format version does not decrypt.
+func TestSealedVersionBound(t *testing.T) {
+	d := decrypter(t)
+	for _, v := range []int{1, 2} {
+		sl, err := envelope.Seal("licet.test", v, d.PublicBytes(), []byte("secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pt, err := sl.Open(d); err != nil || string(pt) != "secret" {
+			t.Fatalf("version %d: %q, %v", v, pt, err)
+		}
+		r := *sl
+		r.Version = 3 - v
+		_, err = r.Open(d)
+		wantInvalid(t, fmt.Sprintf("sealed version %d relabelled %d", v, 3-v), err, "cannot be decrypted")
+	}
 }

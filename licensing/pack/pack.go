@@ -197,6 +197,10 @@ func Open(data []byte, site *keys.Decrypter, siteID string, root *x509.Certifica
 	if err != nil {
 		return nil, err
 	}
+	if blk.Version != sealed.Version || sealed.Version != s.Version {
+		return nil, errs.E(errs.Invalid, "license pack states format version %d in its armor, %d encrypted and %d signed: the layers were relabelled; ask the vendor for the original file",
+			blk.Version, sealed.Version, s.Version)
+	}
 	chPub, err := pki.VerifyClearinghouse(s.Certificates, root, now)
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "license pack is not signed by this vendor's clearinghouse")
@@ -216,6 +220,11 @@ func Open(data []byte, site *keys.Decrypter, siteID string, root *x509.Certifica
 	}
 	if p.Quantity < 1 || p.PackID == "" {
 		return nil, errs.E(errs.Invalid, "license pack has no ID or no seats")
+	}
+	if p.Upgrade != nil && s.Version < 2 {
+		// Signatures bind the version (package envelope), so only a pack
+		// signed this way by an older clearinghouse can get here.
+		return nil, errs.E(errs.Invalid, "license pack %s is an upgrade pack labelled format version %d; upgrade packs are version 2: ask the vendor for the original file", p.PackID, s.Version)
 	}
 	if p.Upgrade != nil {
 		if err := p.Upgrade.Check(p.Product.Version); err != nil {

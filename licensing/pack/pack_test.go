@@ -2,6 +2,7 @@ package pack_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/x509"
 	"strings"
 	"testing"
@@ -83,12 +84,20 @@ func (w *world) pack(s *site) *pack.Pack {
 }
 
 // seal makes a pack file from any document, signer and chain, for the
-// attacks that pack.Seal would not let one write.
+// attacks that pack.Seal would not let one write; every layer states version.
 func seal(t testing.TB, typ string, version int, doc any, signer *keys.Signer, chain [][]byte, to *site) []byte {
 	t.Helper()
 	sd := must(envelope.Sign(typ, version, doc, signer, chain))
-	sl := must(envelope.Seal(pack.TypePack, pack.PackVersion, to.hpke.PublicBytes(), sd.Marshal()))
-	return armor.Encode(armor.Block{Type: armor.TypeLicensePack, Version: pack.PackVersion, Body: sl.Marshal()})
+	return resealed(t, sd, version, to)
+}
+
+// resealed encrypts a Signed envelope to the site as a pack file whose armor
+// and Sealed envelope state version, as a site that holds its own HPKE key
+// can do with any pack it opened.
+func resealed(t testing.TB, sd *envelope.Signed, version int, to *site) []byte {
+	t.Helper()
+	sl := must(envelope.Seal(pack.TypePack, version, to.hpke.PublicBytes(), sd.Marshal()))
+	return armor.Encode(armor.Block{Type: armor.TypeLicensePack, Version: version, Body: sl.Marshal()})
 }
 
 func wantInvalid(t *testing.T, what string, err error, substr ...string) {
@@ -537,4 +546,57 @@ func TestUpgradePack(t *testing.T) {
 		_, err := pack.Open(must(pack.Seal(bad, w.ch, [][]byte{w.chDER}, w.a.hpke.PublicBytes())), w.a.hpke, w.a.id, w.root.Cert, now)
 		wantInvalid(t, name, err, "upgrade")
 	}
+}
+
+// TestRelabelledUpgradePack is the relabel attack of issue 12: a site opens
+// a version 2 upgrade pack with its own HPKE key, rewrites the version to 1
+// at every layer and encrypts it to itself again, hoping that a licet which
+// predates upgrade packs (and reads only version 1) grants its seats as new
+// licenses. The signature binds the version, so neither this licet nor the
+// version 1 rule of an older one accepts it.
+func TestRelabelledUpgradePack(t *testing.T) {
+	w := newWorld(t)
+	up := w.pack(w.a)
+	up.Product.Version = "2.0"
+	up.Upgrade = &pack.Upgrade{FromMin: "1.0", FromMax: "1.9"}
+	file := must(pack.Seal(up, w.ch, [][]byte{w.chDER}, w.a.hpke.PublicBytes()))
+	blk := must(armor.Decode(file, armor.TypeLicensePack))
+	sl := must(envelope.ParseSealed(blk.Body, pack.TypePack, pack.PackVersion))
+	sd := must(envelope.ParseSigned(must(sl.Open(w.a.hpke)), pack.TypePack, pack.PackVersion))
+	if sd.Version != 2 {
+		t.Fatalf("upgrade pack signed as version %d, want 2", sd.Version)
+	}
+
+	// Relabelled at every layer, re-encrypted by the site to itself.
+	sd.Version = 1
+	_, err := pack.Open(resealed(t, sd, 1, w.a), w.a.hpke, w.a.id, w.root.Cert, now)
+	wantInvalid(t, "upgrade pack relabelled version 1", err, "licet.pack (format version 1) signature", "does not verify")
+	// What a licet that reads version 1 only checks: the version 1 message.
+	chPub := must(pki.VerifyClearinghouse(sd.Certificates, w.root.Cert, now))
+	if ed25519.Verify(chPub, append([]byte("licet/v1 signed licet.pack\x00"), sd.Payload...), sd.Signatures[0].Sig) {
+		t.Fatal("the upgrade pack's signature verifies as a version 1 pack: an older site would grant its seats")
+	}
+	// The Sealed envelope's version alone rewritten: HPKE refuses it.
+	sl.Version = 1
+	_, err = pack.Open(armor.Encode(armor.Block{Type: armor.TypeLicensePack, Version: 1, Body: sl.Marshal()}), w.a.hpke, w.a.id, w.root.Cert, now)
+	wantInvalid(t, "sealed envelope relabelled version 1", err, "cannot be decrypted")
+	// Layers that disagree.
+	sd.Version = 2
+	two := resealed(t, sd, 2, w.a)
+	b2 := must(armor.Decode(two, armor.TypeLicensePack))
+	_, err = pack.Open(armor.Encode(armor.Block{Type: armor.TypeLicensePack, Version: 1, Body: b2.Body}), w.a.hpke, w.a.id, w.root.Cert, now)
+	wantInvalid(t, "armor relabelled version 1", err, "armor, 2 encrypted and 2 signed")
+
+	// An upgrade pack signed the old way (the version 1 message, as licet
+	// before this format wrote version 2 packs): refused as version 2 (old
+	// messages stand for version 1 only), and refused relabelled version 1
+	// because a version 1 pack cannot carry an upgrade.
+	payload := must(canonjson.Marshal(up))
+	old := &envelope.Signed{Type: pack.TypePack, Version: 2, Payload: payload, Certificates: [][]byte{w.chDER},
+		Signatures: []envelope.Signature{{KeyID: w.ch.ID(), Alg: "ed25519", Sig: w.ch.Sign(append([]byte("licet/v1 signed licet.pack\x00"), payload...))}}}
+	_, err = pack.Open(resealed(t, old, 2, w.a), w.a.hpke, w.a.id, w.root.Cert, now)
+	wantInvalid(t, "old-format signature on a version 2 pack", err, "does not verify")
+	old.Version = 1
+	_, err = pack.Open(resealed(t, old, 1, w.a), w.a.hpke, w.a.id, w.root.Cert, now)
+	wantInvalid(t, "old-format upgrade pack relabelled version 1", err, "upgrade pack labelled format version 1")
 }
