@@ -206,3 +206,55 @@ func testPaygVendor(t *testing.T, db string) {
 		t.Errorf("webhook: %+v", hook)
 	}
 }
+
+// TestPaygVendorAgent runs the real agent against the real vendor: the
+// vendor sells a device, 'licet agent payg register' registers it with the
+// code, a sale of credit reaches it by 'licet agent payg sync', and another
+// by a packet file ('licet vendor device packet export' then 'licet agent
+// payg import'); the vendor sees the device's report.
+func TestPaygVendorAgent(t *testing.T) {
+	v := newVendor(t, "")
+	ok(t, v.admin("vendor", "account", "add", "--customer", "acme", "--currency", "EUR", "--id", "acme-eur")...)
+	ok(t, v.admin("vendor", "plan", "add", "--id", "h2", "--hours", "2", "--price", "300", "--currency", "EUR")...)
+	var sale provisioning.SellAnswer
+	okJSON(t, &sale, v.admin("vendor", "sell", "--account", "acme-eur", "--plan", "h2", "--new-device")...)
+	agent := filepath.Join(t.TempDir(), "agent")
+	ok(t, "agent", "init", "--data", agent)
+	ok(t, "agent", "payg", "register", "--data", agent, "--server", v.srv.URL, "--code", sale.Code, "--root", filepath.Join(v.dir, "root.crt"))
+	fails(t, 3, "", "agent", "payg", "register", "--data", filepath.Join(t.TempDir(), "agent2"), "--server", v.srv.URL, "--code", sale.Code, "--root", filepath.Join(v.dir, "root.crt"))
+	type status struct {
+		DeviceID        string `json:"device_id"`
+		BalanceSeconds  int64  `json:"balance_seconds"`
+		HighestSequence uint64 `json:"highest_sequence"`
+	}
+	var st status
+	okJSON(t, &st, "agent", "payg", "status", "--data", agent)
+	if st.BalanceSeconds != 7200 || st.HighestSequence != 1 || st.DeviceID == "" {
+		t.Fatalf("after registration: %+v", st)
+	}
+	ok(t, v.admin("vendor", "sell", "--account", "acme-eur", "--plan", "h2", "--device", st.DeviceID)...)
+	ok(t, "agent", "payg", "sync", "--data", agent)
+	okJSON(t, &st, "agent", "payg", "status", "--data", agent)
+	if st.BalanceSeconds != 14400 || st.HighestSequence != 2 {
+		t.Fatalf("after sync: %+v", st)
+	}
+	ok(t, v.admin("vendor", "sell", "--account", "acme-eur", "--plan", "h2", "--device", st.DeviceID)...)
+	file := filepath.Join(t.TempDir(), "usb.txt")
+	ok(t, v.admin("vendor", "device", "packet", "export", "--device", st.DeviceID, "--since", "2", "-o", file)...)
+	ok(t, "agent", "payg", "import", "--data", agent, file)
+	okJSON(t, &st, "agent", "payg", "status", "--data", agent)
+	if st.BalanceSeconds != 21600 || st.HighestSequence != 3 {
+		t.Fatalf("after import: %+v", st)
+	}
+	fails(t, 3, "", "agent", "payg", "import", "--data", agent, file) // a replayed packet file
+	var dev struct {
+		LastSequence uint64 `json:"last_sequence"`
+		Report       *struct {
+			HighestSequence uint64 `json:"highest_sequence"`
+		} `json:"report"`
+	}
+	okJSON(t, &dev, v.admin("vendor", "device", "show", "--device", st.DeviceID)...)
+	if dev.LastSequence != 3 || dev.Report == nil || dev.Report.HighestSequence != 1 {
+		t.Errorf("vendor's view of the device: %+v", dev)
+	}
+}
