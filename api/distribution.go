@@ -86,7 +86,7 @@ func DistMirror(srv *licenseserver.Server) (*mirror.Service, error) {
 	return &mirror.Service{
 		Store: st, Blobs: blobstore.Dir(filepath.Join(srv.ID.Dir, "dist", "blobs")),
 		Customer: srv.ID.Site.CustomerID, VendorRoot: srv.ID.Root, Now: now,
-		Vendor: &mirror.Vendor{URL: srv.ID.Config.VendorURL, Signer: srv.ID.Signer, Cert: srv.ID.Chain[0], HTTP: &http.Client{}, Now: now},
+		Vendor: &mirror.Vendor{URL: srv.ID.Config.VendorURL, Signer: srv.ID.Signer, Chain: srv.ID.Chain[:len(srv.ID.Chain)-1], HTTP: &http.Client{}, Now: now},
 	}, nil
 }
 

@@ -38,7 +38,7 @@ const MaxPayload = 64 << 20
 type Vendor struct {
 	URL    string
 	Signer *keys.Signer
-	Cert   []byte // the site certificate, DER
+	Chain  [][]byte // the site certificate and its issuers below the vendor root, DER
 	HTTP   *http.Client
 	Now    func() time.Time
 }
@@ -54,7 +54,7 @@ func (v *Vendor) request(ctx context.Context, method, path string, body []byte) 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	siteauth.Sign(req, body, v.Signer, v.Cert, v.Now())
+	siteauth.Sign(req, body, v.Signer, v.Chain, v.Now())
 	return req, nil
 }
 

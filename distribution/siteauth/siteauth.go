@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/licet/licet/errs"
@@ -22,7 +23,7 @@ import (
 
 // The headers of a signed request.
 const (
-	HeaderCert      = "Licet-Site-Certificate" // base64 DER of the site certificate
+	HeaderCert      = "Licet-Site-Certificate" // base64 DER of the site certificate, then of its issuers below the root, comma-separated
 	HeaderTime      = "Licet-Site-Time"        // Unix seconds
 	HeaderSignature = "Licet-Site-Signature"   // base64 Ed25519 signature
 )
@@ -35,10 +36,15 @@ func message(method, uri, ts string, body []byte) []byte {
 	return []byte("licet-site-request-v1\n" + method + "\n" + uri + "\n" + ts + "\n" + hex.EncodeToString(sum[:]))
 }
 
-// Sign adds the signature headers to req, whose body is body.
-func Sign(req *http.Request, body []byte, s *keys.Signer, cert []byte, now time.Time) {
+// Sign adds the signature headers to req, whose body is body; chain is the
+// site certificate and its issuers below the vendor root, DER.
+func Sign(req *http.Request, body []byte, s *keys.Signer, chain [][]byte, now time.Time) {
 	ts := strconv.FormatInt(now.Unix(), 10)
-	req.Header.Set(HeaderCert, base64.StdEncoding.EncodeToString(cert))
+	enc := make([]string, len(chain))
+	for i, c := range chain {
+		enc[i] = base64.StdEncoding.EncodeToString(c)
+	}
+	req.Header.Set(HeaderCert, strings.Join(enc, ","))
 	req.Header.Set(HeaderTime, ts)
 	req.Header.Set(HeaderSignature, base64.StdEncoding.EncodeToString(s.Sign(message(req.Method, req.URL.RequestURI(), ts, body))))
 }
@@ -50,11 +56,19 @@ func Verify(r *http.Request, body []byte, root *x509.Certificate, now time.Time)
 	if c == "" || t == "" || sig == "" {
 		return nil, errs.E(errs.Unauthenticated, "this call is for certified sites: sign it with the site key (headers %s, %s, %s), as 'licet site update sync' does", HeaderCert, HeaderTime, HeaderSignature)
 	}
-	der, err := base64.StdEncoding.DecodeString(c)
-	if err != nil {
-		return nil, errs.E(errs.Unauthenticated, "header %s is not base64", HeaderCert)
+	parts := strings.Split(c, ",")
+	if len(parts) > 4 {
+		return nil, errs.E(errs.Unauthenticated, "header %s holds %d certificates; send the site certificate and its issuers (at most 4)", HeaderCert, len(parts))
 	}
-	site, err := pki.VerifySite([][]byte{der}, root, now)
+	var chain [][]byte
+	for _, p := range parts {
+		der, err := base64.StdEncoding.DecodeString(p)
+		if err != nil {
+			return nil, errs.E(errs.Unauthenticated, "header %s is not comma-separated base64", HeaderCert)
+		}
+		chain = append(chain, der)
+	}
+	site, err := pki.VerifySite(chain, root, now)
 	if err != nil {
 		return nil, errs.Wrap(errs.Unauthenticated, err, "site certificate refused")
 	}

@@ -32,6 +32,7 @@ func agentCommand() *command {
 		agentPaygCommand(),
 		leaf("run", "run a program as metered pay-as-you-go use, stopped when the credit runs out", agentRun),
 		agentTokenCommand(),
+		agentUpdateCommand(),
 	}}
 }
 

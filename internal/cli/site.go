@@ -43,6 +43,7 @@ func siteCommand() *command {
 		{name: "token", summary: "API tokens", sub: []*command{
 			leaf("create", "make a token for the site API (e.g. a gateway's, scope upgrade)", siteTokenCreate),
 		}},
+		siteGroupCommand(), siteDeviceCommand(), siteUpdateCommand(),
 	}}
 }
 
@@ -233,6 +234,7 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log.Info("site serving", "addr", ln.Addr().String(), "site", srv.ID.SiteID, "certified", srv.ID.Certified())
+	startDistSync(ctx, e, srv, log)
 	return api.Serve(ctx, ln, api.NewSiteHandler(srv, log, srvf.limits()), log)
 }
 

@@ -60,6 +60,7 @@ func vendorCommand() *command {
 		{name: "image", summary: "client program images", sub: []*command{
 			leaf("sign", "sign a client executable so sites can check platform challenges", vendorImageSign),
 		}},
+		vendorAppCommand(), vendorReleaseCommand(), vendorBundleCommand(),
 		vendorTokenCommand(),
 		vendorAccountCommand(),
 		vendorPlanCommand(),
