@@ -203,6 +203,19 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection (write deadlines
+// for long downloads).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// ReadFrom lets io.Copy reach the connection's ReadFrom, so files are sent
+// with sendfile rather than copied through user space.
+func (r *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
+}
+
 func (s *Server) limiter(ip string) *rate.Limiter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
