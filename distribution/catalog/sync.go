@@ -218,3 +218,21 @@ func (s *Service) ReleaseStatus(ctx context.Context, id string) ([]*CustomerVers
 	}
 	return out, nil
 }
+
+// Source serves one group's metadata of a payload to tufmeta.Refresh.
+func (p *Payload) Source(g GroupMeta) tufmeta.Source { return payloadSource{p, g} }
+
+type payloadSource struct {
+	p *Payload
+	g GroupMeta
+}
+
+func (s payloadSource) Root(_ context.Context, v int64) ([]byte, error) {
+	if v < 1 || int(v) > len(s.p.Roots) {
+		return nil, errs.E(errs.NotFound, "no root metadata version %d", v)
+	}
+	return s.p.Roots[v-1], nil
+}
+func (s payloadSource) Timestamp(context.Context) ([]byte, error)       { return s.g.Timestamp, nil }
+func (s payloadSource) Snapshot(context.Context, int64) ([]byte, error) { return s.g.Snapshot, nil }
+func (s payloadSource) Targets(context.Context, int64) ([]byte, error)  { return s.g.Targets, nil }

@@ -315,23 +315,6 @@ type GroupResult struct {
 	Error   string `json:"error,omitempty"`
 }
 
-type payloadSource struct {
-	p *catalog.Payload
-	g catalog.GroupMeta
-}
-
-func (s payloadSource) Root(_ context.Context, v int64) ([]byte, error) {
-	if v < 1 || int(v) > len(s.p.Roots) {
-		return nil, errs.E(errs.NotFound, "no root version %d", v)
-	}
-	return s.p.Roots[v-1], nil
-}
-func (s payloadSource) Timestamp(context.Context) ([]byte, error) { return s.g.Timestamp, nil }
-func (s payloadSource) Snapshot(_ context.Context, v int64) ([]byte, error) {
-	return s.g.Snapshot, nil
-}
-func (s payloadSource) Targets(_ context.Context, v int64) ([]byte, error) { return s.g.Targets, nil }
-
 // trusted returns what the site trusts for a group: its newest root and the
 // group's newest metadata.
 func (s *Service) trusted(ctx context.Context, group string) (tufmeta.Trusted, error) {
@@ -394,7 +377,7 @@ func (s *Service) verify(ctx context.Context, p *catalog.Payload) (*SyncResult, 
 		if err != nil {
 			return nil, nil, err
 		}
-		next, v, err := tufmeta.Refresh(ctx, cur, payloadSource{p, g}, tufmeta.Scope{Customer: s.Customer, Group: g.Group}, s.Now())
+		next, v, err := tufmeta.Refresh(ctx, cur, p.Source(g), tufmeta.Scope{Customer: s.Customer, Group: g.Group}, s.Now())
 		if err != nil {
 			res.Groups = append(res.Groups, GroupResult{Group: g.Group, Error: err.Error()})
 			if firstErr == nil {

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -129,22 +128,6 @@ func testDistBlobs(t *testing.T, st catalog.Store) {
 	}
 }
 
-// siteSource serves a payload's metadata to tufmeta.Refresh.
-type payloadSource struct {
-	p *catalog.Payload
-	g catalog.GroupMeta
-}
-
-func (s payloadSource) Root(_ context.Context, v int64) ([]byte, error) {
-	if v < 1 || int(v) > len(s.p.Roots) {
-		return nil, errs.E(errs.NotFound, "no root %d", v)
-	}
-	return s.p.Roots[v-1], nil
-}
-func (s payloadSource) Timestamp(context.Context) ([]byte, error)       { return s.g.Timestamp, nil }
-func (s payloadSource) Snapshot(context.Context, int64) ([]byte, error) { return s.g.Snapshot, nil }
-func (s payloadSource) Targets(context.Context, int64) ([]byte, error)  { return s.g.Targets, nil }
-
 func testDistPublish(t *testing.T, st catalog.Store) {
 	ctx := t.Context()
 	svc := distService(t, st)
@@ -162,14 +145,14 @@ func testDistPublish(t *testing.T, st catalog.Store) {
 	}
 	trusted := map[string]tufmeta.Trusted{}
 	for _, g := range p.Groups {
-		next, v, err := tufmeta.Refresh(ctx, tufmeta.Trusted{Root: p.Roots[0]}, payloadSource{p, g}, catalog.Scope("acme", g.Group), t0)
+		next, v, err := tufmeta.Refresh(ctx, tufmeta.Trusted{Root: p.Roots[0]}, p.Source(g), catalog.Scope("acme", g.Group), t0)
 		ok(t, err, "verify "+g.Group)
 		want := map[string]string{"g1": "1.0", "g2": "2.0"}[g.Group]
 		if len(v.Targets) != 1 || v.Targets[0].Version != want {
 			t.Fatalf("group %s targets %+v, want version %s", g.Group, v.Targets, want)
 		}
 		trusted[g.Group] = next
-		_, _, err = tufmeta.Refresh(ctx, tufmeta.Trusted{Root: p.Roots[0]}, payloadSource{p, g}, catalog.Scope("acme", "g3"), t0)
+		_, _, err = tufmeta.Refresh(ctx, tufmeta.Trusted{Root: p.Roots[0]}, p.Source(g), catalog.Scope("acme", "g3"), t0)
 		if err == nil {
 			t.Fatalf("group %s metadata accepted for group g3", g.Group)
 		}
@@ -188,7 +171,7 @@ func testDistPublish(t *testing.T, st catalog.Store) {
 		if g.Group != "g1" {
 			continue
 		}
-		_, v, err := tufmeta.Refresh(ctx, trusted["g1"], payloadSource{p, g}, catalog.Scope("acme", "g1"), t0)
+		_, v, err := tufmeta.Refresh(ctx, trusted["g1"], p.Source(g), catalog.Scope("acme", "g1"), t0)
 		ok(t, err, "verify after rotation")
 		if v.RootVersion != 2 || v.Targets[0].Version != "2.0" {
 			t.Fatalf("after rotation: %+v", v)
