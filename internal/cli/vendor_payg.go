@@ -60,7 +60,7 @@ func vendorAccountCommand() *command {
 
 func vendorPlanCommand() *command {
 	return &command{name: "plan", summary: "pay-as-you-go plans: an amount of use at a price", sub: []*command{
-		leaf("add", "add a plan (N days, N hours, or until a date)", vendorPlanAdd),
+		leaf("add", "add a plan (N days, N hours, N seconds, or until a date)", vendorPlanAdd),
 		leaf("list", "list plans", vendorPlanList),
 	}}
 }
@@ -201,9 +201,10 @@ func orDashS(s string) string {
 
 func vendorPlanAdd(ctx context.Context, e *env, args []string) error {
 	const cmd = "licet vendor plan add"
-	fs := flagSet(e, cmd, "--id ID (--days N | --hours N | --until DATE) --price MINOR --currency CUR [--name N] [--idempotency-key K] [--json]",
-		"Adds a plan: N days of use, N hours of use (metered while the device is in use), or\n"+
-			"use until a date; its price is an integer in minor units (1250 is 12.50).\n"+
+	fs := flagSet(e, cmd, "--id ID (--days N | --hours N | --seconds N | --until DATE) --price MINOR --currency CUR [--name N] [--idempotency-key K] [--json]",
+		"Adds a plan: N days, N hours or N seconds of use (metered while the device is in\n"+
+			"use; seconds serve sales by the minute, demos and tests), or use until a date;\n"+
+			"its price is an integer in minor units (1250 is 12.50).\n"+
 			"Plans are never changed: add a new one.")
 	a := vendorAdmin(e, fs)
 	var req billing.PlanRequest
@@ -211,6 +212,7 @@ func vendorPlanAdd(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&req.Name, "name", "", "display name")
 	days := fs.Int64("days", 0, "days of use")
 	hours := fs.Int64("hours", 0, "hours of use")
+	seconds := fs.Int64("seconds", 0, "seconds of use (e.g. 600 for ten minutes)")
 	until := fs.String("until", "", "use until this date (YYYY-MM-DD or RFC 3339)")
 	price := fs.String("price", "", "price in minor units (cents)")
 	fs.StringVar(&req.Currency, "currency", "", "currency, ISO 4217 (e.g. EUR)")
@@ -221,7 +223,7 @@ func vendorPlanAdd(ctx context.Context, e *env, args []string) error {
 	if err := required(fs, "id", "price", "currency"); err != nil {
 		return err
 	}
-	req.Days, req.Hours, req.Price = *days, *hours, json.Number(*price)
+	req.Days, req.Hours, req.Seconds, req.Price = *days, *hours, *seconds, json.Number(*price)
 	var err error
 	if req.Until, err = parseDate("until", *until); err != nil {
 		return err

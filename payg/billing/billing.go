@@ -1,6 +1,7 @@
 // Package billing is the vendor's pay-as-you-go ledger: accounts (a customer
 // and a currency), plans (N days of use, N hours of use, or use until a date,
-// at a price in integer minor units), sales, payments, refunds and reversals.
+// at a price in integer minor units; plans of N seconds, for short demos,
+// tests and per-minute kiosks), sales, payments, refunds and reversals.
 //
 // Every money movement is a Posting in a double-entry ledger: its lines, one
 // per ledger touched, sum to zero in each currency. An account's balance is
@@ -60,7 +61,10 @@ func Receivable(accountID string) string { return ledgerReceivable + accountID }
 const (
 	PlanDays  = "days"  // Quantity days of use (metered time)
 	PlanHours = "hours" // Quantity hours of use (metered time)
-	PlanUntil = "until" // use until the date Until
+	// PlanSeconds is Quantity seconds of use (metered time): for short
+	// demos and tests, and for sales by the minute.
+	PlanSeconds = "seconds"
+	PlanUntil   = "until" // use until the date Until
 )
 
 // Account is a customer's pay-as-you-go account in one currency.
@@ -79,8 +83,8 @@ type Account struct {
 type Plan struct {
 	ID       string     `json:"id"`
 	Name     string     `json:"name"`
-	Kind     string     `json:"kind"`               // PlanDays, PlanHours or PlanUntil
-	Quantity int64      `json:"quantity,omitempty"` // days or hours; 0 for PlanUntil
+	Kind     string     `json:"kind"`               // PlanDays, PlanHours, PlanSeconds or PlanUntil
+	Quantity int64      `json:"quantity,omitempty"` // days, hours or seconds; 0 for PlanUntil
 	Until    *time.Time `json:"until,omitempty"`    // for PlanUntil
 	Price    int64      `json:"price"`              // minor units
 	Currency string     `json:"currency"`
@@ -94,6 +98,8 @@ func (p *Plan) Seconds() int64 {
 		return p.Quantity * 86400
 	case PlanHours:
 		return p.Quantity * 3600
+	case PlanSeconds:
+		return p.Quantity
 	}
 	return 0
 }
@@ -340,12 +346,13 @@ func (s *Service) AddAccount(ctx context.Context, req AccountRequest, idemKey st
 }
 
 // PlanRequest is the body of POST /v1/payg/plans. Exactly one of Days,
-// Hours and Until is set.
+// Hours, Seconds and Until is set.
 type PlanRequest struct {
 	ID       string      `json:"id"`
 	Name     string      `json:"name,omitempty"`
 	Days     int64       `json:"days,omitempty"`
 	Hours    int64       `json:"hours,omitempty"`
+	Seconds  int64       `json:"seconds,omitempty"`
 	Until    *time.Time  `json:"until,omitempty"`
 	Price    json.Number `json:"price"`
 	Currency string      `json:"currency"`
@@ -375,13 +382,20 @@ func (s *Service) AddPlan(ctx context.Context, req PlanRequest, idemKey string) 
 			return nil, false, errs.E(errs.Invalid, "hours (--hours) %d is out of range: give 1 to %d", req.Hours, maxPlanDays*24)
 		}
 	}
+	if req.Seconds != 0 {
+		set++
+		p.Kind, p.Quantity = PlanSeconds, req.Seconds
+		if req.Seconds < 0 || req.Seconds > maxPlanDays*86400 {
+			return nil, false, errs.E(errs.Invalid, "seconds (--seconds) %d is out of range: give 1 to %d", req.Seconds, maxPlanDays*86400)
+		}
+	}
 	if req.Until != nil {
 		set++
 		u := req.Until.UTC()
 		p.Kind, p.Until = PlanUntil, &u
 	}
 	if set != 1 {
-		return nil, false, errs.E(errs.Invalid, "a plan gives exactly one of days (--days N), hours (--hours N) or until (--until DATE); got %d", set)
+		return nil, false, errs.E(errs.Invalid, "a plan gives exactly one of days (--days N), hours (--hours N), seconds (--seconds N) or until (--until DATE); got %d", set)
 	}
 	price, err := ParseAmount("price", req.Price)
 	if err != nil {

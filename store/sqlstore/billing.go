@@ -119,14 +119,22 @@ func (t *paygTx) InsertAccount(ctx context.Context, a *billing.Account) error {
 	return t.v.dbErr(err, "store account "+a.ID)
 }
 
-const paygPlanCols = `id, name, kind, quantity, until_at, price, currency, created`
+const paygPlanCols = `id, name, kind, quantity, until_at, price, currency, created, seconds`
+
+// A plan of seconds (billing.PlanSeconds) is stored with kind 'hours',
+// quantity 0 and its seconds in the seconds column: migration 005's CHECK on
+// kind cannot be widened by SQL that both SQLite and PostgreSQL run (SQLite
+// rebuilds the table for it), see migration 008.
 
 func scanPaygPlan(sc interface{ Scan(...any) error }) (*billing.Plan, error) {
 	var p billing.Plan
 	var until sql.NullInt64
-	var created int64
-	if err := sc.Scan(&p.ID, &p.Name, &p.Kind, &p.Quantity, &until, &p.Price, &p.Currency, &created); err != nil {
+	var created, seconds int64
+	if err := sc.Scan(&p.ID, &p.Name, &p.Kind, &p.Quantity, &until, &p.Price, &p.Currency, &created, &seconds); err != nil {
 		return nil, err
+	}
+	if seconds > 0 {
+		p.Kind, p.Quantity = billing.PlanSeconds, seconds
 	}
 	p.Until, p.Created = fromNullNanos(until), fromNanos(created)
 	return &p, nil
@@ -143,8 +151,12 @@ func (t *paygTx) Plan(ctx context.Context, id string) (*billing.Plan, error) {
 
 // InsertPlan implements billing.Tx.
 func (t *paygTx) InsertPlan(ctx context.Context, p *billing.Plan) error {
-	_, err := t.c.exec(ctx, `INSERT INTO v_payg_plans (`+paygPlanCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Name, p.Kind, p.Quantity, toNullNanos(p.Until), p.Price, p.Currency, toNanos(p.Created))
+	kind, quantity, seconds := p.Kind, p.Quantity, int64(0)
+	if kind == billing.PlanSeconds {
+		kind, quantity, seconds = billing.PlanHours, 0, p.Quantity
+	}
+	_, err := t.c.exec(ctx, `INSERT INTO v_payg_plans (`+paygPlanCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.Name, kind, quantity, toNullNanos(p.Until), p.Price, p.Currency, toNanos(p.Created), seconds)
 	if t.v.isUnique(err) {
 		return errs.Wrap(errs.Conflict, err, "plan %q already exists; plans are not changed: add one under another ID", p.ID)
 	}

@@ -95,11 +95,26 @@ func testBillingAccounts(t *testing.T, st PaygStore) {
 	if len(as) != 2 || as[0].ID != "acct" || as[1].ID != a.ID || as[1].Currency != "USD" {
 		t.Errorf("accounts: %+v", as)
 	}
+	_, _, err = svc.AddPlan(ctx, billing.PlanRequest{ID: "short", Seconds: 90, Price: "3", Currency: "EUR"}, "")
+	ok(t, err, "add a plan of seconds")
+	_, _, err = svc.AddPlan(ctx, billing.PlanRequest{ID: "bad", Seconds: -1, Price: "3", Currency: "EUR"}, "")
+	wantKind(t, err, errs.Invalid, "a plan of -1 seconds")
+	_, _, err = svc.AddPlan(ctx, billing.PlanRequest{ID: "bad", Seconds: 5, Hours: 1, Price: "3", Currency: "EUR"}, "")
+	wantKind(t, err, errs.Invalid, "a plan of seconds and hours")
 	ps, err := st.Plans(ctx)
 	ok(t, err, "list plans")
-	if len(ps) != 2 || ps[0].ID != "week" || ps[0].Seconds() != 7*86400 || ps[1].Seconds() != 3600 {
+	if len(ps) != 3 || ps[0].ID != "week" || ps[0].Seconds() != 7*86400 || ps[1].Seconds() != 3600 || ps[1].Kind != billing.PlanHours ||
+		ps[2].Kind != billing.PlanSeconds || ps[2].Quantity != 90 || ps[2].Seconds() != 90 {
 		t.Errorf("plans: %+v", ps)
 	}
+	_, _, err = st.BillingWrite(ctx, billing.Idempotency{}, func(tx billing.Tx) ([]byte, error) {
+		p, err := tx.Plan(ctx, "short")
+		if err == nil && (p.Kind != billing.PlanSeconds || p.Seconds() != 90) {
+			t.Errorf("plan of seconds read in a transaction: %+v", p)
+		}
+		return []byte("{}"), err
+	})
+	ok(t, err, "read a plan of seconds")
 	if as, _ := st.Accounts(ctx, "nobody"); len(as) != 0 {
 		t.Errorf("accounts of another customer: %+v", as)
 	}
