@@ -270,7 +270,7 @@ func TestPaygDeviceRequests(t *testing.T) {
 	if len(ans.Packets) != 1 {
 		t.Fatalf("sync gave %d packets", len(ans.Packets))
 	}
-	if _, err := packet.Open([]byte(ans.Packets[0]), d.HPKE, s.Root, d.ID, time.Now()); err != nil {
+	if _, err := packet.OpenWith([]byte(ans.Packets[0]), d.PacketKeys(), s.Root, d.ID, time.Now()); err != nil {
 		t.Errorf("synced packet: %v", err)
 	}
 	st, b = s.call(t, "POST", path, h, body)
@@ -304,7 +304,7 @@ func TestPaygDeviceRequests(t *testing.T) {
 	if st != http.StatusOK || len(ans.Packets) != 1 {
 		t.Fatalf("second sync: %d %s", st, b)
 	}
-	if p, err := packet.Open([]byte(ans.Packets[0]), d.HPKE, s.Root, d.ID, time.Now()); err != nil || p.Sequence != 2 {
+	if p, err := packet.OpenWith([]byte(ans.Packets[0]), d.PacketKeys(), s.Root, d.ID, time.Now()); err != nil || p.Sequence != 2 {
 		t.Errorf("second packet: %+v %v", p, err)
 	}
 	st, b = s.admin(t, "GET", "/v1/payg/devices/"+d.ID+"/packets?since=1", "", nil)

@@ -111,7 +111,7 @@ func testPaygVendor(t *testing.T, db string) {
 	if len(ans.Packets) != 1 {
 		t.Fatalf("sync gave %d packets, want 1", len(ans.Packets))
 	}
-	p, err := packet.Open([]byte(ans.Packets[0]), d.HPKE, root, d.ID, time.Now())
+	p, err := packet.OpenWith([]byte(ans.Packets[0]), d.PacketKeys(), root, d.ID, time.Now())
 	if err != nil {
 		t.Fatalf("the synced packet does not open: %v", err)
 	}
@@ -130,7 +130,7 @@ func testPaygVendor(t *testing.T, db string) {
 	if len(ans.Packets) != 1 {
 		t.Fatalf("second sync gave %d packets, want 1", len(ans.Packets))
 	}
-	if p, err := packet.Open([]byte(ans.Packets[0]), d.HPKE, root, d.ID, time.Now()); err != nil || p.Sequence != 2 || p.Seconds != 3600 {
+	if p, err := packet.OpenWith([]byte(ans.Packets[0]), d.PacketKeys(), root, d.ID, time.Now()); err != nil || p.Sequence != 2 || p.Seconds != 3600 {
 		t.Errorf("second packet: %+v %v", p, err)
 	}
 
@@ -159,7 +159,7 @@ func testPaygVendor(t *testing.T, db string) {
 		}
 		end := bytes.Index(rest, []byte("-----END LICET PAYG PACKET-----"))
 		one := rest[:end+len("-----END LICET PAYG PACKET-----")]
-		if p, err := packet.Open(one, d.HPKE, root, d.ID, time.Now()); err != nil || p.Sequence != uint64(blocks+1) {
+		if p, err := packet.OpenWith(one, d.PacketKeys(), root, d.ID, time.Now()); err != nil || p.Sequence != uint64(blocks+1) {
 			t.Errorf("exported packet %d: %+v %v", blocks+1, p, err)
 		}
 		_ = blk

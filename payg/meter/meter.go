@@ -420,8 +420,12 @@ func (m *Meter) Apply(texts [][]byte) ([]Applied, error) {
 		hash string
 	}
 	var ps []opened
+	// Format version 2 packets are sealed under a key derived from the
+	// initialization key; without it only version 1 packets open.
+	initKey, _ := m.InitKey()
+	pk := packet.Keys{Decrypter: m.opts.Decrypter, InitKey: initKey}
 	for i, text := range texts {
-		p, err := packet.Open(text, m.opts.Decrypter, m.opts.Root, f.DeviceID, now)
+		p, err := packet.OpenWith(text, pk, m.opts.Root, f.DeviceID, now)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = errs.Wrap(errs.KindOf(err), err, "packet %d of %d refused", i+1, len(texts))

@@ -1,6 +1,10 @@
 package packet_test
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +150,178 @@ func TestValidate(t *testing.T) {
 	} {
 		if _, err := packet.Make(p, nil, nil, nil); !errs.Is(err, errs.Invalid) {
 			t.Errorf("%s: %v, want invalid", name, err)
+		}
+	}
+}
+
+func initKey(t *testing.T) []byte {
+	t.Helper()
+	k := make([]byte, packet.InitKeySize)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// keysOf are a device's keys for OpenWith.
+func keysOf(dev *keys.Decrypter, ik []byte) packet.Keys {
+	return packet.Keys{Decrypter: dev, InitKey: ik}
+}
+
+func TestRoundTripV2(t *testing.T) {
+	v := newVendor(t)
+	dev, ik := newDecrypter(t), initKey(t)
+	until := now.Add(30 * 24 * time.Hour)
+	for _, p := range []packet.Packet{sample(), {DeviceID: "dev-1", Sequence: 2, Until: &until, ServerTime: now, Sale: "sale-2"}} {
+		text, err := packet.MakeV2(p, v.prov, v.chain, ik)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := armor.Decode(text, armor.TypePAYGPacket)
+		if err != nil || b.Version != packet.VersionShared {
+			t.Fatalf("armor: version %d, %v", b.Version, err)
+		}
+		got, err := packet.OpenWith(text, keysOf(dev, ik), v.root.Cert, "dev-1", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Sequence != p.Sequence || got.Seconds != p.Seconds || !got.ServerTime.Equal(now) || (p.Until != nil && !got.Until.Equal(until)) {
+			t.Fatalf("opened %+v, want %+v", got, p)
+		}
+		// The same packet made twice differs (random nonce) and both open.
+		again, _ := packet.MakeV2(p, v.prov, v.chain, ik)
+		if string(again) == string(text) {
+			t.Fatal("two makes of one packet are identical: the nonce is not random")
+		}
+	}
+	// Agents open version 1 packets too, with the same keys.
+	v1, _ := packet.Make(sample(), v.prov, v.chain, dev.PublicBytes())
+	if _, err := packet.OpenWith(v1, keysOf(dev, ik), v.root.Cert, "dev-1", now); err != nil {
+		t.Fatalf("version 1 packet: %v", err)
+	}
+	// Open without the initialization key names what is missing.
+	v2, _ := packet.MakeV2(sample(), v.prov, v.chain, ik)
+	if _, err := packet.Open(v2, dev, v.root.Cert, "dev-1", now); err == nil || !strings.Contains(err.Error(), "initialization key") {
+		t.Fatalf("version 2 without the init key: %v", err)
+	}
+	if _, err := packet.MakeV2(sample(), v.prov, v.chain, ik[:16]); !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), "initialization key is 16 bytes") {
+		t.Fatalf("short init key: %v", err)
+	}
+}
+
+// sharedOf decodes a version 2 packet's body.
+func sharedOf(t *testing.T, text []byte) packet.Shared {
+	t.Helper()
+	b, err := armor.Decode(text, armor.TypePAYGPacket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sh packet.Shared
+	if err := json.Unmarshal(b.Body, &sh); err != nil {
+		t.Fatal(err)
+	}
+	return sh
+}
+
+// encodeShared armors a (changed) version 2 body under armor version ver.
+func encodeShared(sh packet.Shared, ver int) []byte {
+	body, _ := json.Marshal(sh)
+	return armor.Encode(armor.Block{Type: armor.TypePAYGPacket, Version: ver, Body: body})
+}
+
+// sealShared seals signed bytes as version 2 under ik, as someone holding
+// the device's initialization key can.
+func sealShared(t *testing.T, plain []byte, ik []byte, device string, seq uint64) []byte {
+	t.Helper()
+	key, err := packet.SharedKey(ik, device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := aes.NewCipher(key)
+	gcm, _ := cipher.NewGCM(block)
+	sh := packet.Shared{Type: packet.SealedType, Version: packet.VersionShared, DeviceID: device, Sequence: seq, AEAD: packet.AEADShared, Nonce: make([]byte, 12)}
+	sh.Ciphertext = gcm.Seal(nil, sh.Nonce, plain, packet.AdditionalData(sh.Type, sh.Version, device, seq))
+	return encodeShared(sh, packet.VersionShared)
+}
+
+func TestAttacksV2(t *testing.T) {
+	v := newVendor(t)
+	dev, ik := newDecrypter(t), initKey(t)
+	text, err := packet.MakeV2(sample(), v.prov, v.chain, ik)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(text []byte, ik []byte, device string) error {
+		_, err := packet.OpenWith(text, keysOf(dev, ik), v.root.Cert, device, now)
+		return err
+	}
+	if err := open(text, ik, "dev-1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another device: its initialization key does not decrypt the packet;
+	// another device ID refuses it by name; the name relabelled does not
+	// decrypt.
+	wantInvalid(t, "another device's init key", open(text, initKey(t), "dev-1"), "cannot be decrypted with this device's initialization key")
+	wantInvalid(t, "another device ID", open(text, ik, "dev-2"), "not this device")
+	sh := sharedOf(t, text)
+	sh.DeviceID = "dev-2"
+	wantInvalid(t, "device relabelled", open(encodeShared(sh, 2), ik, "dev-2"), "cannot be decrypted")
+
+	// Tampered ciphertext, nonce or tag.
+	for name, change := range map[string]func(sh *packet.Shared){
+		"ciphertext": func(sh *packet.Shared) { sh.Ciphertext[len(sh.Ciphertext)/2] ^= 1 },
+		"tag":        func(sh *packet.Shared) { sh.Ciphertext[len(sh.Ciphertext)-1] ^= 0x80 },
+		"nonce":      func(sh *packet.Shared) { sh.Nonce[0] ^= 1 },
+		"sequence":   func(sh *packet.Shared) { sh.Sequence = 7 },
+	} {
+		sh := sharedOf(t, text)
+		change(&sh)
+		wantInvalid(t, "changed "+name, open(encodeShared(sh, 2), ik, "dev-1"), "cannot be decrypted")
+	}
+
+	// Version 2 relabelled: the armor says 1 (the body is no HPKE
+	// envelope of version 1), the body says 1 or 3, another cipher.
+	wantInvalid(t, "armor relabelled as version 1", open(encodeShared(sharedOf(t, text), 1), ik, "dev-1"), "")
+	sh = sharedOf(t, text)
+	sh.Version = 1
+	wantInvalid(t, "body relabelled as version 1", open(encodeShared(sh, 2), ik, "dev-1"), "relabelled")
+	wantInvalid(t, "armor version 3", open(encodeShared(sharedOf(t, text), 3), ik, "dev-1"), "upgrade licet")
+	sh = sharedOf(t, text)
+	sh.AEAD = "CHACHA20-POLY1305"
+	wantInvalid(t, "another cipher", open(encodeShared(sh, 2), ik, "dev-1"), "cipher")
+
+	// Layers of different versions, sealed by someone holding the keys: a
+	// version 1 signed packet under version 2, a version 2 signed packet
+	// under version 1 (HPKE).
+	p := sample()
+	s1, _ := envelope.Sign(packet.SignedType, packet.VersionHPKE, p, v.prov, v.chain)
+	wantInvalid(t, "v1 signature in a v2 packet", open(sealShared(t, s1.Marshal(), ik, "dev-1", 1), ik, "dev-1"), "relabelled")
+	s2, _ := envelope.Sign(packet.SignedType, packet.VersionShared, p, v.prov, v.chain)
+	hp, _ := envelope.Seal(packet.SealedType, packet.VersionHPKE, dev.PublicBytes(), s2.Marshal())
+	wantInvalid(t, "v2 signature in a v1 packet", open(armor.Encode(armor.Block{Type: armor.TypePAYGPacket, Version: 1, Body: hp.Marshal()}), ik, "dev-1"), "relabelled")
+
+	// Credit or sequence changed by someone holding the init key: the
+	// re-encoded payload no longer matches the signature, and a label that
+	// differs from the signed sequence is refused.
+	p.Seconds = 1_000_000
+	forged, _ := envelope.Sign(packet.SignedType, packet.VersionShared, p, v.prov, v.chain)
+	s2.Payload = forged.Payload
+	wantInvalid(t, "credit changed after signing", open(sealShared(t, s2.Marshal(), ik, "dev-1", 1), ik, "dev-1"), "does not verify")
+	s2, _ = envelope.Sign(packet.SignedType, packet.VersionShared, sample(), v.prov, v.chain)
+	wantInvalid(t, "sequence label changed", open(sealShared(t, s2.Marshal(), ik, "dev-1", 9), ik, "dev-1"), "relabelled")
+
+	// Signed by a key the root did not certify.
+	other := newVendor(t)
+	text, _ = packet.MakeV2(sample(), other.prov, other.chain, ik)
+	wantInvalid(t, "packet of another root", open(text, ik, "dev-1"), "not signed by this vendor's provisioning key")
+
+	// Replay: the packet itself opens again (it carries its sequence); the
+	// agent refuses it by sequence (payg/meter TestPacketV2Replay).
+	text, _ = packet.MakeV2(sample(), v.prov, v.chain, ik)
+	for range 2 {
+		if err := open(text, ik, "dev-1"); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -92,6 +92,12 @@ type Service struct {
 	// registration code at rest; nil stores them as they are.
 	Secrets billing.Sealer
 	Now     func() time.Time
+	// PacketVersion is the packet format version the service makes:
+	// packet.VersionShared (2, AES-256-GCM under a key derived from the
+	// device's initialization key; the default when 0) or
+	// packet.VersionHPKE (1, sealed to the device's HPKE key, for a fleet
+	// of agents that predate version 2).
+	PacketVersion int
 
 	chain [][]byte
 	plans sync.Map // plan ID -> *billing.Plan (plans never change)
@@ -252,6 +258,7 @@ type prebuilt struct {
 	seq     uint64
 	planID  string
 	hpkeKey []byte
+	initKey []byte // as stored (sealed)
 	file    []byte
 }
 
@@ -271,7 +278,7 @@ func (s *Service) prebuild(ctx context.Context, req SellRequest, saleID string, 
 	if err != nil {
 		return nil
 	}
-	return &prebuilt{seq: dev.LastSequence + 1, planID: plan.ID, hpkeKey: dev.HPKEKey, file: file}
+	return &prebuilt{seq: dev.LastSequence + 1, planID: plan.ID, hpkeKey: dev.HPKEKey, initKey: dev.InitKey, file: file}
 }
 
 // plan returns a plan from the cache, reading the plans on a miss.
@@ -301,7 +308,7 @@ func (s *Service) appendPacket(ctx context.Context, tx Tx, dev *Device, plan *bi
 		return nil, err
 	}
 	var file []byte
-	if pre != nil && pre.seq == seq && pre.planID == plan.ID && bytes.Equal(pre.hpkeKey, dev.HPKEKey) {
+	if pre != nil && pre.seq == seq && pre.planID == plan.ID && bytes.Equal(pre.hpkeKey, dev.HPKEKey) && bytes.Equal(pre.initKey, dev.InitKey) {
 		file = pre.file
 	} else if file, err = s.MakePacket(dev, seq, plan, saleID, now); err != nil {
 		return nil, err
@@ -311,10 +318,21 @@ func (s *Service) appendPacket(ctx context.Context, tx Tx, dev *Device, plan *bi
 }
 
 // MakePacket makes the armored packet of sequence seq carrying plan's
-// credit to dev: signed by the provisioning key, sealed to the device.
+// credit to dev: signed by the provisioning key, sealed to the device
+// (under its initialization key, or to its HPKE key; see PacketVersion).
 func (s *Service) MakePacket(dev *Device, seq uint64, plan *billing.Plan, saleID string, now time.Time) ([]byte, error) {
 	p := packet.Packet{DeviceID: dev.ID, Sequence: seq, Seconds: plan.Seconds(), Until: plan.Until, ServerTime: now.Truncate(time.Second), Sale: saleID}
-	return packet.Make(p, s.Authority.Signer, s.chain, dev.HPKEKey)
+	switch s.PacketVersion {
+	case 0, packet.VersionShared:
+		initKey, err := s.openSecret("initkey:"+dev.ID, dev.InitKey)
+		if err != nil {
+			return nil, err
+		}
+		return packet.MakeV2(p, s.Authority.Signer, s.chain, initKey)
+	case packet.VersionHPKE:
+		return packet.Make(p, s.Authority.Signer, s.chain, dev.HPKEKey)
+	}
+	return nil, errs.E(errs.Internal, "provisioning: PacketVersion %d is not a packet format version (1 or 2)", s.PacketVersion)
 }
 
 // RegisterRequest is the body of POST /v1/payg/register.

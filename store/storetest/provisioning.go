@@ -36,6 +36,62 @@ func TestProvisioning(t *testing.T, open func(t *testing.T) PaygStore) {
 	sub("ConcurrentSalesGapless", func(t *testing.T) { testProvGapless(t, open(t)) })
 	sub("Nonces", func(t *testing.T) { testProvNonces(t, open(t)) })
 	sub("ReportsBackwards", func(t *testing.T) { testProvReports(t, open(t)) })
+	sub("SellBatch", func(t *testing.T) { testProvBatch(t, open(t)) })
+}
+
+// testProvBatch: a batch sale is one transaction (a device of another
+// account fails it whole), each device gets its next packet, and a retry
+// under the same key returns the first answer without a second posting.
+func testProvBatch(t *testing.T, st PaygStore) {
+	f := NewPaygFixture(t, st)
+	ctx := t.Context()
+	d1, d2, d3 := NewTestDevice(t, "m1", "s1", Hardware("m1")), NewTestDevice(t, "m2", "s2", Hardware("m2")), NewTestDevice(t, "m3", "s3", Hardware("m3"))
+	f.Register(t, d1, "acct")
+	f.Register(t, d2, "acct")
+	f.Register(t, d3, "acct2")
+	before := balance(t, st, "acct")
+
+	_, _, err := f.Prov.SellBatch(ctx, provisioning.BatchRequest{Account: "acct", Plan: "hour", Devices: []string{d1.ID, d3.ID}}, "")
+	if !errs.Is(err, errs.Conflict) || !strings.Contains(err.Error(), "devices[1]") {
+		t.Fatalf("batch with a device of another account: %v, want conflict naming devices[1]", err)
+	}
+	_, _, err = f.Prov.SellBatch(ctx, provisioning.BatchRequest{Account: "acct", Plan: "hour", Devices: []string{d1.ID, d1.ID}}, "")
+	if !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("batch naming a device twice: %v", err)
+	}
+	if got := balance(t, st, "acct"); got != before {
+		t.Fatalf("a failed batch changed the balance: %d, want %d", got, before)
+	}
+	if ps, _ := st.Packets(ctx, d1.ID, 0); len(ps) != 1 {
+		t.Fatalf("a failed batch left %d packets of device 1, want 1", len(ps))
+	}
+
+	req := provisioning.BatchRequest{Account: "acct", Plan: "hour", Devices: []string{d1.ID, d2.ID}}
+	ans, replayed, err := f.Prov.SellBatch(ctx, req, "batch-1")
+	ok(t, err, "sell a batch")
+	if replayed || len(ans.Sales) != 2 || ans.Sales[0].Device != d1.ID || ans.Sales[0].Sequence != 2 || ans.Sales[1].Sequence != 2 {
+		t.Fatalf("batch answer %+v (replayed %v)", ans, replayed)
+	}
+	for i, d := range []*TestDevice{d1, d2} {
+		ps, err := st.Packets(ctx, d.ID, 1)
+		ok(t, err, "packets")
+		if len(ps) != 1 {
+			t.Fatalf("device %d has %d new packets, want 1", i+1, len(ps))
+		}
+		p, err := packet.OpenWith(ps[0].File, d.PacketKeys(), f.Root, d.ID, f.Clock.Now())
+		ok(t, err, "open a batch packet")
+		if p.Sequence != 2 || p.Seconds != 3600 || p.Sale != ans.Sales[i].Sale {
+			t.Errorf("batch packet of device %d: %+v", i+1, p)
+		}
+	}
+	again, replayed, err := f.Prov.SellBatch(ctx, req, "batch-1")
+	ok(t, err, "retry the batch")
+	if !replayed || again.Sales[1].Sale != ans.Sales[1].Sale {
+		t.Fatalf("retried batch: %+v (replayed %v), want the first answer", again, replayed)
+	}
+	if got := balance(t, st, "acct"); got != before+200 {
+		t.Fatalf("balance %d after a batch of two hours and its retry, want %d", got, before+200)
+	}
 }
 
 // PaygFixture is a vendor's pay-as-you-go over one store: customer "cust"
@@ -149,6 +205,11 @@ func (d *TestDevice) Accept(t testing.TB, ans *provisioning.RegisterAnswer) {
 	d.ID = ans.DeviceID
 }
 
+// PacketKeys are the keys the device opens its packets with.
+func (d *TestDevice) PacketKeys() packet.Keys {
+	return packet.Keys{Decrypter: d.HPKE, InitKey: d.InitKey}
+}
+
 // SellNew sells plan to acct for a new device and returns the code.
 func (f *PaygFixture) SellNew(t *testing.T, acct, plan string) string {
 	t.Helper()
@@ -186,7 +247,7 @@ func testProvRegister(t *testing.T, st PaygStore) {
 	if dev.DeviceID != d.ID || dev.AccountID != "acct" || !dev.PublicKey.Equal(d.Signer.Public()) {
 		t.Errorf("device certificate: %+v", dev)
 	}
-	p, err := packet.Open([]byte(ans.Packets[0]), d.HPKE, f.Root, d.ID, f.Clock.Now())
+	p, err := packet.OpenWith([]byte(ans.Packets[0]), d.PacketKeys(), f.Root, d.ID, f.Clock.Now())
 	ok(t, err, "open the registration's packet")
 	if p.Sequence != 1 || p.Seconds != 7*86400 {
 		t.Errorf("packet: %+v", p)
@@ -197,7 +258,7 @@ func testProvRegister(t *testing.T, st PaygStore) {
 	// A sale of credit to the device: the next packet.
 	sale, _, err := f.Prov.Sell(t.Context(), provisioning.SellRequest{Account: "acct", Plan: "hour", Device: d.ID}, "")
 	ok(t, err, "sell credit")
-	p2, err := packet.Open([]byte(sale.Packet), d.HPKE, f.Root, d.ID, f.Clock.Now())
+	p2, err := packet.OpenWith([]byte(sale.Packet), d.PacketKeys(), f.Root, d.ID, f.Clock.Now())
 	ok(t, err, "open the sale's packet")
 	if p2.Sequence != 2 || p2.Seconds != 3600 || p2.Sale != sale.Sale.ID || sale.Sequence != 2 {
 		t.Errorf("second packet: %+v", p2)
@@ -301,9 +362,9 @@ func testProvSameAccount(t *testing.T, st PaygStore) {
 	if ans.DeviceID != first.DeviceID {
 		t.Errorf("re-registration got device %s, want the same device %s", ans.DeviceID, first.DeviceID)
 	}
-	if _, err := packet.Open([]byte(ans.Packets[0]), again.HPKE, f.Root, ans.DeviceID, f.Clock.Now()); err != nil {
+	if _, err := packet.OpenWith([]byte(ans.Packets[0]), again.PacketKeys(), f.Root, ans.DeviceID, f.Clock.Now()); err != nil {
 		t.Errorf("packet of the re-registration: %v", err)
-	} else if p, _ := packet.Open([]byte(ans.Packets[0]), again.HPKE, f.Root, ans.DeviceID, f.Clock.Now()); p.Sequence != 2 {
+	} else if p, _ := packet.OpenWith([]byte(ans.Packets[0]), again.PacketKeys(), f.Root, ans.DeviceID, f.Clock.Now()); p.Sequence != 2 {
 		t.Errorf("re-registration packet sequence %d, want 2 (sequences continue)", p.Sequence)
 	}
 	// Two kinds changed: another machine.
@@ -374,7 +435,7 @@ func testProvGapless(t *testing.T, st PaygStore) {
 		t.Fatalf("%d packets, want %d", len(ps), n+1)
 	}
 	for i, p := range ps {
-		got, err := packet.Open(p.File, d.HPKE, f.Root, d.ID, f.Clock.Now())
+		got, err := packet.OpenWith(p.File, d.PacketKeys(), f.Root, d.ID, f.Clock.Now())
 		ok(t, err, "open packet")
 		if got.Sequence != uint64(i+1) || p.Sequence != got.Sequence {
 			t.Errorf("packet %d carries sequence %d (stored as %d)", i+1, got.Sequence, p.Sequence)
