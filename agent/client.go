@@ -50,7 +50,7 @@ type ClientOptions struct {
 	// license. Nil means the system roots.
 	TLS *tls.Config
 	// SignedHeaders makes the client present its license in signed headers
-	// (Licet-License, Licet-Signature) over https too. Over http it always does.
+	// (Licet-License and an HTTP Message Signature, RFC 9421) over https too. Over http it always does.
 	SignedHeaders bool
 	// RenewBefore is how long before the license's expiry the client fetches
 	// a fresh one. Zero means a fifth of the license's validity or 7 days,

@@ -2,11 +2,14 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/licet/licet/api"
@@ -22,6 +25,10 @@ import (
 // Files of the license cache in the agent directory.
 const (
 	RootFile    = "root.crt" // the vendor root, pinned on first use
+	// RootFingerprintFile holds the SHA-256 (hex) of the vendor root the
+	// agent was told to expect ('licet agent init --root-fingerprint'): the
+	// root fetched on first use is pinned only if it matches.
+	RootFingerprintFile = "root.fingerprint"
 	licensesDir = "licenses" // one PEM file per product
 )
 
@@ -58,13 +65,35 @@ func (id *Identity) root(ctx context.Context, c *api.Client) ([]byte, error) {
 	if pem, err = c.Root(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := verify.New(pem); err != nil {
+	v, err := verify.New(pem)
+	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "the server at %s offered no valid vendor root", c.BaseURL)
+	}
+	want, err := os.ReadFile(filepath.Join(id.Dir, RootFingerprintFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, errs.Wrap(errs.Internal, err, "read the expected vendor root fingerprint")
+	}
+	if err == nil {
+		got := sha256.Sum256(v.Root().Raw)
+		if w := strings.TrimSpace(string(want)); !strings.EqualFold(w, hex.EncodeToString(got[:])) {
+			return nil, errs.E(errs.Invalid, "the server at %s offered vendor root %x, not the %s this agent was set up to trust; the root was not pinned: check the server address, or ask the vendor for its root fingerprint", c.BaseURL, got, w)
+		}
 	}
 	if err := fsutil.WriteFileAtomic(path, pem, 0o644); err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "pin vendor root")
 	}
 	return pem, nil
+}
+
+// PinRootFingerprint records the SHA-256 (64 hex digits, colons allowed) of
+// the vendor root this agent trusts: the root is fetched from the server on
+// first use but pinned only if it has this fingerprint.
+func (id *Identity) PinRootFingerprint(fingerprint string) error {
+	fp := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(fingerprint), ":", ""))
+	if b, err := hex.DecodeString(fp); err != nil || len(b) != sha256.Size {
+		return errs.E(errs.Invalid, "root fingerprint %q is not 64 hex digits (the SHA-256 'licet vendor init' printed)", fingerprint)
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(id.Dir, RootFingerprintFile), []byte(fp+"\n"), 0o644)
 }
 
 // PinRoot installs the vendor root this agent trusts, instead of trusting the

@@ -109,6 +109,7 @@ type Server struct {
 	Limits  Limits
 	Tokens  auth.TokenStore // checks admin bearer tokens
 	mux     *http.ServeMux
+	metrics http.Handler // the Prometheus page, without authentication
 	reg     *prometheus.Registry
 	reqs    *prometheus.CounterVec
 	latency *prometheus.HistogramVec
@@ -117,7 +118,11 @@ type Server struct {
 	limiters map[string]*rate.Limiter
 }
 
-// NewServer makes a server with /healthz and /metrics already routed.
+// NewServer makes a server with /healthz and /metrics already routed, and
+// with tokens, the token administration (/v1/tokens). /metrics needs a token
+// of scope metrics (or admin): its counters tell pack and grant volumes. A
+// server without tokens (the gateway) serves /metrics only on a listener of
+// its own (MetricsHandler, --metrics-listen).
 func NewServer(name string, log *slog.Logger, limits Limits, tokens auth.TokenStore) *Server {
 	s := &Server{Name: name, Log: log, Limits: limits, Tokens: tokens, mux: http.NewServeMux(),
 		reg: prometheus.NewRegistry(), limiters: map[string]*rate.Limiter{}}
@@ -131,11 +136,31 @@ func NewServer(name string, log *slog.Logger, limits Limits, tokens auth.TokenSt
 		Buckets:     []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"route"})
 	s.reg.MustRegister(s.reqs, s.latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	s.metrics = promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
+	if tokens != nil {
+		s.Scoped("GET /metrics", auth.ScopeMetrics, func(w http.ResponseWriter, r *http.Request) error {
+			s.metrics.ServeHTTP(w, r)
+			return nil
+		})
+		s.tokenRoutes()
+	} else {
+		s.Public("GET /metrics", func(w http.ResponseWriter, r *http.Request) error {
+			return errs.E(errs.Forbidden, "this %s serves /metrics only on its metrics address: start it with --metrics-listen ADDR and scrape that", name)
+		})
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "role": name})
 	})
 	return s
+}
+
+// MetricsHandler serves the Prometheus page without authentication, for a
+// listener of its own that only the monitoring network reaches
+// (--metrics-listen).
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics)
+	return mux
 }
 
 // handlerFunc is a handler that returns an error instead of writing it.
@@ -176,6 +201,7 @@ func (s *Server) route(pattern, scope string, h handlerFunc) {
 				WriteError(w, r, s.Log, errs.E(errs.Forbidden, "token %s (%q) has scope %s and may not call %s, which needs scope %s", tok.ID, tok.Name, tok.Scope, r.Pattern, scope))
 				return
 			}
+			r = r.WithContext(auth.WithToken(r.Context(), tok))
 		}
 		if err := h(w, r); err != nil {
 			WriteError(w, r, s.Log, err)

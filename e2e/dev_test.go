@@ -90,8 +90,8 @@ func TestDev(t *testing.T) {
 	if packs != 1 {
 		t.Fatalf("demo site has %d packs, want 1", packs)
 	}
-	checkHealthAndMetrics(t, urls["vendor"], "vendor")
-	checkHealthAndMetrics(t, urls["gateway"], "gateway")
+	checkHealthAndMetrics(t, urls["vendor"], "vendor", tokens["vendor"])
+	checkHealthAndMetrics(t, urls["gateway"], "gateway", "")
 	// The demo gateway guards its application: no license, a 401 naming the site.
 	resp, err := http.Get(urls["gateway"] + "/hello")
 	if err != nil {

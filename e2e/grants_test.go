@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"github.com/licet/licet/internal/testpki"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,7 +42,13 @@ type grantEnv struct {
 // non-windows platform and the signed client image.
 func newGrantEnv(t *testing.T, db string, seats int) *grantEnv {
 	t.Helper()
-	g := &grantEnv{v: newVendor(t, ""), tmp: t.TempDir(), db: db}
+	return newGrantEnvWith(t, newVendor(t, ""), db, seats)
+}
+
+// newGrantEnvWith is newGrantEnv with a vendor of the caller's.
+func newGrantEnvWith(t *testing.T, v *vendorEnv, db string, seats int) *grantEnv {
+	t.Helper()
+	g := &grantEnv{v: v, tmp: t.TempDir(), db: db}
 	g.siteDir = filepath.Join(g.tmp, "site")
 	args := []string{"site", "init", "--data", g.siteDir, "--vendor", g.v.srv.URL, "--enroll", g.v.enrollCode(t, "acme")}
 	if db != "" {
@@ -390,10 +395,11 @@ func TestGrantStormSurvivesSIGKILL(t *testing.T) {
 		res, _ = loadgen.Grants(context.Background(), loadgen.GrantOptions{Servers: []string{m[1]}, ProductID: "app", SoftwareID: sid,
 			Image: g.image, Clients: 2000, Concurrency: 32})
 	}()
+	metricsToken := siteToken(t, g.siteDir, "metrics")
 	// Kill once some grants have landed.
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(m[1] + "/metrics")
+		resp, err := getWithToken(m[1]+"/metrics", metricsToken)
 		if err == nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 			resp.Body.Close()

@@ -180,10 +180,10 @@ func TestLegacyStore(t *testing.T) {
 	}
 }
 
-// withKeyid sets the keyid of req's Licet-Signature to keyid.
+// withKeyid sets the keyid of req's signature (in Signature-Input) to keyid.
 func withKeyid(req *http.Request, keyid string) *http.Request {
-	h := req.Header.Get(gateway.HeaderSignature)
-	req.Header.Set(gateway.HeaderSignature, regexp.MustCompile(`keyid=[^,]*`).ReplaceAllLiteralString(h, "keyid="+keyid))
+	h := req.Header.Get(gateway.HeaderSignatureInput)
+	req.Header.Set(gateway.HeaderSignatureInput, regexp.MustCompile(`keyid="[^"]*"`).ReplaceAllLiteralString(h, `keyid="`+keyid+`"`))
 	return req
 }
 

@@ -166,11 +166,11 @@ func testPacksOnline(t *testing.T, db string) {
 		}
 		resp.Body.Close()
 	}
-	checkHealthAndMetrics(t, v.srv.URL, "vendor")
+	checkHealthAndMetrics(t, v.srv.URL, "vendor", v.token)
 
 	// The site API serves the same packs behind its own token.
 	s := start(t, nil, "site", "serve", "--data", site)
-	checkHealthAndMetrics(t, s.URL, "site")
+	checkHealthAndMetrics(t, s.URL, "site", info.Token)
 	req, _ = http.NewRequest("GET", s.URL+"/v1/packs", nil)
 	req.Header.Set("Authorization", "Bearer "+info.Token)
 	resp, err = http.DefaultClient.Do(req)
@@ -200,7 +200,10 @@ func (zeroReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func checkHealthAndMetrics(t *testing.T, url, role string) {
+// checkHealthAndMetrics checks /healthz, and /metrics: refused without a
+// token, served with token; a server without tokens (token "", the gateway)
+// refuses it on its main address.
+func checkHealthAndMetrics(t *testing.T, url, role, token string) {
 	t.Helper()
 	resp, err := http.Get(url + "/healthz")
 	if err != nil {
@@ -212,6 +215,20 @@ func checkHealthAndMetrics(t *testing.T, url, role string) {
 		t.Fatalf("%s /healthz: %d %s", role, resp.StatusCode, body)
 	}
 	resp, err = http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if token == "" {
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("%s /metrics on the main address: %d, want 403 (served on --metrics-listen)", role, resp.StatusCode)
+		}
+		return
+	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("%s /metrics without a token: %d, want 401", role, resp.StatusCode)
+	}
+	resp, err = getWithToken(url+"/metrics", token)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,13 +112,53 @@ func KindOf(err error) Kind {
 func Is(err error, kind Kind) bool { return err != nil && KindOf(err) == kind }
 
 // PublicMessage is the message safe to send to a remote caller: the user-facing
-// message of a classified error, or a generic text for an internal one.
+// message of a classified error, or a generic text for an internal one. The
+// text of a cause marked Private (a database driver's error, which names
+// tables, constraints and values) is left out.
 func PublicMessage(err error) string {
 	var e *Error
 	if errors.As(err, &e) && e.Kind != Internal {
-		return e.Error()
+		return publicText(e)
 	}
 	return "internal error; the server log has the details"
+}
+
+// publicText is e.Error() without the text of Private causes.
+func publicText(e *Error) string {
+	if e.Err == nil {
+		return e.Message
+	}
+	var inner *Error
+	if errors.As(e.Err, &inner) {
+		if rest := publicText(inner); rest != "" {
+			return e.Message + ": " + rest
+		}
+		return e.Message
+	}
+	var p *privateError
+	if errors.As(e.Err, &p) {
+		return e.Message
+	}
+	return e.Message + ": " + e.Err.Error()
+}
+
+// privateError marks an error whose text stays in the server's log.
+type privateError struct{ err error }
+
+func (p *privateError) Error() string { return p.err.Error() }
+func (p *privateError) Unwrap() error { return p.err }
+
+// Private marks err as not for remote callers: PublicMessage leaves its text
+// out (errors.Is and errors.As still see through it). A nil err gives nil.
+func Private(err error) error {
+	if err == nil {
+		return nil
+	}
+	var p *privateError
+	if errors.As(err, &p) {
+		return err
+	}
+	return &privateError{err}
 }
 
 // HTTPStatus maps a kind to the HTTP status a server answers with.

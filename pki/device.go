@@ -1,7 +1,6 @@
 package pki
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -40,19 +39,7 @@ type deviceExt struct {
 // IssueProvisioning certifies the vendor's provisioning key: a CA that may
 // certify devices only (path length 0) and signs provisioning packets.
 func (a *Authority) IssueProvisioning(pub ed25519.PublicKey, vendorName string, now time.Time) ([]byte, error) {
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: vendorName + " licet provisioning", Organization: []string{vendorName}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              minTime(now.Add(ProvisioningValidity), a.Cert.NotAfter),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		MaxPathLen:            0,
-		MaxPathLenZero:        true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtraExtensions:       []pkix.Extension{utf8Ext(OIDRole, RoleProvisioning)},
-	}
-	return x509.CreateCertificate(rand.Reader, tmpl, a.Cert, pub, a.Signer.Private())
+	return a.issueSubCA(pub, vendorName, RoleProvisioning, 0, ProvisioningValidity, now)
 }
 
 // Device is what a device certificate says.
@@ -98,14 +85,11 @@ func (a *Authority) IssueDevice(d Device, now time.Time) ([]byte, error) {
 // certificate first) against the vendor root and returns the certificate,
 // whose Ed25519 key signs packets.
 func VerifyProvisioning(chain [][]byte, root *x509.Certificate, at time.Time) (*x509.Certificate, error) {
-	leaf, err := verifyLeaf(chain, root, at, RoleProvisioning)
+	leaf, err := verifySubCA(chain, root, at, RoleProvisioning)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := leaf.PublicKey.(ed25519.PublicKey); !ok {
-		return nil, errs.E(errs.Invalid, "provisioning key is not Ed25519")
-	}
-	if !leaf.IsCA || leaf.MaxPathLen != 0 || !bytes.Equal(leaf.RawIssuer, root.RawSubject) {
+	if leaf.MaxPathLen != 0 {
 		return nil, errs.E(errs.Invalid, "provisioning certificate %q is not a path-length-0 CA under the root", leaf.Subject.CommonName)
 	}
 	return leaf, nil

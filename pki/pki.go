@@ -1,7 +1,10 @@
 // Package pki is licet's certificate hierarchy. The vendor root (a
-// self-signed Ed25519 CA) certifies the clearinghouse key that signs license
-// packs and the license servers (sites) of customers; a site's certificate is
-// itself a CA, so that client licenses (X.509 certificates) chain to the root.
+// self-signed Ed25519 CA, kept offline) certifies the clearinghouse key that
+// signs license packs and the online issuing CA that certifies the license
+// servers (sites) of customers; a site's certificate is itself a CA, so that
+// client licenses (X.509 certificates) chain to the root:
+// root → issuing → site → license. Sites certified by the root directly (before
+// the issuing CA existed) stay valid.
 //
 // licet-specific facts travel in non-critical extensions under the arc
 // 1.3.6.1.4.1.58888.1 (provisional, see docs/formats.md): the role of a
@@ -37,6 +40,9 @@ const (
 	RoleRoot          = "root"
 	RoleClearinghouse = "clearinghouse"
 	RoleSite          = "site"
+	// RoleIssuing is the vendor's online CA: certified by the root, it
+	// certifies sites, so that the root key can be kept offline.
+	RoleIssuing = "issuing"
 )
 
 // Validity periods of the certificates licet issues.
@@ -44,7 +50,14 @@ const (
 	RootValidity          = 20 * 365 * 24 * time.Hour
 	ClearinghouseValidity = 5 * 365 * 24 * time.Hour
 	SiteValidity          = 5 * 365 * 24 * time.Hour
+	IssuingValidity       = 10 * 365 * 24 * time.Hour
 )
+
+// RootPathLen is the path length of the roots licet makes: a root may have
+// two CAs below it, the issuing CA and the site (which issues licenses).
+// Roots made before the issuing CA existed have path length 1; see
+// CanHoldIssuing.
+const RootPathLen = 2
 
 // SiteID derives a site's ID from its Ed25519 public key.
 func SiteID(pub ed25519.PublicKey) string {
@@ -127,7 +140,7 @@ func NewRoot(s *keys.Signer, vendorName string, now time.Time) (*Authority, erro
 		NotAfter:              now.Add(RootValidity),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
-		MaxPathLen:            1,
+		MaxPathLen:            RootPathLen,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		ExtraExtensions:       []pkix.Extension{utf8Ext(OIDRole, RoleRoot)},
 	}
@@ -264,11 +277,20 @@ func ParseRoot(der []byte) (*x509.Certificate, error) {
 // itself issued it and that it is valid at time at, and that it carries the
 // wanted role.
 //
-// Clearinghouse and site certificates are always issued by the root directly,
-// so the rest of chain is not used: a site certificate is a CA (it issues
-// client licenses), and accepting it as an intermediate would let a site mint
-// itself a clearinghouse certificate and sign its own license packs.
+// Clearinghouse (and provisioning) certificates are always issued by the root
+// directly, so the rest of chain is not used: a site certificate is a CA (it
+// issues client licenses), and accepting it as an intermediate would let a
+// site mint itself a clearinghouse certificate and sign its own license packs.
+// Site certificates use verifyIssued, which also accepts the issuing CA.
 func verifyLeaf(chain [][]byte, root *x509.Certificate, at time.Time, role string) (*x509.Certificate, error) {
+	return verifyIssued(chain, root, at, role, "")
+}
+
+// verifyIssued is verifyLeaf that also accepts a leaf issued by an
+// intermediate of role via, given as chain[1], when that intermediate is a CA
+// issued by the root directly and valid at time at. An intermediate of any
+// other role (a site above all) is refused, whatever its constraints say.
+func verifyIssued(chain [][]byte, root *x509.Certificate, at time.Time, role, via string) (*x509.Certificate, error) {
 	if len(chain) == 0 {
 		return nil, errs.E(errs.Invalid, "no certificate given for the %s", role)
 	}
@@ -282,16 +304,85 @@ func verifyLeaf(chain [][]byte, root *x509.Certificate, at time.Time, role strin
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots: roots, CurrentTime: at,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
+	opts := x509.VerifyOptions{Roots: roots, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+	if via != "" && len(chain) > 1 && !bytes.Equal(leaf.RawIssuer, root.RawSubject) {
+		ca, err := verifySubCA(chain[1:], root, at, via)
+		if err != nil {
+			return nil, errs.Wrap(errs.Invalid, err, "%s certificate %q was not issued by this vendor's root or %s CA", role, leaf.Subject.CommonName, via)
+		}
+		opts.Intermediates = x509.NewCertPool()
+		opts.Intermediates.AddCert(ca)
+	}
+	if _, err := leaf.Verify(opts); err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "%s certificate %q was not issued by this vendor's root (fingerprint %s)", role, leaf.Subject.CommonName, Fingerprint(root.Raw)[:16])
 	}
 	if got := Role(leaf); got != role {
 		return nil, errs.E(errs.Invalid, "certificate %q is for role %q, not %q", leaf.Subject.CommonName, got, role)
 	}
 	return leaf, nil
+}
+
+// verifySubCA checks the first certificate of chain as a CA of role that the
+// root issued directly (the provisioning and issuing CAs), valid at time at,
+// with an Ed25519 key.
+func verifySubCA(chain [][]byte, root *x509.Certificate, at time.Time, role string) (*x509.Certificate, error) {
+	c, err := verifyLeaf(chain, root, at, role)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := c.PublicKey.(ed25519.PublicKey); !ok {
+		return nil, errs.E(errs.Invalid, "%s key is not Ed25519", role)
+	}
+	if !c.IsCA || !c.BasicConstraintsValid || c.KeyUsage&x509.KeyUsageCertSign == 0 || !bytes.Equal(c.RawIssuer, root.RawSubject) {
+		return nil, errs.E(errs.Invalid, "%s certificate %q is not a CA issued by the root directly", role, c.Subject.CommonName)
+	}
+	return c, nil
+}
+
+// issueSubCA certifies pub as a CA of role one level below a (the root), with
+// path length pathLen: the provisioning CA (0: it certifies devices) and the
+// issuing CA (1: it certifies sites, which issue licenses).
+func (a *Authority) issueSubCA(pub ed25519.PublicKey, vendorName, role string, pathLen int, validity time.Duration, now time.Time) ([]byte, error) {
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: vendorName + " licet " + role, Organization: []string{vendorName}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              minTime(now.Add(validity), a.Cert.NotAfter),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLen:            pathLen,
+		MaxPathLenZero:        pathLen == 0,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtraExtensions:       []pkix.Extension{utf8Ext(OIDRole, role)},
+	}
+	return x509.CreateCertificate(rand.Reader, tmpl, a.Cert, pub, a.Signer.Private())
+}
+
+// CanHoldIssuing reports whether root admits an issuing CA below it: the
+// issuing CA and the site are two CAs on a license's path, so the root's path
+// length must be at least 2 (or unlimited). Roots made by licet before the
+// issuing CA existed have path length 1: an issuing CA under them would make
+// every license fail RFC 5280 path validation (nginx, Go's crypto/tls).
+func CanHoldIssuing(root *x509.Certificate) bool {
+	return root.BasicConstraintsValid && (root.MaxPathLen < 0 || (root.MaxPathLen == 0 && !root.MaxPathLenZero) || root.MaxPathLen >= RootPathLen)
+}
+
+// IssueIssuing certifies the vendor's online issuing CA, which certifies
+// sites in the root's place. a must be the root.
+func (a *Authority) IssueIssuing(pub ed25519.PublicKey, vendorName string, now time.Time) ([]byte, error) {
+	if Role(a.Cert) != RoleRoot {
+		return nil, errs.E(errs.Internal, "the issuing CA is certified by the root, not by %q", Role(a.Cert))
+	}
+	if !CanHoldIssuing(a.Cert) {
+		return nil, errs.E(errs.Invalid, "root %q has path length %d and cannot hold an issuing CA above sites; it was made by an older licet", a.Cert.Subject.CommonName, a.Cert.MaxPathLen)
+	}
+	return a.issueSubCA(pub, vendorName, RoleIssuing, 1, IssuingValidity, now)
+}
+
+// VerifyIssuing checks an issuing CA certificate (first in chain) against the
+// vendor root: a CA of role issuing issued by the root directly.
+func VerifyIssuing(chain [][]byte, root *x509.Certificate, at time.Time) (*x509.Certificate, error) {
+	return verifySubCA(chain, root, at, RoleIssuing)
 }
 
 // VerifyClearinghouse checks a clearinghouse certificate chain against the
@@ -308,9 +399,11 @@ func VerifyClearinghouse(chain [][]byte, root *x509.Certificate, at time.Time) (
 	return pub, nil
 }
 
-// VerifySite checks a site certificate chain against the vendor root.
+// VerifySite checks a site certificate chain against the vendor root: the
+// site certificate first, issued by the root directly (sites certified before
+// the issuing CA existed) or by the issuing CA that follows it in chain.
 func VerifySite(chain [][]byte, root *x509.Certificate, at time.Time) (*Site, error) {
-	leaf, err := verifyLeaf(chain, root, at, RoleSite)
+	leaf, err := verifyIssued(chain, root, at, RoleSite, RoleIssuing)
 	if err != nil {
 		return nil, err
 	}

@@ -121,7 +121,7 @@ func TestRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.IsCA || !c.BasicConstraintsValid || c.MaxPathLen != 1 || c.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign {
+	if !c.IsCA || !c.BasicConstraintsValid || c.MaxPathLen != pki.RootPathLen || c.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign {
 		t.Errorf("root constraints: CA %v pathlen %d usage %v", c.IsCA, c.MaxPathLen, c.KeyUsage)
 	}
 	if c.Subject.CommonName != "ACME licet root" || pki.Role(c) != pki.RoleRoot {

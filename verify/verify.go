@@ -61,8 +61,11 @@ var (
 // Roles, the values of the OIDRole extension.
 const (
 	RoleRoot    = "root"    // the vendor's self-signed root CA
-	RoleSite    = "site"    // a customer's license server, a CA certified by the root
+	RoleSite    = "site"    // a customer's license server, a CA certified by the root or the issuing CA
 	RoleLicense = "license" // a client license, issued by a site
+	// RoleIssuing is the vendor's online CA, certified by the root, that
+	// certifies sites so that the root key can stay offline.
+	RoleIssuing = "issuing"
 )
 
 // CurrentDataVersion is the data version of the Attributes this package
@@ -204,6 +207,9 @@ type License struct {
 	ClientKey ed25519.PublicKey // the client's key the license is bound to
 	Raw       []byte            // the license certificate, DER
 	Site      *x509.Certificate // the site certificate that issued it
+	// Issuing is the vendor's issuing CA certificate that certified the
+	// site, or nil for a site the root certified directly.
+	Issuing *x509.Certificate
 }
 
 // Certificate parses the license certificate with crypto/x509. Verify reads
@@ -211,9 +217,15 @@ type License struct {
 // the rest is needed.
 func (l *License) Certificate() (*x509.Certificate, error) { return x509.ParseCertificate(l.Raw) }
 
-// Chain returns the DER certificates of the license, license first, as used
-// for a TLS client certificate.
-func (l *License) Chain() [][]byte { return [][]byte{l.Raw, l.Site.Raw} }
+// Chain returns the DER certificates of the license, license first, then the
+// site's and (if the site has one) the issuing CA's, as used for a TLS client
+// certificate.
+func (l *License) Chain() [][]byte {
+	if l.Issuing != nil {
+		return [][]byte{l.Raw, l.Site.Raw, l.Issuing.Raw}
+	}
+	return [][]byte{l.Raw, l.Site.Raw}
+}
 
 // DefaultCacheSize is the number of verified site certificates a Verifier keeps.
 const DefaultCacheSize = 1024
@@ -230,8 +242,9 @@ type Verifier struct {
 }
 
 type siteCert struct {
-	cert *x509.Certificate
-	pub  ed25519.PublicKey
+	cert    *x509.Certificate
+	pub     ed25519.PublicKey
+	issuing *x509.Certificate // the issuing CA between root and site, or nil
 }
 
 // New makes a Verifier for the vendor root certificate given as DER or PEM
@@ -279,7 +292,9 @@ func (v *Verifier) CachedSites() int { return len(*v.sites.Load()) }
 func (v *Verifier) Root() *x509.Certificate { return v.root }
 
 // Verify checks a license file: PEM holding the license certificate, then the
-// site certificate, as CERTIFICATE blocks. Further blocks are ignored.
+// site certificate, then (for a site certified by the vendor's issuing CA)
+// the issuing CA certificate, as CERTIFICATE blocks. Further blocks are
+// ignored.
 func (v *Verifier) Verify(license []byte, opts Options) (*License, error) {
 	// The site certificate is decoded into a reused buffer: once cached, its
 	// bytes are only hashed, and site copies them when it keeps them.
@@ -296,7 +311,7 @@ func (v *Verifier) Verify(license []byte, opts Options) (*License, error) {
 	case 1:
 		return nil, fmt.Errorf("%w: the license file holds one certificate but needs two (the license, then the site certificate); get the whole file from the license server", ErrMalformed)
 	}
-	return v.VerifyChain(chain[:], opts)
+	return v.VerifyChain(chain[:n], opts)
 }
 
 var (
@@ -305,14 +320,15 @@ var (
 	scratch  = sync.Pool{New: func() any { return new([]byte) }}
 )
 
-// decodeCerts returns the first two CERTIFICATE blocks of a PEM file, the
-// second one decoded into *buf (grown as needed). The common case, blocks as
+// decodeCerts returns the first three CERTIFICATE blocks of a PEM file (the
+// license, the site and the issuing CA), the second one decoded into *buf
+// (grown as needed). The common case, blocks as
 // PEM encoders write them (base64 lines, no headers), is decoded directly,
 // several times faster than encoding/pem; anything else falls back to
 // pem.Decode.
-func decodeCerts(data []byte, buf *[]byte) (chain [2][]byte, n int) {
+func decodeCerts(data []byte, buf *[]byte) (chain [3][]byte, n int) {
 	rest := data
-	for n < 2 {
+	for n < 3 {
 		i := bytes.Index(rest, pemBegin)
 		if i < 0 {
 			return chain, n
@@ -325,7 +341,7 @@ func decodeCerts(data []byte, buf *[]byte) (chain [2][]byte, n int) {
 		body := rest[:j]
 		size := base64.StdEncoding.DecodedLen(len(body))
 		var der []byte
-		if n == 0 {
+		if n != 1 {
 			der = make([]byte, size)
 		} else {
 			if cap(*buf) < size {
@@ -341,13 +357,13 @@ func decodeCerts(data []byte, buf *[]byte) (chain [2][]byte, n int) {
 		n++
 		rest = rest[j+len(pemEnd):]
 	}
-	if n == 2 {
+	if n >= 2 {
 		return chain, n
 	}
 	// Headers, blanks or something else unusual: let encoding/pem judge.
-	chain, n = [2][]byte{}, 0
+	chain, n = [3][]byte{}, 0
 	rest = data
-	for n < 2 {
+	for n < 3 {
 		var blk *pem.Block
 		blk, rest = pem.Decode(rest)
 		if blk == nil {
@@ -362,9 +378,10 @@ func decodeCerts(data []byte, buf *[]byte) (chain [2][]byte, n int) {
 }
 
 // VerifyChain checks a license given as DER certificates: chain[0] is the
-// license, chain[1] the certificate of the site that issued it. Further
-// certificates (such as a copy of the root sent by a TLS client) are ignored;
-// trust comes from the Verifier's root only.
+// license, chain[1] the certificate of the site that issued it, and, for a
+// site certified by the vendor's issuing CA, chain[2] that CA's certificate.
+// Further certificates (such as a copy of the root sent by a TLS client) are
+// ignored; trust comes from the Verifier's root only.
 func (v *Verifier) VerifyChain(chain [][]byte, opts Options) (*License, error) {
 	if len(chain) < 2 {
 		return nil, fmt.Errorf("%w: %d certificates given, need the license and the site certificate", ErrMalformed, len(chain))
@@ -376,9 +393,18 @@ func (v *Verifier) VerifyChain(chain [][]byte, opts Options) (*License, error) {
 	if err := validAt(v.root, now, "the vendor root certificate", "update the application to get the vendor's new root"); err != nil {
 		return nil, err
 	}
-	site, err := v.site(chain[1])
+	var issuing []byte
+	if len(chain) > 2 {
+		issuing = chain[2]
+	}
+	site, err := v.site(chain[1], issuing)
 	if err != nil {
 		return nil, err
+	}
+	if site.issuing != nil {
+		if err := validAt(site.issuing, now, "the vendor's issuing certificate", "the license server must renew its certificate with the vendor"); err != nil {
+			return nil, err
+		}
 	}
 	if err := validAt(site.cert, now, "the certificate of license server "+site.cert.Subject.SerialNumber, "the license server must renew its certificate with the vendor"); err != nil {
 		return nil, err
@@ -432,17 +458,20 @@ func (v *Verifier) VerifyChain(chain [][]byte, opts Options) (*License, error) {
 		ClientKey:  c.pub,
 		Raw:        chain[0],
 		Site:       site.cert,
+		Issuing:    site.issuing,
 	}, nil
 }
 
 // site returns the verified site certificate of der, from the cache or by
-// checking it against the root.
-func (v *Verifier) site(der []byte) (*siteCert, error) {
+// checking it against the root, directly or through the issuing CA
+// certificate issuing (nil if not given). A cached site certificate needs no
+// issuing certificate again: its signature was checked once.
+func (v *Verifier) site(der, issuing []byte) (*siteCert, error) {
 	key := sha256.Sum256(der)
 	if s := (*v.sites.Load())[key]; s != nil {
 		return s, nil
 	}
-	s, err := v.checkSite(bytes.Clone(der)) // the caller may reuse der
+	s, err := v.checkSite(bytes.Clone(der), issuing) // the caller may reuse der
 	if err != nil {
 		return nil, err
 	}
@@ -464,13 +493,24 @@ func (v *Verifier) site(der []byte) (*siteCert, error) {
 	return s, nil
 }
 
-func (v *Verifier) checkSite(der []byte) (*siteCert, error) {
+// checkSite checks a site certificate: issued by the root, or by the
+// issuing CA certificate issuingDER, which the root issued. Any other issuer
+// (another site above all: a site certificate is a CA) is refused.
+func (v *Verifier) checkSite(der, issuingDER []byte) (*siteCert, error) {
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the site certificate in the license file does not parse (%v); get the license file from the license server again", ErrMalformed, err)
 	}
-	if !bytes.Equal(c.RawIssuer, v.root.RawSubject) || c.SignatureAlgorithm != x509.PureEd25519 ||
-		!ed25519.Verify(v.rootPub, c.RawTBSCertificate, c.Signature) {
+	issuerPub, issuer := v.rootPub, v.root
+	var issuing *x509.Certificate
+	if !bytes.Equal(c.RawIssuer, v.root.RawSubject) && issuingDER != nil {
+		if issuing, err = v.checkIssuing(issuingDER); err != nil {
+			return nil, err
+		}
+		issuerPub, issuer = issuing.PublicKey.(ed25519.PublicKey), issuing
+	}
+	if !bytes.Equal(c.RawIssuer, issuer.RawSubject) || c.SignatureAlgorithm != x509.PureEd25519 ||
+		!ed25519.Verify(issuerPub, c.RawTBSCertificate, c.Signature) {
 		return nil, fmt.Errorf("%w: license server %q (%s) is not certified by vendor root %q; this license comes from a server the vendor does not know, use a license from your organisation's certified license server",
 			ErrUntrustedSite, c.Subject.CommonName, c.Subject.SerialNumber, v.root.Subject.CommonName)
 	}
@@ -480,7 +520,27 @@ func (v *Verifier) checkSite(der []byte) (*siteCert, error) {
 		return nil, fmt.Errorf("%w: certificate %q is certified by the vendor but not as a license server (role %q); licenses must be issued by a site certificate",
 			ErrUntrustedSite, c.Subject.CommonName, role(c))
 	}
-	return &siteCert{cert: c, pub: pub}, nil
+	return &siteCert{cert: c, pub: pub, issuing: issuing}, nil
+}
+
+// checkIssuing checks the vendor's issuing CA certificate: an Ed25519 CA of
+// role issuing that the root signed directly.
+func (v *Verifier) checkIssuing(der []byte) (*x509.Certificate, error) {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the issuing certificate in the license file does not parse (%v); get the license file from the license server again", ErrMalformed, err)
+	}
+	if !bytes.Equal(c.RawIssuer, v.root.RawSubject) || c.SignatureAlgorithm != x509.PureEd25519 ||
+		!ed25519.Verify(v.rootPub, c.RawTBSCertificate, c.Signature) {
+		return nil, fmt.Errorf("%w: certificate %q that came with the license is not issued by vendor root %q; use a license from your organisation's certified license server",
+			ErrUntrustedSite, c.Subject.CommonName, v.root.Subject.CommonName)
+	}
+	if _, ok := c.PublicKey.(ed25519.PublicKey); !ok || !c.IsCA || !c.BasicConstraintsValid || c.KeyUsage&x509.KeyUsageCertSign == 0 ||
+		role(c) != RoleIssuing || len(c.UnhandledCriticalExtensions) > 0 {
+		return nil, fmt.Errorf("%w: certificate %q is certified by the vendor but not as its issuing CA (role %q); only the issuing CA certifies license servers",
+			ErrUntrustedSite, c.Subject.CommonName, role(c))
+	}
+	return c, nil
 }
 
 func validAt(c *x509.Certificate, now time.Time, what, todo string) error {

@@ -305,7 +305,7 @@ func agentRequest(ctx context.Context, e *env, args []string) error {
 		"Sends one HTTP request to the application behind a licet gateway, like curl, and\n"+
 			"prints the application's answer to standard output. The agent presents its cached\n"+
 			"license of --product: as the TLS client certificate when the gateway URL is https,\n"+
-			"in signed headers (Licet-License, Licet-Signature) when it is http or with --signed.\n"+
+			"in signed headers (Licet-License and an HTTP Message Signature) when it is http or with --signed.\n"+
 			"With no license, or one the gateway refuses as missing or expired, it fetches one\n"+
 			"through the gateway (challenge over --image, grant; needs --software-id), caches it\n"+
 			"and sends the request once more; it renews a license close to its expiry, and\n"+

@@ -178,7 +178,7 @@ func benchGateway(ctx context.Context, e *env, args []string) error {
 			"200 alone and behind gateway.Middleware (--target middleware: the check alone).\n"+
 			"A vendor root, a site and a client license are made in memory.\n\n"+
 			"Mode mtls presents the license as the TLS client certificate to the gateway (the\n"+
-			"bare server asks for none); mode signed sends Licet-License and a Licet-Signature\n"+
+			"bare server asks for none); mode signed sends Licet-License and an HTTP Message Signature\n"+
 			"signed before each gateway phase (ahead of time, so that the client's signing is not\n"+
 			"measured) to both, and only the gateway checks them. --connections workers each send\n"+
 			"one request at a time on their own keep-alive connection; bare and gateway phases\n"+
@@ -552,8 +552,8 @@ func closeAll(conns []net.Conn) {
 	}
 }
 
-// presign makes n Licet-Signature header lines for GET /bench at addr, now,
-// on all CPUs.
+// presign makes n sets of signature header lines (Signature-Input,
+// Signature, Content-Digest) for GET /bench at addr, now, on all CPUs.
 func (b *gatewayBench) presign(addr string, n int) [][]byte {
 	out := make([][]byte, n)
 	now := time.Now()
@@ -568,7 +568,11 @@ func (b *gatewayBench) presign(addr string, n int) [][]byte {
 				if err := gateway.SignRequest(req, nil, b.licPEM, b.key, now); err != nil {
 					panic(err) // cannot fail with a license and a key
 				}
-				out[i] = []byte(gateway.HeaderSignature + ": " + req.Header.Get(gateway.HeaderSignature) + "\r\n")
+				var line []byte
+				for _, k := range []string{gateway.HeaderSignatureInput, gateway.HeaderMessageSignature, gateway.HeaderContentDigest} {
+					line = append(line, k+": "+req.Header.Get(k)+"\r\n"...)
+				}
+				out[i] = line
 			}
 		}()
 	}

@@ -82,7 +82,12 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 			"/.well-known/licet/license-update/. Without a token such licenses are refused.\n\n"+
 			"With --legacy-dir, clients that cannot keep a license file deposit it at the gateway\n"+
 			"(signed PUT /v1/legacy/license, the license PEM as body; GET shows it, DELETE removes\n"+
-			"it), one file per client ID in DIR, and then send requests with Licet-Signature alone.")
+			"it), one file per client ID in DIR, and then send signed requests without Licet-License.\n\n"+
+			"Signed requests (HTTP Message Signatures, RFC 9421) are accepted only when signed for one\n"+
+			"of the gateway's public names (--public-name, repeatable; default the listen address,\n"+
+			"and localhost names when listening on all interfaces): a request signed for one gateway\n"+
+			"is refused by another. --accept-licet-signature also accepts the older Licet-Signature\n"+
+			"scheme, which does not cover headers, while clients are updated.")
 	upstream := fs.String("upstream", "", "URL of the application server behind the gateway")
 	site := fs.String("site", "", "URL of the license server (site) that grants licenses")
 	product := fs.String("product", "", "product ID a license must be for")
@@ -93,6 +98,9 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	minVersion := fs.String("min-version", "", "oldest product version let through; older licenses are upgraded or refused")
 	tokenFile := fs.String("site-token-file", "", "file holding the license server token (scope upgrade) that lets the gateway upgrade licenses; default $LICET_SITE_TOKEN; neither: no upgrades")
 	legacyDir := fs.String("legacy-dir", "", "keep the licenses of legacy clients (which cannot keep a license file) in this directory, and serve "+gateway.LegacyPath)
+	var publicNames stringList
+	fs.Var(&publicNames, "public-name", "a host or host:port clients address this gateway by; signed requests for other names are refused (repeatable; default the listen address)")
+	acceptV1 := fs.Bool("accept-licet-signature", false, "also accept requests signed with the Licet-Signature header of older clients (no header coverage), for a transition")
 	sf := addServerFlags(fs, DefaultGatewayListen)
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -135,7 +143,8 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := sf.logger(e)
-	opts := gateway.Options{Product: *product, SiteURL: siteURL.String(), MaxSkew: *skew, Now: now, Log: log, MinVersion: *minVersion}
+	opts := gateway.Options{Product: *product, SiteURL: siteURL.String(), MaxSkew: *skew, Now: now, Log: log, MinVersion: *minVersion,
+		AcceptLicetSignature: *acceptV1}
 	siteToken := strings.TrimSpace(e.getenv("LICET_SITE_TOKEN"))
 	if *tokenFile != "" {
 		raw, err := os.ReadFile(*tokenFile)
@@ -156,11 +165,15 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	s := gatewayServer(log, sf.limits(), v, upURL, siteURL, opts)
 	ln, err := net.Listen("tcp", *sf.listen)
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "gateway cannot listen on %s; choose another --listen address", *sf.listen)
 	}
+	opts.PublicNames = publicNames
+	if len(opts.PublicNames) == 0 {
+		opts.PublicNames = defaultPublicNames(ln.Addr().String())
+	}
+	s := gatewayServer(log, sf.limits(), v, upURL, siteURL, opts)
 	scheme := "http"
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
@@ -168,6 +181,7 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "gateway listening on %s://%s\n", scheme, ln.Addr().String())
 	log.Info("gateway serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "product", *product,
-		"upstream", upURL.Redacted(), "site", siteURL.Redacted(), "upgrades", opts.Upgrade != nil, "min_version", *minVersion)
+		"upstream", upURL.Redacted(), "site", siteURL.Redacted(), "upgrades", opts.Upgrade != nil, "min_version", *minVersion,
+		"public_names", strings.Join(opts.PublicNames, ","), "accept_licet_signature", *acceptV1)
 	return api.Serve(ctx, ln, s, log)
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/licet/licet/api"
-	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licensing/licenseserver"
 	"github.com/licet/licet/licensing/pack"
@@ -42,6 +41,8 @@ func siteCommand() *command {
 		}},
 		{name: "token", summary: "API tokens", sub: []*command{
 			leaf("create", "make a token for the site API (e.g. a gateway's, scope upgrade)", siteTokenCreate),
+			leaf("list", "list the site API tokens with their expiry and state", siteTokenList),
+			leaf("revoke", "revoke a site API token at once", siteTokenRevoke),
 		}},
 		siteGroupCommand(), siteDeviceCommand(), siteUpdateCommand(),
 	}}
@@ -235,7 +236,12 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 	}
 	log.Info("site serving", "addr", ln.Addr().String(), "site", srv.ID.SiteID, "certified", srv.ID.Certified())
 	startDistSync(ctx, e, srv, log)
-	return api.Serve(ctx, ln, api.NewSiteHandler(srv, log, srvf.limits()), log)
+	err = serveWithMetrics(ctx, e, ln, api.NewSiteHandler(srv, log, srvf.limits()), *srvf.metricsListen, log)
+	// Seats leased to this process and not granted go back for the others.
+	if rerr := srv.ReturnSeats(context.WithoutCancel(ctx)); rerr != nil {
+		log.Warn("could not give back leased seats; they return when their lease ends", "err", rerr)
+	}
+	return err
 }
 
 // packKind names a pack's kind in tables: seats, or the versions it upgrades from.
@@ -473,41 +479,6 @@ func siteLicenseList(ctx context.Context, e *env, args []string) error {
 		rows = append(rows, []string{fmt.Sprint(a.LicenseID), a.ClientID, a.PackID, a.ProductID, a.Platform, a.Issued.Format(time.DateOnly), upgraded})
 	}
 	table(e.stdout, []string{"LICENSE", "CLIENT", "PACK", "PRODUCT", "PLATFORM", "ISSUED", "UPGRADED"}, rows)
-	return nil
-}
-
-func siteTokenCreate(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet site token create", "--data DIR --name NAME [--scope admin|upgrade]",
-		"Makes a token for the site API and prints it once; only its hash is stored.\n"+
-			"Scope upgrade may only call POST /v1/upgrades: give it to a gateway\n"+
-			"('licet gateway --site-token-file'), which lets clients be upgraded only after they\n"+
-			"proved they hold their license's key. Scope admin may call everything.")
-	sf := addSiteFlags(fs)
-	name := fs.String("name", "", "what the token is for, e.g. gateway-berlin")
-	scope := fs.String("scope", auth.ScopeUpgrade, "admin or upgrade")
-	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	if err := required(fs, "data", "name"); err != nil {
-		return err
-	}
-	srv, closeFn, err := sf.open(ctx, e)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	now, err := e.clock()
-	if err != nil {
-		return err
-	}
-	token, err := auth.NewScopedToken(ctx, srv.Store, *name, *scope, now())
-	if err != nil {
-		return err
-	}
-	if *sf.json {
-		return printJSON(e.stdout, map[string]string{"token": token, "name": *name, "scope": *scope})
-	}
-	fmt.Fprintf(e.stdout, "Token %q, scope %s (shown once; keep it safe):\n  %s\n", *name, *scope, token)
 	return nil
 }
 

@@ -62,6 +62,8 @@ func vendorCommand() *command {
 		}},
 		vendorAppCommand(), vendorReleaseCommand(), vendorBundleCommand(),
 		vendorTokenCommand(),
+		vendorAPITokenCommand(),
+		vendorRootCommand(),
 		vendorAccountCommand(),
 		vendorPlanCommand(),
 		vendorSellLeaf(),
@@ -113,14 +115,17 @@ type serverFlags struct {
 	logJSON *bool
 	rate    *float64
 	maxBody *int64
+	// metricsListen, if set, serves /metrics without a token on its own address.
+	metricsListen *string
 }
 
 func addServerFlags(fs *flag.FlagSet, defaultListen string) serverFlags {
 	return serverFlags{
-		listen:  fs.String("listen", defaultListen, "address to listen on"),
-		logJSON: fs.Bool("log-json", false, "log JSON lines instead of text"),
-		rate:    fs.Float64("rate-limit", api.DefaultLimits.RatePerIP, "requests per second per client IP (0: no limit)"),
-		maxBody: fs.Int64("max-body", api.DefaultLimits.MaxBody, "largest request body in bytes"),
+		listen:        fs.String("listen", defaultListen, "address to listen on"),
+		logJSON:       fs.Bool("log-json", false, "log JSON lines instead of text"),
+		rate:          fs.Float64("rate-limit", api.DefaultLimits.RatePerIP, "requests per second per client IP (0: no limit)"),
+		maxBody:       fs.Int64("max-body", api.DefaultLimits.MaxBody, "largest request body in bytes"),
+		metricsListen: fs.String("metrics-listen", "", "serve /metrics without a token on this address too (e.g. 127.0.0.1:9470); on the main address /metrics needs a token of scope metrics or admin"),
 	}
 }
 
@@ -177,8 +182,9 @@ func vendorServe(ctx context.Context, e *env, args []string) error {
 		ln.Close()
 		return err
 	}
+	warnRootOnline(log, svc, *data)
 	log.Info("vendor serving", "addr", ln.Addr().String(), "root", pki.Fingerprint(svc.Root.Cert.Raw)[:16])
-	return api.Serve(ctx, ln, h, log)
+	return serveWithMetrics(ctx, e, ln, h, *sf.metricsListen, log)
 }
 
 // adminFlags are the flags of commands that call an API as an administrator.

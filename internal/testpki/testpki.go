@@ -60,3 +60,22 @@ func Site(t T, root *pki.Authority, name, customer string, now time.Time) *pki.A
 	}
 	return &pki.Authority{Cert: c, Signer: s}
 }
+
+// Issuing makes the vendor's issuing CA below root at now, as 'licet vendor
+// init' does; sites it certifies (with Site) chain root → issuing → site.
+func Issuing(t T, root *pki.Authority, now time.Time) *pki.Authority {
+	t.Helper()
+	s, err := keys.GenerateSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := root.IssueIssuing(s.Public(), root.Cert.Subject.Organization[0], now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pki.Authority{Cert: c, Signer: s}
+}

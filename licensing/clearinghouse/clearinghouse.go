@@ -6,13 +6,16 @@ package clearinghouse
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base32"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +39,8 @@ const (
 	fileRootCert          = "root.crt"
 	fileClearinghouseKey  = "clearinghouse.key"
 	fileClearinghouseCert = "clearinghouse.crt"
+	fileIssuingKey        = "issuing.key"
+	fileIssuingCert       = "issuing.crt"
 	defaultDB             = "vendor.db"
 )
 
@@ -60,8 +65,13 @@ type StoreCloser interface {
 
 // Service is a running clearinghouse.
 type Service struct {
-	Store              Store
-	Root               *pki.Authority
+	Store Store
+	// Root is the vendor root. Its Signer is nil once the root key has been
+	// exported for offline storage ('licet vendor root export').
+	Root *pki.Authority
+	// Issuing is the online CA that certifies sites; nil for a root made
+	// before it existed (path length 1), whose sites the root certifies.
+	Issuing            *pki.Authority
 	Clearinghouse      *keys.Signer
 	ClearinghouseChain [][]byte // DER: the clearinghouse certificate
 	Config             Config
@@ -146,14 +156,11 @@ func writeCert(path string, der []byte) error {
 
 // ReadCertFile reads one PEM or DER certificate from a file.
 func ReadCertFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	der, err := pki.ReadCertFile(path)
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "read certificate")
 	}
-	if blk, _ := pem.Decode(data); blk != nil {
-		return blk.Bytes, nil
-	}
-	return data, nil
+	return der, nil
 }
 
 // Open loads a vendor data directory made by Init. A non-empty dsn overrides
@@ -171,7 +178,9 @@ func Open(ctx context.Context, dir, dsn string, open OpenStore) (*Service, error
 		cfg.DB = dsn
 	}
 	rootKey, err := keys.LoadSigner(filepath.Join(dir, fileRootKey))
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		rootKey = nil // kept offline: the issuing CA certifies sites
+	} else if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "load root key")
 	}
 	rootDER, err := ReadCertFile(filepath.Join(dir, fileRootCert))
@@ -181,6 +190,11 @@ func Open(ctx context.Context, dir, dsn string, open OpenStore) (*Service, error
 	rootCert, err := x509.ParseCertificate(rootDER)
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "parse root certificate")
+	}
+	root := &pki.Authority{Cert: rootCert, Signer: rootKey}
+	issuing, err := openIssuing(dir, root, cfg.VendorName, time.Now())
+	if err != nil {
+		return nil, err
 	}
 	chKey, err := keys.LoadSigner(filepath.Join(dir, fileClearinghouseKey))
 	if err != nil {
@@ -195,9 +209,58 @@ func Open(ctx context.Context, dir, dsn string, open OpenStore) (*Service, error
 		return nil, err
 	}
 	return &Service{
-		Store: st, Root: &pki.Authority{Cert: rootCert, Signer: rootKey},
+		Store: st, Root: root, Issuing: issuing,
 		Clearinghouse: chKey, ClearinghouseChain: [][]byte{chDER}, Config: cfg, Now: time.Now,
 	}, nil
+}
+
+// openIssuing loads the issuing CA of dir, making it (certified by the root)
+// if the directory has none and the root key is present: at init, and at the
+// first start of a directory made before the issuing CA existed. A root of
+// path length 1 (made by an older licet) cannot hold one: it keeps certifying
+// sites itself, and nil is returned.
+func openIssuing(dir string, root *pki.Authority, vendorName string, now time.Time) (*pki.Authority, error) {
+	keyPath, certPath := filepath.Join(dir, fileIssuingKey), filepath.Join(dir, fileIssuingCert)
+	_, statErr := os.Stat(certPath)
+	if errors.Is(statErr, fs.ErrNotExist) && !pki.CanHoldIssuing(root.Cert) {
+		if root.Signer == nil {
+			return nil, errs.E(errs.Internal, "%s holds neither the root key nor an issuing CA, so it cannot certify sites; put the root key back as %s", dir, filepath.Join(dir, fileRootKey))
+		}
+		return nil, nil
+	}
+	var issue func(ed25519.PublicKey) ([]byte, error)
+	if root.Signer != nil {
+		issue = func(pub ed25519.PublicKey) ([]byte, error) { return root.IssueIssuing(pub, vendorName, now) }
+	}
+	return pki.LoadOrIssue(keyPath, certPath, issue, func(der []byte) (*x509.Certificate, error) {
+		return pki.VerifyIssuing([][]byte{der}, root.Cert, now)
+	})
+}
+
+// certifier returns the authority that certifies sites and the
+// certificates that follow a site certificate in its chain: the issuing
+// CA's, then the root's.
+func (s *Service) certifier() (*pki.Authority, [][]byte, error) {
+	if s.Issuing != nil {
+		return s.Issuing, [][]byte{s.Issuing.Cert.Raw, s.Root.Cert.Raw}, nil
+	}
+	if s.Root.Signer == nil {
+		return nil, nil, errs.E(errs.Internal, "this vendor holds neither an issuing CA nor the root key; sites cannot be certified")
+	}
+	return s.Root, [][]byte{s.Root.Cert.Raw}, nil
+}
+
+// certifySite issues a site certificate and returns it with its chain.
+func (s *Service) certifySite(req *pki.SiteRequest, customerID string, now time.Time) ([]byte, [][]byte, error) {
+	ca, rest, err := s.certifier()
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := ca.CertifySite(req, customerID, now)
+	if err != nil {
+		return nil, nil, errs.Wrap(errs.Internal, err, "issue site certificate")
+	}
+	return der, append([][]byte{der}, rest...), nil
 }
 
 // Close closes the store.
@@ -287,7 +350,8 @@ func (s *Service) CreateEnrollment(ctx context.Context, customerID string) (stri
 }
 
 // EnrollSite certifies a site online against a one-time enrollment code and
-// returns its certificate chain (site certificate, then the root).
+// returns its certificate chain (site certificate, the issuing CA certificate,
+// then the root).
 func (s *Service) EnrollSite(ctx context.Context, code string, csrDER []byte) ([][]byte, error) {
 	h := hashCode(code)
 	e, err := s.Store.Enrollment(ctx, h)
@@ -308,15 +372,15 @@ func (s *Service) EnrollSite(ctx context.Context, code string, csrDER []byte) ([
 	if err != nil {
 		return nil, err
 	}
-	der, err := s.Root.CertifySite(req, e.CustomerID, now)
+	der, chain, err := s.certifySite(req, e.CustomerID, now)
 	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "issue site certificate")
+		return nil, err
 	}
 	site := &Site{ID: req.SiteID, CustomerID: e.CustomerID, Name: req.Name, CertDER: der, Certified: now}
 	if err := s.Store.EnrollSite(ctx, h, site, now); err != nil {
 		return nil, err
 	}
-	return [][]byte{der, s.Root.Cert.Raw}, nil
+	return chain, nil
 }
 
 // CertifySite certifies a site from its request file for a customer (the
@@ -330,14 +394,14 @@ func (s *Service) CertifySite(ctx context.Context, customerID string, csrDER []b
 		return nil, err
 	}
 	now := s.Now().UTC()
-	der, err := s.Root.CertifySite(req, customerID, now)
+	der, chain, err := s.certifySite(req, customerID, now)
 	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "issue site certificate")
+		return nil, err
 	}
 	if err := s.Store.PutSite(ctx, &Site{ID: req.SiteID, CustomerID: customerID, Name: req.Name, CertDER: der, Certified: now}); err != nil {
 		return nil, err
 	}
-	return [][]byte{der, s.Root.Cert.Raw}, nil
+	return chain, nil
 }
 
 // AddOrder records an order and gives it an ID.

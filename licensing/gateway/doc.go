@@ -28,29 +28,54 @@
 // TLS client certificate is present it is the credential; the headers below
 // are then ignored (and removed).
 //
-// As headers, for clients that cannot do mutual TLS:
+// As headers, for clients that cannot do mutual TLS: the license file in
 //
 //	Licet-License: <base64 (standard alphabet, padded, no line breaks) of the license file (PEM)>
+//
+// and the request signed with the license's key in HTTP Message Signatures
+// (RFC 9421), with the body's SHA-256 in Content-Digest (RFC 9530):
+//
+//	Content-Digest: sha-256=:<base64 of the SHA-256 of the body>:
+//	Signature-Input: licet=("@method" "@authority" "@path" "@query" "content-digest" ...);created=<unix seconds>;nonce="<random>";keyid="<client ID>";alg="ed25519";tag="licet"
+//	Signature: licet=:<base64 of the Ed25519 signature>:
+//
+// SignRequest writes them. The signature must cover the method, the
+// authority, the path, the query and the Content-Digest, and every header
+// of CoveredHeaders (Content-Type, Cookie, X-HTTP-Method-Override) that the
+// request carries, so that a proxy on a plain HTTP path can change none of
+// them; the tag must be "licet". docs/formats.md (section 9.6) specifies the
+// signature base, the parameters and the checks, with a test vector
+// (TestMessageSignatureVector checks it), for clients in other languages.
+//
+// Replay: created must be within Options.MaxSkew (default 60 seconds) of
+// the gateway's clock, either way, and expires, if given, not past; a nonce
+// is accepted once: the gateway remembers every nonce it accepted, per
+// client, for as long as its created is acceptable. The signed authority
+// must be one of Options.PublicNames (licet gateway --public-name, default
+// its listen address), else the request is refused with wrong_gateway: a
+// request signed for one gateway does not pass another. A proxy in front of
+// the gateway must pass the Host header through unchanged (nginx:
+// proxy_set_header Host $http_host). In header mode the gateway reads the
+// whole body (at most Options.MaxBody, default 1 MiB; larger bodies get 413)
+// to hash it, then hands it on; clients that stream large bodies should use
+// mutual TLS.
+//
+// # The Licet-Signature scheme
+//
+// Before RFC 9421, licet signed requests with one header, which does not
+// cover other headers. A gateway accepts it only with
+// Options.AcceptLicetSignature (licet gateway --accept-licet-signature), for
+// a transition while clients are updated (SignRequestV1 writes it):
+//
 //	Licet-Signature: keyid=<client ID>,ts=<unix seconds>,nonce=<nonce>,sig=<signature>
 //
-// The Licet-Signature fields are separated by commas (optional spaces or
-// tabs around each field), each name=value, each exactly once, in any order;
-// unknown fields are refused:
-//
-//   - keyid: the client ID of the signing key (verify.ClientID, "client-" and
-//     16 hex digits); it must be the client ID of the license.
-//   - ts: the time of signing, decimal Unix seconds (digits only). It must be
-//     within Options.MaxSkew (default 60 seconds) of the gateway's clock, either way.
-//   - nonce: 16 to 64 characters of the base64url alphabet (A-Z a-z 0-9 - _),
-//     fresh and random for each request; SignRequest uses 16 random bytes,
-//     unpadded base64url (22 characters). A nonce is accepted once: the
-//     gateway remembers every nonce it accepted, per client, for as long as
-//     its ts is acceptable.
-//   - sig: the Ed25519 signature by the license's key of the message below,
-//     standard base64 with padding (88 characters).
-//
-// The signed message is these seven lines joined by "\n" (a single line
-// feed, no trailing one):
+// The fields are separated by commas (optional spaces or tabs around each
+// field), each name=value, each exactly once, in any order; unknown fields
+// are refused. keyid is the client ID; ts the time of signing, decimal Unix
+// seconds, within the skew; nonce 16 to 64 characters of the base64url
+// alphabet, fresh for each request; sig the Ed25519 signature by the
+// license's key, standard base64 with padding (88 characters), of these
+// seven lines joined by "\n" (a single line feed, no trailing one):
 //
 //	licet/v1 request
 //	<method>          as sent, e.g. POST
@@ -61,16 +86,9 @@
 //	<body hash>       lowercase hex of the SHA-256 of the request body as sent (after de-chunking, before any content decoding);
 //	                  of an empty body: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 //
-// The signature binds the method, target, host and body to the client key
-// and, through ts and nonce, to one moment and one use; it does not cover
-// other headers, so run the gateway with TLS where the network is not
-// trusted. A proxy in front of the gateway must pass the Host header
-// through unchanged (nginx: proxy_set_header Host $http_host). In header
-// mode the gateway reads the whole body (at most Options.MaxBody, default 1
-// MiB; larger bodies get 413) to hash it, then hands it on; clients that
-// stream large bodies should use mutual TLS.
+// The public names apply to its host as well.
 //
-// Test vector (TestSignatureVector checks it): the Ed25519 key with seed
+// Test vector (TestSignatureVectorV1 checks it): the Ed25519 key with seed
 // 00 01 02 ... 1f, whose client ID is client-56475aa75463474c; method POST,
 // target /v1/render?job=42, host app.example.com, ts 1767225600, nonce
 // AAECAwQFBgcICQoLDA0ODw, body {"scene":1}. The message, with \n for the
@@ -119,8 +137,10 @@
 // altered), license_expired (a temporary license that expired included),
 // license_not_yet_valid, wrong_product, wrong_client (the license belongs to
 // another key than the one that signed), invalid_signature (a missing,
-// malformed or non-verifying Licet-Signature), stale_request (ts outside the
-// allowed skew) and replayed_request (a nonce already used).
+// malformed or non-verifying signature, or a header it should cover and does
+// not), stale_request (created or ts outside the allowed skew, or expires
+// past), replayed_request (a nonce already used) and wrong_gateway (signed
+// for another authority than the gateway's public names).
 //
 // A license for another product is 401, not 403: the client is refused for
 // want of a credential for this product, and the remedy is the same as for
@@ -151,7 +171,7 @@
 // LegacyStore.Handler), with no Licet-License header:
 //
 //	PUT /v1/legacy/license
-//	Licet-Signature: keyid=<its client ID>,ts=<unix seconds>,nonce=<random>,sig=<signature>
+//	Content-Digest, Signature-Input, Signature: as above, keyid its client ID
 //
 //	<the license file, PEM>
 //
@@ -164,8 +184,8 @@
 // JSON summary of the license (client_id, license_id, product_id, expires,
 // temporary, replaced).
 //
-// From then on the client sends requests with Licet-Signature alone
-// (SignLegacyRequest). A request with a Licet-Signature and no Licet-License
+// From then on the client sends signed requests without Licet-License
+// (SignLegacyRequest). A signed request without Licet-License
 // is checked as a signed request with the license stored for its keyid:
 // signature by that license's key, ts, nonce, product, expiry. One client
 // cannot use another's license: the signature must verify under the stored

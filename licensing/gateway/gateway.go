@@ -86,6 +86,20 @@ type Options struct {
 	// gateway's own license endpoint. It is named in the WWW-Authenticate
 	// challenge of every refusal. Optional.
 	SiteURL string
+	// PublicNames are the authorities (host, or host:port; a port of 80 or
+	// 443 is left out) that a signed request may be addressed to: its
+	// signed @authority (or, in the Licet-Signature scheme, its signed host)
+	// must be one of them, so that a request signed for one gateway is
+	// refused by another. Empty: any authority (for Middleware embedded in
+	// an application that cannot know its names; licet gateway always sets
+	// them, by default to its listen address).
+	PublicNames []string
+	// AcceptLicetSignature also accepts requests signed in the
+	// Licet-Signature scheme of licet before HTTP Message Signatures
+	// (SignRequestV1), which does not cover headers: for a transition while
+	// clients are updated. Off: such requests are refused with a message
+	// that says to update the client.
+	AcceptLicetSignature bool
 	// MaxSkew is how far the ts of a signed request may be from the gateway's
 	// clock, either way; default DefaultMaxSkew, at least one second.
 	MaxSkew time.Duration
@@ -196,6 +210,7 @@ const (
 	reasonStale
 	reasonReplayed
 	reasonOldVersion
+	reasonWrongGateway
 	numReasons
 )
 
@@ -210,6 +225,7 @@ var reasonNames = [numReasons]string{
 	reasonStale:            "stale_request",
 	reasonReplayed:         "replayed_request",
 	reasonOldVersion:       "old_version",
+	reasonWrongGateway:     "wrong_gateway",
 }
 
 // failure is a refused request.
@@ -219,21 +235,23 @@ type failure struct {
 }
 
 type checker struct {
-	v          *verify.Verifier
-	product    string
-	skew       int64 // seconds
-	maxBody    int64
-	now        func() time.Time
-	nonces     *nonceCache
-	byCert     *licenseCache // verified licenses by SHA-256 of the TLS client certificate
-	byHeader   *licenseCache // verified licenses by SHA-256 of the Licet-License header
-	legacy     *LegacyStore  // Options.Legacy; nil without one
-	minVersion string
-	upgrade    func(ctx context.Context, licensePEM []byte) (*Upgraded, error)
-	ups        upgrades
-	challenge  [numReasons]string // WWW-Authenticate values
-	where      string             // where to get a license, for messages
-	server     string             // the same, short, after a verify error's own advice
+	v           *verify.Verifier
+	product     string
+	skew        int64 // seconds
+	maxBody     int64
+	now         func() time.Time
+	nonces      *nonceCache
+	byCert      *licenseCache // verified licenses by SHA-256 of the TLS client certificate
+	byHeader    *licenseCache // verified licenses by SHA-256 of the Licet-License header
+	legacy      *LegacyStore  // Options.Legacy; nil without one
+	minVersion  string
+	upgrade     func(ctx context.Context, licensePEM []byte) (*Upgraded, error)
+	ups         upgrades
+	publicNames []string           // Options.PublicNames, normalized
+	acceptV1    bool               // Options.AcceptLicetSignature
+	challenge   [numReasons]string // WWW-Authenticate values
+	where       string             // where to get a license, for messages
+	server      string             // the same, short, after a verify error's own advice
 }
 
 func newChecker(v *verify.Verifier, opts Options) *checker {
@@ -263,6 +281,7 @@ func newChecker(v *verify.Verifier, opts Options) *checker {
 	c.byCert = newLicenseCache(licenseCacheSize / 2)
 	c.byHeader = newLicenseCache(licenseCacheSize / 2)
 	c.legacy = opts.Legacy
+	c.publicNames, c.acceptV1 = normPublicNames(opts.PublicNames), opts.AcceptLicetSignature
 	c.minVersion, c.upgrade = opts.MinVersion, opts.Upgrade
 	c.ups.m, c.ups.files = map[[32]byte]*upgradeCall{}, map[string]*upgradeCall{}
 
@@ -333,22 +352,25 @@ func (c *checker) check(r *http.Request) (*entry, *bodyReader, *failure) {
 		e, f := c.checkTLS(r, now)
 		return e, nil, f
 	}
-	lh, sh := r.Header[HeaderLicense], r.Header[HeaderSignature]
+	lh := r.Header[HeaderLicense]
+	p, signed, f := c.requestSignature(r)
 	switch {
-	case len(lh) == 0 && len(sh) == 0:
+	case f != nil:
+		return nil, nil, f
+	case len(lh) == 0 && !signed:
 		return nil, nil, c.fail(reasonRequired, "present a license: use your license file as the TLS client certificate, "+
-			"or send it in the %s header with a %s over the request (see the licet gateway documentation); %s",
-			HeaderLicense, HeaderSignature, c.where)
-	case len(lh) == 0 && len(sh) == 1 && c.legacy != nil:
-		return c.checkLegacy(r, now, sh[0]) // legacy.go
+			"or send it in the %s header and sign the request with HTTP Message Signatures (see the licet gateway documentation); %s",
+			HeaderLicense, c.where)
+	case len(lh) == 0 && c.legacy != nil:
+		return c.checkLegacy(r, now, p) // legacy.go
 	case len(lh) != 1:
-		return nil, nil, c.fail(reasonRequired, "a %s header came without the %s header (or more than one): send the license file, base64, in one %s header; %s",
-			HeaderSignature, HeaderLicense, HeaderLicense, c.where)
-	case len(sh) != 1:
-		return nil, nil, c.fail(reasonInvalidSignature, "the %s header needs exactly one %s header: keyid=<client ID>,ts=<unix seconds>,nonce=<random>,sig=<Ed25519 signature> over the request",
-			HeaderLicense, HeaderSignature)
+		return nil, nil, c.fail(reasonRequired, "a signed request came without the %s header (or with more than one): send the license file, base64, in one %s header; %s",
+			HeaderLicense, HeaderLicense, c.where)
+	case !signed:
+		return nil, nil, c.fail(reasonInvalidSignature, "the %s header needs a signature over the request: %s, %s and %s headers (HTTP Message Signatures, RFC 9421) by the license's key",
+			HeaderLicense, HeaderSignatureInput, HeaderMessageSignature, HeaderContentDigest)
 	}
-	return c.checkSigned(r, now, lh[0], sh[0])
+	return c.checkSigned(r, now, lh[0], p)
 }
 
 func (c *checker) checkTLS(r *http.Request, now time.Time) (*entry, *failure) {
@@ -399,10 +421,12 @@ func putScratch(s *scratch) {
 	}
 }
 
-// signature holds the fields of a Licet-Signature header.
+// signature holds the fields of a request signature: of a Licet-Signature
+// header, or (rfc set) of an HTTP Message Signature, whose created is ts.
 type signature struct {
 	keyid, ts, nonce, sig string
 	unix                  int64
+	rfc                   *msgSig // nil: the Licet-Signature scheme
 }
 
 // parseSignature parses a Licet-Signature header; the error says what is wrong.
@@ -471,16 +495,26 @@ func base64url(s string) bool {
 	return true
 }
 
-func (c *checker) checkSigned(r *http.Request, now time.Time, licHeader, sigHeader string) (*entry, *bodyReader, *failure) {
-	p, problem := parseSignature(sigHeader)
-	if problem != "" {
-		return nil, nil, c.fail(reasonInvalidSignature, "the %s header is malformed: %s; the format is keyid=<client ID>,ts=<unix seconds>,nonce=<random>,sig=<base64 Ed25519 signature>",
-			HeaderSignature, problem)
+// checkSigned checks a signed request presenting the license in licHeader
+// (the Licet-License header's value) with the signature p.
+func (c *checker) checkSigned(r *http.Request, now time.Time, licHeader string, p signature) (*entry, *bodyReader, *failure) {
+	if f := c.checkAuthority(r.Host); f != nil {
+		return nil, nil, f
 	}
 	unix := now.Unix()
 	if d := unix - p.unix; d > c.skew || d < -c.skew {
 		return nil, nil, c.fail(reasonStale, "the request was signed at %s, the gateway's clock says %s, more than %d seconds apart; check the client's clock and sign each request when sending it",
 			time.Unix(p.unix, 0).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), c.skew)
+	}
+	if p.rfc != nil && p.rfc.expires != 0 && unix > p.rfc.expires {
+		return nil, nil, c.fail(reasonStale, "the request's signature expired at %s, the gateway's clock says %s; check the client's clock and sign each request when sending it",
+			time.Unix(p.rfc.expires, 0).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if p.rfc != nil {
+		if h := p.rfc.uncovered(r.Header); h != "" {
+			return nil, nil, c.fail(reasonInvalidSignature, "the request carries a %s header that its signature does not cover; cover %s whenever the request has them",
+				h, strings.Join(quoted(CoveredHeaders), ", "))
+		}
 	}
 	if len(licHeader) > maxLicenseHeader {
 		return nil, nil, c.fail(reasonInvalidLicense, "the %s header is %d bytes, over the limit of %d; send the license file as the license server wrote it",
@@ -526,16 +560,32 @@ func (c *checker) checkSigned(r *http.Request, now time.Time, licHeader, sigHead
 	if f != nil {
 		return nil, nil, f
 	}
-	var sig [66]byte
-	s.a = append(s.a[:0], p.sig...)
-	if n, err := base64.StdEncoding.Decode(sig[:], s.a); err != nil || n != ed25519.SignatureSize {
-		return nil, nil, c.fail(reasonInvalidSignature, "the sig field of %s is not a 64-byte Ed25519 signature in padded standard base64", HeaderSignature)
-	}
-	s.b = appendMessage(s.b[:0], r.Method, requestTarget(r), r.Host, p.ts, p.nonce, bodyHash(body.bytes()))
-	if !ed25519.Verify(lic.ClientKey, s.b, sig[:ed25519.SignatureSize]) {
-		return nil, nil, c.fail(reasonInvalidSignature, "the %s does not verify with the key of license %d (client %s): the request was altered on the way, "+
-			"or the signed message was not built as documented (method, path and query, host, ts, nonce, SHA-256 of the body)",
-			HeaderSignature, lic.LicenseID, lic.ClientID)
+	if p.rfc != nil {
+		if problem := checkDigest(r.Header, bodyHash(body.bytes())); problem != "" {
+			return nil, nil, c.fail(reasonInvalidSignature, "%s", problem)
+		}
+		var problem string
+		s.b, problem = appendSignatureBase(s.b[:0], p.rfc, r.Method, normAuthority(r.Host), requestTarget(r), r.Header)
+		if problem != "" {
+			return nil, nil, c.fail(reasonInvalidSignature, "%s; sign the request again as it is sent", problem)
+		}
+		if !ed25519.Verify(lic.ClientKey, s.b, p.rfc.sig) {
+			return nil, nil, c.fail(reasonInvalidSignature, "the %s does not verify with the key of license %d (client %s): the request was altered on the way, "+
+				"or the signature base was not built as documented (RFC 9421 over the covered components and %s)",
+				HeaderMessageSignature, lic.LicenseID, lic.ClientID, HeaderSignatureInput)
+		}
+	} else {
+		var sig [66]byte
+		s.a = append(s.a[:0], p.sig...)
+		if n, err := base64.StdEncoding.Decode(sig[:], s.a); err != nil || n != ed25519.SignatureSize {
+			return nil, nil, c.fail(reasonInvalidSignature, "the sig field of %s is not a 64-byte Ed25519 signature in padded standard base64", HeaderSignature)
+		}
+		s.b = appendMessage(s.b[:0], r.Method, requestTarget(r), r.Host, p.ts, p.nonce, bodyHash(body.bytes()))
+		if !ed25519.Verify(lic.ClientKey, s.b, sig[:ed25519.SignatureSize]) {
+			return nil, nil, c.fail(reasonInvalidSignature, "the %s does not verify with the key of license %d (client %s): the request was altered on the way, "+
+				"or the signed message was not built as documented (method, path and query, host, ts, nonce, SHA-256 of the body)",
+				HeaderSignature, lic.LicenseID, lic.ClientID)
+		}
 	}
 	switch c.nonces.add(p.keyid, p.nonce, p.unix, unix) {
 	case nonceReplayed:

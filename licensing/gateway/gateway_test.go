@@ -455,12 +455,13 @@ func TestTampered(t *testing.T) {
 	})
 	t.Run("malformed", func(t *testing.T) {
 		req := signed(t, e.c, "GET", e.gw.URL+"/jobs/1", nil, time.Now())
-		req.Header.Set("Licet-Signature", req.Header.Get("Licet-Signature")+",extra=1")
+		req.Header.Set("Signature-Input", req.Header.Get("Signature-Input")+";extra=1")
 		wantRefused(t, do(t, hc, req), "invalid_signature")
 	})
 	t.Run("license without signature", func(t *testing.T) {
 		req := signed(t, e.c, "GET", e.gw.URL+"/jobs/1", nil, time.Now())
-		req.Header.Del("Licet-Signature")
+		req.Header.Del("Signature-Input")
+		req.Header.Del("Signature")
 		wantRefused(t, do(t, hc, req), "invalid_signature")
 	})
 	if n, _, _ := e.up.seen(); n != 0 {
@@ -529,7 +530,7 @@ func TestWrongClient(t *testing.T) {
 	wantRefused(t, do(t, hc, signed(t, stolen, "GET", e.gw.URL+"/x", nil, time.Now())), "wrong_client")
 	// Signed by the thief, claiming the license's client ID.
 	req := signed(t, stolen, "GET", e.gw.URL+"/x", nil, time.Now())
-	req.Header.Set("Licet-Signature", strings.Replace(req.Header.Get("Licet-Signature"), "keyid="+stolen.id, "keyid="+e.c.id, 1))
+	req.Header.Set("Signature-Input", strings.Replace(req.Header.Get("Signature-Input"), `keyid="`+stolen.id, `keyid="`+e.c.id, 1))
 	wantRefused(t, do(t, hc, req), "invalid_signature")
 	// Over TLS, the handshake itself fails: the thief cannot sign for the license's key.
 	cert := stolen.certificate()
@@ -659,9 +660,11 @@ func TestConcurrentClients(t *testing.T) {
 	}
 }
 
-// TestSignatureVector checks the test vector of the package documentation:
-// the message, the signature, and that a gateway accepts the request.
-func TestSignatureVector(t *testing.T) {
+// TestSignatureVectorV1 checks the test vector of the Licet-Signature scheme
+// in the package documentation: the message, the signature, that a gateway
+// accepts the request with Options.AcceptLicetSignature, and refuses it
+// without.
+func TestSignatureVectorV1(t *testing.T) {
 	seed := make([]byte, ed25519.SeedSize)
 	for i := range seed {
 		seed[i] = byte(i)
@@ -694,10 +697,6 @@ func TestSignatureVector(t *testing.T) {
 	f := newFixture(t, now.Add(-time.Hour))
 	c := &client{key: key, id: id}
 	c.issue(t, f.site, appAttrs(5), now.Add(-time.Hour), now.Add(time.Hour))
-	opts := options()
-	opts.Now = func() time.Time { return now.Add(30 * time.Second) }
-	var reached bool
-	h := gateway.Middleware(f.v, opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached = true }))
 	send := func(h http.Handler) *httptest.ResponseRecorder {
 		req := httptest.NewRequest("POST", "http://app.example.com/v1/render?job=42", strings.NewReader(bodyS))
 		req.Header.Set("Licet-License", base64.StdEncoding.EncodeToString(c.licPEM))
@@ -706,6 +705,22 @@ func TestSignatureVector(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		return rec
 	}
+	opts := options()
+	opts.Now = func() time.Time { return now.Add(30 * time.Second) }
+	var reached bool
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached = true })
+	if rec := send(gateway.Middleware(f.v, opts)(app)); rec.Code != http.StatusUnauthorized || reached ||
+		!strings.Contains(rec.Body.String(), "--accept-licet-signature") {
+		t.Fatalf("vector request without AcceptLicetSignature: %d %s", rec.Code, rec.Body)
+	}
+	opts.AcceptLicetSignature = true
+	opts.PublicNames = []string{"gw.example.com"}
+	if rec := send(gateway.Middleware(f.v, opts)(app)); rec.Code != http.StatusUnauthorized || reached ||
+		!strings.Contains(rec.Header().Get("WWW-Authenticate"), "wrong_gateway") {
+		t.Fatalf("vector request to another gateway: %d %s", rec.Code, rec.Body)
+	}
+	opts.PublicNames = []string{"APP.example.com:80"}
+	h := gateway.Middleware(f.v, opts)(app)
 	if rec := send(h); rec.Code != http.StatusOK || !reached {
 		t.Fatalf("vector request: %d %s", rec.Code, rec.Body)
 	}
@@ -741,25 +756,35 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	return e
 }
 
-// presign returns n signature headers for GET target.
-func (e *benchEnv) presign(b *testing.B, target string, n int) (license string, sigs []string) {
-	sigs = make([]string, n)
+// presign returns n sets of signature headers for GET target.
+func (e *benchEnv) presign(b *testing.B, target string, n int) (license string, sigs []http.Header) {
+	sigs = make([]http.Header, n)
 	for i := range sigs {
 		req := signed(b, e.c, "GET", target, nil, time.Now())
-		sigs[i] = req.Header.Get("Licet-Signature")
+		sigs[i] = http.Header{}
+		for _, k := range []string{gateway.HeaderSignatureInput, gateway.HeaderMessageSignature, gateway.HeaderContentDigest} {
+			sigs[i][k] = req.Header[k]
+		}
 		license = req.Header.Get("Licet-License")
 	}
 	return license, sigs
 }
 
+// setSig copies the signature headers sig into h.
+func setSig(h, sig http.Header) {
+	for k, v := range sig {
+		h[k] = v
+	}
+}
+
 // run sends b.N GETs of target with hc, serially or from parallel goroutines.
-func run(b *testing.B, hc *http.Client, target string, parallel bool, license string, sigs []string) {
+func run(b *testing.B, hc *http.Client, target string, parallel bool, license string, sigs []http.Header) {
 	var next atomic.Int64
 	one := func() {
 		req, _ := http.NewRequest("GET", target, nil)
 		if sigs != nil {
 			req.Header["Licet-License"] = []string{license}
-			req.Header["Licet-Signature"] = []string{sigs[next.Add(1)-1]}
+			setSig(req.Header, sigs[next.Add(1)-1])
 		}
 		resp, err := hc.Do(req)
 		if err != nil {
@@ -815,7 +840,7 @@ func BenchmarkBareProxy(b *testing.B) {
 			srv := httptest.NewUnstartedServer(gateway.NewReverseProxy(e.up, options()))
 			var hc *http.Client
 			var license string
-			var sigs []string
+			var sigs []http.Header
 			if strings.HasPrefix(mode, "signed") {
 				srv.Start()
 				hc = benchClient(srv, nil)
@@ -837,7 +862,7 @@ func BenchmarkGatewayCheck(b *testing.B) {
 			srv := httptest.NewUnstartedServer(gateway.NewProxy(e.f.v, e.up, options()))
 			var hc *http.Client
 			var license string
-			var sigs []string
+			var sigs []http.Header
 			if strings.HasPrefix(mode, "signed") {
 				srv.Start()
 				hc = benchClient(srv, nil)
@@ -866,7 +891,7 @@ func BenchmarkGatewayRatio(b *testing.B) {
 			gw := httptest.NewUnstartedServer(gateway.NewProxy(e.f.v, e.up, options()))
 			var bareClient, gwClient *http.Client
 			var license string
-			var sigs []string
+			var sigs []http.Header
 			if mode == "signed" {
 				bare.Start()
 				gw.Start()
@@ -886,7 +911,7 @@ func BenchmarkGatewayRatio(b *testing.B) {
 				req, _ := http.NewRequest("GET", target, nil)
 				if sigs != nil {
 					req.Header["Licet-License"] = []string{license}
-					req.Header["Licet-Signature"] = []string{sigs[i]}
+					setSig(req.Header, sigs[i])
 				}
 				resp, err := hc.Do(req)
 				if err != nil {
@@ -944,7 +969,7 @@ func BenchmarkMiddleware(b *testing.B) {
 				h = gateway.Middleware(e.f.v, options())(noop)
 			}
 			var license string
-			var sigs []string
+			var sigs []http.Header
 			if mode == "signed" {
 				license, sigs = e.presign(b, "http://app.example.com/bench", b.N)
 				runtime.GC()
@@ -959,7 +984,7 @@ func BenchmarkMiddleware(b *testing.B) {
 				switch mode {
 				case "signed":
 					r.Header["Licet-License"] = []string{license}
-					r.Header["Licet-Signature"] = []string{sigs[i]}
+					setSig(r.Header, sigs[i])
 				case "mtls":
 					r.TLS = tlsState
 				}

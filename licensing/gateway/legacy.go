@@ -261,17 +261,12 @@ func syncDir(dir string) {
 	}
 }
 
-// checkLegacy checks a request that carries a Licet-Signature but no
-// Licet-License header against the license its keyid deposited in the
+// checkLegacy checks a signed request without a Licet-License header,
+// whose signature is p, against the license its keyid deposited in the
 // legacy store: exactly as a signed request presenting that license.
-func (c *checker) checkLegacy(r *http.Request, now time.Time, sigHeader string) (*entry, *bodyReader, *failure) {
-	p, problem := parseSignature(sigHeader)
-	if problem != "" {
-		return nil, nil, c.fail(reasonInvalidSignature, "the %s header is malformed: %s; the format is keyid=<client ID>,ts=<unix seconds>,nonce=<random>,sig=<base64 Ed25519 signature>",
-			HeaderSignature, problem)
-	}
+func (c *checker) checkLegacy(r *http.Request, now time.Time, p signature) (*entry, *bodyReader, *failure) {
 	if !validClientID(p.keyid) {
-		return nil, nil, c.fail(reasonInvalidSignature, "the keyid %q of the %s header is not a client ID (\"client-\" and 16 lowercase hex digits)", p.keyid, HeaderSignature)
+		return nil, nil, c.fail(reasonInvalidSignature, "the keyid %q of the request's signature is not a client ID (\"client-\" and 16 lowercase hex digits)", p.keyid)
 	}
 	le, err := c.legacy.load(p.keyid)
 	if err != nil {
@@ -282,7 +277,7 @@ func (c *checker) checkLegacy(r *http.Request, now time.Time, sigHeader string) 
 			"%s, then deposit it with a signed PUT %s (or send it in the %s header)",
 			p.keyid, HeaderLicense, c.where, LegacyPath, HeaderLicense)
 	}
-	e, body, f := c.checkSigned(r, now, le.header, sigHeader)
+	e, body, f := c.checkSigned(r, now, le.header, p)
 	if f != nil && f.reason == reasonExpired {
 		if c.upgrade == nil {
 			f = c.fail(reasonExpired, "the license of client %s kept at this gateway has expired: %s, then deposit it again with a signed PUT %s",
@@ -364,18 +359,17 @@ func (s *LegacyStore) deposit(c *checker, w http.ResponseWriter, r *http.Request
 		writeError(w, http.StatusBadRequest, errs.Invalid.String(), "a deposit carries the license file (PEM) as its body, not in the "+HeaderLicense+" header; sign the PUT with "+HeaderSignature+" alone")
 		return
 	}
-	sh := r.Header[HeaderSignature]
-	if len(sh) != 1 {
-		c.refuse(w, c.fail(reasonInvalidSignature, "a deposit needs exactly one %s header, keyid=<client ID>,ts=<unix seconds>,nonce=<random>,sig=<Ed25519 signature> over the request, by the license's key", HeaderSignature))
-		return
+	p, signed, f := c.requestSignature(r)
+	if f == nil && !signed {
+		f = c.fail(reasonInvalidSignature, "a deposit needs a signature over the request by the license's key: %s, %s and %s headers (HTTP Message Signatures, RFC 9421)",
+			HeaderSignatureInput, HeaderMessageSignature, HeaderContentDigest)
 	}
-	p, problem := parseSignature(sh[0])
-	if problem != "" {
-		c.refuse(w, c.fail(reasonInvalidSignature, "the %s header is malformed: %s", HeaderSignature, problem))
+	if f != nil {
+		c.refuse(w, f)
 		return
 	}
 	if !validClientID(p.keyid) {
-		c.refuse(w, c.fail(reasonInvalidSignature, "the keyid %q of the %s header is not a client ID (\"client-\" and 16 lowercase hex digits)", p.keyid, HeaderSignature))
+		c.refuse(w, c.fail(reasonInvalidSignature, "the keyid %q of the request's signature is not a client ID (\"client-\" and 16 lowercase hex digits)", p.keyid))
 		return
 	}
 	tooLarge := fmt.Sprintf("a license file is a few kB; the body of a deposit is at most %d bytes: send the license file (PEM) as the license server wrote it", maxLegacyFile)
@@ -403,7 +397,7 @@ func (s *LegacyStore) deposit(c *checker, w http.ResponseWriter, r *http.Request
 	// license (vendor root, product, time), keyid = its client ID, the
 	// signature by its key over this request (body included), the nonce.
 	r.Body, r.ContentLength, r.TransferEncoding = io.NopCloser(bytes.NewReader(pem)), int64(len(pem)), nil
-	e, _, f := c.checkSigned(r, now, base64.StdEncoding.EncodeToString(pem), sh[0])
+	e, _, f := c.checkSigned(r, now, base64.StdEncoding.EncodeToString(pem), p)
 	if f != nil {
 		c.refuse(w, f)
 		return
@@ -475,8 +469,7 @@ func (s *LegacyStore) delete(c *checker, w http.ResponseWriter, r *http.Request)
 // LegacyPath with the license file as body, deposits it). signer is the key
 // the license was issued to.
 func SignLegacyRequest(req *http.Request, body []byte, signer Signer, now time.Time) error {
-	// SignRequest's license header is not part of the signed message.
-	if err := SignRequest(req, body, []byte("-"), signer, now); err != nil {
+	if err := signMessage(req, body, signer, now); err != nil {
 		return err
 	}
 	req.Header.Del(HeaderLicense)

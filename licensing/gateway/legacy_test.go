@@ -62,7 +62,7 @@ func (e *legacyEnv) restart(t *testing.T) {
 	e.hc = httpClient(e.gw, nil)
 }
 
-// legacySigned makes a request signed by signer with only Licet-Signature.
+// legacySigned makes a request signed by signer without a Licet-License header.
 func (e *legacyEnv) legacySigned(t *testing.T, signer gateway.Signer, method, target string, body []byte) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(method, e.gw.URL+target, nil)
@@ -83,10 +83,10 @@ func (e *legacyEnv) deposit(t *testing.T, signer gateway.Signer, pem []byte) ans
 	return do(t, e.hc, e.legacySigned(t, signer, http.MethodPut, gateway.LegacyPath, pem))
 }
 
-// withKeyid replaces the keyid of req's Licet-Signature.
+// withKeyid replaces the keyid of req's signature (in Signature-Input).
 func withKeyid(req *http.Request, keyid string) *http.Request {
-	h := req.Header.Get(gateway.HeaderSignature)
-	req.Header.Set(gateway.HeaderSignature, regexp.MustCompile(`keyid=[^,]*`).ReplaceAllLiteralString(h, "keyid="+keyid))
+	h := req.Header.Get(gateway.HeaderSignatureInput)
+	req.Header.Set(gateway.HeaderSignatureInput, regexp.MustCompile(`keyid="[^"]*"`).ReplaceAllLiteralString(h, `keyid="`+keyid+`"`))
 	return req
 }
 

@@ -48,17 +48,16 @@ func appendMessage(dst []byte, method, target, host, ts, nonce string, bodySum [
 	return hex.AppendEncode(dst, bodySum[:])
 }
 
-// SignRequest prepares req to pass a gateway without mutual TLS: it sets the
-// Licet-License header to licensePEM (the license file) and the
+// SignRequestV1 signs req in the Licet-Signature scheme of licet before HTTP
+// Message Signatures: it sets the Licet-License header to licensePEM and the
 // Licet-Signature header to signer's signature over req's method, request
 // target (req.URL.RequestURI()), host (req.Host, else req.URL.Host), the
-// time now, a fresh random nonce and body. It also sets req's body to body
-// (nil or empty for none), so that what is sent is what was signed. Sign
-// each request anew just before sending it, including retries: a gateway
-// accepts a signature once, within its allowed clock skew (a minute by
-// default) of now. signer is typically the client's *keys.Signer, the key
-// the license was issued to.
-func SignRequest(req *http.Request, body []byte, licensePEM []byte, signer Signer, now time.Time) error {
+// time now, a fresh random nonce and body, and sets req's body to body.
+//
+// Deprecated: the scheme does not cover headers. Gateways accept it only
+// when started with --accept-licet-signature (Options.AcceptLicetSignature),
+// for a transition; use SignRequest.
+func SignRequestV1(req *http.Request, body []byte, licensePEM []byte, signer Signer, now time.Time) error {
 	if req == nil || req.URL == nil {
 		return errs.E(errs.Invalid, "sign request: no request")
 	}

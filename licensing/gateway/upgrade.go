@@ -77,7 +77,7 @@ func SiteUpgrader(siteURL *url.URL, token string, client *http.Client) func(ctx 
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, fmt.Errorf("the license server at %s cannot be reached: %w", siteURL, err)
+			return nil, fmt.Errorf("the license server at %s cannot be reached: %w", siteURL.Redacted(), err)
 		}
 		defer resp.Body.Close()
 		raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -298,7 +298,7 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 	if err != nil {
 		return nil, err
 	}
-	file, err := SealLicense([][]byte{a.Cert, s.ID.Site.Cert.Raw}, req.ClientHPKEKey)
+	file, err := SealLicense(s.ID.LicenseChain(a.Cert), req.ClientHPKEKey)
 	if err != nil {
 		return nil, err
 	}

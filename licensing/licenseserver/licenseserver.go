@@ -197,6 +197,13 @@ func LoadIdentity(dir string) (*Identity, error) {
 	return id, nil
 }
 
+// LicenseChain returns the certificates of a license file: the license
+// certificate, then the site's chain without the root (the site certificate
+// and, if the vendor's issuing CA certified the site, the issuing CA's).
+func (id *Identity) LicenseChain(license []byte) [][]byte {
+	return append([][]byte{license}, id.Chain[:len(id.Chain)-1]...)
+}
+
 // Certified reports whether the site holds a certificate.
 func (id *Identity) Certified() bool { return id.Site != nil }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 
+	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/verify"
@@ -33,7 +34,9 @@ type Upgraded struct {
 //
 // The site API lets only holders of a token of scope upgrade ask (a
 // gateway, which first makes the client prove it holds the license's key);
-// the new license is bound to the client's key and sealed to it.
+// the new license is bound to the client's key and sealed to it. A token
+// bound to a product (auth.FromContext of ctx) upgrades that product's
+// licenses only.
 func (s *Server) Upgrade(ctx context.Context, licensePEM []byte) (*Upgraded, error) {
 	if err := s.ID.RequireCertified(); err != nil {
 		return nil, err
@@ -50,6 +53,9 @@ func (s *Server) Upgrade(ctx context.Context, licensePEM []byte) (*Upgraded, err
 	if pub, ok := lic.Site.PublicKey.(ed25519.PublicKey); !ok || !bytes.Equal(pub, s.ID.Signer.Public()) {
 		return nil, errs.E(errs.Forbidden, "rejected: license %d was issued by license server %s, not by this one (%s); upgrade it where it was issued", lic.LicenseID, lic.SiteID, s.ID.SiteID)
 	}
+	if tok := auth.FromContext(ctx); tok != nil && !tok.AllowsProduct(lic.ProductID) {
+		return nil, errs.E(errs.Forbidden, "rejected: token %s is bound to product %q and may not upgrade license %d of product %q", tok.ID, tok.Product, lic.LicenseID, lic.ProductID)
+	}
 	if lic.Temporary() {
 		return nil, errs.E(errs.Forbidden, "rejected: license %d is a temporary license, which is not upgraded; request a license (POST /v1/licenses) when seats are free", lic.LicenseID)
 	}
@@ -60,7 +66,7 @@ func (s *Server) Upgrade(ctx context.Context, licensePEM []byte) (*Upgraded, err
 	if err != nil {
 		return nil, err
 	}
-	chain := [][]byte{a.Cert, s.ID.Site.Cert.Raw}
+	chain := s.ID.LicenseChain(a.Cert)
 	file, err := SealLicense(chain, a.ClientHPKE)
 	if err != nil {
 		return nil, err

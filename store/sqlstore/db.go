@@ -190,14 +190,19 @@ func (c conn) use(ctx context.Context) context.Context {
 	return ctx
 }
 
+// exec runs a statement. Its error is the driver's, marked errs.Private: it
+// names tables, constraints and values, so remote callers never see its text.
 func (c conn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	ctx = c.use(ctx)
-	return c.on(ctx, q).ExecContext(ctx, c.db.rebind(q), args...)
+	res, err := c.on(ctx, q).ExecContext(ctx, c.db.rebind(q), args...)
+	return res, errs.Private(err)
 }
 
+// query runs a query; its error is marked errs.Private like exec's.
 func (c conn) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	ctx = c.use(ctx)
-	return c.on(ctx, q).QueryContext(ctx, c.db.rebind(q), args...)
+	rows, err := c.on(ctx, q).QueryContext(ctx, c.db.rebind(q), args...)
+	return rows, errs.Private(err)
 }
 
 func (c conn) row(ctx context.Context, q string, args ...any) *sql.Row {
@@ -367,6 +372,7 @@ func (db *DB) dbErr(err error, what string) error {
 	if errors.As(err, &e) {
 		return err
 	}
+	err = errs.Private(err) // a Scan's error comes unmarked
 	if db.isUnique(err) {
 		return errs.Wrap(errs.Conflict, err, "%s: it exists already", what)
 	}

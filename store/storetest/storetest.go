@@ -264,6 +264,39 @@ func testTokens(t *testing.T, st auth.TokenStore) {
 	got, err = st.TokenByHash(ctx, tok.Hash)
 	ok(t, err, "TokenByHash after conflicts")
 	same(t, "token after conflicts", got, tok)
+
+	// Lifecycle: an expiry and a product come back; revocation is stored
+	// (once: a second revocation keeps the first time); the list holds all.
+	exp := at(90 * 24 * time.Hour)
+	tok4 := &auth.Token{ID: "tok_4", Name: "gw", Hash: auth.HashToken("licet_secret4"), Created: at(2 * time.Hour), Scope: auth.ScopeUpgrade, Product: "cad", Expires: &exp}
+	ok(t, st.AddToken(ctx, tok4), "AddToken with expiry and product")
+	got, err = st.TokenByHash(ctx, tok4.Hash)
+	ok(t, err, "TokenByHash 4")
+	same(t, "token with expiry and product", got, tok4)
+	rev, err := st.RevokeToken(ctx, "tok_4", at(3*time.Hour))
+	ok(t, err, "RevokeToken")
+	if rev.Revoked == nil || !rev.Revoked.Equal(at(3*time.Hour)) {
+		t.Errorf("RevokeToken: revoked %v, want %v", rev.Revoked, at(3*time.Hour))
+	}
+	rev, err = st.RevokeToken(ctx, "tok_4", at(4*time.Hour))
+	ok(t, err, "RevokeToken again")
+	if rev.Revoked == nil || !rev.Revoked.Equal(at(3*time.Hour)) {
+		t.Errorf("RevokeToken again: revoked %v, want the first time %v", rev.Revoked, at(3*time.Hour))
+	}
+	got, err = st.TokenByHash(ctx, tok4.Hash)
+	ok(t, err, "TokenByHash of a revoked token")
+	if got.Revoked == nil {
+		t.Error("TokenByHash of a revoked token: not marked revoked")
+	}
+	_, err = st.RevokeToken(ctx, "tok_none", at(0))
+	wantKind(t, err, errs.NotFound, "RevokeToken of a missing token")
+	list, err := st.Tokens(ctx)
+	ok(t, err, "Tokens")
+	var listed []string
+	for _, x := range list {
+		listed = append(listed, x.ID)
+	}
+	same(t, "Tokens", listed, []string{"tok_1", "tok_2", "tok_4"})
 }
 
 // ---- vendor ----

@@ -1,0 +1,6 @@
+-- Token lifecycle (issue 12): every new token expires, tokens can be revoked,
+-- and an upgrade token may be bound to one product. Tokens made before have
+-- no expiry (NULL); 'licet site token list' shows them so they can be rotated.
+ALTER TABLE s_tokens ADD COLUMN expires BIGINT;
+ALTER TABLE s_tokens ADD COLUMN revoked BIGINT;
+ALTER TABLE s_tokens ADD COLUMN product TEXT NOT NULL DEFAULT '';
