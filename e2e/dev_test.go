@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -115,7 +116,7 @@ func TestDev(t *testing.T) {
 	// through the gateway (challenge over the demo program) and passes it.
 	var client [][]string
 	for _, c := range commands {
-		if c[0] == "agent" {
+		if c[0] == "agent" && (c[1] == "init" || c[1] == "request") {
 			client = append(client, c)
 		}
 	}
@@ -130,13 +131,18 @@ func TestDev(t *testing.T) {
 	if err := json.Unmarshal([]byte(ok(t, client[1]...)), &seen); err != nil || seen.ClientID == "" || seen.Product != "demo-app" {
 		t.Fatalf("the demo application behind the gateway answered %+v (%v)", seen, err)
 	}
+	paygDevice := devPaygCommands(t, commands)
 	stop()
 
-	// A second run reuses the data: same tokens, the same single pack.
-	urls2, tokens2, _, stop2 := runDev(t, data)
+	// A second run reuses the data: same tokens, the same single pack, the
+	// same demo device.
+	urls2, tokens2, commands2, stop2 := runDev(t, data)
 	defer stop2()
 	if tokens2["vendor"] != tokens["vendor"] || tokens2["site"] != tokens["site"] {
 		t.Fatal("a second run of licet dev did not reuse its data")
+	}
+	if d := devCommand(t, commands2, "agent", "payg", "status"); !strings.Contains(ok(t, d...), paygDevice) {
+		t.Errorf("the second run shows another demo device than %s", paygDevice)
 	}
 	if n := sitePacks(t, urls2["site"], tokens2["site"]); n != 1 {
 		t.Fatalf("after restart the demo site has %d packs, want 1", n)
@@ -157,4 +163,63 @@ func sitePacks(t *testing.T, url, token string) int {
 		t.Fatalf("GET /v1/packs: %d %v", resp.StatusCode, err)
 	}
 	return len(rows)
+}
+
+// devCommand returns the banner command that begins with prefix.
+func devCommand(t *testing.T, commands [][]string, prefix ...string) []string {
+	t.Helper()
+	for _, c := range commands {
+		if len(c) >= len(prefix) && slices.Equal(c[:len(prefix)], prefix) {
+			return c
+		}
+	}
+	t.Fatalf("the banner suggests no %q command: %v", strings.Join(prefix, " "), commands)
+	return nil
+}
+
+// devPaygCommands runs the banner's pay-as-you-go commands as printed: the
+// demo device's status (an hour of credit), a metered program, a sale of
+// ten minutes of credit and the sync that brings it to the device, the
+// vendor's view; then a keypad token issued and typed in. It returns the
+// demo device's ID.
+func devPaygCommands(t *testing.T, commands [][]string) string {
+	t.Helper()
+	status := devCommand(t, commands, "agent", "payg", "status")
+	var st paygStatus
+	okJSON(t, &st, status...)
+	if st.State != "active" || st.BalanceSeconds != 3600 || st.HighestSequence != 1 || st.Account != "demo-payg" {
+		t.Fatalf("the demo device as licet dev made it: %+v", st)
+	}
+	ok(t, devCommand(t, commands, "agent", "run")...)
+	okJSON(t, &st, status...)
+	if st.BalanceSeconds > 3600-2 || st.BalanceSeconds < 3600-10 {
+		t.Errorf("the banner's metered program (sleep 3) left %d s of 3600", st.BalanceSeconds)
+	}
+	if out := ok(t, devCommand(t, commands, "vendor", "sell")...); !strings.Contains(out, "Packet 2 for device "+st.DeviceID) {
+		t.Errorf("the banner's sale: %s", out)
+	}
+	if out := ok(t, devCommand(t, commands, "agent", "payg", "sync")...); !strings.Contains(out, "Applied packet 2") || !strings.Contains(out, "10m0s of use") {
+		t.Errorf("the banner's sync: %s", out)
+	}
+	if out := ok(t, devCommand(t, commands, "vendor", "device", "show")...); !strings.Contains(out, "Last packet: 2") {
+		t.Errorf("the banner's vendor device show: %s", out)
+	}
+
+	token := strings.TrimSpace(ok(t, devCommand(t, commands, "vendor", "token", "issue")...))
+	if !regexp.MustCompile(`^[0-9]{9,}$`).MatchString(token) {
+		t.Fatalf("vendor token issue printed %q, not a token", token)
+	}
+	enter := slices.Clone(devCommand(t, commands, "agent", "token", "enter"))
+	if i := slices.Index(enter, "TOKEN"); i < 0 {
+		t.Fatalf("the banner's token entry has no TOKEN to replace: %v", enter)
+	} else {
+		enter[i] = token
+	}
+	if out := ok(t, enter...); !strings.Contains(out, "Token applied: ADD_TIME") {
+		t.Errorf("typing the banner's token: %s", out)
+	}
+	if out := ok(t, devCommand(t, commands, "agent", "token", "status")...); !strings.Contains(out, "last count") {
+		t.Errorf("keypad status: %s", out)
+	}
+	return st.DeviceID
 }

@@ -55,7 +55,9 @@ func runDev(ctx context.Context, e *env, args []string) error {
 			"on its own loopback port; the gateway guards a small demo application (it answers\n"+
 			"with the verified license identity) and upgrades licenses with the site. The first\n"+
 			"run creates a demo vendor, product and customer, enrolls the site online and\n"+
-			"installs a pack of 10 seats; later runs reuse the data. Ctrl-C stops it.")
+			"installs a pack of 10 seats; it also sells and registers a pay-as-you-go demo\n"+
+			"device with an hour of credit and sets up a keypad device for offline tokens.\n"+
+			"Later runs reuse the data. Ctrl-C stops it.")
 	data := f.String("data", "licet-dev", "data directory")
 	vListen := f.String("vendor-listen", DefaultVendorListen, "vendor API address")
 	sListen := f.String("site-listen", DefaultSiteListen, "site API address")
@@ -97,6 +99,9 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	}
 	defer svc.Close()
 	vh, err := vendorHandler(svc, vdir, log, api.DefaultLimits)
+	if err == nil {
+		err = addPaygRoutes(vh, svc, vdir)
+	}
 	if err != nil {
 		return err
 	}
@@ -118,6 +123,12 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		if err := saveDevTokens(tokPath, toks); err != nil {
 			return err
 		}
+	}
+	payg, err := devPayg(gctx, vurl, toks.Vendor, *data)
+	if err != nil {
+		vln.Close()
+		g.Wait()
+		return err
 	}
 	id, err := licenseserver.LoadIdentity(sdir)
 	if err != nil {
@@ -185,10 +196,23 @@ Try next:
   curl -si %[7]s/hello     # 401: the gateway wants a license of %[8]s
   go run ./cmd/licet vendor order list --server %[2]s --token %[3]s
 
+Pay-as-you-go: demo device %[11]s (account %[13]s) was sold an hour of use; its agent is in %[12]s.
+  go run ./cmd/licet agent payg status --data %[12]s
+  go run ./cmd/licet agent run --data %[12]s --product %[8]s --tick 1s -- sleep 3   # metered use
+  go run ./cmd/licet vendor sell --server %[2]s --token %[3]s --account %[13]s --plan %[14]s --device %[11]s
+  go run ./cmd/licet agent payg sync --data %[12]s --hw-root %[15]s --server %[2]s
+  go run ./cmd/licet vendor device show --server %[2]s --token %[3]s --device %[11]s
+
+Offline keypad credit: demo keypad device %[16]s; its agent is in %[17]s. Issue a token, then type it in:
+  go run ./cmd/licet vendor token issue --server %[2]s --token %[3]s --device %[16]s --days 7
+  go run ./cmd/licet agent token enter --data %[17]s TOKEN   # TOKEN: the digits printed by the line above
+  go run ./cmd/licet agent token status --data %[17]s
+
 A client: get a license through the gateway (platform challenge over the demo program) and use it:
   go run ./cmd/licet agent init --data %[1]s/agent --server %[4]s
   go run ./cmd/licet agent request --data %[1]s/agent --server %[7]s --product %[8]s --software-id %[9]s --image %[1]s/%[10]s /hello
-`, *data, vurl, toks.Vendor, surl, toks.Site, sdir, gurl, devProduct, devSoftwareID, devImageFile)
+`, *data, vurl, toks.Vendor, surl, toks.Site, sdir, gurl, devProduct, devSoftwareID, devImageFile,
+		payg.DeviceID, payg.Dir, devPaygAccount, devPaygTopUp, payg.HWRoot, devKeypadSerial, payg.Keypad)
 	return g.Wait()
 }
 
