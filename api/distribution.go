@@ -32,6 +32,7 @@ import (
 //	GET  /v1/dist/releases[?app=A]              list releases
 //	GET  /v1/dist/releases/{id}/status          per customer: current, installed, devices by status
 //	POST /v1/dist/bundles                       assign a release to a customer's group, publish its metadata
+//	POST /v1/dist/bundles/rollout               {"customer","group","app","action"}: advance, pause, resume or cancel a staged rollout
 //	GET  /v1/dist/bundles[?customer=C]          list bundles
 //	GET  /v1/dist/customers/{id}/versions       current and installed versions of a customer
 //	GET  /v1/dist/customers/{id}/export[?valid_for=720h]  the export file of an air-gapped site
@@ -242,6 +243,24 @@ func addDistributionVendorRoutes(s *Server, svc *clearinghouse.Service) {
 		}
 		s.Log.Info("bundle set", "customer", b.Customer, "group", b.Group, "release", b.Release, "by", caller(s, r))
 		writeJSON(w, http.StatusCreated, b)
+		return nil
+	})
+	s.Admin("POST /v1/dist/bundles/rollout", func(w http.ResponseWriter, r *http.Request) error {
+		var req struct {
+			Customer string `json:"customer"`
+			Group    string `json:"group"`
+			App      string `json:"app"`
+			Action   string `json:"action"`
+		}
+		if err := readJSON(r, &req); err != nil {
+			return err
+		}
+		b, err := cat.RolloutAction(r.Context(), req.Customer, req.Group, req.App, req.Action)
+		if err != nil {
+			return err
+		}
+		s.Log.Info("rollout "+req.Action, "customer", b.Customer, "group", b.Group, "release", b.Release, "by", caller(s, r))
+		writeJSON(w, http.StatusOK, b)
 		return nil
 	})
 	s.Admin("GET /v1/dist/bundles", func(w http.ResponseWriter, r *http.Request) error {

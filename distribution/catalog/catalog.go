@@ -64,6 +64,37 @@ type Bundle struct {
 	App      string    `json:"app"`
 	Release  string    `json:"release"`
 	Updated  time.Time `json:"updated"`
+	Rollout  *Rollout  `json:"rollout,omitempty"` // nil: every device of the group at once
+}
+
+// Rollout states.
+const (
+	RolloutActive    = "active"
+	RolloutPaused    = "paused"
+	RolloutCancelled = "cancelled"
+	RolloutDone      = "done"
+)
+
+// Rollout stages a bundle: phase by phase a larger share of the group's
+// devices may install it; when more than MaxFailures percent of the devices
+// that reported on the release failed, it pauses by itself.
+type Rollout struct {
+	Phases      []int  `json:"phases"`       // percent of devices per phase, rising, the last 100
+	Phase       int    `json:"phase"`        // index of the current phase
+	MaxFailures int    `json:"max_failures"` // percent of reporting devices; over it the rollout pauses
+	State       string `json:"state"`
+	Reason      string `json:"reason,omitempty"` // why it paused
+	// Since is when the rollout started or was last resumed: the error
+	// threshold counts the reports from then on.
+	Since time.Time `json:"since"`
+}
+
+// Percent is the share of devices admitted now.
+func (r *Rollout) Percent() int {
+	if r.State == RolloutCancelled {
+		return 0
+	}
+	return r.Phases[r.Phase]
 }
 
 // Blob is a stored artifact body, by SHA-256.
@@ -351,6 +382,20 @@ func (s *Service) AddBundle(ctx context.Context, b *Bundle) (*Meta, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r := b.Rollout; r != nil {
+		if len(r.Phases) == 0 || len(r.Phases) > 20 || r.Phases[len(r.Phases)-1] != 100 {
+			return nil, errs.E(errs.Invalid, "rollout.phases %v: give 1 to 20 rising percentages ending in 100, e.g. 10,50,100", r.Phases)
+		}
+		for i, p := range r.Phases {
+			if p < 1 || p > 100 || (i > 0 && p <= r.Phases[i-1]) {
+				return nil, errs.E(errs.Invalid, "rollout.phases %v: percentages must rise from 1 to 100", r.Phases)
+			}
+		}
+		if r.MaxFailures < 0 || r.MaxFailures > 100 {
+			return nil, errs.E(errs.Invalid, "rollout.max_failures %d: give a percentage from 0 to 100", r.MaxFailures)
+		}
+		r.Phase, r.State, r.Reason, r.Since = 0, RolloutActive, "", s.now()
+	}
 	b.App, b.Updated = rel.App, s.now()
 	if err := s.Store.SetDistBundle(ctx, b); err != nil {
 		return nil, err
@@ -583,9 +628,13 @@ func (s *Service) targets(ctx context.Context, customer, group string) ([]tufmet
 		if err != nil {
 			return nil, err
 		}
+		var gate *tufmeta.Gate
+		if r := b.Rollout; r != nil && r.State != RolloutDone {
+			gate = &tufmeta.Gate{Salt: rel.ID + "/" + group, Percent: r.Percent(), Paused: r.State == RolloutPaused}
+		}
 		for _, a := range rel.Artifacts {
 			out = append(out, tufmeta.Target{Customer: customer, Group: group, App: rel.App, Version: rel.Version, Release: rel.ID,
-				Platform: a.Platform, Name: a.Name, Length: a.Size, SHA256: a.SHA256})
+				Platform: a.Platform, Name: a.Name, Length: a.Size, SHA256: a.SHA256, Rollout: gate})
 		}
 	}
 	return out, nil
@@ -648,7 +697,7 @@ func (s *Service) RecordStatus(ctx context.Context, customer string, st []*Statu
 			return err
 		}
 	}
-	return nil
+	return s.checkThresholds(ctx, customer)
 }
 
 // CustomerVersion is, for a customer and application, the version its

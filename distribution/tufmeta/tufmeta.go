@@ -72,6 +72,28 @@ type Target struct {
 	Release  string `json:"release"`
 	Platform string `json:"platform"`
 	Name     string `json:"name"`
+	// Rollout, if set, limits the target to a share of the group's devices.
+	Rollout *Gate `json:"rollout,omitempty"`
+}
+
+// Gate is a staged rollout's signed rule: a device installs the target only
+// while the rollout is not paused and its bucket (0-99, from the salt and
+// its name) is below Percent.
+type Gate struct {
+	Salt    string `json:"salt"`
+	Percent int    `json:"percent"`
+	Paused  bool   `json:"paused,omitempty"`
+}
+
+// Bucket places a device in 0..99 for a rollout's salt.
+func Bucket(salt, device string) int {
+	h := sha256.Sum256([]byte("licet rollout\n" + salt + "\n" + device))
+	return int((uint32(h[0])<<24 | uint32(h[1])<<16 | uint32(h[2])<<8 | uint32(h[3])) % 100)
+}
+
+// Admits reports whether a device may install the target now.
+func (t *Target) Admits(device string) bool {
+	return t.Rollout == nil || (!t.Rollout.Paused && Bucket(t.Rollout.Salt, device) < t.Rollout.Percent)
 }
 
 // TargetPath is the path of a target in its repository.

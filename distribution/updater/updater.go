@@ -221,6 +221,7 @@ type Plan struct {
 	Metadata  int64           `json:"timestamp_version"` // the trusted timestamp version
 	Expires   time.Time       `json:"metadata_expires"`  // when the trusted metadata expires
 	Changed   bool            `json:"metadata_changed"`  // newer metadata was loaded
+	Waiting   string          `json:"waiting,omitempty"` // why a staged rollout does not admit this device yet
 }
 
 // Check refreshes the trusted metadata from the site and says whether the
@@ -252,6 +253,14 @@ func (u *Updater) Check(ctx context.Context) (*Plan, error) {
 		if t.App == u.Config.App && t.Platform == u.Config.Platform {
 			p.Available = &t
 			p.Update = inst == nil || inst.Version != t.Version || inst.SHA256 != t.SHA256
+			if p.Update && !t.Admits(u.Config.Device) {
+				p.Update = false
+				if t.Rollout.Paused {
+					p.Waiting = "the staged rollout is paused"
+				} else {
+					p.Waiting = fmt.Sprintf("the staged rollout admits %d%% of the group's devices, not this one yet", t.Rollout.Percent)
+				}
+			}
 			break
 		}
 	}
@@ -280,7 +289,7 @@ type Options struct {
 // Result is the outcome of Apply.
 type Result struct {
 	Plan   *Plan  `json:"plan"`
-	Status string `json:"status"` // installed, failed or up-to-date
+	Status string `json:"status"` // installed, failed, up-to-date or waiting (for a rollout phase)
 	Dir    string `json:"dir,omitempty"`
 	Log    string `json:"log,omitempty"`
 }
@@ -294,6 +303,9 @@ func (u *Updater) Apply(ctx context.Context, opt Options) (*Result, error) {
 	}
 	if p.Available == nil {
 		return &Result{Plan: p, Status: "up-to-date"}, errs.E(errs.NotFound, "group %s's bundle has no %s for platform %s", u.Config.Group, u.Config.App, u.Config.Platform)
+	}
+	if p.Waiting != "" {
+		return &Result{Plan: p, Status: "waiting"}, nil
 	}
 	if !p.Update {
 		return &Result{Plan: p, Status: "up-to-date"}, nil
@@ -508,6 +520,8 @@ func (p *Plan) String() string {
 	switch {
 	case p.Available == nil:
 		return fmt.Sprintf("%s: the group's bundle has no artifact for this platform (installed: %s)", p.App, orNone(p.Installed))
+	case p.Waiting != "":
+		return fmt.Sprintf("%s: %s is released to this group, but %s (installed: %s)", p.App, p.Available.Version, p.Waiting, orNone(p.Installed))
 	case p.Update:
 		return fmt.Sprintf("%s: update available: %s -> %s (%s, %d bytes)", p.App, orNone(p.Installed), p.Available.Version, p.Available.Name, p.Available.Length)
 	}

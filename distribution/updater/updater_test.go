@@ -529,3 +529,97 @@ func TestImportRefusesForeignPayload(t *testing.T) {
 		t.Fatalf("export for another customer: %v", err)
 	}
 }
+
+// TestStagedRollout: phase 1 admits about 30% of the group's devices (by a
+// signed rule each device evaluates); a failed install over the error
+// threshold pauses the rollout, so admitted devices that had not installed
+// yet wait; resume and advance to 100% let every device install.
+func TestStagedRollout(t *testing.T) {
+	w := newWorld(t)
+	w.bundle("g1", w.release("1.0", script("one")))
+	r2 := w.release("2.0", script("two"))
+	w.transfer()
+	var devs []*updater.Updater
+	for i := range 20 {
+		name := fmt.Sprintf("unit-%02d", i)
+		_, tok, err := w.mir.AddDevice(t.Context(), name, "g1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := updater.Init(t.Context(), t.TempDir(), updater.Config{Server: w.site.URL, Token: tok, App: "app", Platform: "linux-amd64"}, w.root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Now = func() time.Time { return w.now }
+		if _, err := u.Apply(t.Context(), updater.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		devs = append(devs, u)
+	}
+	if _, err := w.cat.AddBundle(t.Context(), &catalog.Bundle{Customer: "acme", Group: "g1", Release: r2.ID, Rollout: &catalog.Rollout{Phases: []int{30, 100}, MaxFailures: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	w.transfer()
+	var admitted, waiting []*updater.Updater
+	for _, u := range devs {
+		p, err := u.Check(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := tufmeta.Bucket(r2.ID+"/g1", u.Config.Device) < 30
+		if (p.Waiting == "") != want || p.Available.Version != "2.0" {
+			t.Fatalf("device %s: plan %+v, admitted should be %v", u.Config.Device, p, want)
+		}
+		if want {
+			admitted = append(admitted, u)
+		} else {
+			waiting = append(waiting, u)
+		}
+	}
+	if len(admitted) < 2 || len(waiting) == 0 {
+		t.Fatalf("%d admitted, %d waiting of 20", len(admitted), len(waiting))
+	}
+	t.Logf("phase 1 (30%%): %d of 20 devices admitted", len(admitted))
+	// The first admitted device fails; its report reaches the vendor.
+	if _, err := admitted[0].Apply(t.Context(), updater.Options{Hook: "exit 1"}); err == nil {
+		t.Fatal("failing hook succeeded")
+	}
+	forward := func() {
+		reps, err := w.mir.Store.PendingDistReports(t.Context(), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sts []*catalog.Status
+		var ids []int64
+		for _, r := range reps {
+			sts = append(sts, &catalog.Status{Group: r.Group, Device: r.Device, App: r.App, Version: r.Version, Status: r.Status, Log: r.Log, At: r.At})
+			ids = append(ids, r.ID)
+		}
+		if err := w.cat.RecordStatus(t.Context(), "acme", sts); err != nil {
+			t.Fatal(err)
+		}
+		w.mir.Store.MarkDistReportsSent(t.Context(), ids)
+	}
+	forward()
+	w.transfer()
+	res, err := admitted[1].Apply(t.Context(), updater.Options{})
+	if err != nil || res.Status != "waiting" || !strings.Contains(res.Plan.Waiting, "paused") {
+		t.Fatalf("admitted device after the threshold paused the rollout: %v %+v", err, res)
+	}
+	for _, action := range []string{catalog.ActionResume, catalog.ActionAdvance} {
+		if _, err := w.cat.RolloutAction(t.Context(), "acme", "g1", "app", action); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.transfer()
+	for _, u := range devs {
+		if res, err := u.Apply(t.Context(), updater.Options{}); err != nil || res.Plan.Installed != "2.0" {
+			t.Fatalf("device %s after advancing to 100%%: %v %+v", u.Config.Device, err, res)
+		}
+	}
+	forward()
+	vs, _ := w.cat.Versions(t.Context(), "acme")
+	if vs[0].Installed != "2.0" || vs[0].Devices[catalog.StatusInstalled] != 20 {
+		t.Fatalf("vendor record %+v", vs[0])
+	}
+}

@@ -137,7 +137,7 @@ func agentUpdateApply(ctx context.Context, e *env, args []string) error {
 			switch res.Status {
 			case "installed":
 				fmt.Fprintf(e.stdout, "Installed %s %s in %s.\n", res.Plan.App, res.Plan.Installed, res.Dir)
-			case "up-to-date":
+			case "up-to-date", "waiting":
 				fmt.Fprintln(e.stdout, res.Plan.String())
 			default:
 				fmt.Fprintf(e.stdout, "Install failed; %s stays at %s.\n%s", res.Plan.App, distDash(res.Plan.Installed), res.Log)

@@ -42,7 +42,11 @@ func vendorReleaseCommand() *command {
 func vendorBundleCommand() *command {
 	return &command{name: "bundle", summary: "which release each group of a customer's devices gets", sub: []*command{
 		leaf("add", "assign a release to a customer's device group and publish its signed metadata", vendorBundleAdd),
-		leaf("list", "list bundles", vendorDistList("bundle", "/v1/dist/bundles", []string{"customer", "group", "app", "release", "updated"})),
+		leaf("list", "list bundles", vendorDistList("bundle", "/v1/dist/bundles", []string{"customer", "group", "app", "release", "updated", "rollout"})),
+		leaf("advance", "let the next phase of a staged rollout's devices install", vendorRollout(catalog.ActionAdvance)),
+		leaf("pause", "stop a staged rollout's new installs", vendorRollout(catalog.ActionPause)),
+		leaf("resume", "resume a paused staged rollout", vendorRollout(catalog.ActionResume)),
+		leaf("cancel", "end a staged rollout: no further installs", vendorRollout(catalog.ActionCancel)),
 	}}
 }
 
@@ -242,11 +246,24 @@ func vendorBundleAdd(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&b.Customer, "customer", "", "customer ID")
 	fs.StringVar(&b.Group, "group", "", "the device group, as the site names it")
 	fs.StringVar(&b.Release, "release", "", "release ID (APP-VERSION)")
+	phases := fs.String("phases", "", "stage the rollout: percentages of the group's devices per phase, e.g. 10,50,100 ('licet vendor bundle advance' moves on)")
+	maxFail := fs.Int("max-failures", 10, "with --phases: the rollout pauses when more than this percentage of the devices that reported failed")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "customer", "group", "release"); err != nil {
 		return err
+	}
+	if *phases != "" {
+		r := &catalog.Rollout{MaxFailures: *maxFail}
+		for _, p := range strings.Split(*phases, ",") {
+			var n int
+			if _, err := fmt.Sscanf(strings.TrimSpace(p), "%d", &n); err != nil {
+				return errs.E(errs.Usage, "--phases %q: give percentages separated by commas, e.g. 10,50,100", *phases)
+			}
+			r.Phases = append(r.Phases, n)
+		}
+		b.Rollout = r
 	}
 	var out catalog.Bundle
 	if err := a.client(e).Post(ctx, "/v1/dist/bundles", b, &out); err != nil {
@@ -255,8 +272,47 @@ func vendorBundleAdd(ctx context.Context, e *env, args []string) error {
 	if *a.json {
 		return printJSON(e.stdout, out)
 	}
-	fmt.Fprintf(e.stdout, "Group %s of %s now gets %s.\n", out.Group, out.Customer, out.Release)
+	fmt.Fprintf(e.stdout, "Group %s of %s now gets %s%s.\n", out.Group, out.Customer, out.Release, rolloutText(out.Rollout))
 	return nil
+}
+
+func rolloutText(r *catalog.Rollout) string {
+	if r == nil {
+		return ""
+	}
+	s := fmt.Sprintf(" (staged rollout %s: phase %d of %d, %d%% of the devices", r.State, r.Phase+1, len(r.Phases), r.Percent())
+	if r.Reason != "" {
+		s += "; " + r.Reason
+	}
+	return s + ")"
+}
+
+func vendorRollout(action string) func(ctx context.Context, e *env, args []string) error {
+	return func(ctx context.Context, e *env, args []string) error {
+		fs := flagSet(e, "licet vendor bundle "+action, "--customer C --group G --app A [--json]",
+			"Changes a staged rollout ('licet vendor bundle add --phases'): advance lets the next phase's\n"+
+				"share of devices install, pause stops new installs, resume undoes a pause (also one the error\n"+
+				"threshold made), cancel ends the rollout. The group's metadata is signed again.")
+		a := vendorAdmin(e, fs)
+		customer := fs.String("customer", "", "customer ID")
+		group := fs.String("group", "", "device group")
+		app := fs.String("app", "", "application ID")
+		if err := parse(fs, args, 0); err != nil {
+			return err
+		}
+		if err := required(fs, "customer", "group", "app"); err != nil {
+			return err
+		}
+		var out catalog.Bundle
+		if err := a.client(e).Post(ctx, "/v1/dist/bundles/rollout", map[string]string{"customer": *customer, "group": *group, "app": *app, "action": action}, &out); err != nil {
+			return err
+		}
+		if *a.json {
+			return printJSON(e.stdout, out)
+		}
+		fmt.Fprintf(e.stdout, "Group %s of %s: %s%s.\n", out.Group, out.Customer, out.Release, rolloutText(out.Rollout))
+		return nil
+	}
 }
 
 func printVersions(e *env, vs []catalog.CustomerVersion) {

@@ -166,9 +166,13 @@ func (v *Vendor) DistBlob(ctx context.Context, sha string) (*catalog.Blob, error
 
 // SetDistBundle assigns a group's release of an application.
 func (v *Vendor) SetDistBundle(ctx context.Context, b *catalog.Bundle) error {
-	_, err := v.conn().exec(ctx, `INSERT INTO v_dist_bundles (customer_id, grp, app_id, release_id, updated) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (customer_id, grp, app_id) DO UPDATE SET release_id = excluded.release_id, updated = excluded.updated`,
-		b.Customer, b.Group, b.App, b.Release, toNanos(b.Updated))
+	rollout := ""
+	if b.Rollout != nil {
+		rollout = toJSON(b.Rollout)
+	}
+	_, err := v.conn().exec(ctx, `INSERT INTO v_dist_bundles (customer_id, grp, app_id, release_id, updated, rollout) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (customer_id, grp, app_id) DO UPDATE SET release_id = excluded.release_id, updated = excluded.updated, rollout = excluded.rollout`,
+		b.Customer, b.Group, b.App, b.Release, toNanos(b.Updated), rollout)
 	if v.isFK(err) {
 		return errs.Wrap(errs.NotFound, err, "customer %q or release %q not found", b.Customer, b.Release)
 	}
@@ -180,10 +184,17 @@ func (v *Vendor) DistBundles(ctx context.Context, customer string) ([]*catalog.B
 	return list(ctx, v.conn(), "list bundles", func(sc scanner) (*catalog.Bundle, error) {
 		var b catalog.Bundle
 		var updated int64
-		err := sc.Scan(&b.Customer, &b.Group, &b.App, &b.Release, &updated)
+		var rollout string
+		if err := sc.Scan(&b.Customer, &b.Group, &b.App, &b.Release, &updated, &rollout); err != nil {
+			return nil, err
+		}
 		b.Updated = fromNanos(updated)
-		return &b, err
-	}, `SELECT customer_id, grp, app_id, release_id, updated FROM v_dist_bundles WHERE customer_id = ? OR ? = '' ORDER BY customer_id, grp, app_id`, customer, customer)
+		if rollout != "" {
+			b.Rollout = &catalog.Rollout{}
+			return &b, fromJSON(rollout, b.Rollout)
+		}
+		return &b, nil
+	}, `SELECT customer_id, grp, app_id, release_id, updated, rollout FROM v_dist_bundles WHERE customer_id = ? OR ? = '' ORDER BY customer_id, grp, app_id`, customer, customer)
 }
 
 // AddDistRoot stores a root version; Conflict if it exists.

@@ -26,6 +26,7 @@ func TestDistVendor(t *testing.T, open func(t *testing.T) catalog.Store) {
 	sub("PublishAndVerify", func(t *testing.T) { testDistPublish(t, open(t)) })
 	sub("ConcurrentPublish", func(t *testing.T) { testDistConcurrentPublish(t, open(t)) })
 	sub("Statuses", func(t *testing.T) { testDistStatuses(t, open(t)) })
+	sub("Rollout", func(t *testing.T) { testDistRollout(t, open(t)) })
 }
 
 // TestDistSite runs the conformance suite of mirror.Store.
@@ -319,5 +320,53 @@ func testDistReports(t *testing.T, st mirror.Store) {
 	ok(t, err, "latest")
 	if len(latest) != 2 || latest[0].Status != "installed" || latest[1].Status != "failed" || latest[1].Log != "boom" {
 		t.Fatalf("latest reports %+v %+v", latest[0], latest[1])
+	}
+}
+
+// testDistRollout: a staged rollout is stored with its bundle, pauses by
+// itself when a device fails over the threshold, and moves by actions.
+func testDistRollout(t *testing.T, st catalog.Store) {
+	ctx := t.Context()
+	svc := distService(t, st)
+	ok(t, svc.AddApp(ctx, &catalog.App{ID: "app"}), "add app")
+	r := release(t, svc, "app", "2.0", []byte("two"))
+	_, err := svc.AddBundle(ctx, &catalog.Bundle{Customer: "acme", Group: "g1", Release: r.ID, Rollout: &catalog.Rollout{Phases: []int{10, 50, 100}, MaxFailures: 20}})
+	ok(t, err, "staged bundle")
+	if _, err := svc.AddBundle(ctx, &catalog.Bundle{Customer: "acme", Group: "g2", Release: r.ID, Rollout: &catalog.Rollout{Phases: []int{50, 40}}}); !errs.Is(err, errs.Invalid) {
+		t.Fatalf("falling phases: %v, want Invalid", err)
+	}
+	rollout := func() *catalog.Rollout {
+		bs, err := st.DistBundles(ctx, "acme")
+		ok(t, err, "bundles")
+		return bs[0].Rollout
+	}
+	same(t, "rollout", rollout(), &catalog.Rollout{Phases: []int{10, 50, 100}, MaxFailures: 20, State: catalog.RolloutActive, Since: t0.Truncate(time.Millisecond)})
+	_, err = svc.RolloutAction(ctx, "acme", "g1", "app", catalog.ActionAdvance)
+	ok(t, err, "advance")
+	var sts []*catalog.Status
+	for i := range 4 {
+		sts = append(sts, &catalog.Status{Group: "g1", Device: fmt.Sprintf("d%d", i), App: "app", Version: "2.0", Status: catalog.StatusInstalled, At: t0})
+	}
+	ok(t, svc.RecordStatus(ctx, "acme", sts), "four installed")
+	if got := rollout(); got.State != catalog.RolloutActive || got.Phase != 1 {
+		t.Fatalf("after four installs: %+v", got)
+	}
+	ok(t, svc.RecordStatus(ctx, "acme", []*catalog.Status{{Group: "g1", Device: "d9", App: "app", Version: "2.0", Status: catalog.StatusFailed, At: t0}}), "one failed")
+	if got := rollout(); got.State != catalog.RolloutActive {
+		t.Fatalf("1 of 5 failed (20%%, not over 20%%): %+v", got)
+	}
+	ok(t, svc.RecordStatus(ctx, "acme", []*catalog.Status{{Group: "g1", Device: "d8", App: "app", Version: "2.0", Status: catalog.StatusFailed, At: t0}}), "two failed")
+	if got := rollout(); got.State != catalog.RolloutPaused || got.Reason == "" {
+		t.Fatalf("2 of 6 failed: %+v", got)
+	}
+	if _, err := svc.RolloutAction(ctx, "acme", "g1", "app", catalog.ActionAdvance); !errs.Is(err, errs.Conflict) {
+		t.Fatalf("advance while paused: %v, want Conflict", err)
+	}
+	for _, a := range []string{catalog.ActionResume, catalog.ActionAdvance} {
+		_, err := svc.RolloutAction(ctx, "acme", "g1", "app", a)
+		ok(t, err, a)
+	}
+	if got := rollout(); got.State != catalog.RolloutDone || got.Percent() != 100 {
+		t.Fatalf("after the last phase: %+v", got)
 	}
 }
