@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
 # Sets up a vendor and a site with one pack of SEATS seats on this machine, then
 # runs 'licet bench grants' and 'licet bench verify' against the site.
-# Usage: scripts/bench-grants.sh [--db postgres://...] [SEATS] [CLIENTS] [CONCURRENCY]
+# Usage: scripts/bench-grants.sh [--db postgres://...] [--sites N] [--wrong C] [SEATS] [CLIENTS] [CONCURRENCY]
+# --sites N starts N 'site serve' processes on the database (PostgreSQL) and sends
+# the grants round robin; --wrong C adds C concurrent clients that keep sending
+# wrong answers during the run (the abuse case; they stop after WRONGFOR,
+# default 15s, and the script waits for them). LICET=path uses that binary
+# instead of building one (to compare two builds in one session); NOVERIFY=1
+# skips the verification benchmark that follows the grants.
 # Prints the load generator's results; everything lives in a temporary directory.
 set -euo pipefail
-DB=""
-if [ "${1:-}" = "--db" ]; then DB="$2"; shift 2; fi
+DB=""; SITES=1; WRONG=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --db) DB="$2"; shift 2;;
+    --sites) SITES="$2"; shift 2;;
+    --wrong) WRONG="$2"; shift 2;;
+    *) break;;
+  esac
+done
 SEATS=${1:-20000}; CLIENTS=${2:-5000}; CONC=${3:-64}
 cd "$(dirname "$0")/.."
 W=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
-go build -o "$W/licet" ./cmd/licet
+if [ -n "${LICET:-}" ]; then cp "$LICET" "$W/licet"; else go build -o "$W/licet" ./cmd/licet; fi
 L="$W/licet"
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
 export LICET_TOKEN=$($L vendor init --data "$W/vendor" --name Bench --json | json admin_token)
@@ -27,12 +40,30 @@ $L site pack buy --data "$W/site" --order "$ORDER" >/dev/null
 head -c 65536 /dev/urandom > "$W/client-image"
 $L vendor image sign --software-id non-windows/1/1 -o "$W/image.sig" "$W/client-image"
 $L site image add --data "$W/site" --signature "$W/image.sig" "$W/client-image" >/dev/null
-$L site serve --data "$W/site" --listen 127.0.0.1:0 --rate-limit 0 > "$W/site.out" 2>"$W/site.log" &
-until grep -q listening "$W/site.out" 2>/dev/null; do sleep 0.1; done
-SITE=$(grep -o 'http://[^ ]*' "$W/site.out")
-if [ -n "$DB" ]; then KIND=PostgreSQL; else KIND=SQLite; fi
+SERVERS=()
+for i in $(seq 1 "$SITES"); do
+  $L site serve --data "$W/site" --listen 127.0.0.1:0 --rate-limit 0 > "$W/site$i.out" 2>"$W/site$i.log" &
+  until grep -q listening "$W/site$i.out" 2>/dev/null; do sleep 0.1; done
+  SERVERS+=(--server "$(grep -o 'http://[^ ]*' "$W/site$i.out")")
+done
+SITE=$(grep -o 'http://[^ ]*' "$W/site1.out")
+if [ -n "$DB" ]; then KIND="PostgreSQL, $SITES site processes"; else KIND=SQLite; fi
+if [ "$WRONG" -gt 0 ]; then
+  echo "# abuse: $WRONG concurrent clients sending wrong answers during the run"
+  $L bench grants "${SERVERS[@]}" --product app --software-id non-windows/1/1 --image "$W/client-image" --clients 100000000 --concurrency "$WRONG" --wrong-answers --duration "${WRONGFOR:-15s}" > "$W/wrong.out" 2>&1 &
+  WRONGPID=$!
+  sleep 1
+fi
 echo "# grants: $CLIENTS clients, concurrency $CONC, $KIND"
-$L bench grants --server "$SITE" --product app --software-id non-windows/1/1 --image "$W/client-image" --clients "$CLIENTS" --concurrency "$CONC"
+$L bench grants "${SERVERS[@]}" --product app --software-id non-windows/1/1 --image "$W/client-image" --clients "$CLIENTS" --concurrency "$CONC"
+if [ "$WRONG" -gt 0 ]; then
+  # The abusers' own figures cover their whole run (until --duration), not only the grants above.
+  wait "$WRONGPID" 2>/dev/null || true; sed 's/^/# wrong answers (whole run): /' "$W/wrong.out" || true
+fi
+if [ -n "$DB" ]; then
+  echo "# seats: $($L site pack list --data "$W/site" --json | python3 -c 'import json,sys; p=json.load(sys.stdin); print("assigned", sum(x["assigned"] for x in p), "of", sum(x["quantity"] for x in p))')"
+fi
+[ -n "${NOVERIFY:-}" ] && exit 0
 $L agent init --data "$W/agent" --platform non-windows >/dev/null
 $L agent license acquire --data "$W/agent" --server "$SITE" --product app --software-id non-windows/1/1 --image "$W/client-image" >/dev/null
 echo "# verifications over HTTP, concurrency 32"

@@ -290,11 +290,11 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 		}
 		return nil, errs.E(errs.Forbidden, "rejected: the challenge answer does not match the reference image of software ID %s; the client program was modified or is another revision (request a new challenge to try again)", softid.ID(sid))
 	}
-	a, existing, err := s.Store.AssignSeat(ctx, SeatRequest{
+	a, existing, err := s.assignLeased(ctx, SeatRequest{
 		ClientID: clientID, SystemID: req.SystemID, ClientKey: req.ClientKey,
 		ClientHPKE: req.ClientHPKEKey, ProductID: req.ProductID, Platform: softid.ID(sid).Platform(), Now: now,
 		ChallengeID: req.ChallengeID, ChallengeExpires: expires, TemporaryFor: s.temporaryFor(req.ProductID),
-	}, s.signLicense)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -318,13 +318,15 @@ type Server struct {
 	// (zero: no temporary licenses of that product).
 	TemporaryForProduct map[string]time.Duration
 
-	sealOnce sync.Once   // derives seal, the AEAD of challenge IDs, from the site key
+	sealOnce sync.Once // derives seal, the AEAD of challenge IDs, from the site key
 	seal     cipher.AEAD
-	poolOnce sync.Once // starts pools
+	poolOnce sync.Once             // starts pools
 	pool     atomic.Pointer[pools] // the precomputed challenges; nil until started
-	verOnce sync.Once // loads ver, the verifier of licenses against the vendor root
-	ver     *verify.Verifier
-	verErr  error
+	seatOnce sync.Once             // makes seatPool, the seats leased to this Server
+	seatPool *seatPool
+	verOnce  sync.Once // loads ver, the verifier of licenses against the vendor root
+	ver      *verify.Verifier
+	verErr   error
 }
 
 // Verifier returns the verifier of licenses against the site's vendor root

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/auth"
+	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licensing/pack"
 )
 
@@ -101,6 +102,10 @@ type SeatRequest struct {
 	// TemporaryFor, if positive, lets the request fall back to a temporary
 	// license of this validity when no seat is free.
 	TemporaryFor time.Duration
+	// Lease, if set, is a seat leased to this process with its license
+	// signed (SeatLeaser): a new assignment takes that seat, not one of the
+	// pack row.
+	Lease *SeatLease
 }
 
 // UpgradeRequest asks to exchange license LicenseID (of product version
@@ -162,4 +167,49 @@ type GrantStore interface {
 	UpgradeSeat(ctx context.Context, req UpgradeRequest, sign func(*Assignment, *InstalledPack) ([]byte, error)) (a *Assignment, existing bool, err error)
 	// Temporaries lists the temporary licenses granted, by license ID.
 	Temporaries(ctx context.Context) ([]*Assignment, error)
+}
+
+// SeatLease is a seat leased to this process (see SeatLeaser) with the
+// license already signed for it: Assignment holds the license ID (the
+// leased serial), the pack, the client, the issue time and the certificate.
+type SeatLease struct {
+	Owner      string
+	Assignment *Assignment
+}
+
+// LeaseRequest asks for up to N free seats of an active pack of a product
+// and platform for the serving process Owner, until Until.
+type LeaseRequest struct {
+	Owner     string
+	ProductID string
+	Platform  string
+	Now       time.Time
+	Until     time.Time
+	N         int
+}
+
+// ErrSeatLeaseLost is what AssignSeat returns when the seat of req.Lease is
+// no longer leased to req.Lease.Owner (its lease ended and another process
+// took the seat): nothing was recorded; sign again with another seat.
+var ErrSeatLeaseLost = errs.E(errs.Conflict, "the leased seat was taken by another process; try again with another seat")
+
+// SeatLeaser is an optional capability of a Store: seats are taken out of
+// packs in blocks, leased to one serving process, so that the process signs
+// a license before its grant transaction (nothing is signed while the
+// database's writer or a pack row is held) and grants do not all update the
+// pack row. AssignSeat with SeatRequest.Lease then records the lease's
+// assignment and consumes the lease in its transaction, or returns
+// ErrSeatLeaseLost. A process that dies leaves its leased seats unassigned;
+// they return to the pool when their lease ends, and a process that finds
+// no other seat takes them before that. Exact across processes: a seat is
+// assigned only by deleting its lease row, which one transaction can do.
+type SeatLeaser interface {
+	// LeaseSeats takes up to req.N seats of one pack (the oldest active one
+	// with seats to lease) for req.Owner and returns the pack and their
+	// serials: seats whose lease was given back or ended first, then seats
+	// never taken, and, if the product has no other seat left, seats leased
+	// to other processes. None (a nil pack) if every seat is assigned.
+	LeaseSeats(ctx context.Context, req LeaseRequest) (*InstalledPack, []int64, error)
+	// ReturnSeats gives back seats leased to owner and not granted.
+	ReturnSeats(ctx context.Context, owner string, serials []int64) error
 }

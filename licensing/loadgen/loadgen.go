@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -156,6 +157,12 @@ type GrantOptions struct {
 	// computes the answers (not timed: real clients hash their images on
 	// their own machines), then sends the grants (timed).
 	PrepareAnswers bool
+	// WrongAnswers makes every client answer its challenges with random
+	// bytes (an attacker, or a modified client program), Concurrency clients
+	// each asking again as soon as it is refused, until Duration has passed
+	// or Clients requests were sent. Refusals count as rejected.
+	WrongAnswers bool
+	Duration     time.Duration
 }
 
 // client is one simulated client identity.
@@ -178,7 +185,11 @@ func Grants(ctx context.Context, opts GrantOptions) (*Result, error) {
 			return nil, errs.Wrap(errs.Invalid, err, "root")
 		}
 	}
-	clients := make([]client, opts.Clients)
+	nClients := opts.Clients
+	if opts.WrongAnswers { // the same few keys ask again and again
+		nClients = min(nClients, max(1, opts.Concurrency))
+	}
+	clients := make([]client, nClients)
 	for i := range clients {
 		if clients[i].sig, err = keys.GenerateSigner(); err != nil {
 			return nil, err
@@ -197,6 +208,9 @@ func Grants(ctx context.Context, opts GrantOptions) (*Result, error) {
 	}
 	if opts.PrepareAnswers {
 		return preparedGrants(ctx, opts, sites, hc, clients, image, v)
+	}
+	if opts.WrongAnswers {
+		return wrongAnswers(ctx, opts, sites, clients)
 	}
 	cpu0 := siteCPU(ctx, hc, opts.Servers)
 	rec := &recorder{}
@@ -230,6 +244,43 @@ func Grants(ctx context.Context, opts GrantOptions) (*Result, error) {
 	res.Granted = granted
 	res.SiteCPUPerGrant = cpuPerGrant(cpu0, siteCPU(ctx, hc, opts.Servers), res.OK)
 	return res, ctx.Err()
+}
+
+// wrongAnswers is Grants with WrongAnswers: each worker is one client that
+// asks for a challenge and answers it wrongly, again and again.
+func wrongAnswers(ctx context.Context, opts GrantOptions, sites []*api.Client, clients []client) (*Result, error) {
+	if opts.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Duration)
+		defer cancel()
+	}
+	rec := &recorder{}
+	var sent atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range clients {
+		wg.Go(func() {
+			for ctx.Err() == nil && int(sent.Add(1)) <= opts.Clients {
+				c := sites[w%len(sites)]
+				t0 := time.Now()
+				ch, err := c.Challenge(ctx, licenseserver.ChallengeRequest{SoftwareID: uint32(opts.SoftwareID), ProductID: opts.ProductID, ClientKey: clients[w].sig.Public()})
+				if err == nil {
+					answer := make([]byte, challenge.AnswerSize)
+					rand.Read(answer)
+					_, err = sendGrant(ctx, c, clients[w], opts, ch, answer, nil)
+					if err == nil {
+						err = errs.E(errs.Internal, "the site granted a license for a wrong answer")
+					}
+				}
+				if ctx.Err() != nil {
+					return // cut off by the end of the run, not refused
+				}
+				rec.add(time.Since(t0), err)
+			}
+		})
+	}
+	wg.Wait()
+	return rec.result("wrong-answer", time.Since(start)), nil
 }
 
 // forEach runs f(i) for i in [0, n) on conc goroutines.

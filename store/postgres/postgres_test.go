@@ -77,3 +77,13 @@ func TestSharedVendor(t *testing.T) {
 	checkMigrations(t, dsn, "vendor")
 	storetest.TestSharedVendor(t, a, b)
 }
+
+// TestSharedLeases opens four site stores on one database (four serving
+// processes) and grants seats from all of them with leased seats.
+func TestSharedLeases(t *testing.T) {
+	t.Parallel()
+	dsn := postgres.TestDSN(t)
+	a, b := storetest.OpenBoth(t, dsn, store.OpenSite)
+	c, d := storetest.OpenBoth(t, dsn, store.OpenSite)
+	storetest.TestSharedLeases(t, a, b, c, d)
+}

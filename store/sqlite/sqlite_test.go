@@ -190,3 +190,11 @@ func TestFileMode(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedLeases opens two site stores on one file and grants seats from
+// both with leased seats.
+func TestSharedLeases(t *testing.T) {
+	t.Parallel()
+	a, b := storetest.OpenBoth(t, newSharedDSN(t), store.OpenSite)
+	storetest.TestSharedLeases(t, a, b)
+}

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"math"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +55,10 @@ type Dialect struct {
 	// resolved by failing the statement (deadlock, serialization failure):
 	// the transaction is run again, in a later batch.
 	IsRetryable func(error) bool
+	// SkipLocked, if set, ends a SELECT of rows to take so that rows another
+	// transaction has locked are passed over ("FOR UPDATE SKIP LOCKED").
+	// SQLite has one writer at a time and needs none.
+	SkipLocked string
 }
 
 // DB is a database with its dialect.
@@ -73,6 +78,16 @@ type txRequest struct {
 	fn    func(c conn) error
 	done  chan error
 	tries int // runs that failed on a lock conflict
+	// light requests take the dialect's LockBatch only when they update a
+	// row that every process updates (conn.lockShared); a batch of light
+	// requests alone runs beside other processes' batches.
+	light bool
+}
+
+// batchLock records whether a batch took the dialect's LockBatch.
+type batchLock struct {
+	tx     *sql.Tx
+	locked bool
 }
 
 // maxTries bounds how often a transaction runs that keeps failing on lock
@@ -135,6 +150,23 @@ type conn struct {
 	// ctx, if set, replaces the context of every statement: a group commit
 	// runs a request's statements without its cancellation (see commitBatch).
 	ctx context.Context
+	// batch is the group-commit batch the statements run in; nil outside one.
+	batch *batchLock
+}
+
+// lockShared takes the dialect's LockBatch for the rest of the batch, if the
+// batch has not taken it: a light request calls it before it updates a row
+// that the batches of other processes update too (a pack or counter row), so
+// that two batches never hold such rows in opposite orders.
+func (c conn) lockShared(ctx context.Context) error {
+	if c.batch == nil || c.batch.locked || c.db.d.LockBatch == "" {
+		return nil
+	}
+	if _, err := c.batch.tx.ExecContext(c.use(ctx), c.db.d.LockBatch); err != nil {
+		return c.db.dbErr(err, "take the batch lock")
+	}
+	c.batch.locked = true
+	return nil
 }
 
 // stmt returns the prepared statement of q, bound to the transaction if any.
@@ -215,8 +247,24 @@ func (db *DB) conn() conn { return conn{db: db, q: db.SQL} }
 // tx runs fn in a transaction, committing if it returns nil.
 func (db *DB) tx(ctx context.Context, fn func(c conn) error) error {
 	if db.d.GroupCommit {
-		return db.groupTx(ctx, fn)
+		return db.groupTx(ctx, fn, false)
 	}
+	return db.directTx(ctx, fn)
+}
+
+// lightTx is tx for a transaction that calls conn.lockShared before it
+// updates rows shared by every process (see txRequest.light).
+func (db *DB) lightTx(ctx context.Context, fn func(c conn) error) error {
+	if db.d.GroupCommit {
+		return db.groupTx(ctx, fn, true)
+	}
+	return db.directTx(ctx, fn)
+}
+
+// directTx runs fn in a transaction of its own, outside any group commit,
+// again after a lock conflict: for short transactions that must not wait
+// for a batch, or hold a row lock for one.
+func (db *DB) directTx(ctx context.Context, fn func(c conn) error) error {
 	for try := 1; ; try++ {
 		err := db.tx1(ctx, fn)
 		if err == nil || try == maxTries || !db.retryable(err) {
@@ -245,8 +293,8 @@ func (db *DB) tx1(ctx context.Context, fn func(c conn) error) error {
 // caller that finds no batch running commits one batch, then hands the
 // leadership to a new goroutine if more requests queued meanwhile, so that
 // no caller waits longer than the batch it is in and the one before.
-func (db *DB) groupTx(ctx context.Context, fn func(c conn) error) error {
-	r := &txRequest{ctx: ctx, fn: fn, done: make(chan error, 1)}
+func (db *DB) groupTx(ctx context.Context, fn func(c conn) error, light bool) error {
+	r := &txRequest{ctx: ctx, fn: fn, done: make(chan error, 1), light: light}
 	db.qmu.Lock()
 	db.queue = append(db.queue, r)
 	lead := !db.leading
@@ -282,10 +330,12 @@ func (db *DB) lead() {
 func (db *DB) commitBatch(batch []*txRequest) {
 	results := make([]error, len(batch))
 	tx, err := db.SQL.BeginTx(context.Background(), nil)
-	if err == nil && db.d.LockBatch != "" {
+	bl := &batchLock{tx: tx}
+	if err == nil && db.d.LockBatch != "" && slices.ContainsFunc(batch, func(r *txRequest) bool { return !r.light }) {
 		if _, err = tx.Exec(db.d.LockBatch); err != nil {
 			tx.Rollback()
 		}
+		bl.locked = true
 	}
 	if err != nil {
 		for _, r := range batch {
@@ -307,7 +357,7 @@ func (db *DB) commitBatch(batch []*txRequest) {
 		// midway can abort the whole database transaction (SQLite rolls it
 		// back, pgx closes the connection), and with it the other requests
 		// of the batch.
-		results[i] = runRequest(r, conn{db: db, q: tx, tx: tx, ctx: context.WithoutCancel(r.ctx)})
+		results[i] = runRequest(r, conn{db: db, q: tx, tx: tx, ctx: context.WithoutCancel(r.ctx), batch: bl})
 		if results[i] != nil {
 			tx.Exec("ROLLBACK TO licet_tx")
 			if db.retryable(results[i]) && r.tries+1 < maxTries {

@@ -111,7 +111,7 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 	now := toNanos(req.Now)
 	var out *licenseserver.Assignment
 	existing := false
-	err := s.tx(ctx, func(c conn) error {
+	err := s.lightTx(ctx, func(c conn) error {
 		out, existing = nil, false // the transaction may run again after a lock conflict
 		if err := s.recordChallenge(ctx, c, req.ChallengeID, req.ChallengeExpires, req.Now); err != nil {
 			return err
@@ -137,12 +137,36 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 		case !errors.Is(err, sql.ErrNoRows):
 			return s.dbErr(err, "look up assignment")
 		}
+		if req.Lease != nil {
+			if err := s.consumeLease(ctx, c, req.Lease); err != nil {
+				return err
+			}
+			out = req.Lease.Assignment
+			return nil
+		}
+		if err := c.lockShared(ctx); err != nil {
+			return err
+		}
 		for {
 			p, err := scanPack(c.row(ctx, `SELECT `+packCols+` FROM s_packs
 				WHERE product_id = ? AND platform = ? AND assigned < quantity AND upgrade_from_min IS NULL
 				  AND (first_active IS NULL OR first_active <= ?) AND (expires IS NULL OR expires > ?)
 				ORDER BY installed, pack_id LIMIT 1`, req.ProductID, req.Platform, now, now))
 			if errors.Is(err, sql.ErrNoRows) {
+				// Every seat is taken out of its pack; some may be leased to
+				// processes and not granted yet: take one of them here.
+				p, serial, err := s.takeAnyLease(ctx, c, req.ProductID, req.Platform, now)
+				if err != nil {
+					return err
+				}
+				if p != nil {
+					out = &licenseserver.Assignment{LicenseID: serial, PackID: p.PackID, ClientID: req.ClientID, SystemID: req.SystemID,
+						ProductID: req.ProductID, Platform: req.Platform, ClientKey: req.ClientKey, ClientHPKE: req.ClientHPKE, Issued: fromNanos(now), Expires: p.Expires}
+					if out.Cert, err = sign(out, p); err != nil {
+						return err
+					}
+					return s.recordAssignment(ctx, c, out)
+				}
 				if req.TemporaryFor > 0 {
 					out, existing, err = s.temporary(ctx, c, req, sign)
 					return err
@@ -166,13 +190,7 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 			if out.Cert, err = sign(out, p); err != nil {
 				return err
 			}
-			_, err = c.exec(ctx, `INSERT INTO s_assignments (`+assignmentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
-				out.LicenseID, out.PackID, out.ClientID, out.SystemID, out.ProductID, out.Platform, nonNilBytes(out.ClientKey), now, toNullNanos(out.Expires), out.Cert,
-				out.ClientHPKE)
-			if err != nil {
-				return errs.Wrap(errs.Internal, err, "record assignment")
-			}
-			return nil
+			return s.recordAssignment(ctx, c, out)
 		}
 	})
 	if err != nil {

@@ -76,7 +76,11 @@ func nonNilBytes(b []byte) []byte {
 	return b
 }
 
-const packCols = `pack_id, order_id, product_id, product_name, product_version, platform, features, quantity, assigned,
+// packCols are the columns of an InstalledPack. Its Assigned count is the
+// seats taken out of the pack (s_packs.assigned) less those leased to serving
+// processes and not granted yet (s_seat_leases): exact at every commit.
+const packCols = `pack_id, order_id, product_id, product_name, product_version, platform, features, quantity,
+	assigned - (SELECT COUNT(*) FROM s_seat_leases l WHERE l.pack_id = s_packs.pack_id),
 	begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed, upgrade_from_min, upgrade_from_max`
 
 func scanPack(sc interface{ Scan(...any) error }) (*licenseserver.InstalledPack, error) {

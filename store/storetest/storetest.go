@@ -81,6 +81,7 @@ func TestSite(t *testing.T, open func(t *testing.T) licenseserver.Store) {
 	sub("UpgradeSeatExpired", func(t *testing.T) { testUpgradeSeatExpired(t, open(t)) })
 	sub("UpgradeSeatConcurrent", func(t *testing.T) { testUpgradeSeatConcurrent(t, open(t)) })
 	sub("AssignSeatCancelled", func(t *testing.T) { testAssignSeatCancelled(t, open(t)) })
+	sub("SeatLeases", func(t *testing.T) { testSeatLeases(t, open(t)) })
 }
 
 // parallel returns a function that runs a named subtest of t in parallel
