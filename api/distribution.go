@@ -63,6 +63,10 @@ func DistCatalog(svc *clearinghouse.Service) (*catalog.Service, error) {
 	if !ok {
 		return nil, errs.E(errs.Internal, "the vendor store does not keep distribution data")
 	}
+	if svc.Root.Signer == nil {
+		// TODO(distribution): derive the TUF keys from an online key, not the root.
+		return nil, errs.E(errs.Internal, "software distribution needs the root key, which was exported ('licet vendor root export'); put it back as root.key to distribute software")
+	}
 	return &catalog.Service{
 		Store: st, Secret: svc.Root.Signer.Private().Seed(), Anchor: svc.Root.Signer.Sign,
 		CustomerExists: func(ctx context.Context, id string) error { _, err := svc.Store.Customer(ctx, id); return err },

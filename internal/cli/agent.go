@@ -37,12 +37,13 @@ func agentCommand() *command {
 }
 
 func agentInit(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet agent init", "--data DIR [--platform P] [--server URL] [--root FILE]",
+	fs := flagSet(e, "licet agent init", "--data DIR [--platform P] [--server URL] [--root FILE | --root-fingerprint HEX]",
 		"Creates the client's signing and encryption keys (mode 0600), its client ID (from its\npublic key) and its system ID (from the hardware: machine-id, DMI UUID, MAC addresses,\ndisk serials; one changed component does not make a new machine).")
 	data := fs.String("data", "", "agent data directory to create")
 	platform := fs.String("platform", "", "client platform: windows, non-windows, legacy or direct-connect (default: this OS)")
 	server := fs.String("server", "", "site or gateway URL to get licenses from")
 	root := fs.String("root", "", "vendor root certificate to trust (default: the server's, pinned on first use)")
+	rootFP := fs.String("root-fingerprint", "", "SHA-256 of the vendor root to trust (as 'licet vendor init' printed): the server's root is pinned only if it matches")
 	hwRoot := fs.String("hw-root", "", "read hardware from this directory instead of / (containers, tests)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args, 0); err != nil {
@@ -50,6 +51,9 @@ func agentInit(ctx context.Context, e *env, args []string) error {
 	}
 	if err := required(fs, "data"); err != nil {
 		return err
+	}
+	if *root != "" && *rootFP != "" {
+		return errs.E(errs.Usage, "--root and --root-fingerprint: give one of them")
 	}
 	var rootPEM []byte
 	if *root != "" {
@@ -69,6 +73,14 @@ func agentInit(ctx context.Context, e *env, args []string) error {
 		if err := id.PinRoot(rootPEM); err != nil {
 			return err
 		}
+	}
+	if *rootFP != "" {
+		if err := id.PinRootFingerprint(*rootFP); err != nil {
+			return errs.Wrap(errs.Usage, err, "--root-fingerprint")
+		}
+	}
+	if rootPEM == nil && *rootFP == "" {
+		fmt.Fprintln(e.stderr, "warning: no --root or --root-fingerprint: the agent will trust the vendor root the first server it asks offers; give the root's fingerprint to make sure it is your vendor's")
 	}
 	out := map[string]string{"client_id": id.ClientID, "system_id": id.SystemID, "platform": id.Platform}
 	if *asJSON {

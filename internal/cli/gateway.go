@@ -143,7 +143,7 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := sf.logger(e)
-	opts := gateway.Options{Product: *product, SiteURL: siteURL.String(), MaxSkew: *skew, Now: now, Log: log, MinVersion: *minVersion,
+	opts := gateway.Options{Product: *product, SiteURL: publicURL(siteURL), MaxSkew: *skew, Now: now, Log: log, MinVersion: *minVersion,
 		AcceptLicetSignature: *acceptV1}
 	siteToken := strings.TrimSpace(e.getenv("LICET_SITE_TOKEN"))
 	if *tokenFile != "" {
@@ -183,5 +183,5 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	log.Info("gateway serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "product", *product,
 		"upstream", upURL.Redacted(), "site", siteURL.Redacted(), "upgrades", opts.Upgrade != nil, "min_version", *minVersion,
 		"public_names", strings.Join(opts.PublicNames, ","), "accept_licet_signature", *acceptV1)
-	return api.Serve(ctx, ln, s, log)
+	return serveWithMetrics(ctx, e, ln, s, *sf.metricsListen, log)
 }
