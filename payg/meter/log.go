@@ -37,6 +37,9 @@ const (
 	recUse    = "use"    // an interval of metered use
 	recClock  = "clock"  // the first anchor of a boot
 	recSync   = "sync"   // a successful sync with the vendor
+	// recCheckpoint is the first record of a compacted log: the state the
+	// records it replaces added up to, chained to the last of them.
+	recCheckpoint = "checkpoint"
 )
 
 // record is one line of the log, after its MAC: "MAC JSON\n".
@@ -64,6 +67,11 @@ type record struct {
 	Consumer  string `json:"consumer,omitempty"`   // use: "session" or "run:PRODUCT"
 
 	Note string `json:"note,omitempty"`
+
+	// checkpoint: the MAC of the record before it (the last record of the
+	// log it replaced) and the state up to there.
+	PrevMAC string           `json:"prev_mac,omitempty"`
+	State   *checkpointState `json:"state,omitempty"`
 }
 
 // head is the content of HeadFile.
@@ -213,6 +221,9 @@ func (s *store) read() (*folded, int64, error) {
 
 	f := &folded{}
 	var good int64
+	var first uint64   // the number of the log's first record (1, or its checkpoint's)
+	var headRec []byte // the MAC of the record the head names, if in the log
+	var cpPrev []byte  // the MAC a checkpoint chains to
 	rest := data
 	for len(rest) > 0 {
 		i := bytes.IndexByte(rest, '\n')
@@ -229,28 +240,56 @@ func (s *store) read() (*folded, int64, error) {
 		}
 		mac, err := base64.StdEncoding.DecodeString(string(line[:sp]))
 		body := line[sp+1:]
-		if err != nil || !hmac.Equal(mac, macOf(s.key, f.MAC, body)) {
-			return nil, 0, tampered("record %d of the state log was edited, removed or reordered (its MAC does not verify)", f.N+1)
-		}
 		var r record
-		if err := json.Unmarshal(body, &r); err != nil || r.N != f.N+1 {
-			return nil, 0, tampered("record %d of the state log is malformed", f.N+1)
-		}
-		if err := f.apply(&r); err != nil {
-			return nil, 0, err
+		jerr := json.Unmarshal(body, &r)
+		if first == 0 && jerr == nil && r.Type == recCheckpoint {
+			// A compacted log begins with its checkpoint, chained to the
+			// MAC of the record before it.
+			prev, perr := base64.StdEncoding.DecodeString(r.PrevMAC)
+			if err != nil || perr != nil || len(prev) != sha256.Size || !hmac.Equal(mac, macOf(s.key, prev, body)) {
+				return nil, 0, tampered("the checkpoint that begins the state log was edited (its MAC does not verify)")
+			}
+			if err := f.restore(&r); err != nil {
+				return nil, 0, err
+			}
+			first, cpPrev = r.N, prev
+		} else {
+			if err != nil || !hmac.Equal(mac, macOf(s.key, f.MAC, body)) {
+				return nil, 0, tampered("record %d of the state log was edited, removed or reordered (its MAC does not verify)", f.N+1)
+			}
+			if jerr != nil || r.N != f.N+1 {
+				return nil, 0, tampered("record %d of the state log is malformed", f.N+1)
+			}
+			if first == 0 {
+				first = 1
+			}
+			if err := f.apply(&r); err != nil {
+				return nil, 0, err
+			}
 		}
 		f.MAC = mac
+		if r.N == h.N {
+			headRec = mac
+		}
 		good += int64(i + 1)
 	}
 	switch {
 	case f.N < h.N:
 		return nil, 0, tampered("the state log was truncated: it ends at record %d, the head names record %d", f.N, h.N)
-	case f.N > h.N+1:
-		return nil, 0, tampered("the state log holds %d records beyond its head", f.N-h.N)
-	case f.N == h.N && !hmac.Equal(f.MAC, hmacBytes):
-		return nil, 0, tampered("the state log's last record is not the one the head names")
 	case f.N == 0:
 		return nil, 0, tampered("the state log is empty")
+	case f.N > h.N+1:
+		return nil, 0, tampered("the state log holds %d records beyond its head", f.N-h.N)
+	case h.N+1 == first:
+		// Rotated, and the head not moved yet: it names the record the
+		// checkpoint replaced.
+		if !hmac.Equal(cpPrev, hmacBytes) {
+			return nil, 0, tampered("the state log's checkpoint does not follow the record the head names")
+		}
+	case h.N < first:
+		return nil, 0, tampered("the state log begins at record %d, after the head's record %d", first, h.N)
+	case !hmac.Equal(headRec, hmacBytes):
+		return nil, 0, tampered("the state log's record %d is not the one the head names", h.N)
 	}
 	return f, good, nil
 }
@@ -295,6 +334,8 @@ func (f *folded) apply(r *record) error {
 	case recSync:
 		t := r.Trusted
 		f.LastSync = &t
+	case recCheckpoint:
+		return tampered("record %d is a checkpoint inside the state log", r.N)
 	default:
 		return tampered("record %d has unknown type %q", r.N, r.Type)
 	}
@@ -323,7 +364,8 @@ func mulSat(a, b int64) int64 {
 }
 
 // appendRecord writes r as record f.N+1 chained to f, syncs it, then moves
-// the head; f is updated. good is the valid length of the log (a torn tail
+// the head, and rotates the log if it grew beyond CompactBytes; f is
+// updated (the caller re-reads the log's length). good is the valid length of the log (a torn tail
 // beyond it is cut off first). The caller holds the exclusive lock.
 func (s *store) appendRecord(f *folded, good int64, r *record) error {
 	r.N = f.N + 1
@@ -369,6 +411,7 @@ func (s *store) appendRecord(f *folded, good int64, r *record) error {
 		return err
 	}
 	*f = next
+	s.maybeCompact(f, good+int64(len(line)))
 	return nil
 }
 
