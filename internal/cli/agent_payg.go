@@ -327,8 +327,9 @@ func agentPaygLoginCheck(ctx context.Context, e *env, args []string) error {
 }
 
 func agentPaygDaemon(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet agent payg daemon", "--data DIR [--socket PATH] [--socket-group G] [--tick D] [--sync-every D]",
-		"Meters use while a user session is active (systemd-logind, else utmp) and serves the\nlocal API on a unix socket (mode 0660): GET /v1/status, GET /v1/events (newline-\ndelimited JSON, one status per change). With --sync-every it also syncs with the vendor.")
+	fs := flagSet(e, "licet agent payg daemon", "--data DIR [--socket PATH] [--socket-group G] [--tick D] [--sync-every D] [--end-sessions-after D --top-up-user NAME]",
+		"Meters use while a user session is active (systemd-logind, else utmp) and serves the\nlocal API on a unix socket (mode 0660): GET /v1/status, GET /v1/events (newline-\ndelimited JSON, one status per change). With --sync-every it also syncs with the vendor.\n"+
+			"With --end-sessions-after, the logind sessions still open when the credit has been\nspent that long are ended (loginctl terminate-session), but the --top-up-user ones.")
 	data, hwRoot := addDataFlags(fs)
 	socket := fs.String("socket", "", "unix socket of the local API (default DIR/payg/payg.sock; \"none\" for no API)")
 	group := fs.String("socket-group", "", "group owning the socket, whose members' programs may read the state")
@@ -336,11 +337,17 @@ func agentPaygDaemon(ctx context.Context, e *env, args []string) error {
 	syncEvery := fs.Duration("sync-every", 0, "sync with the vendor this often (0: never)")
 	sessionsDir := fs.String("sessions-dir", "", "systemd-logind session directory (default /run/systemd/sessions)")
 	logJSON := fs.Bool("log-json", false, "log JSON lines")
+	endAfter := fs.Duration("end-sessions-after", 0, "end the sessions still open this long after the credit ran out (0: leave them)")
+	var topUp listFlag
+	fs.Var(&topUp, "top-up-user", "an account whose sessions are never ended, to buy more credit (repeatable)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "data"); err != nil {
 		return err
+	}
+	if *endAfter < 0 {
+		return errs.E(errs.Usage, "licet agent payg daemon: --end-sessions-after %s is negative; give a grace such as 5m, or 0 to leave sessions open", *endAfter)
 	}
 	sock := *socket
 	switch sock {
@@ -356,7 +363,7 @@ func agentPaygDaemon(ctx context.Context, e *env, args []string) error {
 		logger = slog.New(slog.NewTextHandler(e.stderr, nil))
 	}
 	d := &meter.Daemon{Tick: *tick, Socket: sock, Group: *group, Log: logger,
-		Sessions: meter.SystemSessions{LogindDir: *sessionsDir}}
+		Sessions: meter.SystemSessions{LogindDir: *sessionsDir}, EndSessionsAfter: *endAfter, TopUpUsers: topUp}
 	if *syncEvery > 0 {
 		id, err := loadAgent(*data, *hwRoot)
 		if err != nil {

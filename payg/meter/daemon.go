@@ -36,6 +36,14 @@ type Daemon struct {
 	Signer    *keys.Signer
 	SyncEvery time.Duration
 	Log       *slog.Logger // nil discards
+	// EndSessionsAfter, above zero, ends the sessions still open when the
+	// credit has been spent (or the state tampered) for that long, through
+	// Sessions' Terminator (logind's loginctl), except those of TopUpUsers,
+	// so the device does one thing only: getting more credit. Zero leaves
+	// them open: logins are refused (PAM) and metered programs stopped, but
+	// a session open before stays.
+	EndSessionsAfter time.Duration
+	TopUpUsers       []string
 
 	mu      sync.Mutex
 	current Status
@@ -74,7 +82,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	u := d.Meter.StartUsage("session")
 	ticker := time.NewTicker(d.Tick)
 	defer ticker.Stop()
-	var lastSync time.Time
+	var lastSync, spentSince time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -110,8 +118,42 @@ func (d *Daemon) Run(ctx context.Context) error {
 				st = d.Meter.Status()
 			}
 		}
+		spentSince = d.endSessions(st, active, spentSince)
 		d.publish(st)
 	}
+}
+
+// endSessions ends the open sessions once the credit has been spent for
+// EndSessionsAfter, and returns when the spell of no credit began (zero
+// while there is credit).
+func (d *Daemon) endSessions(st Status, active bool, spentSince time.Time) time.Time {
+	if st.State == "" {
+		st = d.Meter.Status()
+	}
+	if st.Allowed() || d.EndSessionsAfter <= 0 {
+		return time.Time{}
+	}
+	now := time.Now()
+	if spentSince.IsZero() {
+		d.Log.Warn("no pay-as-you-go credit: open sessions end after the grace", "state", st.State, "grace", d.EndSessionsAfter.String())
+		return now
+	}
+	if !active || now.Sub(spentSince) < d.EndSessionsAfter {
+		return spentSince
+	}
+	term, ok := d.Sessions.(Terminator)
+	if !ok {
+		d.Log.Warn("cannot end the open sessions: the session source cannot end them")
+		return now
+	}
+	ended, err := term.Terminate(d.TopUpUsers)
+	if len(ended) > 0 {
+		d.Log.Warn("ended the sessions open without pay-as-you-go credit", "sessions", ended, "except", d.TopUpUsers)
+	}
+	if err != nil {
+		d.Log.Error("ending the sessions open without credit failed", "err", err)
+	}
+	return now // the next attempt after another grace
 }
 
 // changed reports whether b differs from a in what a watcher cares about.

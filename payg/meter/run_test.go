@@ -175,3 +175,60 @@ func (f *fakeSessions) Active() (bool, error) {
 	defer f.mu.Unlock()
 	return f.active, nil
 }
+
+// terminatingSessions is an active session source that records when and
+// for whom the daemon ends the sessions.
+type terminatingSessions struct {
+	fakeSessions
+	ended chan []string
+}
+
+func (f *terminatingSessions) Terminate(except []string) ([]string, error) {
+	f.ended <- except
+	return []string{"1 (alice)"}, nil
+}
+
+// Sessions open when the credit runs out end after EndSessionsAfter, all
+// but the top-up account's; with credit, or with no grace set, they stay.
+func TestDaemonEndsSessionsWithoutCredit(t *testing.T) {
+	v := newVendor(t)
+	d := newDevice(t, v, "dev-1")
+	m := realMeter(d, v)
+	m.Apply([][]byte{v.packet(t, d, 1, nil)})
+	s := &terminatingSessions{ended: make(chan []string, 4)}
+	s.set(true)
+	dm := &meter.Daemon{Meter: m, Sessions: s, Tick: 50 * time.Millisecond, EndSessionsAfter: 400 * time.Millisecond, TopUpUsers: []string{"topup"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	defer func() { cancel(); <-done }() // the daemon writes into the test's directory
+	start := time.Now()
+	go func() { done <- dm.Run(ctx) }()
+	select {
+	case except := <-s.ended:
+		took := time.Since(start)
+		if len(except) != 1 || except[0] != "topup" {
+			t.Errorf("sessions ended except %v, want the top-up account", except)
+		}
+		if took < time.Second+400*time.Millisecond-100*time.Millisecond {
+			t.Errorf("sessions ended %s after start: before the second of credit and the grace were over", took)
+		}
+		if st := m.Status(); st.State != meter.StateSpent {
+			t.Errorf("sessions ended with the state %s", st.State)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sessions open without credit were not ended")
+	}
+
+	// Without a grace the daemon leaves them open.
+	s2 := &terminatingSessions{ended: make(chan []string, 4)}
+	s2.set(true)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan error, 1)
+	defer func() { cancel2(); <-done2 }()
+	go func() { done2 <- (&meter.Daemon{Meter: m, Sessions: s2, Tick: 20 * time.Millisecond}).Run(ctx2) }()
+	select {
+	case <-s2.ended:
+		t.Fatal("sessions ended with EndSessionsAfter zero")
+	case <-time.After(500 * time.Millisecond):
+	}
+}

@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/licet/licet/errs"
 )
 
 // Sessions says whether a user session is active, the condition under
@@ -22,6 +26,7 @@ type Sessions interface {
 type SystemSessions struct {
 	LogindDir string // default /run/systemd/sessions
 	UtmpFile  string // default /var/run/utmp
+	Loginctl  string // the loginctl program Terminate runs; default "loginctl" on $PATH
 }
 
 // Active reports whether any user session is active.
@@ -92,4 +97,69 @@ func utmpActive(path string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// Terminator is what Sessions may also do: end the user sessions of every
+// user but the listed ones (the top-up accounts), and say whose it ended.
+// The daemon uses it when the credit runs out (Daemon.EndSessionsAfter).
+type Terminator interface {
+	Terminate(except []string) (ended []string, err error)
+}
+
+// Terminate ends the active user sessions of systemd-logind, except those
+// of the users in except, with 'loginctl terminate-session ID'; it returns
+// the sessions ended as "ID (USER)". Without logind (no session directory,
+// or no loginctl) it ends nothing and says so: utmp sessions have no
+// manager to ask, and killing their processes by hand is left to the
+// administrator.
+func (s SystemSessions) Terminate(except []string) ([]string, error) {
+	dir := s.LogindDir
+	if dir == "" {
+		dir = "/run/systemd/sessions"
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, errs.E(errs.Internal, "cannot end the user sessions: no systemd-logind session directory %s", dir)
+	}
+	loginctl := s.Loginctl
+	if loginctl == "" {
+		loginctl = "loginctl"
+	}
+	path, err := exec.LookPath(loginctl)
+	if err != nil {
+		return nil, errs.E(errs.Internal, "cannot end the user sessions: %s is not installed", loginctl)
+	}
+	var ended []string
+	var firstErr error
+	for _, e := range entries {
+		if e.IsDir() || strings.HasSuffix(e.Name(), ".ref") || !logindActive(filepath.Join(dir, e.Name())) {
+			continue
+		}
+		user := logindUser(filepath.Join(dir, e.Name()))
+		if slices.Contains(except, user) {
+			continue
+		}
+		if out, err := exec.Command(path, "terminate-session", e.Name()).CombinedOutput(); err != nil {
+			if firstErr == nil {
+				firstErr = errs.E(errs.Internal, "loginctl terminate-session %s (%s): %v %s", e.Name(), user, err, strings.TrimSpace(string(out)))
+			}
+			continue
+		}
+		ended = append(ended, e.Name()+" ("+user+")")
+	}
+	return ended, firstErr
+}
+
+// logindUser returns the USER of a logind session file.
+func logindUser(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "USER="); ok {
+			return v
+		}
+	}
+	return ""
 }
