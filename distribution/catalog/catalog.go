@@ -189,9 +189,10 @@ type Store interface {
 	AddDistMeta(ctx context.Context, m *Meta) error
 	// LatestDistMeta returns the newest version of a role; NotFound if none.
 	LatestDistMeta(ctx context.Context, customer, group, role string) (*Meta, error)
-	// RecordDistStatus stores a device's status; an installed status also
-	// sets the customer's installed version of the application.
-	RecordDistStatus(ctx context.Context, s *Status) error
+	// RecordDistStatuses stores devices' statuses in one transaction; an
+	// installed status also sets the customer's installed version of the
+	// application.
+	RecordDistStatuses(ctx context.Context, sts []*Status) error
 	DistStatuses(ctx context.Context, customer string) ([]*Status, error)
 	DistInstalled(ctx context.Context, customer string) ([]*Installed, error)
 }
@@ -693,9 +694,9 @@ func (s *Service) RecordStatus(ctx context.Context, customer string, st []*Statu
 		if x.At.IsZero() || x.At.After(s.now().Add(time.Hour)) {
 			x.At = s.now()
 		}
-		if err := s.Store.RecordDistStatus(ctx, x); err != nil {
-			return err
-		}
+	}
+	if err := s.Store.RecordDistStatuses(ctx, st); err != nil {
+		return err
 	}
 	return s.checkThresholds(ctx, customer)
 }

@@ -36,7 +36,7 @@ import (
 // site's device API on a real loopback HTTP server, fed by export files
 // (the air-gapped path; the online path runs in e2e).
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	cat    *catalog.Service
 	mir    *mirror.Service
 	site   *httptest.Server
@@ -45,7 +45,7 @@ type world struct {
 	tokens map[string]string // device name -> token
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()

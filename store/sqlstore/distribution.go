@@ -241,23 +241,27 @@ func (v *Vendor) LatestDistMeta(ctx context.Context, customer, group, role strin
 	return &m, nil
 }
 
-// RecordDistStatus stores a device's latest status; an installed status
-// also sets the customer's installed version, in the same transaction.
-func (v *Vendor) RecordDistStatus(ctx context.Context, s *catalog.Status) error {
+// RecordDistStatuses stores devices' latest statuses in one transaction;
+// an installed status also sets the customer's installed version.
+func (v *Vendor) RecordDistStatuses(ctx context.Context, sts []*catalog.Status) error {
 	return v.tx(ctx, func(c conn) error {
-		if _, err := c.exec(ctx, `INSERT INTO v_dist_status (customer_id, grp, device, app_id, version, status, log, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		for _, s := range sts {
+			if _, err := c.exec(ctx, `INSERT INTO v_dist_status (customer_id, grp, device, app_id, version, status, log, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (customer_id, device, app_id) DO UPDATE SET grp = excluded.grp, version = excluded.version, status = excluded.status, log = excluded.log, at = excluded.at
 			WHERE v_dist_status.at <= excluded.at`,
-			s.Customer, s.Group, s.Device, s.App, s.Version, s.Status, s.Log, toNanos(s.At)); err != nil {
-			return v.dbErr(err, "store device status")
-		}
-		if s.Status != catalog.StatusInstalled {
-			return nil
-		}
-		_, err := c.exec(ctx, `INSERT INTO v_dist_installed (customer_id, app_id, version, device, at) VALUES (?, ?, ?, ?, ?)
+				s.Customer, s.Group, s.Device, s.App, s.Version, s.Status, s.Log, toNanos(s.At)); err != nil {
+				return v.dbErr(err, "store device status")
+			}
+			if s.Status != catalog.StatusInstalled {
+				continue
+			}
+			if _, err := c.exec(ctx, `INSERT INTO v_dist_installed (customer_id, app_id, version, device, at) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (customer_id, app_id) DO UPDATE SET version = excluded.version, device = excluded.device, at = excluded.at
-			WHERE v_dist_installed.at <= excluded.at`, s.Customer, s.App, s.Version, s.Device, toNanos(s.At))
-		return v.dbErr(err, "store installed version")
+			WHERE v_dist_installed.at <= excluded.at`, s.Customer, s.App, s.Version, s.Device, toNanos(s.At)); err != nil {
+				return v.dbErr(err, "store installed version")
+			}
+		}
+		return nil
 	})
 }
 
@@ -385,8 +389,12 @@ func (s *Site) LatestSiteDistMeta(ctx context.Context, group, role string) (int6
 func (s *Site) AddDistReport(ctx context.Context, r *mirror.Report) error {
 	for try := 0; ; try++ {
 		r.ID = nextReportID()
-		_, err := s.conn().exec(ctx, `INSERT INTO s_dist_reports (id, device, grp, app_id, version, status, log, at, sent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.ID, r.Device, r.Group, r.App, r.Version, r.Status, r.Log, toNanos(r.At), false)
+		// In a transaction, so that concurrent devices' reports share a commit.
+		err := s.tx(ctx, func(c conn) error {
+			_, err := c.exec(ctx, `INSERT INTO s_dist_reports (id, device, grp, app_id, version, status, log, at, sent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				r.ID, r.Device, r.Group, r.App, r.Version, r.Status, r.Log, toNanos(r.At), false)
+			return err
+		})
 		if s.isUnique(err) && try < 3 {
 			continue // another process took the same nanosecond
 		}
