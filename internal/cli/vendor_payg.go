@@ -12,6 +12,7 @@ import (
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licensing/clearinghouse"
 	"github.com/licet/licet/payg/billing"
+	"github.com/licet/licet/payg/keypadvendor"
 	"github.com/licet/licet/payg/provisioning"
 )
 
@@ -34,9 +35,17 @@ func paygService(svc *clearinghouse.Service, dir string) (*api.Payg, error) {
 		return nil, err
 	}
 	var secrets billing.Sealer = sealer
+	prov := provisioning.New(st, authority, svc.Root.Cert, secrets)
+	if kst, ok := svc.Store.(keypadvendor.Store); ok {
+		ks, err := keypadvendor.LoadSealer(dir)
+		if err != nil {
+			return nil, err
+		}
+		prov.Keypad = keypadvendor.New(kst, ks) // a sale to a keypad device issues its token
+	}
 	return &api.Payg{
 		Billing:      billing.New(st, secrets),
-		Provisioning: provisioning.New(st, authority, svc.Root.Cert, secrets),
+		Provisioning: prov,
 	}, nil
 }
 
@@ -269,19 +278,23 @@ func vendorPlanList(ctx context.Context, e *env, args []string) error {
 
 func vendorSell(ctx context.Context, e *env, args []string) error {
 	const cmd = "licet vendor sell"
-	fs := flagSet(e, cmd, "--account A --plan P (--new-device | --device D) [--idempotency-key K] [-o FILE] [--json]",
+	fs := flagSet(e, cmd, "--account A --plan P (--new-device | --device D | --keypad-device S) [--idempotency-key K] [-o FILE] [--json]",
 		"Sells a plan to an account, posting the sale to the ledger. With --new-device it\n"+
 			"prints a one-time registration code for the device ('licet agent payg register\n"+
 			"--code CODE'), whose credit the device receives when it registers. With --device it\n"+
 			"makes the device's next packet: the device fetches it at its next sync, or -o writes\n"+
-			"it to a file for 'licet agent payg import'. Retrying with the same --idempotency-key\n"+
-			"returns the first answer and sells nothing more.")
+			"it to a file for 'licet agent payg import'. With --keypad-device it issues the keypad\n"+
+			"device's OpenPAYGO token in the sale's transaction: ADD_TIME of the plan's days times\n"+
+			"the device's divider (a plan of hours or seconds converted to the device's units and\n"+
+			"rounded down; a plan until a date is refused). Retrying with the same\n"+
+			"--idempotency-key returns the first answer (the same token) and sells nothing more.")
 	a := vendorAdmin(e, fs)
 	var req provisioning.SellRequest
 	fs.StringVar(&req.Account, "account", "", "account ID")
 	fs.StringVar(&req.Plan, "plan", "", "plan ID")
 	fs.BoolVar(&req.NewDevice, "new-device", false, "sell a new device: print its registration code")
 	fs.StringVar(&req.Device, "device", "", "sell credit to this registered device")
+	fs.StringVar(&req.KeypadDevice, "keypad-device", "", "sell credit to this keypad device (serial number): print its token")
 	idem := fs.String("idempotency-key", "", "a key for this sale: retrying with it returns the first answer")
 	out := fs.String("o", "", "write the packet (--device) to this file")
 	if err := parse(fs, args, 0); err != nil {
@@ -290,8 +303,8 @@ func vendorSell(ctx context.Context, e *env, args []string) error {
 	if err := required(fs, "account", "plan"); err != nil {
 		return err
 	}
-	if req.NewDevice == (req.Device != "") {
-		return errs.E(errs.Usage, "%s: give exactly one of --new-device or --device D; run '%s --help'", cmd, cmd)
+	if n := countSet(req.NewDevice, req.Device != "", req.KeypadDevice != ""); n != 1 {
+		return errs.E(errs.Usage, "%s: give exactly one of --new-device, --device D or --keypad-device S (got %d); run '%s --help'", cmd, n, cmd)
 	}
 	ans, err := a.client(e).Sell(ctx, req, *idem)
 	if err != nil {
@@ -306,7 +319,9 @@ func vendorSell(ctx context.Context, e *env, args []string) error {
 		return printJSON(e.stdout, ans)
 	}
 	fmt.Fprintf(e.stdout, "Sold plan %s to account %s for %d %s (sale %s).\n", ans.Sale.PlanID, ans.Sale.AccountID, ans.Sale.Price, ans.Sale.Currency, ans.Sale.ID)
-	if ans.Code != "" {
+	if t := ans.Token; t != nil {
+		fmt.Fprintf(e.stdout, "Token for keypad device %s (%s %d, count %d):\n  %s\n", t.Device, t.Type, *t.Value, t.Count, t.Token)
+	} else if ans.Code != "" {
 		fmt.Fprintf(e.stdout, "Registration code (one use, expires %s):\n  %s\n", ans.CodeExpires.Format(time.DateOnly), ans.Code)
 	} else {
 		fmt.Fprintf(e.stdout, "Packet %d for device %s made; the device receives it at its next sync.\n", ans.Sequence, ans.Sale.DeviceID)
@@ -517,4 +532,15 @@ func vendorWebhookAdd(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "Webhook endpoint %s: POST %s\nSecret (shown once; give it to the payment processor):\n  %s\n", out.Name, out.URL, out.Secret)
 	return nil
+}
+
+// countSet counts the flags that are set.
+func countSet(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }

@@ -107,15 +107,18 @@ func (p *Plan) Seconds() int64 {
 // Sale is one plan sold to an account: either a new device (which then
 // registers with a one-time code) or credit for a registered device.
 type Sale struct {
-	ID        string    `json:"id"`
-	AccountID string    `json:"account"`
-	PlanID    string    `json:"plan"`
-	DeviceID  string    `json:"device,omitempty"` // the device credited; empty for a new device until it registers
-	NewDevice bool      `json:"new_device"`
-	Price     int64     `json:"price"`
-	Currency  string    `json:"currency"`
-	PostingID string    `json:"posting"`
-	Created   time.Time `json:"created"`
+	ID        string `json:"id"`
+	AccountID string `json:"account"`
+	PlanID    string `json:"plan"`
+	DeviceID  string `json:"device,omitempty"` // the device credited; empty for a new device until it registers
+	// KeypadDevice is the serial number of the keypad device whose
+	// OpenPAYGO token the sale issued, if the sale was to one.
+	KeypadDevice string    `json:"keypad_device,omitempty"`
+	NewDevice    bool      `json:"new_device"`
+	Price        int64     `json:"price"`
+	Currency     string    `json:"currency"`
+	PostingID    string    `json:"posting"`
+	Created      time.Time `json:"created"`
 }
 
 // Line is one leg of a posting.

@@ -153,3 +153,30 @@ func (s *Service) encode(d *Device, last uint32, typ openpaygo.Type, value int) 
 	}
 	return token, count, nil
 }
+
+// NextToken encodes the token after device d's last count and returns it
+// with its record, for a caller that stores the record itself inside a
+// transaction holding d's row (a pay-as-you-go sale to a keypad device,
+// see payg/provisioning). typ is ADD_TIME or SET_TIME with value in the
+// device's units (days times its divider).
+func (s *Service) NextToken(d *Device, typ openpaygo.Type, value int, by string) (string, *IssuedToken, error) {
+	if value < 0 || value > maxValue(d.Extended) {
+		return "", nil, errs.E(errs.Invalid, "token value %d is out of range for device %s (%s tokens carry 0 to %d)", value, d.Serial, FormName(d.Extended), maxValue(d.Extended))
+	}
+	token, count, err := s.encode(d, d.LastCount, typ, value)
+	if err != nil {
+		return "", nil, err
+	}
+	return token, &IssuedToken{Serial: d.Serial, Count: count, Type: typ, Value: value, Issued: s.Now().UTC(), IssuedBy: by}, nil
+}
+
+// TokenOf derives again the token text of an issued record (the text is
+// not stored: it is a function of the count).
+func (s *Service) TokenOf(ctx context.Context, rec *IssuedToken) (string, error) {
+	d, err := s.device(ctx, rec.Serial)
+	if err != nil {
+		return "", err
+	}
+	token, _, err := s.encode(d, rec.Count-1, rec.Type, rec.Value)
+	return token, err
+}

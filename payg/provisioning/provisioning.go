@@ -52,6 +52,8 @@ import (
 	"github.com/licet/licet/internal/ids"
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/payg/billing"
+	"github.com/licet/licet/payg/keypadvendor"
+	"github.com/licet/licet/payg/openpaygo"
 	"github.com/licet/licet/payg/packet"
 	"github.com/licet/licet/pki"
 )
@@ -92,6 +94,10 @@ type Service struct {
 	// registration code at rest; nil stores them as they are.
 	Secrets billing.Sealer
 	Now     func() time.Time
+	// Keypad, if set, issues OpenPAYGO tokens: a sale to a keypad device
+	// (SellRequest.KeypadDevice) issues the device's token in the sale's
+	// transaction. Nil refuses such sales.
+	Keypad *keypadvendor.Service
 	// PacketVersion is the packet format version the service makes:
 	// packet.VersionShared (2, AES-256-GCM under a key derived from the
 	// device's initialization key; the default when 0) or
@@ -110,12 +116,15 @@ func New(st Store, authority *pki.Authority, root *x509.Certificate, secrets bil
 }
 
 // SellRequest is the body of POST /v1/payg/sales: a plan sold to an
-// account, for a new device (NewDevice) or for a registered one (Device).
+// account, for a new device (NewDevice), for a registered one (Device), or
+// for a keypad device (KeypadDevice: its OpenPAYGO token is issued in the
+// sale's transaction).
 type SellRequest struct {
-	Account   string `json:"account"`
-	Plan      string `json:"plan"`
-	NewDevice bool   `json:"new_device,omitempty"`
-	Device    string `json:"device,omitempty"`
+	Account      string `json:"account"`
+	Plan         string `json:"plan"`
+	NewDevice    bool   `json:"new_device,omitempty"`
+	Device       string `json:"device,omitempty"`
+	KeypadDevice string `json:"keypad_device,omitempty"`
 }
 
 // SellAnswer is what a sale yields.
@@ -127,6 +136,10 @@ type SellAnswer struct {
 	// Packet is the armored packet of a sale to a registered device.
 	Packet   string `json:"packet,omitempty"`
 	Sequence uint64 `json:"sequence,omitempty"`
+	// Token is the OpenPAYGO token of a sale to a keypad device. Its text
+	// is not kept: a retry with the sale's idempotency key derives the
+	// same token again from its count.
+	Token *keypadvendor.Issued `json:"token,omitempty"`
 }
 
 // hashCode normalises a registration code as a person may type it, and
@@ -185,8 +198,10 @@ func (s *Service) Sell(ctx context.Context, req SellRequest, idemKey string) (*S
 		return nil, false, errs.E(errs.Invalid, "account is required (--account)")
 	case req.Plan == "":
 		return nil, false, errs.E(errs.Invalid, "plan is required (--plan)")
-	case req.NewDevice == (req.Device != ""):
-		return nil, false, errs.E(errs.Invalid, "a sale is for a new device (new_device, --new-device) or for a registered one (device, --device D): give exactly one")
+	case countTrue(req.NewDevice, req.Device != "", req.KeypadDevice != "") != 1:
+		return nil, false, errs.E(errs.Invalid, "a sale is for a new device (new_device, --new-device), a registered one (device, --device D) or a keypad device (keypad_device, --keypad-device S): give exactly one")
+	case req.KeypadDevice != "" && s.Keypad == nil:
+		return nil, false, errs.E(errs.Invalid, "keypad_device: this vendor server issues no keypad tokens (its keypad sealing key is not loaded); sell credit with 'licet vendor token issue' or start the server with keypad tokens")
 	}
 	idem, err := billing.NewIdempotency(idemKey, "sale", req)
 	if err != nil {
@@ -214,7 +229,7 @@ func (s *Service) Sell(ctx context.Context, req SellRequest, idemKey string) (*S
 				return nil, errs.E(errs.Conflict, "device: %s belongs to account %s, not %s; sell to the device's account", dev.ID, dev.AccountID, a.ID)
 			}
 		}
-		sale := &billing.Sale{ID: saleID, AccountID: a.ID, PlanID: plan.ID, DeviceID: req.Device, NewDevice: req.NewDevice,
+		sale := &billing.Sale{ID: saleID, AccountID: a.ID, PlanID: plan.ID, DeviceID: req.Device, KeypadDevice: req.KeypadDevice, NewDevice: req.NewDevice,
 			Price: plan.Price, Currency: plan.Currency, Created: now}
 		p, err := billing.SalePosting(a, plan, sale.ID, now)
 		if err != nil {
@@ -228,6 +243,24 @@ func (s *Service) Sell(ctx context.Context, req SellRequest, idemKey string) (*S
 			return nil, err
 		}
 		ans := &SellAnswer{Sale: *sale}
+		if req.KeypadDevice != "" {
+			rec, err := tx.IssueKeypadToken(ctx, req.KeypadDevice, func(d *keypadvendor.Device) (*keypadvendor.IssuedToken, error) {
+				typ, value, err := KeypadCredit(plan, d)
+				if err != nil {
+					return nil, err
+				}
+				_, rec, err := s.Keypad.NextToken(d, typ, value, "sale "+sale.ID)
+				return rec, err
+			})
+			if errs.Is(err, errs.NotFound) {
+				err = errs.Wrap(errs.NotFound, err, "keypad_device: %q is not registered; register it with 'licet vendor token device add --serial %s'", req.KeypadDevice, req.KeypadDevice)
+			}
+			if err != nil {
+				return nil, err
+			}
+			ans.Token = rec.View("")
+			return ans, nil
+		}
 		if req.NewDevice {
 			code := newCode()
 			exp := now.Add(CodeTTL)
@@ -247,7 +280,57 @@ func (s *Service) Sell(ctx context.Context, req SellRequest, idemKey string) (*S
 	if err != nil {
 		return nil, false, err
 	}
+	if out.Token != nil {
+		rec := &keypadvendor.IssuedToken{Serial: out.Token.Device, Count: out.Token.Count, Value: *out.Token.Value}
+		if rec.Type, err = openpaygo.ParseType(out.Token.Type); err != nil {
+			return nil, false, errs.Wrap(errs.Internal, err, "stored answer of sale %s is damaged", out.Sale.ID)
+		}
+		if out.Token.Token, err = s.Keypad.TokenOf(ctx, rec); err != nil {
+			return nil, false, err
+		}
+	}
 	return &out, replayed, nil
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+// KeypadCredit is the OpenPAYGO token that carries plan's use to the
+// keypad device d: ADD_TIME of the plan's days times the device's divider
+// (its units per day). A plan of hours or seconds is converted to the
+// device's units and rounded DOWN, so a device never gets use it was not
+// sold (a 36-hour plan on a device of divider 1 gives 1 day; on divider 24,
+// 36 units); a plan smaller than one unit is refused. A plan of use until a
+// date is refused: a keypad device counts time from when its token is
+// typed, which the vendor does not know, so no token carries "until a
+// date" faithfully. Errors name the plan or the device and say what to do.
+func KeypadCredit(plan *billing.Plan, d *keypadvendor.Device) (openpaygo.Type, int, error) {
+	if plan.Kind == billing.PlanUntil {
+		return 0, 0, errs.E(errs.Invalid, "plan: %s gives use until a date, which a keypad device cannot be sold (it counts time from when its token is typed); sell a plan of days or hours to keypad device %s", plan.ID, d.Serial)
+	}
+	secs := plan.Seconds()
+	units := secs / 86400 * int64(d.Divider)
+	if plan.Kind != billing.PlanDays {
+		units = secs * int64(d.Divider) / 86400
+	}
+	most := int64(openpaygo.MaxValue)
+	if d.Extended {
+		most = openpaygo.MaxExtendedValue
+	}
+	switch {
+	case units < 1:
+		return 0, 0, errs.E(errs.Invalid, "plan: %s gives %d seconds, less than one unit of keypad device %s (1/%d day); sell a longer plan, or register the device with a larger divider", plan.ID, secs, d.Serial, d.Divider)
+	case units > most:
+		return 0, 0, errs.E(errs.Invalid, "plan: %s gives %d units to keypad device %s (divider %d), more than one %s token carries (%d); sell a shorter plan", plan.ID, units, d.Serial, d.Divider, keypadvendor.FormName(d.Extended), most)
+	}
+	return openpaygo.AddTime, int(units), nil
 }
 
 // prebuilt is a packet made before its sale's transaction, for the

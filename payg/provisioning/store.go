@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/payg/billing"
+	"github.com/licet/licet/payg/keypadvendor"
 )
 
 // Device is a registered pay-as-you-go device as the vendor keeps it. Its
@@ -108,6 +109,12 @@ type Tx interface {
 	// InsertPacket stores a packet; Conflict if its sequence or its sale
 	// has one already.
 	InsertPacket(ctx context.Context, p *StoredPacket) error
+	// IssueKeypadToken is keypadvendor.Store's IssueKeypadToken inside
+	// this transaction (no idempotency key of its own: the sale's covers
+	// it): the keypad device's row locked, next called with it, its record
+	// stored and its count made the device's last. NotFound if the device
+	// is not registered.
+	IssueKeypadToken(ctx context.Context, serial string, next func(d *keypadvendor.Device) (*keypadvendor.IssuedToken, error)) (*keypadvendor.IssuedToken, error)
 }
 
 // Store keeps devices, codes and packets, besides the ledger. Every method

@@ -169,8 +169,15 @@ func (t *paygTx) InsertSale(ctx context.Context, s *billing.Sale) error {
 	if s.DeviceID != "" {
 		dev = sql.NullString{String: s.DeviceID, Valid: true}
 	}
-	_, err := t.c.exec(ctx, `INSERT INTO v_payg_sales (id, account_id, plan_id, device_id, new_device, price, currency, posting_id, created)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, s.ID, s.AccountID, s.PlanID, dev, s.NewDevice, s.Price, s.Currency, s.PostingID, toNanos(s.Created))
+	var keypad sql.NullString
+	if s.KeypadDevice != "" {
+		keypad = sql.NullString{String: s.KeypadDevice, Valid: true}
+	}
+	_, err := t.c.exec(ctx, `INSERT INTO v_payg_sales (id, account_id, plan_id, device_id, keypad_device, new_device, price, currency, posting_id, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, s.ID, s.AccountID, s.PlanID, dev, keypad, s.NewDevice, s.Price, s.Currency, s.PostingID, toNanos(s.Created))
+	if t.v.isFK(err) && s.KeypadDevice != "" {
+		return errs.Wrap(errs.NotFound, err, "keypad_device: %q is not registered; register it with 'licet vendor token device add --serial %s'", s.KeypadDevice, s.KeypadDevice)
+	}
 	return t.v.dbErr(err, "store sale "+s.ID)
 }
 

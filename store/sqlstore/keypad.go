@@ -77,54 +77,65 @@ func scanKeypadToken(sc interface{ Scan(...any) error }) (*keypadvendor.IssuedTo
 // v_keypad_tokens, so no count is ever issued twice.
 func (v *Vendor) IssueKeypadToken(ctx context.Context, serial, idemKey string, next func(d *keypadvendor.Device) (*keypadvendor.IssuedToken, error)) (rec *keypadvendor.IssuedToken, replayed bool, err error) {
 	err = v.tx(ctx, func(c conn) error {
-		rec, replayed = nil, false
-		d, err := scanKeypadDevice(c.row(ctx, `UPDATE v_keypad_devices SET last_count = last_count WHERE serial = ? RETURNING `+keypadDeviceCols, serial))
-		if err != nil {
-			return v.scanErr(err, "keypad device", serial)
-		}
-		if idemKey != "" {
-			prev, err := scanKeypadToken(c.row(ctx, `SELECT `+keypadTokenCols+` FROM v_keypad_tokens WHERE idempotency_key = ?`, idemKey))
-			switch {
-			case err == nil:
-				rec, replayed = prev, true
-				return nil
-			case !errors.Is(err, sql.ErrNoRows):
-				return v.dbErr(err, "look up Idempotency-Key")
-			}
-		}
-		r, err := next(d)
-		if err != nil {
-			return err
-		}
-		if r.Count <= d.LastCount {
-			return errs.E(errs.Internal, "keypad token count %d of device %s is not above its last count %d", r.Count, serial, d.LastCount)
-		}
-		res, err := c.exec(ctx, `UPDATE v_keypad_devices SET last_count = ? WHERE serial = ? AND last_count = ?`, int64(r.Count), serial, int64(d.LastCount))
-		if err != nil {
-			return v.dbErr(err, "store the count of keypad device "+serial)
-		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return errs.E(errs.Conflict, "keypad device %s issued another token meanwhile; try again", serial)
-		}
-		var idem sql.NullString
-		if r.IdempotencyKey != "" {
-			idem = sql.NullString{String: r.IdempotencyKey, Valid: true}
-		}
-		_, err = c.exec(ctx, `INSERT INTO v_keypad_tokens (`+keypadTokenCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			serial, int64(r.Count), r.Type.String(), r.Value, toNanos(r.Issued), r.IssuedBy, idem)
-		if v.isUnique(err) {
-			return errs.Wrap(errs.Conflict, err, "a token of device %s with count %d, or one with Idempotency-Key %q, was issued concurrently; try again", serial, r.Count, r.IdempotencyKey)
-		}
-		if err != nil {
-			return v.dbErr(err, "record keypad token of "+serial)
-		}
-		rec = r
-		return nil
+		var err error
+		rec, replayed, err = v.issueKeypadToken(ctx, c, serial, idemKey, next)
+		return err
 	})
 	if err != nil {
 		return nil, false, err
 	}
 	return rec, replayed, nil
+}
+
+// IssueKeypadToken implements provisioning.Tx: a token issued inside a
+// sale's transaction (the sale's idempotency key covers it).
+func (t *paygTx) IssueKeypadToken(ctx context.Context, serial string, next func(d *keypadvendor.Device) (*keypadvendor.IssuedToken, error)) (*keypadvendor.IssuedToken, error) {
+	rec, _, err := t.v.issueKeypadToken(ctx, t.c, serial, "", next)
+	return rec, err
+}
+
+// issueKeypadToken is IssueKeypadToken inside the transaction c.
+func (v *Vendor) issueKeypadToken(ctx context.Context, c conn, serial, idemKey string, next func(d *keypadvendor.Device) (*keypadvendor.IssuedToken, error)) (*keypadvendor.IssuedToken, bool, error) {
+	d, err := scanKeypadDevice(c.row(ctx, `UPDATE v_keypad_devices SET last_count = last_count WHERE serial = ? RETURNING `+keypadDeviceCols, serial))
+	if err != nil {
+		return nil, false, v.scanErr(err, "keypad device", serial)
+	}
+	if idemKey != "" {
+		prev, err := scanKeypadToken(c.row(ctx, `SELECT `+keypadTokenCols+` FROM v_keypad_tokens WHERE idempotency_key = ?`, idemKey))
+		switch {
+		case err == nil:
+			return prev, true, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, false, v.dbErr(err, "look up Idempotency-Key")
+		}
+	}
+	r, err := next(d)
+	if err != nil {
+		return nil, false, err
+	}
+	if r.Count <= d.LastCount {
+		return nil, false, errs.E(errs.Internal, "keypad token count %d of device %s is not above its last count %d", r.Count, serial, d.LastCount)
+	}
+	res, err := c.exec(ctx, `UPDATE v_keypad_devices SET last_count = ? WHERE serial = ? AND last_count = ?`, int64(r.Count), serial, int64(d.LastCount))
+	if err != nil {
+		return nil, false, v.dbErr(err, "store the count of keypad device "+serial)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, false, errs.E(errs.Conflict, "keypad device %s issued another token meanwhile; try again", serial)
+	}
+	var idem sql.NullString
+	if r.IdempotencyKey != "" {
+		idem = sql.NullString{String: r.IdempotencyKey, Valid: true}
+	}
+	_, err = c.exec(ctx, `INSERT INTO v_keypad_tokens (`+keypadTokenCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		serial, int64(r.Count), r.Type.String(), r.Value, toNanos(r.Issued), r.IssuedBy, idem)
+	if v.isUnique(err) {
+		return nil, false, errs.Wrap(errs.Conflict, err, "a token of device %s with count %d, or one with Idempotency-Key %q, was issued concurrently; try again", serial, r.Count, r.IdempotencyKey)
+	}
+	if err != nil {
+		return nil, false, v.dbErr(err, "record keypad token of "+serial)
+	}
+	return r, false, nil
 }
 
 // KeypadTokens lists the tokens issued to a device, by count; NotFound if

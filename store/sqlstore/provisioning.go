@@ -23,14 +23,14 @@ func (v *Vendor) ProvisionWrite(ctx context.Context, idem billing.Idempotency, f
 // Sale implements provisioning.Tx.
 func (t *paygTx) Sale(ctx context.Context, id string) (*billing.Sale, error) {
 	var s billing.Sale
-	var dev sql.NullString
+	var dev, keypad sql.NullString
 	var created int64
-	err := t.c.row(ctx, `SELECT id, account_id, plan_id, device_id, new_device, price, currency, posting_id, created FROM v_payg_sales WHERE id = ?`, id).
-		Scan(&s.ID, &s.AccountID, &s.PlanID, &dev, &s.NewDevice, &s.Price, &s.Currency, &s.PostingID, &created)
+	err := t.c.row(ctx, `SELECT id, account_id, plan_id, device_id, keypad_device, new_device, price, currency, posting_id, created FROM v_payg_sales WHERE id = ?`, id).
+		Scan(&s.ID, &s.AccountID, &s.PlanID, &dev, &keypad, &s.NewDevice, &s.Price, &s.Currency, &s.PostingID, &created)
 	if err != nil {
 		return nil, t.v.scanErr(err, "sale", id)
 	}
-	s.DeviceID, s.Created = dev.String, fromNanos(created)
+	s.DeviceID, s.KeypadDevice, s.Created = dev.String, keypad.String, fromNanos(created)
 	return &s, nil
 }
 

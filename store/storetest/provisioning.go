@@ -19,6 +19,8 @@ import (
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/licensing/clearinghouse"
 	"github.com/licet/licet/payg/billing"
+	"github.com/licet/licet/payg/keypadvendor"
+	"github.com/licet/licet/payg/openpaygo"
 	"github.com/licet/licet/payg/packet"
 	"github.com/licet/licet/payg/provisioning"
 	"github.com/licet/licet/pki"
@@ -37,6 +39,91 @@ func TestProvisioning(t *testing.T, open func(t *testing.T) PaygStore) {
 	sub("Nonces", func(t *testing.T) { testProvNonces(t, open(t)) })
 	sub("ReportsBackwards", func(t *testing.T) { testProvReports(t, open(t)) })
 	sub("SellBatch", func(t *testing.T) { testProvBatch(t, open(t)) })
+	sub("SellKeypad", func(t *testing.T) { testProvKeypadSale(t, open(t)) })
+}
+
+// testProvKeypadSale: a sale to a keypad device posts the sale and issues
+// the device's OpenPAYGO token in one transaction; a retry under the same
+// key returns the same token and posts nothing; plans convert to the
+// device's units as KeypadCredit documents; a refused token sells nothing.
+func testProvKeypadSale(t *testing.T, st PaygStore) {
+	kst, isKeypad := st.(keypadvendor.Store)
+	if !isKeypad {
+		t.Skip("this store keeps no keypad devices")
+	}
+	f := NewPaygFixture(t, st)
+	ctx := t.Context()
+	sealer, err := keypadvendor.NewSealer(make([]byte, 32))
+	ok(t, err, "keypad sealer")
+	ks := keypadvendor.New(kst, sealer)
+	ks.Now = f.Clock.Now
+	f.Prov.Keypad = ks
+	key := "a29ab82edc5fbbc41ec9530f6dac86b1"
+	code := uint32(123456789)
+	_, err = ks.Register(ctx, keypadvendor.Registration{Serial: "KP-1", Key: key, StartingCode: &code})
+	ok(t, err, "register KP-1")
+	_, err = ks.Register(ctx, keypadvendor.Registration{Serial: "KP-24", Key: key, StartingCode: &code, Divider: 24})
+	ok(t, err, "register KP-24")
+	k, _ := openpaygo.ParseKey(key)
+	dev := openpaygo.Device{Key: k, StartingCode: code}
+	before := balance(t, st, "acct")
+
+	// A week to KP-1: ADD_TIME 7 (days times divider 1).
+	req := provisioning.SellRequest{Account: "acct", Plan: "week", KeypadDevice: "KP-1"}
+	ans, replayed, err := f.Prov.Sell(ctx, req, "kp-sale-1")
+	ok(t, err, "sell a week to a keypad device")
+	if replayed || ans.Token == nil || ans.Token.Token == "" || ans.Sale.KeypadDevice != "KP-1" || ans.Packet != "" || ans.Code != "" {
+		t.Fatalf("keypad sale answer: %+v (replayed %v)", ans, replayed)
+	}
+	res, err := openpaygo.Decode(dev, ans.Token.Token, keypadvendor.InitialCount, nil, false)
+	ok(t, err, "decode the sale's token")
+	if res.Status != openpaygo.Valid || res.Type != openpaygo.AddTime || res.Value != 7 || res.Count != ans.Token.Count {
+		t.Fatalf("decoded %+v, want a valid ADD_TIME of 7 at count %d", res, ans.Token.Count)
+	}
+	again, replayed, err := f.Prov.Sell(ctx, req, "kp-sale-1")
+	ok(t, err, "retry the keypad sale")
+	if !replayed || again.Token == nil || again.Token.Token != ans.Token.Token || again.Sale.ID != ans.Sale.ID {
+		t.Fatalf("retried keypad sale: %+v, want the first token %s", again.Token, ans.Token.Token)
+	}
+	if got := balance(t, st, "acct"); got != before+500 {
+		t.Fatalf("balance %d after one keypad sale and its retry, want %d", got, before+500)
+	}
+	toks, err := ks.Tokens(ctx, "KP-1")
+	ok(t, err, "tokens of KP-1")
+	if len(toks) != 1 || toks[0].IssuedBy != "sale "+ans.Sale.ID {
+		t.Fatalf("KP-1 tokens %+v, want one issued by the sale", toks)
+	}
+
+	// An hour to KP-24: 1 unit; to KP-1 (one unit a day) less than a unit:
+	// refused, and nothing is sold.
+	ans, _, err = f.Prov.Sell(ctx, provisioning.SellRequest{Account: "acct", Plan: "hour", KeypadDevice: "KP-24"}, "")
+	ok(t, err, "sell an hour to KP-24")
+	if res, _ := openpaygo.Decode(dev, ans.Token.Token, keypadvendor.InitialCount, nil, false); res.Value != 1 || *ans.Token.Value != 1 {
+		t.Fatalf("an hour on divider 24: decoded %+v, answer %d, want 1 unit", res, *ans.Token.Value)
+	}
+	_, _, err = f.Prov.Sell(ctx, provisioning.SellRequest{Account: "acct", Plan: "hour", KeypadDevice: "KP-1"}, "")
+	if !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), "less than one unit") {
+		t.Fatalf("an hour on divider 1: %v, want refused as less than one unit", err)
+	}
+	// A plan until a date is refused with its reason.
+	until := f.Clock.Now().Add(30 * 24 * time.Hour)
+	_, _, err = f.Billing.AddPlan(ctx, billing.PlanRequest{ID: "until", Until: &until, Price: "100", Currency: "EUR"}, "")
+	ok(t, err, "add an until plan")
+	_, _, err = f.Prov.Sell(ctx, provisioning.SellRequest{Account: "acct", Plan: "until", KeypadDevice: "KP-1"}, "")
+	if !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), "until a date") {
+		t.Fatalf("an until plan to a keypad device: %v", err)
+	}
+	// An unknown device names the flag.
+	_, _, err = f.Prov.Sell(ctx, provisioning.SellRequest{Account: "acct", Plan: "week", KeypadDevice: "KP-9"}, "")
+	if !errs.Is(err, errs.NotFound) || !strings.Contains(err.Error(), "keypad_device") {
+		t.Fatalf("a sale to an unknown keypad device: %v", err)
+	}
+	if got := balance(t, st, "acct"); got != before+600 {
+		t.Fatalf("balance %d after the refused sales, want %d (only the week and the hour sold)", got, before+600)
+	}
+	if d, _ := ks.Device(ctx, "KP-1"); d.LastCount != toks[0].Count {
+		t.Fatalf("KP-1's last count %d, want %d: a refused sale moved it", d.LastCount, toks[0].Count)
+	}
 }
 
 // testProvBatch: a batch sale is one transaction (a device of another
