@@ -65,6 +65,9 @@ type Bundle struct {
 	Release  string    `json:"release"`
 	Updated  time.Time `json:"updated"`
 	Rollout  *Rollout  `json:"rollout,omitempty"` // nil: every device of the group at once
+	// Channel, if set, makes the bundle follow a release channel: a newer
+	// release of the application on it replaces the bundle's release.
+	Channel string `json:"channel,omitempty"`
 }
 
 // Rollout states.
@@ -362,7 +365,58 @@ func (s *Service) AddRelease(ctx context.Context, r *Release) error {
 		}
 	}
 	r.Created = s.now()
-	return s.Store.AddDistRelease(ctx, r)
+	if err := s.Store.AddDistRelease(ctx, r); err != nil {
+		return err
+	}
+	return s.followChannel(ctx, r)
+}
+
+// latestOn returns the newest release of an application on a channel.
+func (s *Service) latestOn(ctx context.Context, app, channel string) (*Release, error) {
+	if err := ids.CheckSlug("app", app); err != nil {
+		return nil, err
+	}
+	rs, err := s.Store.DistReleases(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	var best *Release
+	for _, r := range rs {
+		if r.Channel == channel && (best == nil || CompareVersions(r.Version, best.Version) > 0) {
+			best = r
+		}
+	}
+	if best == nil {
+		return nil, errs.E(errs.NotFound, "application %s has no release on channel %s yet", app, channel)
+	}
+	return best, nil
+}
+
+// followChannel moves the bundles that follow a new release's channel to
+// it (restarting a staged rollout from its first phase) and publishes their
+// groups' metadata: publishing a release starts its transfer.
+func (s *Service) followChannel(ctx context.Context, r *Release) error {
+	bs, err := s.Store.DistBundles(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, b := range bs {
+		if b.Channel != r.Channel || b.App != r.App || b.Release == r.ID {
+			continue
+		}
+		cur, err := s.Store.DistRelease(ctx, b.Release)
+		if err != nil {
+			return err
+		}
+		if CompareVersions(r.Version, cur.Version) <= 0 {
+			continue
+		}
+		b.Release = r.ID
+		if _, err := s.AddBundle(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AddBundle assigns a release to a group of a customer's devices and
@@ -379,9 +433,30 @@ func (s *Service) AddBundle(ctx context.Context, b *Bundle) (*Meta, error) {
 			return nil, err
 		}
 	}
+	if b.Channel != "" {
+		if err := ids.CheckSlug("channel", b.Channel); err != nil {
+			return nil, err
+		}
+		if b.Release == "" {
+			latest, err := s.latestOn(ctx, b.App, b.Channel)
+			if err != nil {
+				return nil, err
+			}
+			b.Release = latest.ID
+		}
+	}
+	if b.Release == "" {
+		return nil, errs.E(errs.Invalid, "release: name the release to bundle, or a channel (and app) to follow")
+	}
 	rel, err := s.Store.DistRelease(ctx, b.Release)
 	if err != nil {
 		return nil, err
+	}
+	if b.App != "" && b.App != rel.App {
+		return nil, errs.E(errs.Invalid, "release %s is of application %s, not %s", rel.ID, rel.App, b.App)
+	}
+	if b.Channel != "" && rel.Channel != b.Channel {
+		return nil, errs.E(errs.Invalid, "release %s is on channel %s, not %s", rel.ID, rel.Channel, b.Channel)
 	}
 	if r := b.Rollout; r != nil {
 		if len(r.Phases) == 0 || len(r.Phases) > 20 || r.Phases[len(r.Phases)-1] != 100 {

@@ -237,7 +237,7 @@ func vendorReleaseAdd(ctx context.Context, e *env, args []string) error {
 }
 
 func vendorBundleAdd(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet vendor bundle add", "--customer C --group G --release R",
+	fs := flagSet(e, "licet vendor bundle add", "--customer C --group G (--release R | --channel C --app A) [--phases P,..,100 [--max-failures PCT]]",
 		"Assigns release R to device group G of customer C (replacing the group's earlier release of\n"+
 			"that application) and signs new metadata for the group. The customer's site fetches it on its\n"+
 			"next sync; devices of other groups cannot install it.")
@@ -246,13 +246,18 @@ func vendorBundleAdd(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&b.Customer, "customer", "", "customer ID")
 	fs.StringVar(&b.Group, "group", "", "the device group, as the site names it")
 	fs.StringVar(&b.Release, "release", "", "release ID (APP-VERSION)")
+	fs.StringVar(&b.Channel, "channel", "", "follow this release channel: newer releases of --app on it replace the bundle's")
+	fs.StringVar(&b.App, "app", "", "with --channel and no --release: the application whose newest release on the channel to bundle")
 	phases := fs.String("phases", "", "stage the rollout: percentages of the group's devices per phase, e.g. 10,50,100 ('licet vendor bundle advance' moves on)")
 	maxFail := fs.Int("max-failures", 10, "with --phases: the rollout pauses when more than this percentage of the devices that reported failed")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if err := required(fs, "customer", "group", "release"); err != nil {
+	if err := required(fs, "customer", "group"); err != nil {
 		return err
+	}
+	if b.Release == "" && (b.Channel == "" || b.App == "") {
+		return errs.E(errs.Usage, "give --release R, or --channel C --app A to follow a channel")
 	}
 	if *phases != "" {
 		r := &catalog.Rollout{MaxFailures: *maxFail}

@@ -170,9 +170,9 @@ func (v *Vendor) SetDistBundle(ctx context.Context, b *catalog.Bundle) error {
 	if b.Rollout != nil {
 		rollout = toJSON(b.Rollout)
 	}
-	_, err := v.conn().exec(ctx, `INSERT INTO v_dist_bundles (customer_id, grp, app_id, release_id, updated, rollout) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (customer_id, grp, app_id) DO UPDATE SET release_id = excluded.release_id, updated = excluded.updated, rollout = excluded.rollout`,
-		b.Customer, b.Group, b.App, b.Release, toNanos(b.Updated), rollout)
+	_, err := v.conn().exec(ctx, `INSERT INTO v_dist_bundles (customer_id, grp, app_id, release_id, updated, rollout, channel) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (customer_id, grp, app_id) DO UPDATE SET release_id = excluded.release_id, updated = excluded.updated, rollout = excluded.rollout, channel = excluded.channel`,
+		b.Customer, b.Group, b.App, b.Release, toNanos(b.Updated), rollout, b.Channel)
 	if v.isFK(err) {
 		return errs.Wrap(errs.NotFound, err, "customer %q or release %q not found", b.Customer, b.Release)
 	}
@@ -185,7 +185,7 @@ func (v *Vendor) DistBundles(ctx context.Context, customer string) ([]*catalog.B
 		var b catalog.Bundle
 		var updated int64
 		var rollout string
-		if err := sc.Scan(&b.Customer, &b.Group, &b.App, &b.Release, &updated, &rollout); err != nil {
+		if err := sc.Scan(&b.Customer, &b.Group, &b.App, &b.Release, &updated, &rollout, &b.Channel); err != nil {
 			return nil, err
 		}
 		b.Updated = fromNanos(updated)
@@ -194,7 +194,7 @@ func (v *Vendor) DistBundles(ctx context.Context, customer string) ([]*catalog.B
 			return &b, fromJSON(rollout, b.Rollout)
 		}
 		return &b, nil
-	}, `SELECT customer_id, grp, app_id, release_id, updated, rollout FROM v_dist_bundles WHERE customer_id = ? OR ? = '' ORDER BY customer_id, grp, app_id`, customer, customer)
+	}, `SELECT customer_id, grp, app_id, release_id, updated, rollout, channel FROM v_dist_bundles WHERE customer_id = ? OR ? = '' ORDER BY customer_id, grp, app_id`, customer, customer)
 }
 
 // AddDistRoot stores a root version; Conflict if it exists.

@@ -27,6 +27,7 @@ func TestDistVendor(t *testing.T, open func(t *testing.T) catalog.Store) {
 	sub("ConcurrentPublish", func(t *testing.T) { testDistConcurrentPublish(t, open(t)) })
 	sub("Statuses", func(t *testing.T) { testDistStatuses(t, open(t)) })
 	sub("Rollout", func(t *testing.T) { testDistRollout(t, open(t)) })
+	sub("Channels", func(t *testing.T) { testDistChannels(t, open(t)) })
 }
 
 // TestDistSite runs the conformance suite of mirror.Store.
@@ -368,5 +369,36 @@ func testDistRollout(t *testing.T, st catalog.Store) {
 	}
 	if got := rollout(); got.State != catalog.RolloutDone || got.Percent() != 100 {
 		t.Fatalf("after the last phase: %+v", got)
+	}
+}
+
+// testDistChannels: a bundle that follows a channel moves to a newer release
+// published on it, and only on it; a bundle naming a release stays.
+func testDistChannels(t *testing.T, st catalog.Store) {
+	ctx := t.Context()
+	svc := distService(t, st)
+	ok(t, svc.AddApp(ctx, &catalog.App{ID: "app"}), "add app")
+	release(t, svc, "app", "1.0", []byte("one"))
+	_, err := svc.AddBundle(ctx, &catalog.Bundle{Customer: "acme", Group: "g1", App: "app", Channel: "stable"})
+	ok(t, err, "follow stable")
+	_, err = svc.AddBundle(ctx, &catalog.Bundle{Customer: "acme", Group: "g2", Release: "app-1.0"})
+	ok(t, err, "pinned bundle")
+	beta := &catalog.Release{App: "app", Version: "3.0-beta", Channel: "beta", Artifacts: []catalog.Artifact{upload(t, svc, "linux-amd64", []byte("beta"))}}
+	ok(t, svc.AddRelease(ctx, beta), "beta release")
+	release(t, svc, "app", "2.0", []byte("two"))
+	bs, err := st.DistBundles(ctx, "acme")
+	ok(t, err, "bundles")
+	got := map[string]string{}
+	for _, b := range bs {
+		got[b.Group] = b.Release
+	}
+	same(t, "bundles", got, map[string]string{"g1": "app-2.0", "g2": "app-1.0"})
+	m, err := st.LatestDistMeta(ctx, "acme", "g1", "targets")
+	ok(t, err, "g1 targets")
+	if m.Version != 2 {
+		t.Fatalf("g1 targets version %d after following 2.0, want 2", m.Version)
+	}
+	if _, err := svc.AddBundle(ctx, &catalog.Bundle{Customer: "acme", Group: "g3", App: "app", Channel: "nightly"}); !errs.Is(err, errs.NotFound) {
+		t.Fatalf("empty channel: %v, want NotFound", err)
 	}
 }

@@ -35,7 +35,8 @@ CREATE TABLE v_dist_chunks (
   data   BLOB NOT NULL,
   PRIMARY KEY (sha256, idx)
 );
--- rollout is the staged rollout as JSON (catalog.Rollout), '' for none.
+-- rollout is the staged rollout as JSON (catalog.Rollout), '' for none;
+-- channel, if not '', is the release channel the bundle follows.
 CREATE TABLE v_dist_bundles (
   customer_id TEXT NOT NULL REFERENCES v_customers(id),
   grp         TEXT NOT NULL,
@@ -43,6 +44,7 @@ CREATE TABLE v_dist_bundles (
   release_id  TEXT NOT NULL REFERENCES v_dist_releases(id),
   updated     BIGINT NOT NULL,
   rollout     TEXT NOT NULL,
+  channel     TEXT NOT NULL,
   PRIMARY KEY (customer_id, grp, app_id)
 );
 -- Root metadata versions with the key generations and thresholds they name.
