@@ -314,8 +314,10 @@ func checkCommand(ctx context.Context, _ *facts, p *policy.Policy) outcome {
 	switch {
 	case ctx.Err() == context.DeadlineExceeded:
 		return fail("%s did not finish within %s", p.Command[0], p.Timeout)
+	case err != nil && msg != "":
+		return fail("%s: %v: %s", p.Command[0], err, msg)
 	case err != nil:
-		return fail("%s: %v %s", p.Command[0], err, msg)
+		return fail("%s: %v", p.Command[0], err)
 	}
 	return pass("%s exited 0", p.Command[0])
 }

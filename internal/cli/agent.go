@@ -30,6 +30,8 @@ func agentCommand() *command {
 		}},
 		leaf("request", "send an HTTP request through a license gateway with the cached license (curl-like)", agentRequest),
 		agentPaygCommand(),
+		agentComplianceCommand(),
+		agentPolicyCommand(),
 		leaf("run", "run a program as metered pay-as-you-go use, stopped when the credit runs out", agentRun),
 		agentTokenCommand(),
 		agentUpdateCommand(),

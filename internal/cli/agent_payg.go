@@ -17,6 +17,7 @@ import (
 
 	"github.com/licet/licet/agent"
 	"github.com/licet/licet/api"
+	"github.com/licet/licet/compliance/supervisor"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/payg/meter"
 	"github.com/licet/licet/pki"
@@ -185,7 +186,7 @@ func agentPaygSync(ctx context.Context, e *env, args []string) error {
 	if url == "" {
 		return errs.E(errs.Usage, "--server is required: the registration names no vendor URL")
 	}
-	applied, err := (&meter.Remote{Server: url}).Sync(ctx, m, id.Signer)
+	applied, err := (&meter.Remote{Server: url, Compliance: complianceSyncFor(e, *data, m)}).Sync(ctx, m, id.Signer)
 	if err != nil && len(applied) == 0 {
 		return err
 	}
@@ -225,6 +226,7 @@ func agentPaygImport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	applied, err := m.Apply(blocks)
+	noteForgedPacket(*data, err)
 	if perr := printApplied(e, *asJSON, applied, m.Status(), nil); perr != nil {
 		return perr
 	}
@@ -308,6 +310,9 @@ func agentPaygLoginCheck(ctx context.Context, e *env, args []string) error {
 			return nil
 		}
 	}
+	if err := complianceLogin(e, *data, user); err != nil {
+		return err
+	}
 	st := meter.New(filepath.Join(*data, paygDir), meter.Options{}).Status()
 	if st.Allowed() {
 		return nil
@@ -363,7 +368,7 @@ func agentPaygDaemon(ctx context.Context, e *env, args []string) error {
 		logger = slog.New(slog.NewTextHandler(e.stderr, nil))
 	}
 	d := &meter.Daemon{Tick: *tick, Socket: sock, Group: *group, Log: logger,
-		Sessions: meter.SystemSessions{LogindDir: *sessionsDir}, EndSessionsAfter: *endAfter, TopUpUsers: topUp}
+		Sessions: meter.SystemSessions{LogindDir: *sessionsDir}, EndSessionsAfter: *endAfter, TopUpUsers: topUp, Heartbeat: filepath.Join(*data, paygDir, supervisor.HeartbeatFile)}
 	if *syncEvery > 0 {
 		id, err := loadAgent(*data, *hwRoot)
 		if err != nil {
@@ -377,7 +382,7 @@ func agentPaygDaemon(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		d.Meter, d.Remote, d.Signer, d.SyncEvery = m, &meter.Remote{Server: reg.Server}, id.Signer, *syncEvery
+		d.Meter, d.Remote, d.Signer, d.SyncEvery = m, &meter.Remote{Server: reg.Server, Compliance: complianceSyncFor(e, *data, m)}, id.Signer, *syncEvery
 	} else {
 		d.Meter = meter.New(filepath.Join(*data, paygDir), meter.Options{})
 	}
@@ -418,5 +423,9 @@ func agentRun(ctx context.Context, e *env, args []string) error {
 	m := meter.New(filepath.Join(*data, paygDir), meter.Options{})
 	cmd := exec.Command(fs.Arg(0), fs.Args()[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
-	return m.Supervise(ctx, cmd, meter.RunOptions{Product: *product, Tick: *tick, Threshold: *threshold, Warn: marks, Grace: *grace, Log: e.stderr})
+	ctx, done, err := complianceRun(ctx, e, *data, cmd, *tick)
+	if err != nil {
+		return err
+	}
+	return done(m.Supervise(ctx, cmd, meter.RunOptions{Product: *product, Tick: *tick, Threshold: *threshold, Warn: marks, Grace: *grace, Log: e.stderr}))
 }

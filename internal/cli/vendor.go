@@ -69,6 +69,7 @@ func vendorCommand() *command {
 		vendorSellLeaf(),
 		vendorLedgerLeaf(),
 		vendorDeviceCommand(),
+		vendorPolicyCommand(),
 		vendorWebhookCommand(),
 	}}
 }

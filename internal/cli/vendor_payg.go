@@ -56,7 +56,7 @@ func addPaygRoutes(h *api.Server, svc *clearinghouse.Service, dir string) error 
 		return err
 	}
 	api.AddPaygRoutes(h, p)
-	return nil
+	return addComplianceRoutes(h, p)
 }
 
 func vendorAccountCommand() *command {
@@ -79,6 +79,7 @@ func vendorDeviceCommand() *command {
 		leaf("list", "list registered devices", vendorDeviceList),
 		leaf("show", "show a device, its last report and packets", vendorDeviceShow),
 		leaf("clones", "list registrations refused as clones of another account's device", vendorDeviceClones),
+		leaf("reset", "make a signed reset packet that lifts a device's non-operational compliance mode", vendorDeviceReset),
 		{name: "packet", summary: "provisioning packets", sub: []*command{
 			leaf("export", "write a device's packets to a file for 'licet agent payg import'", vendorDevicePacketExport),
 		}},
@@ -389,12 +390,16 @@ func vendorLedger(ctx context.Context, e *env, args []string) error {
 }
 
 func vendorDeviceList(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet vendor device list", "[--account A] [--json]",
+	fs := flagSet(e, "licet vendor device list", "[--account A] [--compliance below:N] [--json]",
 		"Lists registered pay-as-you-go devices with their last packet, last report and flag\n(a report that went backwards: a restored older copy of the device's state).")
 	a := vendorAdmin(e, fs)
 	account := fs.String("account", "", "only this account's devices")
+	compliance := fs.String("compliance", "", "below:N lists the devices whose last compliance score is below N")
 	if err := parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *compliance != "" {
+		return vendorComplianceList(ctx, e, a, *compliance)
 	}
 	var out []*provisioning.Device
 	if err := a.client(e).Get(ctx, "/v1/payg/devices?account="+url.QueryEscape(*account), &out); err != nil {

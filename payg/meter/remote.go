@@ -43,6 +43,19 @@ type DeviceKeys struct {
 type Remote struct {
 	Server string       // the vendor's base URL
 	HTTP   *http.Client // nil means a client with a 30 s timeout
+	// Compliance, if set, adds the compliance supervisor's report to a
+	// sync and receives the bundle and reset packets of the answer
+	// (docs/payg-protocol.md).
+	Compliance SyncExtension
+}
+
+// SyncExtension is the compliance supervisor's part of a sync.
+type SyncExtension interface {
+	// Report is the "compliance" member of the sync request.
+	Report() json.RawMessage
+	// Deliver takes the answer's policy bundle and reset packets (either
+	// may be empty), after the packets are applied.
+	Deliver(policy string, resets []string) error
 }
 
 func (r *Remote) client() *http.Client {
@@ -71,6 +84,13 @@ type registerAnswer struct {
 type syncAnswer struct {
 	Packets    []string  `json:"packets"`
 	ServerTime time.Time `json:"server_time"`
+	Policy     string    `json:"policy,omitempty"`
+	Resets     []string  `json:"resets,omitempty"`
+}
+
+type syncRequest struct {
+	Report
+	Compliance json.RawMessage `json:"compliance,omitempty"`
 }
 
 // Register registers the device with a one-time code: it sends the hardware
@@ -143,7 +163,11 @@ func (r *Remote) Sync(ctx context.Context, m *Meter, signer *keys.Signer) ([]App
 	if err != nil {
 		return nil, err
 	}
-	body, _ := json.Marshal(rep)
+	req := syncRequest{Report: rep}
+	if r.Compliance != nil {
+		req.Compliance = r.Compliance.Report()
+	}
+	body, _ := json.Marshal(req)
 	path := "/v1/payg/devices/" + reg.DeviceID + "/sync"
 	h := SignRequest(http.MethodPost, path, reg.DeviceID, signer.Private(), initKey, m.opts.Clock.Wall(), body)
 	var ans syncAnswer
@@ -154,7 +178,13 @@ func (r *Remote) Sync(ctx context.Context, m *Meter, signer *keys.Signer) ([]App
 	if err != nil {
 		return applied, err
 	}
-	return applied, m.RecordSync()
+	if err := m.RecordSync(); err != nil {
+		return applied, err
+	}
+	if r.Compliance != nil {
+		return applied, r.Compliance.Deliver(ans.Policy, ans.Resets)
+	}
+	return applied, nil
 }
 
 // SignRequest returns the headers of a signed device request: device,

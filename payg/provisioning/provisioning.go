@@ -94,6 +94,8 @@ type Service struct {
 	// registration code at rest; nil stores them as they are.
 	Secrets billing.Sealer
 	Now     func() time.Time
+	// Compliance, if set, receives the compliance part of a sync.
+	Compliance ComplianceHook
 	// Keypad, if set, issues OpenPAYGO tokens: a sale to a keypad device
 	// (SellRequest.KeypadDevice) issues the device's token in the sale's
 	// transaction. Nil refuses such sales.
@@ -699,12 +701,25 @@ func (s *Service) Authenticate(ctx context.Context, method, pathQuery string, h 
 type SyncRequest struct {
 	HighestSequence uint64 `json:"highest_sequence"`
 	UsedSeconds     int64  `json:"used_seconds"`
+	// Compliance is the device's compliance report (compliance/policy
+	// Report), sent by agents that have the supervisor; optional.
+	Compliance json.RawMessage `json:"compliance,omitempty"`
 }
 
-// SyncAnswer is the answer to a sync.
+// SyncAnswer is the answer to a sync. Policy and Resets answer a request
+// that carried a compliance report, and only then.
 type SyncAnswer struct {
 	Packets    []string  `json:"packets"`
 	ServerTime time.Time `json:"server_time"`
+	Policy     string    `json:"policy,omitempty"` // the newest policy bundle, if the device's is older
+	Resets     []string  `json:"resets,omitempty"` // the device's reset packets it has not applied
+}
+
+// ComplianceHook is the vendor's compliance (compliance/fleet), told of a
+// device's report at its sync; it answers with the bundle and the resets
+// to deliver.
+type ComplianceHook interface {
+	OnSync(ctx context.Context, deviceID string, report json.RawMessage) (policy string, resets []string, err error)
 }
 
 // Sync records an authenticated device's report and returns its packets
@@ -724,6 +739,11 @@ func (s *Service) Sync(ctx context.Context, dev *Device, req SyncRequest) (*Sync
 	ans := &SyncAnswer{Packets: []string{}, ServerTime: now.Truncate(time.Second)}
 	for _, p := range ps {
 		ans.Packets = append(ans.Packets, string(p.File))
+	}
+	if s.Compliance != nil && len(req.Compliance) > 0 {
+		if ans.Policy, ans.Resets, err = s.Compliance.OnSync(ctx, dev.ID, req.Compliance); err != nil {
+			return nil, err
+		}
 	}
 	return ans, nil
 }
