@@ -70,6 +70,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if d.Socket != "" {
+		os.MkdirAll(filepath.Dir(d.Socket), 0o700)
 		os.Remove(d.Socket)
 		ln, err := net.Listen("unix", d.Socket)
 		if err != nil {
