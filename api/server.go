@@ -13,16 +13,15 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/time/rate"
 
 	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/ratelimit"
 )
 
 // Limits bound what one client can send.
@@ -30,6 +29,23 @@ type Limits struct {
 	MaxBody   int64   // request body bytes; larger bodies get 413
 	RatePerIP float64 // sustained requests per second per client IP; 0 disables
 	Burst     int     // bucket size of the per-IP limiter
+	// CostlyPerIP is the rate, per client IP, of each route of CostlyRoutes
+	// (a signature, a transaction or a challenge pair per request): far
+	// below RatePerIP, which verification requests use. 0 means RatePerIP
+	// divided by CostlyDivisor; RatePerIP 0 disables it too.
+	CostlyPerIP float64
+	CostlyBurst int // 0 means twice CostlyPerIP
+}
+
+// CostlyDivisor derives Limits.CostlyPerIP from RatePerIP when it is unset.
+const CostlyDivisor = 20
+
+// CostlyRoutes are the routes whose requests cost a signature, a durable
+// transaction or a precomputed challenge: they get Limits.CostlyPerIP per
+// client IP and route, on top of the per-IP limit.
+var CostlyRoutes = map[string]bool{
+	"POST /v1/challenges": true, "POST /v1/licenses": true, "POST /v1/upgrades": true,
+	"POST /v1/sites/enroll": true, "POST /v1/packs": true,
 }
 
 // DefaultLimits suit an admin and license API on one machine.
@@ -114,8 +130,8 @@ type Server struct {
 	reqs    *prometheus.CounterVec
 	latency *prometheus.HistogramVec
 
-	mu       sync.Mutex
-	limiters map[string]*rate.Limiter
+	perIP  *ratelimit.Keyed // by client IP
+	costly *ratelimit.Keyed // by route and client IP, for CostlyRoutes
 }
 
 // NewServer makes a server with /healthz and /metrics already routed, and
@@ -125,7 +141,19 @@ type Server struct {
 // its own (MetricsHandler, --metrics-listen).
 func NewServer(name string, log *slog.Logger, limits Limits, tokens auth.TokenStore) *Server {
 	s := &Server{Name: name, Log: log, Limits: limits, Tokens: tokens, mux: http.NewServeMux(),
-		reg: prometheus.NewRegistry(), limiters: map[string]*rate.Limiter{}}
+		reg: prometheus.NewRegistry()}
+	if limits.RatePerIP > 0 {
+		s.perIP = ratelimit.New(limits.RatePerIP, limits.Burst, 0)
+		costly := limits.CostlyPerIP
+		if costly <= 0 {
+			costly = limits.RatePerIP / CostlyDivisor
+		}
+		burst := limits.CostlyBurst
+		if burst <= 0 {
+			burst = max(1, int(2*costly))
+		}
+		s.costly = ratelimit.New(costly, burst, 0)
+	}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "licet_http_requests_total", Help: "HTTP requests by route and status.",
 		ConstLabels: prometheus.Labels{"role": name},
@@ -242,28 +270,34 @@ func (r *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
 	return io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
 }
 
-func (s *Server) limiter(ip string) *rate.Limiter {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l, ok := s.limiters[ip]
-	if !ok {
-		if len(s.limiters) > 100000 { // forget idle clients rather than grow without bound
-			s.limiters = map[string]*rate.Limiter{}
-		}
-		l = rate.NewLimiter(rate.Limit(s.Limits.RatePerIP), s.Limits.Burst)
-		s.limiters[ip] = l
+// allow applies the per-IP limit and, on a costly route, the per-route one
+// (see Limits); the tables keep the most recently seen 100,000 clients.
+func (s *Server) allow(r *http.Request) (ok bool, route, ip string, wait time.Duration) {
+	ip, _, _ = net.SplitHostPort(r.RemoteAddr)
+	now := time.Now()
+	if ok, wait = s.perIP.Take(ip, now); !ok {
+		return false, "", ip, wait
 	}
-	return l
+	if _, pattern := s.mux.Handler(r); CostlyRoutes[pattern] {
+		if ok, wait = s.costly.Take(pattern+" "+ip, now); !ok {
+			return false, pattern, ip, wait
+		}
+	}
+	return true, "", ip, 0
 }
 
 // ServeHTTP applies rate and size limits, records metrics and logs, and routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if s.Limits.RatePerIP > 0 {
-		ip, _, _ := net.SplitHostPort(r.RemoteAddr)
-		if !s.limiter(ip).Allow() {
-			w.Header().Set("Retry-After", "1")
-			WriteError(w, r, s.Log, errs.E(errs.RateLimited, "too many requests from %s; slow down and retry", ip))
+	if s.perIP != nil {
+		if ok, route, ip, wait := s.allow(r); !ok {
+			secs := max(1, int((wait+time.Second-1)/time.Second))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			what := "requests"
+			if route != "" {
+				what = route + " requests"
+			}
+			WriteError(w, r, s.Log, errs.E(errs.RateLimited, "too many %s from %s; retry in %d s", what, ip, secs))
 			s.reqs.WithLabelValues("rate_limited", "429").Inc()
 			return
 		}

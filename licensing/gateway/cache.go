@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/licet/licet/verify"
@@ -41,14 +42,20 @@ const (
 	nonceReplayed              // seen before
 	nonceFull                  // memory full; refuse rather than forget
 	nonceClockBack             // ts far behind buckets already in use (the clock went back)
+	nonceQuota                 // the client holds its share of the memory already
 )
 
 type nonceCache struct {
-	seed     maphash.Seed
-	skew     int64 // seconds
-	width    int64 // seconds of ts per bucket
-	perShard int
-	shards   [nonceShards]nonceShard
+	seed      maphash.Seed
+	skew      int64 // seconds
+	width     int64 // seconds of ts per bucket
+	perShard  int
+	perClient int // nonces one client may hold; 0: no quota
+	shards    [nonceShards]nonceShard
+
+	qmu       sync.Mutex
+	held      map[string]int // nonces held per client, for perClient
+	lastSweep atomic.Int64   // when a client over its quota last made every shard expire (unix seconds)
 }
 
 type nonceShard struct {
@@ -59,12 +66,16 @@ type nonceShard struct {
 }
 
 type nonceBucket struct {
-	num int64 // ts / width; -1 when unused
-	m   map[uint64]struct{}
+	num     int64 // ts / width; -1 when unused
+	m       map[uint64]struct{}
+	clients map[string]int32 // nonces of m per client, when there is a quota
 }
 
-func newNonceCache(skew int64, size int) *nonceCache {
-	c := &nonceCache{seed: maphash.MakeSeed(), skew: skew, width: max(skew/4, 1), perShard: max(size/nonceShards, 1)}
+// newNonceCache holds up to size nonces, of which one client may hold
+// perClient (0: no quota).
+func newNonceCache(skew int64, size, perClient int) *nonceCache {
+	c := &nonceCache{seed: maphash.MakeSeed(), skew: skew, width: max(skew/4, 1), perShard: max(size/nonceShards, 1),
+		perClient: perClient, held: map[string]int{}}
 	for i := range c.shards {
 		for j := range c.shards[i].buckets {
 			c.shards[i].buckets[j].num = -1
@@ -83,6 +94,53 @@ func (c *nonceCache) add(client, nonce string, ts, now int64) nonceResult {
 	h.WriteString(nonce)
 	key := h.Sum64()
 
+	if c.perClient > 0 && !c.reserve(client, now) {
+		return nonceQuota
+	}
+	res := c.add1(client, key, ts, now)
+	if res != nonceOK && c.perClient > 0 {
+		c.qmu.Lock()
+		c.unreserve(client, 1)
+		c.qmu.Unlock()
+	}
+	return res
+}
+
+// reserve takes one of client's quota; if it has none left, it first
+// drops expired nonces everywhere (at most once a second).
+func (c *nonceCache) reserve(client string, now int64) bool {
+	for try := 0; try < 2; try++ {
+		c.qmu.Lock()
+		ok := c.held[client] < c.perClient
+		if ok {
+			c.held[client]++
+		}
+		c.qmu.Unlock()
+		if ok {
+			return true
+		}
+		if last := c.lastSweep.Load(); try > 0 || last >= now || !c.lastSweep.CompareAndSwap(last, now) {
+			return false
+		}
+		for i := range c.shards {
+			sh := &c.shards[i]
+			sh.mu.Lock()
+			c.expire(sh, now)
+			sh.mu.Unlock()
+		}
+	}
+	return false
+}
+
+// unreserve gives back n of client's quota (c.qmu held).
+func (c *nonceCache) unreserve(client string, n int) {
+	if c.held[client] -= n; c.held[client] <= 0 {
+		delete(c.held, client)
+	}
+}
+
+// add1 is add after the quota: it records key in its shard.
+func (c *nonceCache) add1(client string, key uint64, ts, now int64) nonceResult {
 	num := ts / c.width
 	sh := &c.shards[key>>58] // the top 6 bits; the maps use the low ones
 	sh.mu.Lock()
@@ -99,6 +157,7 @@ func (c *nonceCache) add(client, nonce string, ts, now int64) nonceResult {
 		// memory in every bucket for good.
 		sh.n -= len(b.m)
 		b.m = make(map[uint64]struct{}, len(b.m))
+		c.release(b)
 		b.num = num
 	}
 	if _, seen := b.m[key]; seen {
@@ -110,9 +169,29 @@ func (c *nonceCache) add(client, nonce string, ts, now int64) nonceResult {
 			return nonceFull
 		}
 	}
+	if c.perClient > 0 {
+		if b.clients == nil {
+			b.clients = map[string]int32{}
+		}
+		b.clients[client]++
+	}
 	b.m[key] = struct{}{}
 	sh.n++
 	return nonceOK
+}
+
+// release gives back the quota of the nonces of bucket b, which is being
+// emptied (sh.mu held).
+func (c *nonceCache) release(b *nonceBucket) {
+	if len(b.clients) == 0 {
+		return
+	}
+	c.qmu.Lock()
+	for client, n := range b.clients {
+		c.unreserve(client, int(n))
+	}
+	c.qmu.Unlock()
+	b.clients = nil
 }
 
 // expire drops the buckets of sh whose every ts is out of the window.
@@ -122,6 +201,7 @@ func (c *nonceCache) expire(sh *nonceShard, now int64) {
 		b := &sh.buckets[i]
 		if b.num >= 0 && b.num < oldest {
 			sh.n -= len(b.m)
+			c.release(b)
 			b.m = nil // give the memory back: a full memory was unusual
 			b.num = -1
 		}

@@ -9,7 +9,7 @@ import (
 
 func TestNonceCache(t *testing.T) {
 	const skew = 60
-	c := newNonceCache(skew, 1<<10)
+	c := newNonceCache(skew, 1<<10, 0)
 	now := int64(1_800_000_000)
 	if r := c.add("client-a", "nonce-0123456789", now, now); r != nonceOK {
 		t.Fatalf("first use: %v", r)
@@ -44,7 +44,7 @@ func TestNonceCache(t *testing.T) {
 
 func TestNonceCacheFull(t *testing.T) {
 	const skew = 60
-	c := newNonceCache(skew, nonceShards*4) // 4 per shard
+	c := newNonceCache(skew, nonceShards*4, 0) // 4 per shard
 	now := int64(1_800_000_000)
 	full := 0
 	for i := range 2000 {
@@ -74,7 +74,7 @@ func TestNonceCacheFull(t *testing.T) {
 }
 
 func TestNonceCacheClockBack(t *testing.T) {
-	c := newNonceCache(60, 1<<10)
+	c := newNonceCache(60, 1<<10, 0)
 	now := int64(1_800_000_000)
 	for i := range 64 * 4 { // fill the slot of every shard far in the future
 		c.add(fmt.Sprint("client-", i), "nonce-0123456789", now+1000, now+1000)
@@ -93,7 +93,7 @@ func TestNonceCacheClockBack(t *testing.T) {
 }
 
 func TestNonceCacheConcurrent(t *testing.T) {
-	c := newNonceCache(60, 1<<16)
+	c := newNonceCache(60, 1<<16, 0)
 	now := int64(1_800_000_000)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -163,5 +163,34 @@ func TestIsLicetHeader(t *testing.T) {
 	}
 	if got := cleanConnection([]string{"keep-alive, Licet-Client-Id", "licet_license_id,Upgrade"}); len(got) != 1 || got[0] != "keep-alive, Upgrade" {
 		t.Errorf("cleanConnection: %q", got)
+	}
+}
+
+// One client cannot hold more than its quota of the memory: its next nonce
+// is refused while another client's is taken; once its nonces expire, its
+// quota is back.
+func TestNonceQuotaPerClient(t *testing.T) {
+	const skew, now = 60, 1_000_000
+	c := newNonceCache(skew, 1<<16, 100)
+	for i := 0; i < 100; i++ {
+		if r := c.add("greedy", fmt.Sprintf("nonce-%d-xxxxxxxx", i), now, now); r != nonceOK {
+			t.Fatalf("nonce %d of a quota of 100: %v", i, r)
+		}
+	}
+	if r := c.add("greedy", "one-more-xxxxxxxx", now, now); r != nonceQuota {
+		t.Errorf("nonce 101: %v, want nonceQuota", r)
+	}
+	if r := c.add("modest", "one-more-xxxxxxxx", now, now); r != nonceOK {
+		t.Errorf("another client: %v, want nonceOK", r)
+	}
+	later := int64(now + 3*skew)
+	if r := c.add("greedy", "after-expiry-xxxx", later, later); r != nonceOK {
+		t.Errorf("after its nonces left the window: %v, want nonceOK", r)
+	}
+	c.qmu.Lock()
+	held := c.held["greedy"]
+	c.qmu.Unlock()
+	if held != 1 {
+		t.Errorf("greedy holds %d nonces by the quota count, want 1", held)
 	}
 }

@@ -147,7 +147,9 @@
 // no license at all, to get one from the license server the challenge names.
 // A body over Options.MaxBody is 413 "too_large"; a gateway whose nonce
 // memory is full (Options.MaxNonces) answers 429 "rate_limited" with
-// Retry-After rather than forget nonces early.
+// Retry-After rather than forget nonces early, and so does a gateway whose
+// memory holds a client's share already (Options.MaxNoncesPerClient): one
+// license holder cannot fill it for everyone.
 //
 // # Cost
 //

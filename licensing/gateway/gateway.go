@@ -113,6 +113,12 @@ type Options struct {
 	// DefaultMaxNonces, sustains about 14,000 signed requests per second
 	// with the default MaxSkew; each nonce costs about 40 bytes.
 	MaxNonces int
+	// MaxNoncesPerClient is the share of MaxNonces one client key (one
+	// license holder) may hold, so that one client cannot fill the memory
+	// for everyone: its further signed requests get 429 until its own nonces
+	// expire. Default MaxNonces/64 (16,384 at the default MaxNonces: about
+	// 200 signed requests per second from one client); -1 for no quota.
+	MaxNoncesPerClient int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Log receives upstream failures; default slog.Default().
@@ -277,7 +283,11 @@ func newChecker(v *verify.Verifier, opts Options) *checker {
 	if maxNonces <= 0 {
 		maxNonces = DefaultMaxNonces
 	}
-	c.nonces = newNonceCache(c.skew, maxNonces)
+	perClient := opts.MaxNoncesPerClient
+	if perClient == 0 {
+		perClient = max(maxNonces/64, 1)
+	}
+	c.nonces = newNonceCache(c.skew, maxNonces, max(perClient, 0))
 	c.byCert = newLicenseCache(licenseCacheSize / 2)
 	c.byHeader = newLicenseCache(licenseCacheSize / 2)
 	c.legacy = opts.Legacy
@@ -592,6 +602,9 @@ func (c *checker) checkSigned(r *http.Request, now time.Time, licHeader string, 
 		return nil, nil, c.fail(reasonReplayed, "this request (nonce %s) was already received; sign every request with a fresh random nonce", p.nonce)
 	case nonceFull:
 		return nil, nil, &failure{err: errs.E(errs.RateLimited, "the gateway is tracking too many recent signed requests; retry in a few seconds")}
+	case nonceQuota:
+		return nil, nil, &failure{err: errs.E(errs.RateLimited, "client %s sent more signed requests in the last %d s than its share of the gateway's memory (%d); slow down and retry in a few seconds",
+			lic.ClientID, 2*c.skew, c.nonces.perClient)}
 	case nonceClockBack:
 		return nil, nil, c.fail(reasonStale, "the request's timestamp is older than requests the gateway has already accepted by more than the allowed skew; check the clocks")
 	}

@@ -130,6 +130,9 @@ func (s *Server) NewChallenge(ctx context.Context, req ChallengeRequest) (*Chall
 	if err := softid.ID(req.SoftwareID).Check(); err != nil {
 		return nil, err
 	}
+	if err := s.allowChallenge(verify.ClientID(req.ClientKey), s.Now()); err != nil {
+		return nil, err
+	}
 	ps, err := s.challengePools(ctx)
 	if err != nil {
 		return nil, err
@@ -284,7 +287,9 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 		return nil, errs.E(errs.Invalid, "client_hpke_key is not an MLKEM768-X25519 public key")
 	}
 	if subtle.ConstantTimeCompare(want, req.Answer) != 1 {
-		// A wrong answer consumes the challenge too: one guess per challenge.
+		// A wrong answer consumes the challenge too: one guess per challenge;
+		// and it counts against the client key's wrong answers.
+		s.wrongAnswer(clientID, now)
 		if err := s.Store.ConsumeChallenge(ctx, req.ChallengeID, expires); err != nil {
 			return nil, err
 		}

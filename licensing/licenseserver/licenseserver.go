@@ -317,16 +317,21 @@ type Server struct {
 	// TemporaryForProduct overrides TemporaryFor for the products it names
 	// (zero: no temporary licenses of that product).
 	TemporaryForProduct map[string]time.Duration
+	// ClientLimits bound each client key's challenges and wrong answers;
+	// nil means DefaultClientLimits.
+	ClientLimits *ClientLimits
 
-	sealOnce sync.Once // derives seal, the AEAD of challenge IDs, from the site key
-	seal     cipher.AEAD
-	poolOnce sync.Once             // starts pools
-	pool     atomic.Pointer[pools] // the precomputed challenges; nil until started
-	seatOnce sync.Once             // makes seatPool, the seats leased to this Server
-	seatPool *seatPool
-	verOnce  sync.Once // loads ver, the verifier of licenses against the vendor root
-	ver      *verify.Verifier
-	verErr   error
+	sealOnce  sync.Once // derives seal, the AEAD of challenge IDs, from the site key
+	seal      cipher.AEAD
+	poolOnce  sync.Once             // starts pools
+	pool      atomic.Pointer[pools] // the precomputed challenges; nil until started
+	limitOnce sync.Once             // makes limits from ClientLimits
+	limits    *clientLimiters
+	seatOnce  sync.Once // makes seatPool, the seats leased to this Server
+	seatPool  *seatPool
+	verOnce   sync.Once // loads ver, the verifier of licenses against the vendor root
+	ver       *verify.Verifier
+	verErr    error
 }
 
 // Verifier returns the verifier of licenses against the site's vendor root
