@@ -36,6 +36,7 @@ import (
 //	GET  /v1/dist/bundles[?customer=C]          list bundles
 //	GET  /v1/dist/customers/{id}/versions       current and installed versions of a customer
 //	GET  /v1/dist/customers/{id}/export[?valid_for=720h]  the export file of an air-gapped site
+//	POST /v1/dist/reports/import                a site's signed reports file (air-gapped sites)
 //	POST /v1/dist/keys/rotate                   {"role": R, "threshold": N}: new keys, new root version
 //
 // Vendor, signed by a certified site (package siteauth), for its own customer:
@@ -314,6 +315,25 @@ func addDistributionVendorRoutes(s *Server, svc *clearinghouse.Service) {
 		noDeadline(w)
 		w.Header().Set("Content-Type", "application/x-tar")
 		return cat.Export(r.Context(), r.PathValue("id"), valid, w)
+	})
+	s.Admin("POST /v1/dist/reports/import", func(w http.ResponseWriter, r *http.Request) error {
+		body, err := readBody(r)
+		if err != nil {
+			return err
+		}
+		st, payload, err := siteauth.VerifyFile(body, svc.Root.Cert, svc.Now())
+		if err != nil {
+			return err
+		}
+		var sts []*catalog.Status
+		if err := json.Unmarshal(payload, &sts); err != nil {
+			return errs.Wrap(errs.Invalid, err, "the reports file's payload is not a list of statuses")
+		}
+		if err := cat.RecordStatus(r.Context(), st.CustomerID, sts); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"customer": st.CustomerID, "site": st.SiteID, "recorded": len(sts)})
+		return nil
 	})
 	s.Public("GET /v1/dist/sync", func(w http.ResponseWriter, r *http.Request) error {
 		customer, err := site(r, nil)

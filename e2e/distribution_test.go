@@ -174,6 +174,30 @@ func TestDistribution(t *testing.T) {
 	ok(t, v.admin("vendor", "site", "certify", "--customer", "acme", "-o", cert2, filepath.Join(gap2, "site-request.txt"))...)
 	ok(t, "site", "cert", "install", "--data", gap2, cert2)
 	fails(t, 3, "tampered", "site", "update", "import", "--data", gap2, bad)
+	// Its device installs from it, and the confirmation travels back by file.
+	gapSrv := start(t, []string{"LICET_SITE_SYNC_INTERVAL=0"}, "site", "serve", "--data", gap)
+	var d3 struct{ Token string }
+	okJSON(t, &d3, "site", "device", "add", "--data", gap, "--name", "press-9", "--group", "line1")
+	agent3 := filepath.Join(dir, "agent3")
+	ok(t, "agent", "update", "init", "--data", agent3, "--server", gapSrv.URL, "--token", d3.Token, "--vendor-root", root, "--app", "tool", "--platform", "linux-amd64")
+	ok(t, "agent", "update", "apply", "--data", agent3)
+	reports := filepath.Join(dir, "reports.txt")
+	if out := ok(t, "site", "update", "export-reports", "--data", gap, "-o", reports); !strings.Contains(out, "3 device statuses") {
+		t.Fatalf("export-reports: %s", out)
+	}
+	if out := ok(t, v.admin("vendor", "release", "import-reports", reports)...); !strings.Contains(out, "Recorded 3 device statuses of acme") {
+		t.Fatalf("import-reports: %s", out)
+	}
+	forged := strings.Replace(string(mustRead(t, reports)), "A", "B", 1)
+	os.WriteFile(reports, []byte(forged), 0o644)
+	fails(t, 3, "", v.admin("vendor", "release", "import-reports", reports)...)
+	var st2 []struct {
+		Devices map[string]int
+	}
+	okJSON(t, &st2, v.admin("vendor", "release", "status", "--release", "tool-2.0")...)
+	if st2[0].Devices["installed"] != 2 {
+		t.Fatalf("release status after the file came back: %+v", st2)
+	}
 	var out json.RawMessage
 	okJSON(t, &out, "site", "update", "status", "--data", gap)
 }

@@ -470,6 +470,39 @@ func (s *Service) PushReports(ctx context.Context) (int, error) {
 	}
 }
 
+// MaxReportsPerFile bounds the reports one file carries (it must fit the
+// vendor's request body limit).
+const MaxReportsPerFile = 2000
+
+// ExportReports writes the queued device statuses into a file signed with
+// the site key, for an air-gapped site's way back to the vendor ('licet
+// vendor release import-reports'), and marks them sent. n is 0 when none
+// were queued.
+func (s *Service) ExportReports(ctx context.Context) (file []byte, n int, err error) {
+	if s.Vendor == nil || s.Vendor.Signer == nil {
+		return nil, 0, errs.E(errs.Internal, "the site's key is not loaded")
+	}
+	rs, err := s.Store.PendingDistReports(ctx, MaxReportsPerFile)
+	if err != nil || len(rs) == 0 {
+		return nil, 0, err
+	}
+	out := make([]catalog.Status, len(rs))
+	idl := make([]int64, len(rs))
+	for i, r := range rs {
+		out[i] = catalog.Status{Group: r.Group, Device: r.Device, App: r.App, Version: r.Version, Status: r.Status, Log: r.Log, At: r.At}
+		idl[i] = r.ID
+	}
+	payload, err := json.Marshal(out)
+	if err != nil {
+		return nil, 0, errs.Wrap(errs.Internal, err, "encode reports")
+	}
+	file = siteauth.SignFile(payload, s.Vendor.Signer, s.Vendor.Chain)
+	if err := s.Store.MarkDistReportsSent(ctx, idl); err != nil {
+		return nil, 0, err
+	}
+	return file, len(rs), nil
+}
+
 // Import applies an export file: the payload is verified first, then the
 // blobs it names are streamed into the store through their hashes; any
 // other file in the archive is refused.

@@ -1,6 +1,7 @@
 // Package siteauth authenticates a site's requests to the vendor with the
 // site's certified key: the request names its certificate and signs the
-// method, path, time and body hash. The vendor checks the certificate
+// method, path, time and body hash. Files a site sends by hand (its devices'
+// update reports, from an air-gapped site) are signed the same way. The vendor checks the certificate
 // against its root and takes the customer from it, so a site acts for its
 // own customer only, without a bearer secret to leak.
 package siteauth
@@ -11,11 +12,13 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/licet/licet/armor"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/pki"
@@ -84,4 +87,50 @@ func Verify(r *http.Request, body []byte, root *x509.Certificate, now time.Time)
 		return nil, errs.E(errs.Unauthenticated, "site request signature does not verify")
 	}
 	return site, nil
+}
+
+// FileType is the armor type of a file a site signs for the vendor (its
+// devices' update reports, carried by hand from an air-gapped site).
+const FileType = "SITE UPDATE REPORTS"
+
+// signedFile is the body of such a file: the payload as signed, never
+// re-encoded, with the signature and the chain that proves the site.
+type signedFile struct {
+	Chain     [][]byte `json:"chain"`
+	Payload   []byte   `json:"payload"`
+	Signature []byte   `json:"signature"`
+}
+
+func fileMessage(payload []byte) []byte {
+	return append([]byte("licet-site-file-v1\n"), payload...)
+}
+
+// SignFile makes an armored file of payload signed with the site key.
+func SignFile(payload []byte, s *keys.Signer, chain [][]byte) []byte {
+	body, _ := json.Marshal(signedFile{Chain: chain, Payload: payload, Signature: s.Sign(fileMessage(payload))})
+	return armor.Encode(armor.Block{Type: FileType, Version: 1, Body: body})
+}
+
+// VerifyFile checks a file made by SignFile against the vendor root and
+// returns the site and the payload.
+func VerifyFile(data []byte, root *x509.Certificate, now time.Time) (*pki.Site, []byte, error) {
+	blk, err := armor.Decode(data, FileType)
+	if err != nil {
+		return nil, nil, errs.Wrap(errs.Invalid, err, "not a site reports file ('licet site update export-reports' makes one)")
+	}
+	if blk.Version > 1 {
+		return nil, nil, errs.E(errs.Invalid, "site reports file format version %d is newer than this licet reads (1); upgrade licet", blk.Version)
+	}
+	var f signedFile
+	if err := json.Unmarshal(blk.Body, &f); err != nil || len(f.Chain) == 0 || len(f.Chain) > 4 {
+		return nil, nil, errs.E(errs.Invalid, "site reports file is damaged: it lacks its certificate chain, payload or signature")
+	}
+	site, err := pki.VerifySite(f.Chain, root, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ed25519.Verify(site.PublicKey, fileMessage(f.Payload), f.Signature) {
+		return nil, nil, errs.E(errs.Invalid, "site reports file signature does not verify: it was altered after the site signed it")
+	}
+	return site, f.Payload, nil
 }

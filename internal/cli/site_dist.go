@@ -36,6 +36,7 @@ func siteUpdateCommand() *command {
 		leaf("sync", "pull signed metadata and artifacts from the vendor now, and send device statuses", siteUpdateSync),
 		leaf("import", "apply an export file from the vendor (air-gapped sites)", siteUpdateImport),
 		leaf("status", "per group: bundle, devices and their statuses", siteUpdateStatus),
+		leaf("export-reports", "write the devices' queued statuses to a signed file for the vendor (air-gapped sites)", siteUpdateExportReports),
 	}}
 }
 
@@ -286,4 +287,37 @@ func startDistSync(ctx context.Context, e *env, srv *licenseserver.Server, log *
 			}
 		}
 	}()
+}
+
+func siteUpdateExportReports(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site update export-reports", "--data DIR -o FILE",
+		"Writes the devices' queued statuses (up to 2000; run again for more) to FILE, signed with the\n"+
+			"site key, and marks them sent. The vendor records them with 'licet vendor release import-reports\n"+
+			"FILE', which changes its installed-version record as an online sync would.")
+	sf := addSiteFlags(fs)
+	out := fs.String("o", "", "the file to write")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "data", "o"); err != nil {
+		return err
+	}
+	m, closeFn, err := openMirror(ctx, e, sf)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	file, n, err := m.ExportReports(ctx)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		fmt.Fprintln(e.stdout, "No device statuses are waiting to be sent.")
+		return nil
+	}
+	if err := writeOutput(e, *out, file); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "Wrote %d device statuses to %s.\n", n, *out)
+	return nil
 }

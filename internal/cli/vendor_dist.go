@@ -35,6 +35,7 @@ func vendorReleaseCommand() *command {
 		leaf("status", "per customer: current and installed version, devices by status", vendorReleaseStatus),
 		leaf("export", "write a customer's signed metadata and artifacts to a file for an air-gapped site", vendorReleaseExport),
 		leaf("versions", "a customer's current and installed version of each application", vendorReleaseVersions),
+		leaf("import-reports", "record an air-gapped site's signed file of device statuses", vendorReleaseImportReports),
 		leaf("rotate-keys", "replace a TUF role's keys (and threshold) with a new signed root", vendorReleaseRotate),
 	}}
 }
@@ -456,5 +457,33 @@ func vendorReleaseExport(ctx context.Context, e *env, args []string) error {
 		return errs.Wrap(errs.Internal, err, "write %s", *out)
 	}
 	fmt.Fprintf(e.stderr, "Wrote the export file for %s to %s (%d bytes).\n", *customer, *out, n)
+	return nil
+}
+
+func vendorReleaseImportReports(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor release import-reports", "FILE",
+		"Records the device statuses in a file an air-gapped site wrote ('licet site update\n"+
+			"export-reports'), after checking the site's signature and certificate; the customer is the\n"+
+			"one the site certificate names. Importing a file twice changes nothing.")
+	a := vendorAdmin(e, fs)
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	body, err := readInput(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Customer string `json:"customer"`
+		Site     string `json:"site"`
+		Recorded int    `json:"recorded"`
+	}
+	if err := a.client(e).Post(ctx, "/v1/dist/reports/import", body, &out); err != nil {
+		return err
+	}
+	if *a.json {
+		return printJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "Recorded %d device statuses of %s (site %s).\n", out.Recorded, out.Customer, out.Site)
 	return nil
 }
