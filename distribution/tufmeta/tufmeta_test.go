@@ -1,6 +1,7 @@
 package tufmeta
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -16,7 +17,7 @@ var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 // repo is a go-tuf simulator-style repository in memory: it keeps every
 // version of every role, so tests can serve old ones as an attacker would.
 type repo struct {
-	t                                *testing.T
+	t                                testing.TB
 	secret                           []byte
 	gen                              map[string]int
 	threshold                        int
@@ -26,7 +27,7 @@ type repo struct {
 	serveTS, serveSnap, serveTargets []byte // overrides
 }
 
-func newRepo(t *testing.T, scope Scope) *repo {
+func newRepo(t testing.TB, scope Scope) *repo {
 	r := &repo{t: t, secret: []byte("0123456789abcdef0123456789abcdef"), gen: map[string]int{}, threshold: 1, scope: scope}
 	r.rotate("", 1)
 	return r
@@ -266,4 +267,22 @@ func TestKeyRotation(t *testing.T) {
 	r.roots = append(r.roots, weak)
 	_, _, err = Refresh(context.Background(), cur, r, acme1, t0)
 	wantRejected(t, err, "root under threshold")
+}
+
+// FuzzRefresh: any bytes a mirror serves as timestamp, snapshot or targets
+// are refused or verified, never accepted unverified and never a panic.
+func FuzzRefresh(f *testing.F) {
+	r := newRepo(f, acme1)
+	r.publish("1.0", 24*time.Hour)
+	f.Add(r.timestamps[0], r.snapshots[0], r.targets[0])
+	f.Add([]byte(`{"signed":{"_type":"timestamp","version":9}}`), []byte("{}"), []byte("null"))
+	root := r.roots[0]
+	f.Fuzz(func(t *testing.T, ts, snap, tg []byte) {
+		src := &repo{roots: [][]byte{root}, serveTS: ts, serveSnap: snap, serveTargets: tg, timestamps: [][]byte{ts}}
+		_, v, err := Refresh(context.Background(), Trusted{Root: root}, src, acme1, t0)
+		if err == nil && !bytes.Equal(ts, r.timestamps[0]) {
+			// Only the repository's own signed timestamp can verify.
+			t.Fatalf("unsigned timestamp accepted: %+v", v)
+		}
+	})
 }
