@@ -5,7 +5,8 @@
 # --sites N starts N 'site serve' processes on the database (PostgreSQL) and sends
 # the grants round robin; --wrong C adds C concurrent clients that keep sending
 # wrong answers during the run (the abuse case; they stop after WRONGFOR,
-# default 15s, and the script waits for them). LICET=path uses that binary
+# default 15s, and the script waits for them; WRONGFLAGS=--ignore-retry-after
+# makes them ask again at once after a 429). LICET=path uses that binary
 # instead of building one (to compare two builds in one session); NOVERIFY=1
 # skips the verification benchmark that follows the grants.
 # Prints the load generator's results; everything lives in a temporary directory.
@@ -50,7 +51,7 @@ SITE=$(grep -o 'http://[^ ]*' "$W/site1.out")
 if [ -n "$DB" ]; then KIND="PostgreSQL, $SITES site processes"; else KIND=SQLite; fi
 if [ "$WRONG" -gt 0 ]; then
   echo "# abuse: $WRONG concurrent clients sending wrong answers during the run"
-  $L bench grants "${SERVERS[@]}" --product app --software-id non-windows/1/1 --image "$W/client-image" --clients 100000000 --concurrency "$WRONG" --wrong-answers --duration "${WRONGFOR:-15s}" > "$W/wrong.out" 2>&1 &
+  $L bench grants "${SERVERS[@]}" --product app --software-id non-windows/1/1 --image "$W/client-image" --clients 100000000 --concurrency "$WRONG" --wrong-answers --duration "${WRONGFOR:-15s}" ${WRONGFLAGS:-} > "$W/wrong.out" 2>&1 &
   WRONGPID=$!
   sleep 1
 fi

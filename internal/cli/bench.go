@@ -58,6 +58,7 @@ func benchGrants(ctx context.Context, e *env, args []string) error {
 	prepare := fs.Bool("prepare-answers", false, "fetch every client's challenge first (timed), compute the answers (not timed: real clients\nhash on their own machines), then send the grants (timed); the grant line's rate is over the two timed phases")
 	wrong := fs.Bool("wrong-answers", false, "answer every challenge wrongly (an attacker or a modified client): --concurrency clients\nask again as soon as they are refused, until --duration or --clients requests; refusals are the expected outcome")
 	duration := fs.Duration("duration", 0, "with --wrong-answers: stop after this long (e.g. 30s)")
+	ignoreRA := fs.Bool("ignore-retry-after", false, "with --wrong-answers: ask again at once after a 429 instead of waiting its Retry-After")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -70,7 +71,7 @@ func benchGrants(ctx context.Context, e *env, args []string) error {
 		return errs.Wrap(errs.Usage, err, "--software-id")
 	}
 	opts := loadgen.GrantOptions{Servers: servers, ProductID: *product, SoftwareID: software, Image: *image, Clients: *clients, Concurrency: *conc,
-		PrepareAnswers: *prepare, WrongAnswers: *wrong, Duration: *duration}
+		PrepareAnswers: *prepare, WrongAnswers: *wrong, Duration: *duration, IgnoreRetryAfter: *ignoreRA}
 	if *root != "" {
 		if opts.RootPEM, err = os.ReadFile(*root); err != nil {
 			return errs.Wrap(errs.Invalid, err, "read --root")

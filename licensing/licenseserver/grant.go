@@ -130,7 +130,7 @@ func (s *Server) NewChallenge(ctx context.Context, req ChallengeRequest) (*Chall
 	if err := softid.ID(req.SoftwareID).Check(); err != nil {
 		return nil, err
 	}
-	if err := s.allowChallenge(verify.ClientID(req.ClientKey), s.Now()); err != nil {
+	if err := s.allowChallenge(ctx, verify.ClientID(req.ClientKey), s.Now()); err != nil {
 		return nil, err
 	}
 	ps, err := s.challengePools(ctx)

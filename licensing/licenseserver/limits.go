@@ -1,6 +1,7 @@
 package licenseserver
 
 import (
+	"context"
 	"time"
 
 	"github.com/licet/licet/errs"
@@ -50,24 +51,41 @@ func (s *Server) clientLimiters() *clientLimiters {
 	return s.limits
 }
 
+// Tarpit is how long, at most, a Server holds a refusal for a client over
+// its limits before answering it: a client that asks again at once instead
+// of waiting its Retry-After then sends one request a Tarpit per connection,
+// however fast it could send them.
+const Tarpit = time.Second
+
 // allowChallenge checks a challenge request of a client against its limits:
-// its challenge rate, and whether its wrong answers have used up their bucket.
-func (s *Server) allowChallenge(clientID string, now time.Time) error {
+// its challenge rate, and whether its wrong answers have used up their
+// bucket. A refusal is held up to Tarpit (or until ctx ends).
+func (s *Server) allowChallenge(ctx context.Context, clientID string, now time.Time) error {
 	l := s.clientLimiters()
+	var err *RateLimitedError
 	if l.wrong != nil {
 		// A client with wrong answers left may ask; a wrong answer takes one.
 		if ok, wait := l.wrong.Has(clientID, now); !ok {
-			return &RateLimitedError{After: wait, Err: errs.E(errs.RateLimited,
+			err = &RateLimitedError{After: wait, Err: errs.E(errs.RateLimited,
 				"client %s sent too many wrong challenge answers; retry in %s with the unmodified client program", clientID, wait.Round(time.Second))}
 		}
 	}
-	if l.challenges != nil {
+	if err == nil && l.challenges != nil {
 		if ok, wait := l.challenges.Take(clientID, now); !ok {
-			return &RateLimitedError{After: wait, Err: errs.E(errs.RateLimited,
+			err = &RateLimitedError{After: wait, Err: errs.E(errs.RateLimited,
 				"client %s asks for challenges too often; retry in %s", clientID, wait.Round(time.Millisecond))}
 		}
 	}
-	return nil
+	if err == nil {
+		return nil
+	}
+	t := time.NewTimer(min(err.After, Tarpit))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return err
 }
 
 // wrongAnswer takes a token of the client's wrong-answer bucket.

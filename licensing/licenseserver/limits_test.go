@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/keys"
@@ -54,7 +55,7 @@ func TestWrongAnswersLimitedPerClient(t *testing.T) {
 }
 
 // A client key asking for challenges faster than ChallengesPerSecond after
-// its burst is refused.
+// its burst is refused, after the tarpit.
 func TestChallengesLimitedPerClient(t *testing.T) {
 	srv, sid, _ := newSite(t, 10)
 	srv.ClientLimits = &licenseserver.ClientLimits{ChallengesPerSecond: 0.001, ChallengeBurst: 3}
@@ -69,8 +70,12 @@ func TestChallengesLimitedPerClient(t *testing.T) {
 			t.Fatalf("challenge %d of a burst of 3: %v", i+1, err)
 		}
 	}
+	start := time.Now()
 	if err := ask(sig); !errs.Is(err, errs.RateLimited) {
 		t.Errorf("fourth challenge: %v, want RateLimited", err)
+	}
+	if held := time.Since(start); held < licenseserver.Tarpit*9/10 {
+		t.Errorf("the refusal came after %v; it is held for the tarpit (%v)", held, licenseserver.Tarpit)
 	}
 	if err := ask(other); err != nil {
 		t.Errorf("another client key: %v", err)

@@ -163,6 +163,9 @@ type GrantOptions struct {
 	// or Clients requests were sent. Refusals count as rejected.
 	WrongAnswers bool
 	Duration     time.Duration
+	// IgnoreRetryAfter makes WrongAnswers clients ask again at once after a
+	// 429 instead of waiting the Retry-After the site asked for.
+	IgnoreRetryAfter bool
 }
 
 // client is one simulated client identity.
@@ -276,6 +279,13 @@ func wrongAnswers(ctx context.Context, opts GrantOptions, sites []*api.Client, c
 					return // cut off by the end of the run, not refused
 				}
 				rec.add(time.Since(t0), err)
+				var ra interface{ RetryAfter() time.Duration }
+				if !opts.IgnoreRetryAfter && errs.Is(err, errs.RateLimited) && errors.As(err, &ra) {
+					select {
+					case <-ctx.Done():
+					case <-time.After(ra.RetryAfter()):
+					}
+				}
 			}
 		})
 	}
