@@ -48,6 +48,8 @@ type Store interface {
 	AddDistDevice(ctx context.Context, d *Device) error
 	DistDeviceByToken(ctx context.Context, hash []byte) (*Device, error)
 	DistDevices(ctx context.Context) ([]*Device, error)
+	// RemoveDistDevice deletes a device credential; NotFound if none has the name.
+	RemoveDistDevice(ctx context.Context, name string) error
 	// PutDistRoot stores a verified root version (again: nothing happens).
 	PutDistRoot(ctx context.Context, version int64, body, anchor []byte) error
 	// SiteDistRoot returns a root version and the anchor stored with it.

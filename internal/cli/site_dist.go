@@ -28,6 +28,7 @@ func siteDeviceCommand() *command {
 	return &command{name: "device", summary: "device credentials for updates, each in one group", sub: []*command{
 		leaf("add", "make a device's update token in a group (printed once)", siteDeviceAdd),
 		leaf("list", "list devices", siteDeviceList),
+		leaf("remove", "revoke a device's update token", siteDeviceRemove),
 	}}
 }
 
@@ -319,5 +320,28 @@ func siteUpdateExportReports(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "Wrote %d device statuses to %s.\n", n, *out)
+	return nil
+}
+
+func siteDeviceRemove(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site device remove", "--data DIR --name D",
+		"Revokes a device's update credential: within a second, the running site refuses its token.")
+	sf := addSiteFlags(fs)
+	name := fs.String("name", "", "device name")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "data", "name"); err != nil {
+		return err
+	}
+	m, closeFn, err := openMirror(ctx, e, sf)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	if err := m.Store.RemoveDistDevice(ctx, *name); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "Removed device %s; its token no longer works.\n", *name)
 	return nil
 }

@@ -344,6 +344,18 @@ func (s *Site) DistDevices(ctx context.Context) ([]*mirror.Device, error) {
 	return list(ctx, s.conn(), "list devices", scanDevice, `SELECT `+deviceCols+` FROM s_dist_devices ORDER BY name`)
 }
 
+// RemoveDistDevice deletes a device credential by name.
+func (s *Site) RemoveDistDevice(ctx context.Context, name string) error {
+	res, err := s.conn().exec(ctx, `DELETE FROM s_dist_devices WHERE name = ?`, name)
+	if err != nil {
+		return s.dbErr(err, "remove device "+name)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("device", name)
+	}
+	return nil
+}
+
 // PutDistRoot stores a root version once.
 func (s *Site) PutDistRoot(ctx context.Context, version int64, body, anchor []byte) error {
 	_, err := s.conn().exec(ctx, `INSERT INTO s_dist_roots (version, body, anchor) VALUES (?, ?, ?) ON CONFLICT (version) DO NOTHING`, version, body, nonNilBytes(anchor))

@@ -261,6 +261,14 @@ func testDistGroups(t *testing.T, st mirror.Store) {
 	if _, err := st.DistDeviceByToken(ctx, []byte("other")); !errs.Is(err, errs.NotFound) {
 		t.Fatalf("unknown token: %v", err)
 	}
+	ok(t, st.RemoveDistDevice(ctx, "d1"), "remove")
+	if _, err := st.DistDeviceByToken(ctx, []byte("hash1")); !errs.Is(err, errs.NotFound) {
+		t.Fatalf("removed device's token: %v", err)
+	}
+	if err := st.RemoveDistDevice(ctx, "d1"); !errs.Is(err, errs.NotFound) {
+		t.Fatalf("remove twice: %v", err)
+	}
+	ok(t, st.AddDistDevice(ctx, d), "device again")
 	gs, err := st.DistGroups(ctx)
 	ok(t, err, "groups")
 	ds, err := st.DistDevices(ctx)
