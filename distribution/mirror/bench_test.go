@@ -1,12 +1,7 @@
 package mirror_test
 
 import (
-	"bytes"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,11 +14,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/api"
-	"github.com/licet/licet/distribution/blobstore"
-	"github.com/licet/licet/distribution/catalog"
-	"github.com/licet/licet/distribution/mirror"
-	"github.com/licet/licet/licensing/clearinghouse"
-	"github.com/licet/licet/store"
+	"github.com/licet/licet/distribution/disttest"
 )
 
 // benchSite is a site with group g1's bundle (one artifact of size bytes)
@@ -35,67 +26,14 @@ type benchSite struct {
 
 func newBenchSite(b *testing.B, size int) *benchSite {
 	b.Helper()
-	ctx := b.Context()
-	dir := b.TempDir()
-	vs, err := store.OpenVendor(ctx, filepath.Join(dir, "vendor.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { vs.Close() })
-	ss, err := store.OpenSite(ctx, filepath.Join(dir, "site.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ss.Close() })
-	if err := vs.CreateCustomer(ctx, &clearinghouse.Customer{ID: "acme", Name: "Acme", Created: time.Now()}); err != nil {
-		b.Fatal(err)
-	}
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	cat := &catalog.Service{Store: vs.(catalog.Store), Secret: priv.Seed(), Anchor: func(m []byte) []byte { return ed25519.Sign(priv, m) },
-		Expiries: catalog.DefaultExpiries, Now: time.Now}
-	m := &mirror.Service{Store: ss.(mirror.Store), Blobs: blobstore.Dir(filepath.Join(dir, "blobs")), Customer: "acme",
-		VendorRoot: &x509.Certificate{PublicKey: pub}, Now: time.Now}
+	w := disttest.New(b)
 	data := make([]byte, size)
 	rand.Read(data)
-	sum := sha256.Sum256(data)
-	sha := hex.EncodeToString(sum[:])
-	for i := 0; i*catalog.ChunkSize < size; i++ {
-		if err := cat.PutChunk(ctx, sha, int64(i), data[i*catalog.ChunkSize:min(size, (i+1)*catalog.ChunkSize)]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if _, err := cat.CommitBlob(ctx, sha, int64(size)); err != nil {
-		b.Fatal(err)
-	}
-	if err := cat.AddApp(ctx, &catalog.App{ID: "app"}); err != nil {
-		b.Fatal(err)
-	}
-	rel := &catalog.Release{App: "app", Version: "1.0", Artifacts: []catalog.Artifact{{Platform: "linux-amd64", Name: "app.bin", Size: int64(size), SHA256: sha}}}
-	if err := cat.AddRelease(ctx, rel); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := cat.AddBundle(ctx, &catalog.Bundle{Customer: "acme", Group: "g1", Release: rel.ID}); err != nil {
-		b.Fatal(err)
-	}
-	var exp bytes.Buffer
-	if err := cat.Export(ctx, "acme", 24*time.Hour, &exp); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := m.Import(ctx, &exp); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := m.AddGroup(ctx, "g1"); err != nil {
-		b.Fatal(err)
-	}
-	_, tok, err := m.AddDevice(ctx, "d1", "g1")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := api.NewServer("site", slog.New(slog.NewTextHandler(io.Discard, nil)), api.Limits{MaxBody: 1 << 20}, nil)
-	api.AddDistributionSiteRoutes(srv, m)
-	hs := httptest.NewServer(srv)
-	b.Cleanup(hs.Close)
-	return &benchSite{url: hs.URL, token: tok, blob: "/v1/update/groups/g1/blobs/" + sha, path: m.Blobs.Path(sha), size: int64(size)}
+	rel := w.Release("1.0", data)
+	w.Bundle("g1", rel)
+	w.Transfer()
+	sha := rel.Artifacts[0].SHA256
+	return &benchSite{url: w.Site.URL, token: w.Tokens["dev-g1"], blob: "/v1/update/groups/g1/blobs/" + sha, path: w.Mir.Blobs.Path(sha), size: int64(size)}
 }
 
 func client() *http.Client {

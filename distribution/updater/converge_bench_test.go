@@ -47,15 +47,15 @@ func BenchmarkConverge(b *testing.B) {
 	// devices, each with its own, do not.
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
 	w := newWorld(b)
-	w.bundle("g1", w.release("1.0", script("one")))
-	w.transfer()
+	w.Bundle("g1", w.Release("1.0", script("one")))
+	w.Transfer()
 	devs := make([]*updater.Updater, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 256) // devices working at once
 	var failed atomic.Int64
 	for i := range n {
 		name := fmt.Sprintf("sim-%05d", i)
-		_, tok, err := w.mir.AddDevice(b.Context(), name, "g1")
+		_, tok, err := w.Mir.AddDevice(b.Context(), name, "g1")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -63,7 +63,7 @@ func BenchmarkConverge(b *testing.B) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			u, err := updater.Init(b.Context(), devDir(), updater.Config{Server: w.site.URL, Token: tok, App: "app", Platform: "linux-amd64"}, w.root)
+			u, err := updater.Init(b.Context(), devDir(), updater.Config{Server: w.Site.URL, Token: tok, App: "app", Platform: "linux-amd64"}, w.Root)
 			if err != nil {
 				failed.Add(1)
 				b.Error(err)
@@ -79,8 +79,8 @@ func BenchmarkConverge(b *testing.B) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	w.bundle("g1", w.release("2.0", script("two")))
-	w.transfer()
+	w.Bundle("g1", w.Release("2.0", script("two")))
+	w.Transfer()
 	for _, u := range devs {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -97,7 +97,7 @@ func BenchmarkConverge(b *testing.B) {
 	// The site forwards the reports; the vendor records them.
 	reports := 0
 	for {
-		reps, err := w.mir.Store.PendingDistReports(b.Context(), 1000)
+		reps, err := w.Mir.Store.PendingDistReports(b.Context(), 1000)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -110,17 +110,17 @@ func BenchmarkConverge(b *testing.B) {
 			sts[i] = &catalog.Status{Group: r.Group, Device: r.Device, App: r.App, Version: r.Version, Status: r.Status, At: r.At}
 			ids[i] = r.ID
 		}
-		if err := w.cat.RecordStatus(b.Context(), "acme", sts); err != nil {
+		if err := w.Cat.RecordStatus(b.Context(), "acme", sts); err != nil {
 			b.Fatal(err)
 		}
-		if err := w.mir.Store.MarkDistReportsSent(b.Context(), ids); err != nil {
+		if err := w.Mir.Store.MarkDistReportsSent(b.Context(), ids); err != nil {
 			b.Fatal(err)
 		}
 		reports += len(reps)
 	}
 	total := time.Since(start)
 	b.StopTimer()
-	vs, err := w.cat.Versions(b.Context(), "acme")
+	vs, err := w.Cat.Versions(b.Context(), "acme")
 	if err != nil || vs[0].Installed != "2.0" || vs[0].Devices[catalog.StatusInstalled] != n {
 		b.Fatalf("vendor record after convergence: %+v %v", vs, err)
 	}
