@@ -154,11 +154,20 @@ func (d Dir) Fetch(ctx context.Context, client *http.Client, newReq func(ctx con
 		flags := os.O_WRONLY | os.O_CREATE
 		switch {
 		case resp.StatusCode == http.StatusPartialContent && have > 0:
-			if start, ok := rangeStart(resp.Header.Get("Content-Range")); !ok || start != have {
+			start, total, ok := contentRange(resp.Header.Get("Content-Range"))
+			if !ok || start != have {
 				return errs.E(errs.Internal, "download %s: server answered range %q to a request from byte %d", sha[:12], resp.Header.Get("Content-Range"), have)
+			}
+			if total >= 0 && total != size {
+				os.Remove(part)
+				return errs.Wrap(errs.Invalid, ErrMismatch, "download %s: the server's artifact has %d bytes, the signed metadata says %d: it was tampered with or is another file", sha[:12], total, size)
 			}
 			flags |= os.O_APPEND
 		case resp.StatusCode == http.StatusOK:
+			if resp.ContentLength >= 0 && resp.ContentLength != size {
+				os.Remove(part)
+				return errs.Wrap(errs.Invalid, ErrMismatch, "download %s: the server's artifact has %d bytes, the signed metadata says %d: it was tampered with or is another file", sha[:12], resp.ContentLength, size)
+			}
 			flags |= os.O_TRUNC
 			have = 0
 		default:
@@ -199,14 +208,23 @@ func codeOf(status int) string {
 	return "internal"
 }
 
-func rangeStart(cr string) (int64, bool) {
-	rest, ok := strings.CutPrefix(cr, "bytes ")
-	if !ok {
-		return 0, false
+// contentRange parses "bytes START-END/TOTAL"; total is -1 for "*".
+func contentRange(cr string) (start, total int64, ok bool) {
+	rest, found := strings.CutPrefix(cr, "bytes ")
+	if !found {
+		return 0, 0, false
 	}
-	start, _, ok := strings.Cut(rest, "-")
-	n, err := strconv.ParseInt(start, 10, 64)
-	return n, ok && err == nil
+	span, tot, found := strings.Cut(rest, "/")
+	a, _, found2 := strings.Cut(span, "-")
+	start, err := strconv.ParseInt(a, 10, 64)
+	if !found || !found2 || err != nil {
+		return 0, 0, false
+	}
+	if tot == "*" {
+		return start, -1, true
+	}
+	total, err = strconv.ParseInt(tot, 10, 64)
+	return start, total, err == nil
 }
 
 type progressWriter struct {

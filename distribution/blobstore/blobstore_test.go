@@ -63,8 +63,8 @@ func TestFetchResume(t *testing.T) {
 }
 
 // TestFetchMismatch: bytes that do not hash to the expected value are
-// refused and deleted; a partial file that is longer than the blob starts
-// over; a server answering more bytes than the size is cut at the size.
+// refused and deleted, and so is an answer of another length than the
+// signed one; a partial file that is longer than the blob starts over.
 func TestFetchMismatch(t *testing.T) {
 	data := []byte("genuine bytes")
 	d := Dir(t.TempDir())
@@ -77,10 +77,14 @@ func TestFetchMismatch(t *testing.T) {
 	if _, err := os.Stat(d.partPath(shaOf(data))); !os.IsNotExist(err) {
 		t.Fatal("tampered partial file kept")
 	}
-	os.WriteFile(d.partPath(shaOf(data)), bytes.Repeat([]byte("x"), 100), 0o644)
 	s2 := server(t, append(append([]byte{}, data...), "trailing"...), false, &ranges)
-	if err := fetch(d, s2.URL, shaOf(data), int64(len(data))); err != nil {
-		t.Fatalf("overlong partial and answer: %v", err)
+	if err := fetch(d, s2.URL, shaOf(data), int64(len(data))); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("an answer longer than the signed length: %v", err)
+	}
+	os.WriteFile(d.partPath(shaOf(data)), bytes.Repeat([]byte("x"), 100), 0o644)
+	s3 := server(t, data, false, &ranges)
+	if err := fetch(d, s3.URL, shaOf(data), int64(len(data))); err != nil {
+		t.Fatalf("overlong partial file: %v", err)
 	}
 	if err := d.Put(strings.NewReader("short"), shaOf(data), int64(len(data))); !errors.Is(err, ErrMismatch) {
 		t.Fatalf("put of other bytes: %v", err)
