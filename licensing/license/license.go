@@ -33,6 +33,20 @@ import (
 // verify.CurrentDataVersion). notAfter is clamped to the site certificate's
 // NotAfter, since a license cannot outlive its issuer.
 func Issue(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Attributes, notBefore, notAfter time.Time) ([]byte, error) {
+	tmpl, err := template(site, clientPub, attrs, notBefore, notAfter)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, site.Cert, clientPub, site.Signer.Private())
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "issue license %d for %s", tmpl.SerialNumber, tmpl.Subject.CommonName)
+	}
+	return der, nil
+}
+
+// template checks Issue's arguments and returns the license's certificate
+// template.
+func template(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Attributes, notBefore, notAfter time.Time) (*x509.Certificate, error) {
 	if site == nil || site.Cert == nil || site.Signer == nil {
 		return nil, errs.E(errs.Internal, "issue license: no site certificate and key")
 	}
@@ -89,11 +103,7 @@ func Issue(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Attrib
 			ext,
 		},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, site.Cert, clientPub, site.Signer.Private())
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "issue license %d for %s", attrs.LicenseID, id)
-	}
-	return der, nil
+	return tmpl, nil
 }
 
 // EncodePEM writes a certificate chain (the license certificate, then the

@@ -340,11 +340,26 @@ func (s *Server) signLicense(a *Assignment, p *InstalledPack) ([]byte, error) {
 		attrs.PackID = a.UpgradePackID
 		attrs.Flags |= verify.FlagUpgraded
 	}
-	der, err := license.Issue(&pki.Authority{Cert: s.ID.Site.Cert, Signer: s.ID.Signer}, ed25519.PublicKey(a.ClientKey), attrs, notBefore, notAfter)
+	der, err := s.licenseIssuer().Issue(ed25519.PublicKey(a.ClientKey), attrs, notBefore, notAfter)
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "sign license %d", a.LicenseID)
 	}
 	return der, nil
+}
+
+// licenseIssuer returns the site's license.Issuer, made once: it signs
+// without x509.CreateCertificate's verification of each signature, after
+// checking once that it builds the same certificates (else it uses
+// license.Issue).
+func (s *Server) licenseIssuer() *license.Issuer {
+	s.issuerOnce.Do(func() {
+		site := &pki.Authority{Cert: s.ID.Site.Cert, Signer: s.ID.Signer}
+		var err error
+		if s.issuer, err = license.NewIssuer(site); err != nil {
+			s.issuer = license.IssueWith(site) // the reference license failed: Issue will say why
+		}
+	})
+	return s.issuer
 }
 
 // SealLicense encrypts a license chain to a client's HPKE key as an armored LICENSE file.

@@ -24,6 +24,7 @@ import (
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/fsutil"
 	"github.com/licet/licet/keys"
+	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/licensing/pack"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/verify"
@@ -321,17 +322,19 @@ type Server struct {
 	// nil means DefaultClientLimits.
 	ClientLimits *ClientLimits
 
-	sealOnce  sync.Once // derives seal, the AEAD of challenge IDs, from the site key
-	seal      cipher.AEAD
-	poolOnce  sync.Once             // starts pools
-	pool      atomic.Pointer[pools] // the precomputed challenges; nil until started
-	limitOnce sync.Once             // makes limits from ClientLimits
-	limits    *clientLimiters
-	seatOnce  sync.Once // makes seatPool, the seats leased to this Server
-	seatPool  *seatPool
-	verOnce   sync.Once // loads ver, the verifier of licenses against the vendor root
-	ver       *verify.Verifier
-	verErr    error
+	sealOnce   sync.Once // derives seal, the AEAD of challenge IDs, from the site key
+	seal       cipher.AEAD
+	poolOnce   sync.Once             // starts pools
+	pool       atomic.Pointer[pools] // the precomputed challenges; nil until started
+	limitOnce  sync.Once             // makes limits from ClientLimits
+	limits     *clientLimiters
+	issuerOnce sync.Once // makes issuer, which signs licenses
+	issuer     *license.Issuer
+	seatOnce   sync.Once // makes seatPool, the seats leased to this Server
+	seatPool   *seatPool
+	verOnce    sync.Once // loads ver, the verifier of licenses against the vendor root
+	ver        *verify.Verifier
+	verErr     error
 }
 
 // Verifier returns the verifier of licenses against the site's vendor root
