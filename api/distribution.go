@@ -91,7 +91,7 @@ func DistMirror(srv *licenseserver.Server) (*mirror.Service, error) {
 	}
 	return &mirror.Service{
 		Store: st, Blobs: blobstore.Dir(filepath.Join(srv.ID.Dir, "dist", "blobs")),
-		Customer: srv.ID.Site.CustomerID, VendorRoot: srv.ID.Root, Now: now,
+		Customer: srv.ID.Site.CustomerID, SiteID: srv.ID.SiteID, VendorRoot: srv.ID.Root, Now: now,
 		Vendor: &mirror.Vendor{URL: srv.ID.Config.VendorURL, Signer: srv.ID.Signer, Chain: srv.ID.Chain[:len(srv.ID.Chain)-1], HTTP: &http.Client{}, Now: now},
 	}, nil
 }
@@ -406,6 +406,7 @@ type WhoAmI struct {
 	Device   string `json:"device"`
 	Group    string `json:"group"`
 	Customer string `json:"customer"`
+	Site     string `json:"site"` // the site's ID (staged rollouts by site)
 }
 
 // AddDistributionSiteRoutes adds the device update routes to a site server
@@ -443,7 +444,7 @@ func AddDistributionSiteRoutes(s *Server, m *mirror.Service) {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, WhoAmI{Device: d.Name, Group: d.Group, Customer: m.Customer})
+		writeJSON(w, http.StatusOK, WhoAmI{Device: d.Name, Group: d.Group, Customer: m.Customer, Site: m.SiteID})
 		return nil
 	})
 	s.Public("GET /v1/update/anchor", func(w http.ResponseWriter, r *http.Request) error {

@@ -85,6 +85,7 @@ type Rollout struct {
 	Phases      []int  `json:"phases"`       // percent of devices per phase, rising, the last 100
 	Phase       int    `json:"phase"`        // index of the current phase
 	MaxFailures int    `json:"max_failures"` // percent of reporting devices; over it the rollout pauses
+	By          string `json:"by,omitempty"` // "devices" (default): a share of the devices; "sites": of the customer's sites
 	State       string `json:"state"`
 	Reason      string `json:"reason,omitempty"` // why it paused
 	// Since is when the rollout started or was last resumed: the error
@@ -467,6 +468,9 @@ func (s *Service) AddBundle(ctx context.Context, b *Bundle) (*Meta, error) {
 				return nil, errs.E(errs.Invalid, "rollout.phases %v: percentages must rise from 1 to 100", r.Phases)
 			}
 		}
+		if r.By != "" && r.By != "devices" && r.By != "sites" {
+			return nil, errs.E(errs.Invalid, "rollout.by %q: give devices or sites", r.By)
+		}
 		if r.MaxFailures < 0 || r.MaxFailures > 100 {
 			return nil, errs.E(errs.Invalid, "rollout.max_failures %d: give a percentage from 0 to 100", r.MaxFailures)
 		}
@@ -706,7 +710,7 @@ func (s *Service) targets(ctx context.Context, customer, group string) ([]tufmet
 		}
 		var gate *tufmeta.Gate
 		if r := b.Rollout; r != nil && r.State != RolloutDone {
-			gate = &tufmeta.Gate{Salt: rel.ID + "/" + group, Percent: r.Percent(), Paused: r.State == RolloutPaused}
+			gate = &tufmeta.Gate{Salt: rel.ID + "/" + group, Percent: r.Percent(), Paused: r.State == RolloutPaused, By: r.By}
 		}
 		for _, a := range rel.Artifacts {
 			out = append(out, tufmeta.Target{Customer: customer, Group: group, App: rel.App, Version: rel.Version, Release: rel.ID,

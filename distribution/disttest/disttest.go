@@ -65,7 +65,7 @@ func New(t testing.TB) *World {
 	now := func() time.Time { return w.Now }
 	w.Cat = &catalog.Service{Store: vs.(catalog.Store), Secret: priv.Seed(), Anchor: func(m []byte) []byte { return ed25519.Sign(priv, m) },
 		Expiries: catalog.DefaultExpiries, Now: now}
-	w.Mir = &mirror.Service{Store: ss.(mirror.Store), Blobs: blobstore.Dir(filepath.Join(dir, "blobs")), Customer: "acme", VendorRoot: w.Root, Now: now}
+	w.Mir = &mirror.Service{Store: ss.(mirror.Store), Blobs: blobstore.Dir(filepath.Join(dir, "blobs")), Customer: "acme", SiteID: "site-test", VendorRoot: w.Root, Now: now}
 	srv := api.NewServer("site", slog.New(slog.NewTextHandler(io.Discard, nil)), api.Limits{MaxBody: 1 << 20}, nil)
 	api.AddDistributionSiteRoutes(srv, w.Mir)
 	w.Site = httptest.NewServer(srv)

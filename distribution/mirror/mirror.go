@@ -90,6 +90,7 @@ type Service struct {
 	Store      Store
 	Blobs      blobstore.Dir
 	Customer   string            // the site's customer, from its certificate
+	SiteID     string            // the site's ID, from its certificate
 	VendorRoot *x509.Certificate // the vendor root: anchors the first root metadata
 	Vendor     *Vendor           // nil for an air-gapped site
 	Now        func() time.Time

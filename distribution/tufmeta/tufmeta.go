@@ -78,11 +78,12 @@ type Target struct {
 
 // Gate is a staged rollout's signed rule: a device installs the target only
 // while the rollout is not paused and its bucket (0-99, from the salt and
-// its name) is below Percent.
+// its name, or with By "sites" its site's ID) is below Percent.
 type Gate struct {
 	Salt    string `json:"salt"`
 	Percent int    `json:"percent"`
 	Paused  bool   `json:"paused,omitempty"`
+	By      string `json:"by,omitempty"` // "" or "devices": per device; "sites": per site
 }
 
 // Bucket places a device in 0..99 for a rollout's salt.
@@ -91,9 +92,16 @@ func Bucket(salt, device string) int {
 	return int((uint32(h[0])<<24 | uint32(h[1])<<16 | uint32(h[2])<<8 | uint32(h[3])) % 100)
 }
 
-// Admits reports whether a device may install the target now.
-func (t *Target) Admits(device string) bool {
-	return t.Rollout == nil || (!t.Rollout.Paused && Bucket(t.Rollout.Salt, device) < t.Rollout.Percent)
+// Admits reports whether a device, at a site, may install the target now.
+func (t *Target) Admits(device, site string) bool {
+	if t.Rollout == nil {
+		return true
+	}
+	who := device
+	if t.Rollout.By == "sites" {
+		who = "site:" + site
+	}
+	return !t.Rollout.Paused && Bucket(t.Rollout.Salt, who) < t.Rollout.Percent
 }
 
 // TargetPath is the path of a target in its repository.

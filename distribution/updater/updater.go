@@ -40,6 +40,7 @@ type Config struct {
 	Device   string `json:"device"`
 	Customer string `json:"customer"`
 	Group    string `json:"group"`
+	Site     string `json:"site"` // the site's ID, for rollouts by site
 	App      string `json:"app"`
 	Platform string `json:"platform"`
 }
@@ -78,7 +79,7 @@ func Init(ctx context.Context, dir string, cfg Config, vendorRoot *x509.Certific
 		return nil, errs.E(errs.Usage, "--server, --token, --app and --platform are required")
 	}
 	u := &Updater{Dir: dir, Config: cfg, HTTP: &http.Client{}, Now: time.Now}
-	var who struct{ Device, Group, Customer string }
+	var who struct{ Device, Group, Customer, Site string }
 	if err := u.getJSON(ctx, "/v1/update/whoami", &who); err != nil {
 		return nil, err
 	}
@@ -93,7 +94,7 @@ func Init(ctx context.Context, dir string, cfg Config, vendorRoot *x509.Certific
 	if !ok || !ed25519.Verify(pub, catalog.AnchorMessage(anchor.Root), anchor.Anchor) {
 		return nil, errs.Wrap(errs.Invalid, tufmeta.ErrRejected, "the site's root metadata is not signed by this vendor root certificate: check --vendor-root, or the site is not genuine")
 	}
-	u.Config.Device, u.Config.Group, u.Config.Customer = who.Device, who.Group, who.Customer
+	u.Config.Device, u.Config.Group, u.Config.Customer, u.Config.Site = who.Device, who.Group, who.Customer, who.Site
 	if err := os.MkdirAll(u.stateDir(), 0o700); err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "create %s", u.stateDir())
 	}
@@ -253,12 +254,16 @@ func (u *Updater) Check(ctx context.Context) (*Plan, error) {
 		if t.App == u.Config.App && t.Platform == u.Config.Platform {
 			p.Available = &t
 			p.Update = inst == nil || inst.Version != t.Version || inst.SHA256 != t.SHA256
-			if p.Update && !t.Admits(u.Config.Device) {
+			if p.Update && !t.Admits(u.Config.Device, u.Config.Site) {
 				p.Update = false
 				if t.Rollout.Paused {
 					p.Waiting = "the staged rollout is paused"
 				} else {
-					p.Waiting = fmt.Sprintf("the staged rollout admits %d%% of the group's devices, not this one yet", t.Rollout.Percent)
+					what := "devices"
+					if t.Rollout.By == "sites" {
+						what = "sites"
+					}
+					p.Waiting = fmt.Sprintf("the staged rollout admits %d%% of the %s, not this one yet", t.Rollout.Percent, what)
 				}
 			}
 			break

@@ -482,3 +482,47 @@ func TestStagedRollout(t *testing.T) {
 		t.Fatalf("vendor record %+v", vs[0])
 	}
 }
+
+// TestStagedRolloutBySite: a rollout staged by sites admits all devices of
+// a site together, or none of them.
+func TestStagedRolloutBySite(t *testing.T) {
+	w := newWorld(t)
+	r := w.Release("1.0", script("one"))
+	if _, err := w.Cat.AddBundle(t.Context(), &catalog.Bundle{Customer: "acme", Group: "g1", Release: r.ID, Rollout: &catalog.Rollout{Phases: []int{50, 100}, By: "sites", MaxFailures: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	w.Transfer()
+	want := tufmeta.Bucket(r.ID+"/g1", "site:site-test") < 50
+	for i := range 3 {
+		_, tok, err := w.Mir.AddDevice(t.Context(), fmt.Sprintf("unit-%d", i), "g1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := updater.Init(t.Context(), t.TempDir(), updater.Config{Server: w.Site.URL, Token: tok, App: "app", Platform: "linux-amd64"}, w.Root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Config.Site != "site-test" {
+			t.Fatalf("device's site %q", u.Config.Site)
+		}
+		p, err := u.Check(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Waiting == ""; got != want {
+			t.Fatalf("device %d admitted %v, the site's bucket says %v (%s)", i, got, want, p.Waiting)
+		}
+	}
+	if _, err := w.Cat.RolloutAction(t.Context(), "acme", "g1", "app", catalog.ActionAdvance); err != nil {
+		t.Fatal(err)
+	}
+	w.Transfer()
+	_, tok, _ := w.Mir.AddDevice(t.Context(), "late", "g1")
+	u, err := updater.Init(t.Context(), t.TempDir(), updater.Config{Server: w.Site.URL, Token: tok, App: "app", Platform: "linux-amd64"}, w.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := u.Apply(t.Context(), updater.Options{}); err != nil || res.Status != catalog.StatusInstalled {
+		t.Fatalf("after the last phase: %v %+v", err, res)
+	}
+}
