@@ -18,6 +18,7 @@ import (
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/licensing/clearinghouse"
 	"github.com/licet/licet/licensing/licenseserver"
+	"github.com/licet/licet/pki"
 )
 
 // Distribution API (docs/distribution.md).
@@ -41,7 +42,7 @@ import (
 //
 // Vendor, signed by a certified site (package siteauth), for its own customer:
 //
-//	GET  /v1/dist/sync                          the sync payload (catalog.Payload)
+//	GET  /v1/dist/sync[?devices=G:N,…]          the sync payload (catalog.Payload); the site's device counts per group
 //	GET  /v1/dist/blobs/{sha256}                an artifact of the customer's bundles; Range honoured
 //	POST /v1/dist/reports                       device statuses ([]catalog.Status)
 //
@@ -147,12 +148,8 @@ func addDistributionVendorRoutes(s *Server, svc *clearinghouse.Service) {
 	if err != nil {
 		return // a store without distribution: no routes
 	}
-	site := func(r *http.Request, body []byte) (string, error) {
-		st, err := siteauth.Verify(r, body, svc.Root.Cert, svc.Now())
-		if err != nil {
-			return "", err
-		}
-		return st.CustomerID, nil
+	site := func(r *http.Request, body []byte) (*pki.Site, error) {
+		return siteauth.Verify(r, body, svc.Root.Cert, svc.Now())
 	}
 	s.Admin("POST /v1/dist/apps", func(w http.ResponseWriter, r *http.Request) error {
 		var a catalog.App
@@ -329,18 +326,27 @@ func addDistributionVendorRoutes(s *Server, svc *clearinghouse.Service) {
 		if err := json.Unmarshal(payload, &sts); err != nil {
 			return errs.Wrap(errs.Invalid, err, "the reports file's payload is not a list of statuses")
 		}
-		if err := cat.RecordStatus(r.Context(), st.CustomerID, sts); err != nil {
+		if err := cat.RecordStatus(r.Context(), st.CustomerID, st.SiteID, sts); err != nil {
 			return err
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"customer": st.CustomerID, "site": st.SiteID, "recorded": len(sts)})
 		return nil
 	})
 	s.Public("GET /v1/dist/sync", func(w http.ResponseWriter, r *http.Request) error {
-		customer, err := site(r, nil)
+		st, err := site(r, nil)
 		if err != nil {
 			return err
 		}
-		p, err := cat.Payload(r.Context(), customer, cat.Expiries.Timestamp)
+		if q := r.URL.Query().Get("devices"); q != "" {
+			counts, err := parseDeviceCounts(q)
+			if err != nil {
+				return err
+			}
+			if err := cat.SiteDevices(r.Context(), st.CustomerID, st.SiteID, counts); err != nil {
+				return err
+			}
+		}
+		p, err := cat.Payload(r.Context(), st.CustomerID, cat.Expiries.Timestamp)
 		if err != nil {
 			return err
 		}
@@ -348,11 +354,11 @@ func addDistributionVendorRoutes(s *Server, svc *clearinghouse.Service) {
 		return nil
 	})
 	s.Public("GET /v1/dist/blobs/{sha}", func(w http.ResponseWriter, r *http.Request) error {
-		customer, err := site(r, nil)
+		st, err := site(r, nil)
 		if err != nil {
 			return err
 		}
-		b, err := cat.CustomerBlob(r.Context(), customer, r.PathValue("sha"))
+		b, err := cat.CustomerBlob(r.Context(), st.CustomerID, r.PathValue("sha"))
 		if err != nil {
 			return err
 		}
@@ -379,7 +385,7 @@ func addDistributionVendorRoutes(s *Server, svc *clearinghouse.Service) {
 		if err != nil {
 			return err
 		}
-		customer, err := site(r, body)
+		st, err := site(r, body)
 		if err != nil {
 			return err
 		}
@@ -387,12 +393,26 @@ func addDistributionVendorRoutes(s *Server, svc *clearinghouse.Service) {
 		if err := json.Unmarshal(body, &sts); err != nil {
 			return errs.Wrap(errs.Invalid, err, "reports: the body must be a JSON array of statuses")
 		}
-		if err := cat.RecordStatus(r.Context(), customer, sts); err != nil {
+		if err := cat.RecordStatus(r.Context(), st.CustomerID, st.SiteID, sts); err != nil {
 			return err
 		}
 		writeJSON(w, http.StatusOK, map[string]int{"recorded": len(sts)})
 		return nil
 	})
+}
+
+// parseDeviceCounts reads a site's "GROUP:N,GROUP:N" device counts.
+func parseDeviceCounts(q string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, kv := range strings.Split(q, ",") {
+		g, n, ok := strings.Cut(kv, ":")
+		c, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			return nil, errs.E(errs.Invalid, "devices %q: give GROUP:COUNT pairs separated by commas", q)
+		}
+		out[g] = c
+	}
+	return out, nil
 }
 
 // AnchorResponse is the answer of GET /v1/update/anchor.

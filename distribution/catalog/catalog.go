@@ -86,6 +86,10 @@ type Rollout struct {
 	Phase       int    `json:"phase"`        // index of the current phase
 	MaxFailures int    `json:"max_failures"` // percent of reporting devices; over it the rollout pauses
 	By          string `json:"by,omitempty"` // "devices" (default): a share of the devices; "sites": of the customer's sites
+	// AutoAdvance, if not 0, moves to the next phase by itself once this
+	// percentage of the phase's devices (from the sites' device counts)
+	// confirmed the install.
+	AutoAdvance int    `json:"auto_advance,omitempty"`
 	State       string `json:"state"`
 	Reason      string `json:"reason,omitempty"` // why it paused
 	// Since is when the rollout started or was last resumed: the error
@@ -149,6 +153,7 @@ var Statuses = []string{StatusDownloading, StatusInstalling, StatusInstalled, St
 // Status is the last status a device reported for an application.
 type Status struct {
 	Customer string    `json:"customer"`
+	Site     string    `json:"site,omitempty"` // the site that reported it, from its certificate
 	Group    string    `json:"group"`
 	Device   string    `json:"device"`
 	App      string    `json:"app"`
@@ -199,6 +204,17 @@ type Store interface {
 	RecordDistStatuses(ctx context.Context, sts []*Status) error
 	DistStatuses(ctx context.Context, customer string) ([]*Status, error)
 	DistInstalled(ctx context.Context, customer string) ([]*Installed, error)
+	// SetDistSiteDevices replaces a site's device counts per group.
+	SetDistSiteDevices(ctx context.Context, customer, site string, counts map[string]int, at time.Time) error
+	// DistSiteDevices lists a customer's device counts by site and group.
+	DistSiteDevices(ctx context.Context, customer string) ([]*SiteDevices, error)
+}
+
+// SiteDevices is how many devices a site has in a group.
+type SiteDevices struct {
+	Site    string `json:"site"`
+	Group   string `json:"group"`
+	Devices int    `json:"devices"`
 }
 
 // Expiries are how long each role's metadata is valid after signing.
@@ -470,6 +486,9 @@ func (s *Service) AddBundle(ctx context.Context, b *Bundle) (*Meta, error) {
 		}
 		if r.By != "" && r.By != "devices" && r.By != "sites" {
 			return nil, errs.E(errs.Invalid, "rollout.by %q: give devices or sites", r.By)
+		}
+		if r.AutoAdvance < 0 || r.AutoAdvance > 100 {
+			return nil, errs.E(errs.Invalid, "rollout.auto_advance %d: give a percentage from 1 to 100, or 0 to advance by hand", r.AutoAdvance)
 		}
 		if r.MaxFailures < 0 || r.MaxFailures > 100 {
 			return nil, errs.E(errs.Invalid, "rollout.max_failures %d: give a percentage from 0 to 100", r.MaxFailures)
@@ -755,7 +774,7 @@ func (s *Service) Fresh(ctx context.Context, customer, group string, tsValid tim
 }
 
 // RecordStatus stores statuses a site reports for its customer's devices.
-func (s *Service) RecordStatus(ctx context.Context, customer string, st []*Status) error {
+func (s *Service) RecordStatus(ctx context.Context, customer, site string, st []*Status) error {
 	if len(st) > 1000 {
 		return errs.E(errs.TooLarge, "reports: %d statuses in one request; send at most 1000", len(st))
 	}
@@ -769,7 +788,7 @@ func (s *Service) RecordStatus(ctx context.Context, customer string, st []*Statu
 		if len(x.Log) > 8<<10 {
 			x.Log = x.Log[len(x.Log)-8<<10:]
 		}
-		x.Customer = customer // a site reports for its own customer only
+		x.Customer, x.Site = customer, site // a site reports for its own customer only
 		if x.At.IsZero() || x.At.After(s.now().Add(time.Hour)) {
 			x.At = s.now()
 		}
@@ -777,7 +796,7 @@ func (s *Service) RecordStatus(ctx context.Context, customer string, st []*Statu
 	if err := s.Store.RecordDistStatuses(ctx, st); err != nil {
 		return err
 	}
-	return s.checkThresholds(ctx, customer)
+	return s.EvaluateRollouts(ctx, customer)
 }
 
 // CustomerVersion is, for a customer and application, the version its

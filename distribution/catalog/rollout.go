@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/licet/licet/distribution/tufmeta"
 	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/ids"
 )
 
 // Rollout actions.
@@ -74,14 +76,61 @@ func (s *Service) RolloutAction(ctx context.Context, customer, group, app, actio
 	return b, err
 }
 
-// checkThresholds pauses the active rollouts of a customer whose share of
-// failed devices went over their threshold.
-func (s *Service) checkThresholds(ctx context.Context, customer string) error {
+// SiteDevices records a site's device counts per group (it sends them on
+// every sync) and evaluates the customer's rollouts against them.
+func (s *Service) SiteDevices(ctx context.Context, customer, site string, counts map[string]int) error {
+	if len(counts) > 1000 {
+		return errs.E(errs.TooLarge, "devices: %d groups; at most 1000", len(counts))
+	}
+	for g, n := range counts {
+		if err := ids.CheckSlug("devices group", g); err != nil {
+			return err
+		}
+		if n < 0 || n > 10_000_000 {
+			return errs.E(errs.Invalid, "devices of group %s: %d is out of range", g, n)
+		}
+	}
+	if err := s.Store.SetDistSiteDevices(ctx, customer, site, counts, s.now()); err != nil {
+		return err
+	}
+	return s.EvaluateRollouts(ctx, customer)
+}
+
+// admitted estimates how many devices a bundle's current phase admits,
+// from the sites' device counts: by sites, the devices of the admitted
+// sites; by devices, the phase's share of all of them.
+func admitted(b *Bundle, rel *Release, counts []*SiteDevices) int {
+	r := b.Rollout
+	salt := rel.ID + "/" + b.Group
+	total := 0
+	for _, c := range counts {
+		if c.Group != b.Group {
+			continue
+		}
+		if r.By == "sites" {
+			if tufmeta.Bucket(salt, "site:"+c.Site) < r.Percent() {
+				total += c.Devices
+			}
+			continue
+		}
+		total += c.Devices
+	}
+	if r.By == "sites" {
+		return total
+	}
+	return (total*r.Percent() + 99) / 100
+}
+
+// EvaluateRollouts pauses the active rollouts of a customer whose share of
+// failed devices went over their threshold, and advances those whose phase
+// has enough confirmed installs when they advance by themselves.
+func (s *Service) EvaluateRollouts(ctx context.Context, customer string) error {
 	bs, err := s.Store.DistBundles(ctx, customer)
 	if err != nil {
 		return err
 	}
 	var sts []*Status
+	var counts []*SiteDevices
 	for _, b := range bs {
 		if b.Rollout == nil || b.Rollout.State != RolloutActive {
 			continue
@@ -108,16 +157,34 @@ func (s *Service) checkThresholds(ctx context.Context, customer string) error {
 				done++
 			}
 		}
-		if failed > 0 && failed*100 > b.Rollout.MaxFailures*done {
-			b.Rollout.State = RolloutPaused
-			b.Rollout.Reason = fmt.Sprintf("%d of %d devices failed, over the threshold of %d%%", failed, done, b.Rollout.MaxFailures)
-			b.Updated = s.now()
-			if err := s.Store.SetDistBundle(ctx, b); err != nil {
-				return err
+		r := b.Rollout
+		switch {
+		case failed > 0 && failed*100 > r.MaxFailures*done:
+			r.State = RolloutPaused
+			r.Reason = fmt.Sprintf("%d of %d devices failed, over the threshold of %d%%", failed, done, r.MaxFailures)
+		case r.AutoAdvance > 0:
+			if counts == nil {
+				if counts, err = s.Store.DistSiteDevices(ctx, customer); err != nil {
+					return err
+				}
 			}
-			if _, err := s.Publish(ctx, customer, b.Group, s.Expiries.Timestamp); err != nil {
-				return err
+			n := admitted(b, rel, counts)
+			if n == 0 || (done-failed)*100 < r.AutoAdvance*n {
+				continue
 			}
+			r.Phase++
+			if r.Phase >= len(r.Phases)-1 {
+				r.Phase, r.State = len(r.Phases)-1, RolloutDone
+			}
+		default:
+			continue
+		}
+		b.Updated = s.now()
+		if err := s.Store.SetDistBundle(ctx, b); err != nil {
+			return err
+		}
+		if _, err := s.Publish(ctx, customer, b.Group, s.Expiries.Timestamp); err != nil {
+			return err
 		}
 	}
 	return nil

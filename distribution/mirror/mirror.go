@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -417,7 +418,24 @@ func (s *Service) verify(ctx context.Context, p *catalog.Payload) (*SyncResult, 
 // queued device statuses. A group whose metadata is refused keeps what the
 // site trusted; the others are updated.
 func (s *Service) Sync(ctx context.Context) (*SyncResult, error) {
-	body, err := s.Vendor.do(ctx, http.MethodGet, "/v1/dist/sync", nil, MaxPayload)
+	path := "/v1/dist/sync"
+	if ds, err := s.Store.DistDevices(ctx); err == nil && len(ds) > 0 {
+		// The site's device counts per group: what staged rollouts that
+		// advance by themselves count against.
+		counts := map[string]int{}
+		for _, d := range ds {
+			counts[d.Group]++
+		}
+		var parts []string
+		for g, n := range counts {
+			parts = append(parts, g+":"+strconv.Itoa(n))
+		}
+		slices.Sort(parts)
+		if len(parts) <= 1000 {
+			path += "?devices=" + strings.Join(parts, ",")
+		}
+	}
+	body, err := s.Vendor.do(ctx, http.MethodGet, path, nil, MaxPayload)
 	if err != nil {
 		return nil, err
 	}

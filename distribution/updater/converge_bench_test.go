@@ -110,7 +110,7 @@ func BenchmarkConverge(b *testing.B) {
 			sts[i] = &catalog.Status{Group: r.Group, Device: r.Device, App: r.App, Version: r.Version, Status: r.Status, At: r.At}
 			ids[i] = r.ID
 		}
-		if err := w.Cat.RecordStatus(b.Context(), "acme", sts); err != nil {
+		if err := w.Cat.RecordStatus(b.Context(), "acme", "site-test", sts); err != nil {
 			b.Fatal(err)
 		}
 		if err := w.Mir.Store.MarkDistReportsSent(b.Context(), ids); err != nil {

@@ -95,7 +95,7 @@ func TestInstallAndConfirm(t *testing.T) {
 	for _, r := range reports {
 		sts = append(sts, &catalog.Status{Group: r.Group, Device: r.Device, App: r.App, Version: r.Version, Status: r.Status, At: r.At})
 	}
-	if err := w.Cat.RecordStatus(t.Context(), "acme", sts); err != nil {
+	if err := w.Cat.RecordStatus(t.Context(), "acme", "site-test", sts); err != nil {
 		t.Fatal(err)
 	}
 	vs, err := w.Cat.Versions(t.Context(), "acme")
@@ -358,7 +358,7 @@ func TestFailedInstallRolledBack(t *testing.T) {
 	for _, r := range all {
 		sts = append(sts, &catalog.Status{Group: r.Group, Device: r.Device, App: r.App, Version: r.Version, Status: r.Status, Log: r.Log, At: r.At})
 	}
-	if err := w.Cat.RecordStatus(t.Context(), "acme", sts); err != nil {
+	if err := w.Cat.RecordStatus(t.Context(), "acme", "site-test", sts); err != nil {
 		t.Fatal(err)
 	}
 	vs, _ := w.Cat.Versions(t.Context(), "acme")
@@ -454,7 +454,7 @@ func TestStagedRollout(t *testing.T) {
 			sts = append(sts, &catalog.Status{Group: r.Group, Device: r.Device, App: r.App, Version: r.Version, Status: r.Status, Log: r.Log, At: r.At})
 			ids = append(ids, r.ID)
 		}
-		if err := w.Cat.RecordStatus(t.Context(), "acme", sts); err != nil {
+		if err := w.Cat.RecordStatus(t.Context(), "acme", "site-test", sts); err != nil {
 			t.Fatal(err)
 		}
 		w.Mir.Store.MarkDistReportsSent(t.Context(), ids)

@@ -251,6 +251,7 @@ func vendorBundleAdd(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&b.App, "app", "", "with --channel and no --release: the application whose newest release on the channel to bundle")
 	phases := fs.String("phases", "", "stage the rollout: percentages of the group's devices per phase, e.g. 10,50,100 ('licet vendor bundle advance' moves on)")
 	maxFail := fs.Int("max-failures", 10, "with --phases: the rollout pauses when more than this percentage of the devices that reported failed")
+	auto := fs.Int("auto-advance", 0, "with --phases: advance by itself once this percentage of the phase's devices (as the sites count them) confirmed the install; 0: advance by hand")
 	by := fs.String("by", "devices", "with --phases: stage by devices (each device's place) or sites (all devices of a site together)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -262,7 +263,7 @@ func vendorBundleAdd(ctx context.Context, e *env, args []string) error {
 		return errs.E(errs.Usage, "give --release R, or --channel C --app A to follow a channel")
 	}
 	if *phases != "" {
-		r := &catalog.Rollout{MaxFailures: *maxFail, By: *by}
+		r := &catalog.Rollout{MaxFailures: *maxFail, By: *by, AutoAdvance: *auto}
 		for _, p := range strings.Split(*phases, ",") {
 			var n int
 			if _, err := fmt.Sscanf(strings.TrimSpace(p), "%d", &n); err != nil {

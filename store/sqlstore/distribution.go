@@ -246,10 +246,10 @@ func (v *Vendor) LatestDistMeta(ctx context.Context, customer, group, role strin
 func (v *Vendor) RecordDistStatuses(ctx context.Context, sts []*catalog.Status) error {
 	return v.tx(ctx, func(c conn) error {
 		for _, s := range sts {
-			if _, err := c.exec(ctx, `INSERT INTO v_dist_status (customer_id, grp, device, app_id, version, status, log, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (customer_id, device, app_id) DO UPDATE SET grp = excluded.grp, version = excluded.version, status = excluded.status, log = excluded.log, at = excluded.at
+			if _, err := c.exec(ctx, `INSERT INTO v_dist_status (customer_id, site_id, grp, device, app_id, version, status, log, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (customer_id, site_id, device, app_id) DO UPDATE SET grp = excluded.grp, version = excluded.version, status = excluded.status, log = excluded.log, at = excluded.at
 			WHERE v_dist_status.at <= excluded.at`,
-				s.Customer, s.Group, s.Device, s.App, s.Version, s.Status, s.Log, toNanos(s.At)); err != nil {
+				s.Customer, s.Site, s.Group, s.Device, s.App, s.Version, s.Status, s.Log, toNanos(s.At)); err != nil {
 				return v.dbErr(err, "store device status")
 			}
 			if s.Status != catalog.StatusInstalled {
@@ -270,10 +270,10 @@ func (v *Vendor) DistStatuses(ctx context.Context, customer string) ([]*catalog.
 	return list(ctx, v.conn(), "list device statuses", func(sc scanner) (*catalog.Status, error) {
 		var s catalog.Status
 		var at int64
-		err := sc.Scan(&s.Customer, &s.Group, &s.Device, &s.App, &s.Version, &s.Status, &s.Log, &at)
+		err := sc.Scan(&s.Customer, &s.Site, &s.Group, &s.Device, &s.App, &s.Version, &s.Status, &s.Log, &at)
 		s.At = fromNanos(at)
 		return &s, err
-	}, `SELECT customer_id, grp, device, app_id, version, status, log, at FROM v_dist_status WHERE customer_id = ? OR ? = '' ORDER BY customer_id, device, app_id`, customer, customer)
+	}, `SELECT customer_id, site_id, grp, device, app_id, version, status, log, at FROM v_dist_status WHERE customer_id = ? OR ? = '' ORDER BY customer_id, site_id, device, app_id`, customer, customer)
 }
 
 // DistInstalled lists a customer's confirmed installed versions ("" for all).
@@ -285,6 +285,30 @@ func (v *Vendor) DistInstalled(ctx context.Context, customer string) ([]*catalog
 		i.At = fromNanos(at)
 		return &i, err
 	}, `SELECT customer_id, app_id, version, device, at FROM v_dist_installed WHERE customer_id = ? OR ? = '' ORDER BY customer_id, app_id`, customer, customer)
+}
+
+// SetDistSiteDevices replaces a site's device counts per group.
+func (v *Vendor) SetDistSiteDevices(ctx context.Context, customer, site string, counts map[string]int, at time.Time) error {
+	return v.tx(ctx, func(c conn) error {
+		if _, err := c.exec(ctx, `DELETE FROM v_dist_site_devices WHERE customer_id = ? AND site_id = ?`, customer, site); err != nil {
+			return v.dbErr(err, "replace device counts")
+		}
+		for g, n := range counts {
+			if _, err := c.exec(ctx, `INSERT INTO v_dist_site_devices (customer_id, site_id, grp, devices, updated) VALUES (?, ?, ?, ?, ?)`,
+				customer, site, g, n, toNanos(at)); err != nil {
+				return v.dbErr(err, "store device counts")
+			}
+		}
+		return nil
+	})
+}
+
+// DistSiteDevices lists a customer's device counts by site and group.
+func (v *Vendor) DistSiteDevices(ctx context.Context, customer string) ([]*catalog.SiteDevices, error) {
+	return list(ctx, v.conn(), "list device counts", func(sc scanner) (*catalog.SiteDevices, error) {
+		var d catalog.SiteDevices
+		return &d, sc.Scan(&d.Site, &d.Group, &d.Devices)
+	}, `SELECT site_id, grp, devices FROM v_dist_site_devices WHERE customer_id = ? ORDER BY site_id, grp`, customer)
 }
 
 // AddDistGroup stores a device group; Conflict if it exists.

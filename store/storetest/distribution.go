@@ -222,13 +222,13 @@ func testDistStatuses(t *testing.T, st catalog.Store) {
 	r := release(t, svc, "app", "2.0", []byte("two"))
 	_, err := svc.AddBundle(ctx, &catalog.Bundle{Customer: "acme", Group: "g1", Release: r.ID})
 	ok(t, err, "bundle")
-	ok(t, svc.RecordStatus(ctx, "acme", []*catalog.Status{{Group: "g1", Device: "d1", App: "app", Version: "2.0", Status: catalog.StatusFailed, Log: "hook failed", At: at(time.Second)}}), "failed")
+	ok(t, svc.RecordStatus(ctx, "acme", "site-test", []*catalog.Status{{Group: "g1", Device: "d1", App: "app", Version: "2.0", Status: catalog.StatusFailed, Log: "hook failed", At: at(time.Second)}}), "failed")
 	vs, err := svc.Versions(ctx, "acme")
 	ok(t, err, "versions")
 	if vs[0].Installed != "" || vs[0].Devices[catalog.StatusFailed] != 1 {
 		t.Fatalf("after a failure: %+v", vs[0])
 	}
-	ok(t, svc.RecordStatus(ctx, "acme", []*catalog.Status{{Customer: "globex", Group: "g1", Device: "d1", App: "app", Version: "2.0", Status: catalog.StatusInstalled, At: at(2 * time.Second)}}), "installed")
+	ok(t, svc.RecordStatus(ctx, "acme", "site-test", []*catalog.Status{{Customer: "globex", Group: "g1", Device: "d1", App: "app", Version: "2.0", Status: catalog.StatusInstalled, At: at(2 * time.Second)}}), "installed")
 	vs, err = svc.Versions(ctx, "acme")
 	ok(t, err, "versions")
 	if vs[0].Installed != "2.0" || !vs[0].UpToDate || vs[0].Devices[catalog.StatusInstalled] != 1 {
@@ -239,7 +239,7 @@ func testDistStatuses(t *testing.T, st catalog.Store) {
 	if len(other) != 0 {
 		t.Fatalf("a report for acme changed globex: %+v", other)
 	}
-	if err := svc.RecordStatus(ctx, "acme", []*catalog.Status{{Group: "g1", Device: "d1", App: "app", Version: "2.0", Status: "bogus"}}); !errs.Is(err, errs.Invalid) {
+	if err := svc.RecordStatus(ctx, "acme", "site-test", []*catalog.Status{{Group: "g1", Device: "d1", App: "app", Version: "2.0", Status: "bogus"}}); !errs.Is(err, errs.Invalid) {
 		t.Fatalf("bogus status: %v", err)
 	}
 }
@@ -356,15 +356,15 @@ func testDistRollout(t *testing.T, st catalog.Store) {
 	for i := range 4 {
 		sts = append(sts, &catalog.Status{Group: "g1", Device: fmt.Sprintf("d%d", i), App: "app", Version: "2.0", Status: catalog.StatusInstalled, At: t0})
 	}
-	ok(t, svc.RecordStatus(ctx, "acme", sts), "four installed")
+	ok(t, svc.RecordStatus(ctx, "acme", "site-test", sts), "four installed")
 	if got := rollout(); got.State != catalog.RolloutActive || got.Phase != 1 {
 		t.Fatalf("after four installs: %+v", got)
 	}
-	ok(t, svc.RecordStatus(ctx, "acme", []*catalog.Status{{Group: "g1", Device: "d9", App: "app", Version: "2.0", Status: catalog.StatusFailed, At: t0}}), "one failed")
+	ok(t, svc.RecordStatus(ctx, "acme", "site-test", []*catalog.Status{{Group: "g1", Device: "d9", App: "app", Version: "2.0", Status: catalog.StatusFailed, At: t0}}), "one failed")
 	if got := rollout(); got.State != catalog.RolloutActive {
 		t.Fatalf("1 of 5 failed (20%%, not over 20%%): %+v", got)
 	}
-	ok(t, svc.RecordStatus(ctx, "acme", []*catalog.Status{{Group: "g1", Device: "d8", App: "app", Version: "2.0", Status: catalog.StatusFailed, At: t0}}), "two failed")
+	ok(t, svc.RecordStatus(ctx, "acme", "site-test", []*catalog.Status{{Group: "g1", Device: "d8", App: "app", Version: "2.0", Status: catalog.StatusFailed, At: t0}}), "two failed")
 	if got := rollout(); got.State != catalog.RolloutPaused || got.Reason == "" {
 		t.Fatalf("2 of 6 failed: %+v", got)
 	}
@@ -377,6 +377,36 @@ func testDistRollout(t *testing.T, st catalog.Store) {
 	}
 	if got := rollout(); got.State != catalog.RolloutDone || got.Percent() != 100 {
 		t.Fatalf("after the last phase: %+v", got)
+	}
+
+	// A rollout that advances by itself: 10% of 40 devices is 4; 75% of
+	// them (3) confirming moves it to 50%, then 15 of 20 to 100%.
+	r3 := release(t, svc, "app", "3.0", []byte("three"))
+	_, err = svc.AddBundle(ctx, &catalog.Bundle{Customer: "acme", Group: "g1", Release: r3.ID, Rollout: &catalog.Rollout{Phases: []int{10, 50, 100}, MaxFailures: 20, AutoAdvance: 75}})
+	ok(t, err, "auto bundle")
+	ok(t, svc.SiteDevices(ctx, "acme", "site-a", map[string]int{"g1": 30}), "counts a")
+	ok(t, svc.SiteDevices(ctx, "acme", "site-b", map[string]int{"g1": 10, "g2": 5}), "counts b")
+	counts, err := st.DistSiteDevices(ctx, "acme")
+	ok(t, err, "counts")
+	same(t, "counts", len(counts), 3)
+	install := func(from, to int) {
+		var sts []*catalog.Status
+		for i := from; i < to; i++ {
+			sts = append(sts, &catalog.Status{Group: "g1", Device: fmt.Sprintf("a%d", i), App: "app", Version: "3.0", Status: catalog.StatusInstalled, At: t0})
+		}
+		ok(t, svc.RecordStatus(ctx, "acme", "site-a", sts), "installs")
+	}
+	install(0, 2)
+	if got := rollout(); got.Phase != 0 {
+		t.Fatalf("2 of 4 installed: %+v", got)
+	}
+	install(2, 3)
+	if got := rollout(); got.Phase != 1 || got.State != catalog.RolloutActive {
+		t.Fatalf("3 of 4 installed: %+v", got)
+	}
+	install(3, 15)
+	if got := rollout(); got.State != catalog.RolloutDone {
+		t.Fatalf("15 of 20 installed: %+v", got)
 	}
 }
 

@@ -66,6 +66,7 @@ CREATE TABLE v_dist_meta (
 );
 CREATE TABLE v_dist_status (
   customer_id TEXT NOT NULL,
+  site_id     TEXT NOT NULL,
   grp         TEXT NOT NULL,
   device      TEXT NOT NULL,
   app_id      TEXT NOT NULL,
@@ -73,7 +74,17 @@ CREATE TABLE v_dist_status (
   status      TEXT NOT NULL,
   log         TEXT NOT NULL,
   at          BIGINT NOT NULL,
-  PRIMARY KEY (customer_id, device, app_id)
+  PRIMARY KEY (customer_id, site_id, device, app_id)
+);
+-- How many devices each site has per group, as the site said on its last
+-- sync: what a staged rollout's automatic advance counts against.
+CREATE TABLE v_dist_site_devices (
+  customer_id TEXT NOT NULL,
+  site_id     TEXT NOT NULL,
+  grp         TEXT NOT NULL,
+  devices     BIGINT NOT NULL,
+  updated     BIGINT NOT NULL,
+  PRIMARY KEY (customer_id, site_id, grp)
 );
 CREATE TABLE v_dist_installed (
   customer_id TEXT NOT NULL,
