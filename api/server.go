@@ -29,23 +29,18 @@ type Limits struct {
 	MaxBody   int64   // request body bytes; larger bodies get 413
 	RatePerIP float64 // sustained requests per second per client IP; 0 disables
 	Burst     int     // bucket size of the per-IP limiter
-	// CostlyPerIP is the rate, per client IP, of each route of CostlyRoutes
-	// (a signature, a transaction or a challenge pair per request): far
-	// below RatePerIP, which verification requests use. 0 means RatePerIP
-	// divided by CostlyDivisor; RatePerIP 0 disables it too.
-	CostlyPerIP float64
-	CostlyBurst int // 0 means twice CostlyPerIP
 }
 
-// CostlyDivisor derives Limits.CostlyPerIP from RatePerIP when it is unset.
-const CostlyDivisor = 20
-
 // CostlyRoutes are the routes whose requests cost a signature, a durable
-// transaction or a precomputed challenge: they get Limits.CostlyPerIP per
-// client IP and route, on top of the per-IP limit.
-var CostlyRoutes = map[string]bool{
-	"POST /v1/challenges": true, "POST /v1/licenses": true, "POST /v1/upgrades": true,
-	"POST /v1/sites/enroll": true, "POST /v1/packs": true,
+// transaction or a precomputed challenge, with the share of Limits.RatePerIP
+// each gets per client IP (bucket: twice that), on top of the per-IP limit,
+// which verification requests use alone. Grants and challenges keep half, as
+// a gateway asks for the licenses of all the clients behind it from one IP
+// (each client key has its own limits at the license server); enrollment,
+// which a site does once, gets 1/200.
+var CostlyRoutes = map[string]float64{
+	"POST /v1/challenges": 0.5, "POST /v1/licenses": 0.5, "POST /v1/upgrades": 0.5,
+	"POST /v1/packs": 0.05, "POST /v1/sites/enroll": 0.005,
 }
 
 // DefaultLimits suit an admin and license API on one machine.
@@ -130,8 +125,8 @@ type Server struct {
 	reqs    *prometheus.CounterVec
 	latency *prometheus.HistogramVec
 
-	perIP  *ratelimit.Keyed // by client IP
-	costly *ratelimit.Keyed // by route and client IP, for CostlyRoutes
+	perIP  *ratelimit.Keyed            // by client IP
+	costly map[string]*ratelimit.Keyed // by route of CostlyRoutes, then client IP
 }
 
 // NewServer makes a server with /healthz and /metrics already routed, and
@@ -144,15 +139,11 @@ func NewServer(name string, log *slog.Logger, limits Limits, tokens auth.TokenSt
 		reg: prometheus.NewRegistry()}
 	if limits.RatePerIP > 0 {
 		s.perIP = ratelimit.New(limits.RatePerIP, limits.Burst, 0)
-		costly := limits.CostlyPerIP
-		if costly <= 0 {
-			costly = limits.RatePerIP / CostlyDivisor
+		s.costly = map[string]*ratelimit.Keyed{}
+		for route, share := range CostlyRoutes {
+			rate := limits.RatePerIP * share
+			s.costly[route] = ratelimit.New(rate, max(1, int(2*rate)), 0)
 		}
-		burst := limits.CostlyBurst
-		if burst <= 0 {
-			burst = max(1, int(2*costly))
-		}
-		s.costly = ratelimit.New(costly, burst, 0)
 	}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "licet_http_requests_total", Help: "HTTP requests by route and status.",
@@ -278,8 +269,8 @@ func (s *Server) allow(r *http.Request) (ok bool, route, ip string, wait time.Du
 	if ok, wait = s.perIP.Take(ip, now); !ok {
 		return false, "", ip, wait
 	}
-	if _, pattern := s.mux.Handler(r); CostlyRoutes[pattern] {
-		if ok, wait = s.costly.Take(pattern+" "+ip, now); !ok {
+	if _, pattern := s.mux.Handler(r); s.costly[pattern] != nil {
+		if ok, wait = s.costly[pattern].Take(ip, now); !ok {
 			return false, pattern, ip, wait
 		}
 	}

@@ -364,6 +364,18 @@ func TestSeatsExactPostgresTwoProcesses(t *testing.T) {
 	testSeatsExact(t, g, []string{s1.URL, s2.URL})
 }
 
+// TestSeatsExactPostgresFourProcesses is the same with four site processes,
+// which lease seats in blocks and, at the end, take each other's.
+func TestSeatsExactPostgresFourProcesses(t *testing.T) {
+	db := postgres.TestDSN(t)
+	g := newGrantEnv(t, db, 100)
+	var urls []string
+	for range 4 {
+		urls = append(urls, start(t, nil, "site", "serve", "--data", g.siteDir, "--db", db, "--temporary-days", "0").URL)
+	}
+	testSeatsExact(t, g, urls)
+}
+
 // TestGrantStormSurvivesSIGKILL kills the site with SIGKILL in the middle of
 // a grant storm, restarts it, and checks the assignment table against what
 // the clients hold.

@@ -41,9 +41,12 @@ $L site pack buy --data "$W/site" --order "$ORDER" >/dev/null
 head -c 65536 /dev/urandom > "$W/client-image"
 $L vendor image sign --software-id non-windows/1/1 -o "$W/image.sig" "$W/client-image"
 $L site image add --data "$W/site" --signature "$W/image.sig" "$W/client-image" >/dev/null
-SERVERS=()
+SERVERS=(); SITEPIDS=()
+# cpu PID...: the CPU seconds (user + system) the processes used so far, from /proc.
+cpu() { for p in "$@"; do cut -d' ' -f14,15 "/proc/$p/stat"; done | awk -v hz="$(getconf CLK_TCK)" '{t += $1 + $2} END {printf "%.3f", t / hz}'; }
 for i in $(seq 1 "$SITES"); do
   $L site serve --data "$W/site" --listen 127.0.0.1:0 --rate-limit 0 > "$W/site$i.out" 2>"$W/site$i.log" &
+  SITEPIDS+=($!)
   until grep -q listening "$W/site$i.out" 2>/dev/null; do sleep 0.1; done
   SERVERS+=(--server "$(grep -o 'http://[^ ]*' "$W/site$i.out")")
 done
@@ -56,7 +59,9 @@ if [ "$WRONG" -gt 0 ]; then
   sleep 1
 fi
 echo "# grants: $CLIENTS clients, concurrency $CONC, $KIND"
+CPU0=$(cpu "${SITEPIDS[@]}")
 $L bench grants "${SERVERS[@]}" --product app --software-id non-windows/1/1 --image "$W/client-image" --clients "$CLIENTS" --concurrency "$CONC"
+echo "# site CPU per grant (user+system of the site processes from /proc, over the whole bench command): $(python3 -c "print(f'{($(cpu "${SITEPIDS[@]}") - $CPU0) / $CLIENTS * 1e6:.0f} µs')")"
 if [ "$WRONG" -gt 0 ]; then
   # The abusers' own figures cover their whole run (until --duration), not only the grants above.
   wait "$WRONGPID" 2>/dev/null || true; sed 's/^/# wrong answers (whole run): /' "$W/wrong.out" || true
