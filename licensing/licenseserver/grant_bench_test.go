@@ -94,15 +94,21 @@ func grant(tb testing.TB, srv *licenseserver.Server, sid softid.ID, image []byte
 	return g
 }
 
-// BenchmarkGrantSQLite measures whole durable grants (challenge, answer,
-// seat assignment, signed and encrypted license) in-process on SQLite.
-func BenchmarkGrantSQLite(b *testing.B) {
+// newBenchSite makes a site with seats for b.N clients, and their keys.
+func newBenchSite(b *testing.B) (*licenseserver.Server, softid.ID, []byte, []*keys.Signer, *keys.Decrypter) {
 	srv, sid, image := newSite(b, b.N+10)
 	sigs := make([]*keys.Signer, b.N)
 	for i := range sigs {
 		sigs[i], _ = keys.GenerateSigner()
 	}
 	dec, _ := keys.GenerateDecrypter()
+	return srv, sid, image, sigs, dec
+}
+
+// BenchmarkGrantSQLite measures whole durable grants (challenge, answer,
+// seat assignment, signed and encrypted license) in-process on SQLite.
+func BenchmarkGrantSQLite(b *testing.B) {
+	srv, sid, image, sigs, dec := newBenchSite(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		grant(b, srv, sid, image, sigs[i], dec)
@@ -114,12 +120,7 @@ func BenchmarkGrantSQLite(b *testing.B) {
 // group commits, and what each grant does while the single writer is held
 // decides the rate.
 func BenchmarkGrantSQLiteParallel(b *testing.B) {
-	srv, sid, image := newSite(b, b.N+10)
-	sigs := make([]*keys.Signer, b.N)
-	for i := range sigs {
-		sigs[i], _ = keys.GenerateSigner()
-	}
-	dec, _ := keys.GenerateDecrypter()
+	srv, sid, image, sigs, dec := newBenchSite(b)
 	var next atomic.Int64
 	b.SetParallelism(32) // 64 goroutines on the two cores
 	b.ResetTimer()
