@@ -49,7 +49,7 @@ import (
 // Site, device token (Authorization: Bearer licetdev_…), its own group only:
 //
 //	GET  /v1/update/whoami                      the device, its group and customer
-//	GET  /v1/update/anchor                      root metadata version 1 and the vendor root's signature of it
+//	GET  /v1/update/anchor                      root metadata version 1, the distribution key's signature of it and its certificate
 //	GET  /v1/update/roots/{version}             root metadata
 //	GET  /v1/update/groups/{group}/timestamp    the update check
 //	GET  /v1/update/groups/{group}/snapshot/{version}
@@ -57,23 +57,30 @@ import (
 //	GET  /v1/update/groups/{group}/blobs/{sha256}   an artifact of the group's bundle; Range honoured
 //	POST /v1/update/reports                     a status: {"app","version","status","log"}
 
-// DistCatalog wires the vendor's distribution catalogue to the clearinghouse:
-// its store, the TUF role keys derived from the vendor root key, and the
-// anchor signature by that key.
-func DistCatalog(svc *clearinghouse.Service) (*catalog.Service, error) {
+// DistCatalog wires the vendor's distribution catalogue to the clearinghouse
+// and the vendor data directory dir: its store, the distribution key of dir
+// (made and certified by the root if dir has none and the root key is
+// present, see catalog.Authority), which anchors the metadata and whose seed
+// derives the TUF role keys, and the root key's seed while the root key is
+// present, for role keys made before the distribution key existed.
+func DistCatalog(svc *clearinghouse.Service, dir string) (*catalog.Service, error) {
 	st, ok := svc.Store.(catalog.Store)
 	if !ok {
 		return nil, errs.E(errs.Internal, "the vendor store does not keep distribution data")
 	}
-	if svc.Root.Signer == nil {
-		// TODO(distribution): derive the TUF keys from an online key, not the root.
-		return nil, errs.E(errs.Internal, "software distribution needs the root key, which was exported ('licet vendor root export'); put it back as root.key to distribute software")
+	dist, err := catalog.Authority(dir, svc.Root, svc.Config.VendorName, svc.Now())
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "software distribution needs its key")
 	}
-	return &catalog.Service{
-		Store: st, Secret: svc.Root.Signer.Private().Seed(), Anchor: svc.Root.Signer.Sign,
+	cat := &catalog.Service{
+		Store: st, Secret: dist.Signer.Private().Seed(), Anchor: catalog.SignAnchor(dist),
 		CustomerExists: func(ctx context.Context, id string) error { _, err := svc.Store.Customer(ctx, id); return err },
 		Expiries:       catalog.DefaultExpiries, Now: svc.Now,
-	}, nil
+	}
+	if svc.Root.Signer != nil {
+		cat.LegacySecret = svc.Root.Signer.Private().Seed()
+	}
+	return cat, nil
 }
 
 // DistMirror wires a certified site's distribution mirror: artifacts under
@@ -143,11 +150,9 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 
 var errStopWrite = errs.E(errs.Internal, "range complete")
 
-func addDistributionVendorRoutes(s *Server, svc *clearinghouse.Service) {
-	cat, err := DistCatalog(svc)
-	if err != nil {
-		return // a store without distribution: no routes
-	}
+// AddDistributionVendorRoutes adds the vendor's distribution API over cat
+// (DistCatalog) to s; svc checks the sites' signatures.
+func AddDistributionVendorRoutes(s *Server, svc *clearinghouse.Service, cat *catalog.Service) {
 	site := func(r *http.Request, body []byte) (*pki.Site, error) {
 		return siteauth.Verify(r, body, svc.Root.Cert, svc.Now())
 	}
@@ -418,7 +423,11 @@ func parseDeviceCounts(q string) (map[string]int, error) {
 // AnchorResponse is the answer of GET /v1/update/anchor.
 type AnchorResponse struct {
 	Root   []byte `json:"root"`   // root metadata version 1
-	Anchor []byte `json:"anchor"` // the vendor root key's signature of catalog.AnchorMessage(Root)
+	Anchor []byte `json:"anchor"` // the distribution key's signature of catalog.AnchorMessage(Root)
+	// Chain is the distribution certificate (DER), issued by the vendor
+	// root; empty when Anchor is the vendor root key's own signature (a site
+	// that first synced from licet before the distribution key existed).
+	Chain [][]byte `json:"chain,omitempty"`
 }
 
 // WhoAmI is the answer of GET /v1/update/whoami.
@@ -475,7 +484,7 @@ func AddDistributionSiteRoutes(s *Server, m *mirror.Service) {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, AnchorResponse{Root: root, Anchor: anchor})
+		writeJSON(w, http.StatusOK, AnchorResponse{Root: root, Anchor: anchor.Signature, Chain: anchor.Chain})
 		return nil
 	})
 	s.Public("GET /v1/update/roots/{version}", func(w http.ResponseWriter, r *http.Request) error {

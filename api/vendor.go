@@ -220,6 +220,5 @@ func NewVendorHandler(svc *clearinghouse.Service, log *slog.Logger, limits Limit
 		writeJSON(w, http.StatusOK, PackResponse{IssuedPack: *rec, Pack: string(file)})
 		return nil
 	})
-	addDistributionVendorRoutes(s, svc)
 	return s
 }

@@ -4,7 +4,9 @@
 // servers (sites) of customers; a site's certificate is itself a CA, so that
 // client licenses (X.509 certificates) chain to the root:
 // root → issuing → site → license. Sites certified by the root directly (before
-// the issuing CA existed) stay valid.
+// the issuing CA existed) stay valid. The root also certifies the online
+// provisioning CA (devices, packets) and the distribution key that anchors
+// software update metadata (VerifyDistribution).
 //
 // licet-specific facts travel in non-critical extensions under the arc
 // 1.3.6.1.4.1.58888.1 (provisional, see docs/formats.md): the role of a
@@ -157,14 +159,20 @@ func NewRoot(s *keys.Signer, vendorName string, now time.Time) (*Authority, erro
 
 // IssueClearinghouse certifies the clearinghouse key that signs license packs.
 func (a *Authority) IssueClearinghouse(pub ed25519.PublicKey, vendorName string, now time.Time) ([]byte, error) {
+	return a.issueSigner(pub, vendorName, RoleClearinghouse, ClearinghouseValidity, now)
+}
+
+// issueSigner certifies pub as a signing key (not a CA) of role, for at most
+// validity and never past a's own expiry.
+func (a *Authority) issueSigner(pub ed25519.PublicKey, vendorName, role string, validity time.Duration, now time.Time) ([]byte, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: vendorName + " licet clearinghouse", Organization: []string{vendorName}},
+		Subject:               pkix.Name{CommonName: vendorName + " licet " + role, Organization: []string{vendorName}},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              minTime(now.Add(ClearinghouseValidity), a.Cert.NotAfter),
+		NotAfter:              minTime(now.Add(validity), a.Cert.NotAfter),
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtraExtensions:       []pkix.Extension{utf8Ext(OIDRole, RoleClearinghouse)},
+		ExtraExtensions:       []pkix.Extension{utf8Ext(OIDRole, role)},
 	}
 	return x509.CreateCertificate(rand.Reader, tmpl, a.Cert, pub, a.Signer.Private())
 }

@@ -130,11 +130,20 @@ type RootRecord struct {
 	Keyring Keyring
 }
 
-// KeyState is the generation and threshold of one role's keys.
+// KeyState is the generation and threshold of one role's keys, and the
+// secret they derive from.
 type KeyState struct {
 	Generation int `json:"generation"`
 	Threshold  int `json:"threshold"`
+	// From names the secret the keys derive from: KeysFromDistribution, or
+	// "" for keys that licet derived from the vendor root key's seed before
+	// the distribution key existed (Service.LegacySecret).
+	From string `json:"from,omitempty"`
 }
+
+// KeysFromDistribution marks role keys derived from the distribution key's
+// seed (Service.Secret).
+const KeysFromDistribution = "distribution"
 
 // Keyring maps role names to their key state.
 type Keyring map[string]KeyState
@@ -228,12 +237,17 @@ var DefaultExpiries = Expiries{Root: 365 * 24 * time.Hour, Targets: 90 * 24 * ti
 // Service runs the catalogue.
 type Service struct {
 	Store Store
-	// Secret derives the TUF role keys (tufmeta.DeriveKey); the vendor's
-	// root key seed.
+	// Secret derives the TUF role keys (tufmeta.DeriveKey): the seed of the
+	// vendor's distribution key (Authority), which is online.
 	Secret []byte
-	// Anchor signs the first root metadata's anchor message with the vendor
-	// root key, so sites and agents can trust it from the vendor root certificate.
-	Anchor func(msg []byte) []byte
+	// LegacySecret is the vendor root key's seed, from which licet derived
+	// the role keys before the distribution key existed; nil while the root
+	// key is offline. Roots uses it once, to move such keys to Secret.
+	LegacySecret []byte
+	// Anchor signs the first root metadata's anchor message with the
+	// distribution key (SignAnchor), so sites and agents can trust it from
+	// the vendor root certificate; nil sends no anchor (tests of the store).
+	Anchor func(msg []byte) Anchor
 	// CustomerExists returns NotFound for an unknown customer.
 	CustomerExists func(ctx context.Context, id string) error
 	Expiries       Expiries
@@ -506,9 +520,15 @@ func (s *Service) AddBundle(ctx context.Context, b *Bundle) (*Meta, error) {
 func (s *Service) keys(k Keyring, role string) ([]ed25519.PrivateKey, tufmeta.RoleKeys, error) {
 	st := k[role]
 	rk := tufmeta.RoleKeys{Threshold: st.Threshold}
+	secret := s.Secret
+	if st.From != KeysFromDistribution {
+		if secret = s.LegacySecret; secret == nil {
+			return nil, rk, errLegacyKeys
+		}
+	}
 	var privs []ed25519.PrivateKey
 	for i := 0; i < st.Threshold; i++ {
-		p, err := tufmeta.DeriveKey(s.Secret, role, st.Generation*100+i)
+		p, err := tufmeta.DeriveKey(secret, role, st.Generation*100+i)
 		if err != nil {
 			return nil, rk, err
 		}
@@ -518,26 +538,77 @@ func (s *Service) keys(k Keyring, role string) ([]ed25519.PrivateKey, tufmeta.Ro
 	return privs, rk, nil
 }
 
-// AnchorMessage is what the vendor root key signs to anchor root version 1.
-func AnchorMessage(root1 []byte) []byte {
-	sum := sha256.Sum256(root1)
-	return []byte("licet distribution root v1\n" + hex.EncodeToString(sum[:]))
+// errLegacyKeys says what to do when role keys still derive from the root key.
+var errLegacyKeys = errs.E(errs.Internal, "the update metadata's role keys still derive from the vendor root key, which is offline: put it back in the data directory as root.key, start 'licet vendor serve' once (it moves the keys to the distribution key, signing one new root version), then export it again")
+
+// Roots returns every root version, making version 1 on first use. When the
+// latest version's role keys derive from the vendor root key (made by licet
+// before the distribution key existed) and LegacySecret is at hand, it first
+// moves every role to keys derived from Secret, in a new root version signed
+// by the old and the new root keys, so devices follow as on a rotation.
+func (s *Service) Roots(ctx context.Context) ([]*RootRecord, error) {
+	for try := 0; ; try++ {
+		roots, err := s.Store.DistRoots(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(roots) == 0 {
+			k := Keyring{}
+			for _, r := range tufmeta.Roles {
+				k[r] = KeyState{Generation: 0, Threshold: 1, From: KeysFromDistribution}
+			}
+			_, err = s.signRoot(ctx, 1, k, nil)
+		} else if last := roots[len(roots)-1]; legacyKeys(last.Keyring) && s.LegacySecret != nil {
+			err = s.moveKeys(ctx, last)
+		} else {
+			return roots, nil
+		}
+		if err != nil && (!errs.Is(err, errs.Conflict) || try >= 8) {
+			return nil, err
+		}
+	}
 }
 
-// Roots returns every root version, making version 1 on first use.
-func (s *Service) Roots(ctx context.Context) ([]*RootRecord, error) {
-	roots, err := s.Store.DistRoots(ctx)
-	if err != nil || len(roots) > 0 {
-		return roots, err
+// CheckKeys makes sure the latest root version's role keys derive from the
+// distribution key (moving them, see Roots, while the root key is at hand)
+// and says what to do when they cannot be moved.
+func (s *Service) CheckKeys(ctx context.Context) error {
+	roots, err := s.Roots(ctx)
+	if err != nil {
+		return err
+	}
+	if legacyKeys(roots[len(roots)-1].Keyring) {
+		return errLegacyKeys
+	}
+	return nil
+}
+
+// legacyKeys reports whether any role of k derives from the vendor root key.
+func legacyKeys(k Keyring) bool {
+	for _, st := range k {
+		if st.From != KeysFromDistribution {
+			return true
+		}
+	}
+	return false
+}
+
+// moveKeys signs the root version after last with every role moved to the
+// next generation of keys derived from Secret.
+func (s *Service) moveKeys(ctx context.Context, last *RootRecord) error {
+	oldRoot, _, err := s.keys(last.Keyring, tufmeta.RoleRoot)
+	if err != nil {
+		return err
 	}
 	k := Keyring{}
-	for _, r := range tufmeta.Roles {
-		k[r] = KeyState{Generation: 0, Threshold: 1}
+	for r, st := range last.Keyring {
+		if st.From != KeysFromDistribution {
+			st = KeyState{Generation: st.Generation + 1, Threshold: st.Threshold, From: KeysFromDistribution}
+		}
+		k[r] = st
 	}
-	if _, err := s.signRoot(ctx, 1, k, nil); err != nil && !errs.Is(err, errs.Conflict) {
-		return nil, err
-	}
-	return s.Store.DistRoots(ctx)
+	_, err = s.signRoot(ctx, last.Version+1, k, oldRoot)
+	return err
 }
 
 func (s *Service) signRoot(ctx context.Context, version int64, k Keyring, extra []ed25519.PrivateKey) (*RootRecord, error) {
@@ -585,7 +656,7 @@ func (s *Service) Rotate(ctx context.Context, role string, threshold int) (*Root
 	for r, st := range last.Keyring {
 		k[r] = st
 	}
-	k[role] = KeyState{Generation: last.Keyring[role].Generation + 1, Threshold: threshold}
+	k[role] = KeyState{Generation: last.Keyring[role].Generation + 1, Threshold: threshold, From: KeysFromDistribution}
 	var extra []ed25519.PrivateKey
 	if role == tufmeta.RoleRoot {
 		extra = oldRoot // the old root keys sign too, so devices trusting them accept the new ones

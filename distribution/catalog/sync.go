@@ -20,13 +20,17 @@ const PayloadFormat = 1
 // current timestamp, snapshot and targets metadata, and the blobs those
 // targets name. Nothing in it is trusted until tufmeta.Refresh accepts it.
 type Payload struct {
-	Format   int         `json:"format"`
-	Customer string      `json:"customer"`
-	Created  time.Time   `json:"created"`
-	Anchor   []byte      `json:"anchor"` // the vendor root key's signature of AnchorMessage(Roots[0])
-	Roots    [][]byte    `json:"roots"`  // root metadata, version 1 first
-	Groups   []GroupMeta `json:"groups"`
-	Blobs    []Blob      `json:"blobs"` // the artifacts the groups' targets name
+	Format   int       `json:"format"`
+	Customer string    `json:"customer"`
+	Created  time.Time `json:"created"`
+	Anchor   []byte    `json:"anchor"` // the distribution key's signature of AnchorMessage(Roots[0]) (Anchor.Signature)
+	// AnchorChain is the distribution certificate (DER, Anchor.Chain); empty
+	// when Anchor is the vendor root key's own signature (licet before the
+	// distribution key).
+	AnchorChain [][]byte    `json:"anchor_chain,omitempty"`
+	Roots       [][]byte    `json:"roots"` // root metadata, version 1 first
+	Groups      []GroupMeta `json:"groups"`
+	Blobs       []Blob      `json:"blobs"` // the artifacts the groups' targets name
 }
 
 // GroupMeta is one group's current metadata.
@@ -49,7 +53,8 @@ func (s *Service) Payload(ctx context.Context, customer string, tsValid time.Dur
 		p.Roots = append(p.Roots, r.Body)
 	}
 	if s.Anchor != nil {
-		p.Anchor = s.Anchor(AnchorMessage(roots[0].Body))
+		a := s.Anchor(AnchorMessage(roots[0].Body))
+		p.Anchor, p.AnchorChain = a.Signature, a.Chain
 	}
 	bundles, err := s.Store.DistBundles(ctx, customer)
 	if err != nil {

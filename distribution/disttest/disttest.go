@@ -6,13 +6,15 @@ package disttest
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,7 +27,9 @@ import (
 	"github.com/licet/licet/distribution/blobstore"
 	"github.com/licet/licet/distribution/catalog"
 	"github.com/licet/licet/distribution/mirror"
+	"github.com/licet/licet/keys"
 	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/pki"
 	"github.com/licet/licet/store"
 )
 
@@ -33,13 +37,17 @@ import (
 // site's device API on a real loopback HTTP server, fed by export files
 // (the air-gapped path; the online path runs in e2e).
 type World struct {
-	T      testing.TB
-	Cat    *catalog.Service  // the vendor's catalogue, on SQLite
-	Mir    *mirror.Service   // the site's mirror, on SQLite
-	Site   *httptest.Server  // the site's device API
-	Root   *x509.Certificate // the vendor root (its key anchors the metadata)
-	Now    time.Time         // the clock of the vendor, the site (and the tests' devices)
-	Tokens map[string]string // device name -> token: dev-g1 in g1, dev-g2 in g2
+	T    testing.TB
+	Cat  *catalog.Service  // the vendor's catalogue, on SQLite
+	Mir  *mirror.Service   // the site's mirror, on SQLite
+	Site *httptest.Server  // the site's device API
+	Root *x509.Certificate // the vendor root: it certifies the distribution key
+	// RootAuth is the vendor root with its key; Dist the distribution key
+	// and certificate it issued, which anchors the metadata and derives the
+	// role keys.
+	RootAuth, Dist *pki.Authority
+	Now            time.Time         // the clock of the vendor, the site (and the tests' devices)
+	Tokens         map[string]string // device name -> token: dev-g1 in g1, dev-g2 in g2
 }
 
 // New makes a World with groups g1 and g2, a device in each, and application "app".
@@ -60,10 +68,11 @@ func New(t testing.TB) *World {
 	if err := vs.CreateCustomer(ctx, &clearinghouse.Customer{ID: "acme", Name: "Acme", Created: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	w := &World{T: t, Now: time.Now().UTC(), Root: &x509.Certificate{PublicKey: pub}, Tokens: map[string]string{}}
+	w := &World{T: t, Now: time.Now().UTC(), Tokens: map[string]string{}}
+	w.RootAuth, w.Dist = NewVendor(t, "Vendor", w.Now)
+	w.Root = w.RootAuth.Cert
 	now := func() time.Time { return w.Now }
-	w.Cat = &catalog.Service{Store: vs.(catalog.Store), Secret: priv.Seed(), Anchor: func(m []byte) []byte { return ed25519.Sign(priv, m) },
+	w.Cat = &catalog.Service{Store: vs.(catalog.Store), Secret: w.Dist.Signer.Private().Seed(), Anchor: catalog.SignAnchor(w.Dist),
 		Expiries: catalog.DefaultExpiries, Now: now}
 	w.Mir = &mirror.Service{Store: ss.(mirror.Store), Blobs: blobstore.Dir(filepath.Join(dir, "blobs")), Customer: "acme", SiteID: "site-test", VendorRoot: w.Root, Now: now}
 	srv := api.NewServer("site", slog.New(slog.NewTextHandler(io.Discard, nil)), api.Limits{MaxBody: 1 << 20}, nil)
@@ -84,6 +93,53 @@ func New(t testing.TB) *World {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// NewVendor makes a vendor root and the distribution key it certifies.
+func NewVendor(t testing.TB, name string, now time.Time) (root, dist *pki.Authority) {
+	t.Helper()
+	rk, err := keys.GenerateSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root, err = pki.NewRoot(rk, name, now); err != nil {
+		t.Fatal(err)
+	}
+	return root, Issue(t, root, now)
+}
+
+// Issue makes a distribution key and has ca certify it (with the
+// distribution role, whether or not ca may: tests of forgeries use it too).
+func Issue(t testing.TB, ca *pki.Authority, now time.Time) *pki.Authority {
+	t.Helper()
+	dk, err := keys.GenerateSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	role, err := asn1.MarshalWithParams(pki.RoleDistribution, "utf8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: "distribution"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtraExtensions: []pkix.Extension{{Id: pki.OIDRole, Value: role}},
+	}
+	var der []byte
+	if pki.Role(ca.Cert) == pki.RoleRoot {
+		der, err = ca.IssueDistribution(dk.Public(), "Vendor", now)
+	} else {
+		der, err = x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, dk.Public(), ca.Signer.Private())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pki.Authority{Cert: cert, Signer: dk}
 }
 
 // Release uploads data as the linux-amd64 artifact app.sh of a new release of "app".

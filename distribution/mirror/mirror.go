@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base32"
@@ -229,9 +228,16 @@ func (s *Service) Root(ctx context.Context, version int64) ([]byte, error) {
 	return b, err
 }
 
-// Anchor returns root version 1 and the vendor root key's signature of it.
-func (s *Service) Anchor(ctx context.Context) ([]byte, []byte, error) {
-	return s.Store.SiteDistRoot(ctx, 1)
+// Anchor returns root version 1 and its anchor: the distribution key's
+// signature and certificate (or, synced from licet before the distribution
+// key, the vendor root key's signature).
+func (s *Service) Anchor(ctx context.Context) ([]byte, catalog.Anchor, error) {
+	root, enc, err := s.Store.SiteDistRoot(ctx, 1)
+	if err != nil {
+		return nil, catalog.Anchor{}, err
+	}
+	a, err := catalog.DecodeAnchor(enc)
+	return root, a, err
 }
 
 // BlobPath returns the file of an artifact that the group's current
@@ -359,11 +365,11 @@ func (s *Service) verify(ctx context.Context, p *catalog.Payload) (*SyncResult, 
 	root1, _, err := s.Store.SiteDistRoot(ctx, 1)
 	switch {
 	case errs.Is(err, errs.NotFound):
-		pub, ok := s.VendorRoot.PublicKey.(ed25519.PublicKey)
-		if !ok || !ed25519.Verify(pub, catalog.AnchorMessage(p.Roots[0]), p.Anchor) {
-			return nil, nil, errs.Wrap(errs.Invalid, tufmeta.ErrRejected, "root metadata version 1 is not signed by the vendor root (fingerprint of the site's vendor root certificate): refusing the payload")
+		a := catalog.Anchor{Signature: p.Anchor, Chain: p.AnchorChain}
+		if err := a.Verify(p.Roots[0], s.VendorRoot, s.Now()); err != nil {
+			return nil, nil, errs.Wrap(errs.Invalid, err, "refusing the payload")
 		}
-		if err := s.Store.PutDistRoot(ctx, 1, p.Roots[0], p.Anchor); err != nil {
+		if err := s.Store.PutDistRoot(ctx, 1, p.Roots[0], a.Encode()); err != nil {
 			return nil, nil, err
 		}
 	case err != nil:

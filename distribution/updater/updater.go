@@ -12,7 +12,6 @@ package updater
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -84,15 +83,15 @@ func Init(ctx context.Context, dir string, cfg Config, vendorRoot *x509.Certific
 		return nil, err
 	}
 	var anchor struct {
-		Root   []byte `json:"root"`
-		Anchor []byte `json:"anchor"`
+		Root   []byte   `json:"root"`
+		Anchor []byte   `json:"anchor"`
+		Chain  [][]byte `json:"chain"`
 	}
 	if err := u.getJSON(ctx, "/v1/update/anchor", &anchor); err != nil {
 		return nil, err
 	}
-	pub, ok := vendorRoot.PublicKey.(ed25519.PublicKey)
-	if !ok || !ed25519.Verify(pub, catalog.AnchorMessage(anchor.Root), anchor.Anchor) {
-		return nil, errs.Wrap(errs.Invalid, tufmeta.ErrRejected, "the site's root metadata is not signed by this vendor root certificate: check --vendor-root, or the site is not genuine")
+	if err := (catalog.Anchor{Signature: anchor.Anchor, Chain: anchor.Chain}).Verify(anchor.Root, vendorRoot, u.Now()); err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "the site's root metadata is not anchored in this vendor root certificate: check --vendor-root, or the site is not genuine")
 	}
 	u.Config.Device, u.Config.Group, u.Config.Customer, u.Config.Site = who.Device, who.Group, who.Customer, who.Site
 	if err := os.MkdirAll(u.stateDir(), 0o700); err != nil {

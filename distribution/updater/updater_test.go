@@ -3,9 +3,6 @@ package updater_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -376,10 +373,8 @@ func TestImportRefusesForeignPayload(t *testing.T) {
 	if err := w.Cat.Export(t.Context(), "acme", 24*time.Hour, &buf); err != nil {
 		t.Fatal(err)
 	}
-	_, pub2, _ := ed25519.GenerateKey(rand.Reader)
-	_ = pub2
-	otherPub, _, _ := ed25519.GenerateKey(rand.Reader)
-	w.Mir.VendorRoot = &x509.Certificate{PublicKey: otherPub}
+	other, _ := disttest.NewVendor(t, "Other", w.Now)
+	w.Mir.VendorRoot = other.Cert
 	_, err := w.Mir.Import(context.Background(), bytes.NewReader(buf.Bytes()))
 	wantRejected(t, err, "export file of another vendor")
 	w.Mir.VendorRoot = w.Root

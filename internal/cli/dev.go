@@ -98,7 +98,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer svc.Close()
-	vh, err := vendorHandler(svc, vdir, log, api.DefaultLimits)
+	vh, err := vendorHandler(ctx, svc, vdir, log, api.DefaultLimits)
 	if err == nil {
 		err = addPaygRoutes(vh, svc, vdir)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/api"
+	"github.com/licet/licet/distribution/catalog"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/fsutil"
 	"github.com/licet/licet/licensing/clearinghouse"
@@ -102,6 +103,9 @@ func vendorInit(ctx context.Context, e *env, args []string) error {
 	if _, err := paygService(svc, *data); err != nil {
 		return err
 	}
+	if _, err := catalog.Authority(*data, svc.Root, svc.Config.VendorName, svc.Now()); err != nil {
+		return err
+	}
 	fp := pki.Fingerprint(svc.Root.Cert.Raw)
 	if *asJSON {
 		return printJSON(e.stdout, map[string]string{"data": *data, "admin_token": token, "root_fingerprint": fp})
@@ -175,7 +179,7 @@ func vendorServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	h, err := vendorHandler(svc, *data, log, sf.limits())
+	h, err := vendorHandler(ctx, svc, *data, log, sf.limits())
 	if err == nil {
 		err = addPaygRoutes(h, svc, *data)
 	}

@@ -27,11 +27,21 @@ func vendorTokenCommand() *command {
 	}}
 }
 
-// vendorHandler is the vendor API over svc, with the keypad device routes
-// when the store keeps keypad devices; their keys are sealed under the
-// keypad sealing key of the data directory dir (made on first use).
-func vendorHandler(svc *clearinghouse.Service, dir string, log *slog.Logger, limits api.Limits) (*api.Server, error) {
+// vendorHandler is the vendor API over svc, with the software distribution
+// routes (signed with the distribution key of the data directory dir, see
+// api.DistCatalog) and the keypad device routes when the store keeps keypad
+// devices; their keys are sealed under the keypad sealing key of dir (made on
+// first use). Distribution that cannot start is logged, and the rest serves.
+func vendorHandler(ctx context.Context, svc *clearinghouse.Service, dir string, log *slog.Logger, limits api.Limits) (*api.Server, error) {
 	h := api.NewVendorHandler(svc, log, limits)
+	if cat, err := api.DistCatalog(svc, dir); err != nil {
+		log.Error("software distribution is off", "err", err)
+	} else {
+		if err := cat.CheckKeys(ctx); err != nil {
+			log.Error("software distribution cannot sign", "err", err)
+		}
+		api.AddDistributionVendorRoutes(h, svc, cat)
+	}
 	st, ok := svc.Store.(keypadvendor.Store)
 	if !ok {
 		return h, nil
