@@ -116,7 +116,7 @@ type RoleKeys struct {
 }
 
 // DeriveKey derives the Ed25519 key of a role's generation from secret (the
-// vendor root key's seed). Rotating a role's key means moving to the next
+// vendor's distribution key's seed; before it existed, the root key's). Rotating a role's key means moving to the next
 // generation; the keys never need a file of their own.
 func DeriveKey(secret []byte, role string, generation int) (ed25519.PrivateKey, error) {
 	seed, err := hkdf.Key(sha256.New, secret, []byte("licet distribution tuf key"), role+"/"+strconv.Itoa(generation), ed25519.SeedSize)

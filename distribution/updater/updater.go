@@ -71,8 +71,10 @@ func (u *Updater) file(n string) string { return filepath.Join(u.stateDir(), n) 
 func (u *Updater) AppDir() string { return filepath.Join(u.Dir, "apps", u.Config.App) }
 
 // Init sets up an updater under dir: it asks the site who the token
-// belongs to, and trusts root metadata version 1 only if the vendor root
-// certificate's key signed it.
+// belongs to, and trusts root metadata version 1 only if its anchor verifies
+// under the vendor root certificate (catalog.Anchor.Verify: the distribution
+// key the root certified signed it, or, for a site that synced before the
+// distribution key existed, the root key itself).
 func Init(ctx context.Context, dir string, cfg Config, vendorRoot *x509.Certificate) (*Updater, error) {
 	if cfg.Server == "" || cfg.Token == "" || cfg.App == "" || cfg.Platform == "" {
 		return nil, errs.E(errs.Usage, "--server, --token, --app and --platform are required")

@@ -39,7 +39,8 @@ func readRootCert(path string) (*x509.Certificate, error) {
 func agentUpdateInit(ctx context.Context, e *env, args []string) error {
 	fs := flagSet(e, "licet agent update init", "--data DIR --server SITE --token TOKEN --vendor-root ROOT --app A [--platform P]",
 		"Sets up the updater: the site tells which device and group the token belongs to, and the\n"+
-			"first root metadata is trusted only if the vendor root certificate signed it. From then on\n"+
+			"first root metadata is trusted only if the vendor's distribution key, certified by the\n"+
+			"vendor root certificate, signed it (or, at a site synced before that key, the root). From then on\n"+
 			"the device accepts only metadata that chains to it, for its own group.")
 	data := fs.String("data", "", "agent data directory")
 	var cfg updater.Config

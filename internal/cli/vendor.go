@@ -77,7 +77,7 @@ func vendorCommand() *command {
 
 func vendorInit(ctx context.Context, e *env, args []string) error {
 	fs := flagSet(e, "licet vendor init", "--data DIR --name NAME [--db DSN]",
-		"Creates the vendor root key and certificate, the clearinghouse key, the database and\nan admin token, which is printed once. Keys are written with mode 0600.")
+		"Creates the vendor root key and certificate, the issuing CA, the clearinghouse, provisioning\nand distribution keys, the database and an admin token, which is printed once. Keys are\nwritten with mode 0600.")
 	data := fs.String("data", "", "data directory to create")
 	name := fs.String("name", "", "the vendor's name, shown in certificates")
 	db := fs.String("db", "", "database: a SQLite file in the data directory (default vendor.db) or a postgres:// URL")
