@@ -3,6 +3,7 @@ module github.com/licet/licet
 go 1.26.8
 
 require (
+	github.com/google/go-tpm v0.9.8
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/sigstore/sigstore v1.10.6
