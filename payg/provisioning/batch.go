@@ -3,7 +3,7 @@ package provisioning
 import (
 	"context"
 	"runtime"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/licet/licet/errs"
@@ -11,110 +11,94 @@ import (
 	"github.com/licet/licet/payg/billing"
 )
 
-// MaxBatch is the most devices one batch sale may name.
+// MaxBatch is the most sales one batch may hold.
 const MaxBatch = 100_000
 
-// BatchRequest is a batch sale: one plan sold to each of a list of
-// registered devices of one account (a vendor's monthly run).
-type BatchRequest struct {
-	Account string   `json:"account"`
-	Plan    string   `json:"plan"`
-	Devices []string `json:"devices"`
+// BatchItem is one sale of a batch: a plan sold to a registered device of
+// an account.
+type BatchItem struct {
+	Account string `json:"account"`
+	Plan    string `json:"plan"`
+	Device  string `json:"device"`
 }
 
-// BatchSale is one sale of a batch.
+// BatchRequest is the body of POST /v1/payg/sales/batch: sales of credit
+// to registered devices (a vendor's monthly run), each device at most once.
+type BatchRequest struct {
+	Sales []BatchItem `json:"sales"`
+}
+
+// BatchSale is one sale of a batch as recorded.
 type BatchSale struct {
+	Account  string `json:"account"`
+	Plan     string `json:"plan"`
 	Device   string `json:"device"`
 	Sale     string `json:"sale"`
 	Sequence uint64 `json:"sequence"`
 }
 
-// BatchAnswer lists a batch's sales. The packets are not in the answer
-// (a batch of 10,000 devices would make an answer of megabytes, kept
-// under its idempotency key): devices fetch them by sync, and
-// 'licet vendor device packet export' writes them to files.
+// BatchAnswer lists a batch's sales, in the order of the request. The
+// packets are not in the answer (a batch of 10,000 devices would make an
+// answer of megabytes, kept under its idempotency key): devices fetch them
+// by sync, and 'licet vendor device packet export' writes them to files.
 type BatchAnswer struct {
-	Account string      `json:"account"`
-	Plan    string      `json:"plan"`
-	Sales   []BatchSale `json:"sales"`
+	Sales []BatchSale `json:"sales"`
 }
 
-// SellBatch sells plan to every device of req in ONE transaction: for each
-// device a sale, its ledger posting and its one packet, exactly as Sell
-// records them; if any device fails (unknown, of another account, listed
-// twice) nothing is recorded. The packets are made before the transaction
-// on every core, for the sequence each device will most likely get (a
-// device that got a packet in between gets its packet remade inside).
-// idemKey makes a retry return the first answer.
-func (s *Service) SellBatch(ctx context.Context, req BatchRequest, idemKey string) (*BatchAnswer, bool, error) {
+// check refuses a malformed batch before any work, naming the sale.
+func (req BatchRequest) check() error {
 	switch {
-	case req.Account == "":
-		return nil, false, errs.E(errs.Invalid, "account is required (--account)")
-	case req.Plan == "":
-		return nil, false, errs.E(errs.Invalid, "plan is required (--plan)")
-	case len(req.Devices) == 0:
-		return nil, false, errs.E(errs.Invalid, "devices is empty: name at least one registered device")
-	case len(req.Devices) > MaxBatch:
-		return nil, false, errs.E(errs.Invalid, "devices lists %d devices; a batch sells to at most %d: split it", len(req.Devices), MaxBatch)
+	case len(req.Sales) == 0:
+		return errs.E(errs.Invalid, "sales is empty: list at least one sale of a plan to a registered device")
+	case len(req.Sales) > MaxBatch:
+		return errs.E(errs.Invalid, "sales lists %d sales; a batch holds at most %d: split it", len(req.Sales), MaxBatch)
 	}
-	seen := make(map[string]bool, len(req.Devices))
-	for i, d := range req.Devices {
-		if d == "" {
-			return nil, false, errs.E(errs.Invalid, "devices[%d] is empty", i)
+	seen := make(map[string]int, len(req.Sales))
+	for i, it := range req.Sales {
+		switch {
+		case it.Account == "":
+			return errs.E(errs.Invalid, "sales[%d]: account is required", i)
+		case it.Plan == "":
+			return errs.E(errs.Invalid, "sales[%d]: plan is required", i)
+		case it.Device == "":
+			return errs.E(errs.Invalid, "sales[%d]: device is required (a registered device; sell new devices one at a time with new_device)", i)
 		}
-		if seen[d] {
-			return nil, false, errs.E(errs.Invalid, "devices lists %s twice; a batch sells one plan once to each device (sell again for more)", d)
+		if j, dup := seen[it.Device]; dup {
+			return errs.E(errs.Invalid, "sales[%d]: device %s is listed twice (first at sales[%d]); a batch sells to each device once: sell again in another batch", i, it.Device, j)
 		}
-		seen[d] = true
+		seen[it.Device] = i
+	}
+	return nil
+}
+
+// SellBatch records every sale of req in ONE transaction: for each a sale,
+// its ledger posting and its one packet, exactly as Sell records them; if
+// any sale fails (an unknown account, plan or device, a device of another
+// account, a device listed twice) nothing is recorded. The packets are made
+// before the transaction on every core, for the sequence each device will
+// most likely get (a device that got a packet in between gets its packet
+// remade inside). A store with the batch capabilities (BatchStore,
+// BatchTx) writes the batch in a few multi-row statements. idemKey makes a
+// retry return the first answer.
+func (s *Service) SellBatch(ctx context.Context, req BatchRequest, idemKey string) (*BatchAnswer, bool, error) {
+	if err := req.check(); err != nil {
+		return nil, false, err
 	}
 	idem, err := billing.NewIdempotency(idemKey, "sale-batch", req)
 	if err != nil {
 		return nil, false, err
 	}
 	now := s.Now().UTC()
-	saleIDs := make([]string, len(req.Devices))
+	saleIDs := make([]string, len(req.Sales))
 	for i := range saleIDs {
 		saleIDs[i] = ids.New("sale")
 	}
-	pre := s.prebuildBatch(ctx, req, saleIDs, now)
+	pctx, stop := context.WithCancel(ctx)
+	defer stop() // a batch that failed or replayed needs no more packets
+	pre := s.prebuildBatch(pctx, req.Sales, saleIDs, now)
 	var out BatchAnswer
 	replayed, err := s.write(ctx, idem, &out, func(tx Tx) (any, error) {
-		a, err := tx.Account(ctx, req.Account)
-		if err != nil {
-			return nil, err
-		}
-		plan, err := tx.Plan(ctx, req.Plan)
-		if err != nil {
-			return nil, err
-		}
-		ans := &BatchAnswer{Account: a.ID, Plan: plan.ID, Sales: make([]BatchSale, 0, len(req.Devices))}
-		for i, id := range req.Devices {
-			dev, err := tx.Device(ctx, id)
-			if err != nil {
-				return nil, errs.Wrap(errs.KindOf(err), err, "devices[%d]", i)
-			}
-			if dev.AccountID != a.ID {
-				return nil, errs.E(errs.Conflict, "devices[%d]: %s belongs to account %s, not %s; sell to each device's own account", i, dev.ID, dev.AccountID, a.ID)
-			}
-			sale := &billing.Sale{ID: saleIDs[i], AccountID: a.ID, PlanID: plan.ID, DeviceID: dev.ID, Price: plan.Price, Currency: plan.Currency, Created: now}
-			p, err := billing.SalePosting(a, plan, sale.ID, now)
-			if err != nil {
-				return nil, err
-			}
-			sale.PostingID = p.ID
-			if err := tx.Post(ctx, p); err != nil {
-				return nil, err
-			}
-			if err := tx.InsertSale(ctx, sale); err != nil {
-				return nil, err
-			}
-			sp, err := s.appendPacket(ctx, tx, dev, plan, sale.ID, now, pre[i])
-			if err != nil {
-				return nil, err
-			}
-			ans.Sales = append(ans.Sales, BatchSale{Device: dev.ID, Sale: sale.ID, Sequence: sp.Sequence})
-		}
-		return ans, nil
+		return s.sellBatch(ctx, tx, req.Sales, saleIDs, pre, now)
 	})
 	if err != nil {
 		return nil, false, err
@@ -122,23 +106,189 @@ func (s *Service) SellBatch(ctx context.Context, req BatchRequest, idemKey strin
 	return &out, replayed, nil
 }
 
-// prebuildBatch prebuilds the packets of a batch on every core; an entry
-// is nil where prebuilding failed (the transaction then makes it or
-// reports why).
-func (s *Service) prebuildBatch(ctx context.Context, req BatchRequest, saleIDs []string, now time.Time) []*prebuilt {
-	pre := make([]*prebuilt, len(req.Devices))
-	workers := min(runtime.GOMAXPROCS(0), len(req.Devices))
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(req.Devices); i += workers {
-				if ctx.Err() != nil {
+// batchKey names an account and a plan: the posting of a sale depends on
+// nothing else.
+type batchKey struct{ account, plan string }
+
+// sellBatch is SellBatch's transaction. With BatchTx it allocates the
+// sequences and stores the postings and sales while the packets are still
+// being made on the other cores, then stores the packets a part at a time
+// as they are ready.
+func (s *Service) sellBatch(ctx context.Context, tx Tx, items []BatchItem, saleIDs []string, pre *prebuiltBatch, now time.Time) (*BatchAnswer, error) {
+	// Accounts, plans and the posting of each pair: read and checked once.
+	accounts := map[string]*billing.Account{}
+	plans := map[string]*billing.Plan{}
+	postings := map[batchKey]*billing.Posting{}
+	devIDs := make([]string, len(items))
+	for i, it := range items {
+		devIDs[i] = it.Device
+		k := batchKey{it.Account, it.Plan}
+		if postings[k] != nil {
+			continue
+		}
+		a, err := cached(accounts, it.Account, func() (*billing.Account, error) { return tx.Account(ctx, it.Account) })
+		if err != nil {
+			return nil, errs.Wrap(errs.KindOf(err), err, "sales[%d]", i)
+		}
+		plan, err := cached(plans, it.Plan, func() (*billing.Plan, error) { return tx.Plan(ctx, it.Plan) })
+		if err != nil {
+			return nil, errs.Wrap(errs.KindOf(err), err, "sales[%d]", i)
+		}
+		if postings[k], err = billing.SalePosting(a, plan, "", now); err != nil {
+			return nil, errs.Wrap(errs.KindOf(err), err, "sales[%d]", i)
+		}
+	}
+	bt, multi := tx.(BatchTx)
+	var devs map[string]*Device
+	if multi {
+		var err error
+		if devs, err = bt.NextSequences(ctx, devIDs); err != nil {
+			return nil, err
+		}
+	}
+	ans := &BatchAnswer{Sales: make([]BatchSale, len(items))}
+	ps, sales := make([]*billing.Posting, len(items)), make([]*billing.Sale, len(items))
+	batchDevs := make([]*Device, len(items))
+	for i, it := range items {
+		dev := devs[it.Device]
+		if !multi {
+			var err error
+			if dev, err = tx.Device(ctx, it.Device); err != nil && !errs.Is(err, errs.NotFound) {
+				return nil, errs.Wrap(errs.KindOf(err), err, "sales[%d]", i)
+			}
+		}
+		switch {
+		case dev == nil:
+			return nil, errs.E(errs.NotFound, "sales[%d]: device %q is not registered; see 'licet vendor device list' (nothing of the batch is stored)", i, it.Device)
+		case dev.AccountID != it.Account:
+			return nil, errs.E(errs.Conflict, "sales[%d]: device %s belongs to account %s, not %s; sell to each device's own account (nothing of the batch is stored)", i, dev.ID, dev.AccountID, it.Account)
+		}
+		plan, tmpl := plans[it.Plan], postings[batchKey{it.Account, it.Plan}]
+		p := &billing.Posting{ID: ids.New("post"), Kind: tmpl.Kind, AccountID: tmpl.AccountID, Reference: saleIDs[i], Created: now, Lines: tmpl.Lines}
+		ps[i] = p
+		sales[i] = &billing.Sale{ID: saleIDs[i], AccountID: it.Account, PlanID: plan.ID, DeviceID: dev.ID, Price: plan.Price, Currency: plan.Currency, PostingID: p.ID, Created: now}
+		batchDevs[i] = dev
+		ans.Sales[i] = BatchSale{Account: it.Account, Plan: plan.ID, Device: dev.ID, Sale: saleIDs[i], Sequence: dev.LastSequence}
+	}
+	if !multi {
+		for i, sale := range sales {
+			sp, err := s.storeSale(ctx, tx, batchDevs[i], plans[sale.PlanID], ps[i], sale, pre.get(i))
+			if err != nil {
+				return nil, errs.Wrap(errs.KindOf(err), err, "sales[%d]", i)
+			}
+			ans.Sales[i].Sequence = sp.Sequence
+		}
+		return ans, nil
+	}
+	if err := bt.InsertSales(ctx, ps, sales); err != nil {
+		return nil, err
+	}
+	for lo := 0; lo < len(items); lo += prebuildPart {
+		hi := min(lo+prebuildPart, len(items))
+		packets := make([]*StoredPacket, 0, hi-lo)
+		for i := lo; i < hi; i++ {
+			sp, err := s.packetOf(batchDevs[i], batchDevs[i].LastSequence, plans[items[i].Plan], saleIDs[i], now, pre.get(i))
+			if err != nil {
+				return nil, errs.Wrap(errs.KindOf(err), err, "sales[%d]", i)
+			}
+			packets = append(packets, sp)
+		}
+		if err := bt.InsertPackets(ctx, packets); err != nil {
+			return nil, err
+		}
+	}
+	return ans, nil
+}
+
+// storeSale stores one sale of a batch with its posting and packet, a
+// statement at a time (a Tx without BatchTx).
+func (s *Service) storeSale(ctx context.Context, tx Tx, dev *Device, plan *billing.Plan, p *billing.Posting, sale *billing.Sale, pre *prebuilt) (*StoredPacket, error) {
+	if err := tx.Post(ctx, p); err != nil {
+		return nil, err
+	}
+	if err := tx.InsertSale(ctx, sale); err != nil {
+		return nil, err
+	}
+	return s.appendPacket(ctx, tx, dev, plan, sale.ID, sale.Created, pre)
+}
+
+// cached returns m[id], reading it with read on a miss.
+func cached[T any](m map[string]*T, id string, read func() (*T, error)) (*T, error) {
+	if v := m[id]; v != nil {
+		return v, nil
+	}
+	v, err := read()
+	if err == nil {
+		m[id] = v
+	}
+	return v, err
+}
+
+// prebuildPart is how many packets of a batch the transaction waits for at
+// a time: it stores each part while the next is being made.
+const prebuildPart = 512
+
+// prebuiltBatch is the packets of a batch, made in the background.
+type prebuiltBatch struct {
+	pre  []*prebuilt
+	done []chan struct{} // done[k] is closed when part k is made
+	left []atomic.Int32  // packets of each part still being made
+}
+
+// get waits until the packet of sale i is made (or given up), and returns
+// it: nil if it could not be made ahead.
+func (b *prebuiltBatch) get(i int) *prebuilt {
+	<-b.done[i/prebuildPart]
+	return b.pre[i]
+}
+
+// prebuildBatch starts making the packets of a batch on every core, in
+// order, and returns at once; an entry is nil where prebuilding failed or
+// ctx ended (the transaction then makes it or reports why). The devices
+// are read in few statements if the store can (BatchStore), and the plans
+// once, before the work starts, so that the workers need no database.
+func (s *Service) prebuildBatch(ctx context.Context, items []BatchItem, saleIDs []string, now time.Time) *prebuiltBatch {
+	parts := (len(items) + prebuildPart - 1) / prebuildPart
+	b := &prebuiltBatch{pre: make([]*prebuilt, len(items)), done: make([]chan struct{}, parts), left: make([]atomic.Int32, parts)}
+	for k := range parts {
+		b.done[k] = make(chan struct{})
+		b.left[k].Store(int32(min(prebuildPart, len(items)-k*prebuildPart)))
+	}
+	plans := map[string]*billing.Plan{}
+	for _, it := range items {
+		if _, ok := plans[it.Plan]; !ok {
+			plans[it.Plan] = s.plan(ctx, it.Plan)
+		}
+	}
+	var devs map[string]*Device
+	if bs, ok := s.Store.(BatchStore); ok {
+		devIDs := make([]string, len(items))
+		for i, it := range items {
+			devIDs[i] = it.Device
+		}
+		devs, _ = bs.PaygDeviceKeys(ctx, devIDs) // on an error the transaction reads them again and says why
+	}
+	var next atomic.Int64
+	for range min(runtime.GOMAXPROCS(0), len(items)) {
+		go func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(items) {
 					return
 				}
-				pre[i] = s.prebuild(ctx, SellRequest{Account: req.Account, Plan: req.Plan, Device: req.Devices[i]}, saleIDs[i], now)
+				if ctx.Err() == nil {
+					it := items[i]
+					if devs != nil {
+						b.pre[i] = s.prebuildFor(devs[it.Device], plans[it.Plan], it.Account, saleIDs[i], now)
+					} else {
+						b.pre[i] = s.prebuild(ctx, SellRequest{Account: it.Account, Plan: it.Plan, Device: it.Device}, saleIDs[i], now)
+					}
+				}
+				if k := i / prebuildPart; b.left[k].Add(-1) == 0 {
+					close(b.done[k])
+				}
 			}
-		})
+		}()
 	}
-	wg.Wait()
-	return pre
+	return b
 }

@@ -354,9 +354,18 @@ func (s *Service) prebuild(ctx context.Context, req SellRequest, saleID string, 
 	if req.Device == "" {
 		return nil
 	}
-	plan := s.plan(ctx, req.Plan)
 	dev, err := s.Store.PaygDevice(ctx, req.Device)
-	if plan == nil || err != nil || dev.AccountID != req.Account {
+	if err != nil {
+		return nil
+	}
+	return s.prebuildFor(dev, s.plan(ctx, req.Plan), req.Account, saleID, now)
+}
+
+// prebuildFor makes the packet of plan for dev's next sequence, or returns
+// nil if the sale would be refused or the packet cannot be made (the
+// transaction then reports why).
+func (s *Service) prebuildFor(dev *Device, plan *billing.Plan, account, saleID string, now time.Time) *prebuilt {
+	if dev == nil || plan == nil || dev.AccountID != account {
 		return nil
 	}
 	file, err := s.MakePacket(dev, dev.LastSequence+1, plan, saleID, now)
@@ -392,14 +401,24 @@ func (s *Service) appendPacket(ctx context.Context, tx Tx, dev *Device, plan *bi
 	if err != nil {
 		return nil, err
 	}
-	var file []byte
-	if pre != nil && pre.seq == seq && pre.planID == plan.ID && bytes.Equal(pre.hpkeKey, dev.HPKEKey) && bytes.Equal(pre.initKey, dev.InitKey) {
-		file = pre.file
-	} else if file, err = s.MakePacket(dev, seq, plan, saleID, now); err != nil {
+	sp, err := s.packetOf(dev, seq, plan, saleID, now, pre)
+	if err != nil {
 		return nil, err
 	}
-	sp := &StoredPacket{DeviceID: dev.ID, Sequence: seq, SaleID: saleID, File: file, Created: now}
 	return sp, tx.InsertPacket(ctx, sp)
+}
+
+// packetOf returns the packet of sequence seq of plan for dev: pre's, if it
+// was made for this sequence, plan and device key, else a new one.
+func (s *Service) packetOf(dev *Device, seq uint64, plan *billing.Plan, saleID string, now time.Time, pre *prebuilt) (*StoredPacket, error) {
+	sp := &StoredPacket{DeviceID: dev.ID, Sequence: seq, SaleID: saleID, Created: now}
+	if pre != nil && pre.seq == seq && pre.planID == plan.ID && bytes.Equal(pre.hpkeKey, dev.HPKEKey) && bytes.Equal(pre.initKey, dev.InitKey) {
+		sp.File = pre.file
+		return sp, nil
+	}
+	var err error
+	sp.File, err = s.MakePacket(dev, seq, plan, saleID, now)
+	return sp, err
 }
 
 // MakePacket makes the armored packet of sequence seq carrying plan's

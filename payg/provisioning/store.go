@@ -140,3 +140,31 @@ type Store interface {
 	// flags the device (the flag stays).
 	RecordReport(ctx context.Context, deviceID string, r Report) (*Device, error)
 }
+
+// BatchStore is an optional capability of a Store (detected by type
+// assertion): the read of a batch sale in few statements.
+type BatchStore interface {
+	// PaygDeviceKeys returns the registered devices among ids, by ID, with
+	// only what a packet is made with: ID, AccountID, LastSequence,
+	// HPKEKey and InitKey. IDs that are not registered are left out.
+	PaygDeviceKeys(ctx context.Context, ids []string) (map[string]*Device, error)
+}
+
+// BatchTx is an optional capability of a Tx (detected by type assertion):
+// the writes of a batch sale in few statements. A Tx without it gets the
+// batch one sale at a time, with the same outcome.
+type BatchTx interface {
+	// NextSequences is NextSequence for each device of ids (no ID twice)
+	// in few conditional updates: exact under any concurrency, and rolled
+	// back with the transaction. It returns the devices found, by ID, as
+	// PaygDeviceKeys does, with LastSequence the sequence just allocated;
+	// IDs that are not registered are left out.
+	NextSequences(ctx context.Context, ids []string) (map[string]*Device, error)
+	// InsertSales stores postings (each checked to balance) and their
+	// sales in multi-row inserts; Conflict if any exists already, NotFound
+	// if one refers to something missing.
+	InsertSales(ctx context.Context, postings []*billing.Posting, sales []*billing.Sale) error
+	// InsertPackets stores packets in multi-row inserts; Conflict if a
+	// sequence or a sale has one already.
+	InsertPackets(ctx context.Context, packets []*StoredPacket) error
+}

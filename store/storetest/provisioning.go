@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -38,7 +39,7 @@ func TestProvisioning(t *testing.T, open func(t *testing.T) PaygStore) {
 	sub("ConcurrentSalesGapless", func(t *testing.T) { testProvGapless(t, open(t)) })
 	sub("Nonces", func(t *testing.T) { testProvNonces(t, open(t)) })
 	sub("ReportsBackwards", func(t *testing.T) { testProvReports(t, open(t)) })
-	sub("SellBatch", func(t *testing.T) { testProvBatch(t, open(t)) })
+	sub("SellBatch", func(t *testing.T) { testProvBatch(t, open) })
 	sub("SellKeypad", func(t *testing.T) { testProvKeypadSale(t, open(t)) })
 }
 
@@ -126,49 +127,152 @@ func testProvKeypadSale(t *testing.T, st PaygStore) {
 	}
 }
 
-// testProvBatch: a batch sale is one transaction (a device of another
-// account fails it whole), each device gets its next packet, and a retry
-// under the same key returns the first answer without a second posting.
-func testProvBatch(t *testing.T, st PaygStore) {
-	f := NewPaygFixture(t, st)
+// oneAtATime hides a store's batch capabilities (provisioning.BatchStore,
+// provisioning.BatchTx), so that SellBatch writes a sale at a time.
+type oneAtATime struct{ provisioning.Store }
+
+// ProvisionWrite implements provisioning.Store with a Tx that has only the
+// methods of provisioning.Tx.
+func (s oneAtATime) ProvisionWrite(ctx context.Context, idem billing.Idempotency, fn func(tx provisioning.Tx) ([]byte, error)) ([]byte, bool, error) {
+	return s.Store.ProvisionWrite(ctx, idem, func(tx provisioning.Tx) ([]byte, error) { return fn(struct{ provisioning.Tx }{tx}) })
+}
+
+// batchOf is a batch of plan sold to devices of acct.
+func batchOf(acct, plan string, devs ...*TestDevice) provisioning.BatchRequest {
+	var req provisioning.BatchRequest
+	for _, d := range devs {
+		req.Sales = append(req.Sales, provisioning.BatchItem{Account: acct, Plan: plan, Device: d.ID})
+	}
+	return req
+}
+
+// ledgerState is what a failed batch must leave as it was: every balance,
+// the number of postings and every device's packets.
+func ledgerState(t *testing.T, st PaygStore, devs ...*TestDevice) string {
+	t.Helper()
 	ctx := t.Context()
-	d1, d2, d3 := NewTestDevice(t, "m1", "s1", Hardware("m1")), NewTestDevice(t, "m2", "s2", Hardware("m2")), NewTestDevice(t, "m3", "s3", Hardware("m3"))
-	f.Register(t, d1, "acct")
-	f.Register(t, d2, "acct")
-	f.Register(t, d3, "acct2")
-	before := balance(t, st, "acct")
+	ps, err := st.Postings(ctx, "")
+	ok(t, err, "list postings")
+	state := fmt.Sprintf("postings %d acct %d acct2 %d;", len(ps), balance(t, st, "acct"), balance(t, st, "acct2"))
+	for _, d := range devs {
+		pk, err := st.Packets(ctx, d.ID, 0)
+		ok(t, err, "packets")
+		dev, err := st.PaygDevice(ctx, d.ID)
+		ok(t, err, "device")
+		state += fmt.Sprintf(" %s: %d packets, last %d;", d.ID, len(pk), dev.LastSequence)
+	}
+	return state
+}
 
-	_, _, err := f.Prov.SellBatch(ctx, provisioning.BatchRequest{Account: "acct", Plan: "hour", Devices: []string{d1.ID, d3.ID}}, "")
-	if !errs.Is(err, errs.Conflict) || !strings.Contains(err.Error(), "devices[1]") {
-		t.Fatalf("batch with a device of another account: %v, want conflict naming devices[1]", err)
+// testProvBatch runs the batch conformance test on the store as it is
+// (its batch capabilities: multi-row statements) and with them hidden
+// (a statement at a time): both must record the same.
+func testProvBatch(t *testing.T, open func(t *testing.T) PaygStore) {
+	t.Run("Multi", func(t *testing.T) {
+		st := open(t)
+		testProvBatchWith(t, st, st)
+	})
+	t.Run("OneAtATime", func(t *testing.T) {
+		st := open(t)
+		testProvBatchWith(t, st, oneAtATime{st})
+	})
+}
+
+// testProvBatchWith: a batch sale is one transaction, so a batch with one
+// bad sale (wherever it is) stores nothing: no posting, sale, packet or
+// sequence; each device of a good batch gets its next packet, of its own
+// plan and account, each sale balances; a retry under the same key returns
+// the first answer without a second posting.
+func testProvBatchWith(t *testing.T, st PaygStore, ps provisioning.Store) {
+	f := NewPaygFixture(t, st)
+	f.Prov.Store = ps
+	ctx := t.Context()
+	var devs []*TestDevice
+	for i := range 5 {
+		d := NewTestDevice(t, fmt.Sprint("m", i), fmt.Sprint("s", i), Hardware(fmt.Sprint("m", i)))
+		acct := "acct"
+		if i == 4 {
+			acct = "acct2"
+		}
+		f.Register(t, d, acct)
+		devs = append(devs, d)
 	}
-	_, _, err = f.Prov.SellBatch(ctx, provisioning.BatchRequest{Account: "acct", Plan: "hour", Devices: []string{d1.ID, d1.ID}}, "")
-	if !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), "twice") {
-		t.Fatalf("batch naming a device twice: %v", err)
+	d1, d2, d3, d4, other := devs[0], devs[1], devs[2], devs[3], devs[4]
+	_, _, err := f.Billing.AddPlan(ctx, billing.PlanRequest{ID: "usd", Hours: 1, Price: "100", Currency: "USD"}, "")
+	ok(t, err, "add a plan in USD")
+	before := ledgerState(t, st, devs...)
+
+	good := batchOf("acct", "hour", d1, d2, d3, d4)
+	bad := []struct {
+		name, says string
+		kind       errs.Kind
+		req        provisioning.BatchRequest
+	}{
+		{"a device of another account", "sales[3]: device " + other.ID + " belongs to account acct2", errs.Conflict, batchOf("acct", "hour", d1, d2, d3, other)},
+		{"an unknown device", "sales[4]: device \"dev-missing\" is not registered", errs.NotFound,
+			provisioning.BatchRequest{Sales: append(good.Sales[:4:4], provisioning.BatchItem{Account: "acct", Plan: "hour", Device: "dev-missing"})}},
+		{"an unknown plan", "sales[2]: plan \"nope\" not found", errs.NotFound,
+			provisioning.BatchRequest{Sales: []provisioning.BatchItem{good.Sales[0], good.Sales[1], {Account: "acct", Plan: "nope", Device: d3.ID}}}},
+		{"an unknown account", "sales[1]: account \"nobody\" not found", errs.NotFound,
+			provisioning.BatchRequest{Sales: []provisioning.BatchItem{good.Sales[0], {Account: "nobody", Plan: "hour", Device: d2.ID}}}},
+		{"a plan in another currency", "sales[3]: currency", errs.Invalid,
+			provisioning.BatchRequest{Sales: []provisioning.BatchItem{good.Sales[0], good.Sales[1], good.Sales[2], {Account: "acct", Plan: "usd", Device: d4.ID}}}},
+		{"a device listed twice", "sales[2]: device " + d1.ID + " is listed twice", errs.Invalid, batchOf("acct", "hour", d1, d2, d1)},
+		{"an empty device", "sales[1]: device is required", errs.Invalid,
+			provisioning.BatchRequest{Sales: []provisioning.BatchItem{good.Sales[0], {Account: "acct", Plan: "hour"}}}},
+		{"no sales", "sales is empty", errs.Invalid, provisioning.BatchRequest{}},
 	}
-	if got := balance(t, st, "acct"); got != before {
-		t.Fatalf("a failed batch changed the balance: %d, want %d", got, before)
-	}
-	if ps, _ := st.Packets(ctx, d1.ID, 0); len(ps) != 1 {
-		t.Fatalf("a failed batch left %d packets of device 1, want 1", len(ps))
+	for _, c := range bad {
+		_, _, err := f.Prov.SellBatch(ctx, c.req, "")
+		if !errs.Is(err, c.kind) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("a batch with %s: %v, want %s saying %q", c.name, err, c.kind, c.says)
+		}
+		if got := ledgerState(t, st, devs...); got != before {
+			t.Fatalf("a batch with %s stored something:\n got %s\nwant %s", c.name, got, before)
+		}
 	}
 
-	req := provisioning.BatchRequest{Account: "acct", Plan: "hour", Devices: []string{d1.ID, d2.ID}}
+	// A good batch: two plans, two accounts.
+	req := batchOf("acct", "hour", d1, d2, d3, d4)
+	req.Sales[1].Plan = "week"
+	req.Sales = append(req.Sales, provisioning.BatchItem{Account: "acct2", Plan: "hour", Device: other.ID})
 	ans, replayed, err := f.Prov.SellBatch(ctx, req, "batch-1")
 	ok(t, err, "sell a batch")
-	if replayed || len(ans.Sales) != 2 || ans.Sales[0].Device != d1.ID || ans.Sales[0].Sequence != 2 || ans.Sales[1].Sequence != 2 {
+	if replayed || len(ans.Sales) != len(req.Sales) {
 		t.Fatalf("batch answer %+v (replayed %v)", ans, replayed)
 	}
-	for i, d := range []*TestDevice{d1, d2} {
-		ps, err := st.Packets(ctx, d.ID, 1)
-		ok(t, err, "packets")
-		if len(ps) != 1 {
-			t.Fatalf("device %d has %d new packets, want 1", i+1, len(ps))
+	for i, d := range devs {
+		s := ans.Sales[i]
+		if s.Device != d.ID || s.Account != req.Sales[i].Account || s.Plan != req.Sales[i].Plan || s.Sequence != 2 {
+			t.Errorf("batch sale %d: %+v, want device %s, sequence 2 (gapless after its registration packet)", i, s, d.ID)
 		}
-		p, err := packet.OpenWith(ps[0].File, d.PacketKeys(), f.Root, d.ID, f.Clock.Now())
+		pk, err := st.Packets(ctx, d.ID, 1)
+		ok(t, err, "packets")
+		if len(pk) != 1 {
+			t.Fatalf("device %d has %d new packets, want 1", i, len(pk))
+		}
+		p, err := packet.OpenWith(pk[0].File, d.PacketKeys(), f.Root, d.ID, f.Clock.Now())
 		ok(t, err, "open a batch packet")
-		if p.Sequence != 2 || p.Seconds != 3600 || p.Sale != ans.Sales[i].Sale {
-			t.Errorf("batch packet of device %d: %+v", i+1, p)
+		want := int64(3600)
+		if s.Plan == "week" {
+			want = 7 * 86400
+		}
+		if p.Sequence != 2 || p.Seconds != want || p.Sale != s.Sale || pk[0].SaleID != s.Sale {
+			t.Errorf("batch packet of device %d: %+v, want sequence 2, %d seconds, sale %s", i, p, want, s.Sale)
+		}
+	}
+	posts, err := st.Postings(ctx, "")
+	ok(t, err, "list postings")
+	sold := map[string]bool{}
+	for _, p := range posts {
+		if p.Kind == billing.KindSale {
+			ok(t, p.Balanced(), "a posting of the batch balances")
+			sold[p.Reference] = true
+		}
+	}
+	for i, s := range ans.Sales {
+		if !sold[s.Sale] {
+			t.Errorf("batch sale %d (%s) has no posting", i, s.Sale)
 		}
 	}
 	again, replayed, err := f.Prov.SellBatch(ctx, req, "batch-1")
@@ -176,9 +280,28 @@ func testProvBatch(t *testing.T, st PaygStore) {
 	if !replayed || again.Sales[1].Sale != ans.Sales[1].Sale {
 		t.Fatalf("retried batch: %+v (replayed %v), want the first answer", again, replayed)
 	}
-	if got := balance(t, st, "acct"); got != before+200 {
-		t.Fatalf("balance %d after a batch of two hours and its retry, want %d", got, before+200)
+	_, _, err = f.Prov.SellBatch(ctx, good, "batch-1")
+	wantKind(t, err, errs.Conflict, "the batch's key with another batch")
+	if got, want := balance(t, st, "acct"), balanceOf(before, "acct")+3*100+500; got != want {
+		t.Fatalf("acct balance %d after a batch (three hours, a week) and its retry, want %d", got, want)
 	}
+	if got, want := balance(t, st, "acct2"), balanceOf(before, "acct2")+100; got != want {
+		t.Fatalf("acct2 balance %d after a batch with one hour, want %d", got, want)
+	}
+	// The next sale of a device continues its sequence.
+	s, _, err := f.Prov.Sell(ctx, provisioning.SellRequest{Account: "acct", Plan: "hour", Device: d3.ID}, "")
+	ok(t, err, "sell after a batch")
+	if s.Sequence != 3 {
+		t.Fatalf("sale after the batch has sequence %d, want 3", s.Sequence)
+	}
+}
+
+// balanceOf reads an account's balance back from a ledgerState.
+func balanceOf(state, acct string) int64 {
+	var n int64
+	i := strings.Index(state, " "+acct+" ")
+	fmt.Sscanf(state[i+len(acct)+2:], "%d", &n)
+	return n
 }
 
 // PaygFixture is a vendor's pay-as-you-go over one store: customer "cust"
