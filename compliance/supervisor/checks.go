@@ -43,6 +43,10 @@ type Env struct {
 	// LicenseValid, if set, says whether a valid license is cached: the
 	// credit check passes with it when there is no pay-as-you-go credit.
 	LicenseValid func() bool
+	// TPM is the TPM 2.0 that seals the state (TPMPath gives the usual
+	// choice): the sealing key lives in it and its NV counter makes a
+	// restored older copy of the state visible. "" is the file-based seal.
+	TPM string
 }
 
 func (e *Env) now() time.Time {

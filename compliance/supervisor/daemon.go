@@ -45,7 +45,11 @@ type Status struct {
 
 // StatusOf is the Status of a state.
 func StatusOf(st *State) Status {
-	return Status{Mode: st.Mode, Score: st.Score, Reasons: st.Reasons, Results: st.Results, Evaluated: st.Evaluated, Seal: SealNote}
+	seal := st.Seal
+	if seal == "" {
+		seal = SealNote
+	}
+	return Status{Mode: st.Mode, Score: st.Score, Reasons: st.Reasons, Results: st.Results, Evaluated: st.Evaluated, Seal: seal}
 }
 
 // stamp is what changes when the device's state changes.
@@ -95,7 +99,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			last = now
 			if err != nil {
 				d.Log.Warn("compliance evaluation failed", "err", err)
-				d.set(Status{Mode: ModeNone, Error: err.Error(), Seal: SealNote})
+				d.set(Status{Mode: ModeNone, Error: err.Error(), Seal: d.Sup.SealNote()})
 			} else {
 				if st.StaleAfter > 0 {
 					every = st.StaleAfter / 3

@@ -16,6 +16,7 @@ import (
 
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/fsutil"
+	"github.com/licet/licet/internal/tpmseal"
 )
 
 // Files of the supervisor in its directory (DATA/compliance).
@@ -24,9 +25,37 @@ const (
 	StateFile  = "state.sealed"  // the sealed State
 	BundleFile = "policy.bundle" // a readable copy of the installed bundle
 	lockFile   = "state.lock"
-	// SealNote is what status says about the seal.
+	// TPMKeyFile holds the TPM-sealed key object when the state is sealed
+	// with a TPM (its private part loads only in that TPM).
+	TPMKeyFile = "seal.tpm"
+	// SealNote is what status says about the file-based seal.
 	SealNote = "no TPM: file-based seal (AES-256-GCM under a device-local key)"
+	// TPMEnv names the TPM to seal with: a device, "unix:PATH" or
+	// "tcp:HOST:PORT" (a simulator); "none" for the file-based seal.
+	TPMEnv = "LICET_TPM"
 )
+
+// TPMPath returns the TPM the supervisor seals with: flag when set, else
+// $LICET_TPM, else /dev/tpmrm0 when present; "" (or "none") means the
+// file-based seal.
+func TPMPath(flag string) string {
+	p := flag
+	if p == "" {
+		p = os.Getenv(TPMEnv)
+	}
+	if p == "" && tpmseal.Available(tpmseal.DefaultDevice) {
+		p = tpmseal.DefaultDevice
+	}
+	if p == "none" {
+		return ""
+	}
+	return p
+}
+
+// tpmNote is what status says about the TPM seal.
+func tpmNote(counter uint64) string {
+	return fmt.Sprintf("TPM 2.0: sealed, counter %d", counter)
+}
 
 // sealAD binds the sealed state to its purpose.
 const sealAD = "licet compliance state v1"
@@ -83,16 +112,43 @@ type State struct {
 	// Reported is the score last reported to the vendor.
 	Reported *int   `json:"reported,omitempty"`
 	Seal     string `json:"seal"`
+	// TPMCounter is the TPM NV counter value this state was sealed with
+	// (0: file-based seal). It is recorded in the sealed file's
+	// authenticated header and set here when the state is read.
+	TPMCounter uint64 `json:"-"`
 }
 
-// store is the sealed state on disk.
-type store struct{ dir string }
+// store is the sealed state on disk: under the TPM-held key of box, or
+// (box nil) under the device-local key file.
+type store struct {
+	dir string
+	box *tpmseal.Box
+}
+
+// newStore returns the store of dir, sealing with the TPM at tpm ("" for
+// the file-based seal).
+func newStore(dir, tpm string) store {
+	st := store{dir: dir}
+	if tpm != "" {
+		st.box, _ = tpmseal.New(tpmseal.Options{Path: tpm, KeyFile: filepath.Join(dir, TPMKeyFile), Index: tpmseal.IndexCompliance, Purpose: sealAD})
+	}
+	return st
+}
+
+// note is what status says about the seal of a device with no readable
+// state yet.
+func (s store) note() string {
+	if s.box != nil {
+		return "TPM 2.0 (" + s.box.Path() + "): sealed"
+	}
+	return SealNote
+}
 
 func (s store) path(n string) string { return filepath.Join(s.dir, n) }
 
 // setUp reports whether compliance was set up here: its key or state exist.
 func (s store) setUp() bool {
-	for _, n := range []string{KeyFile, StateFile} {
+	for _, n := range []string{KeyFile, TPMKeyFile, StateFile} {
 		if _, err := os.Lstat(s.path(n)); err == nil {
 			return true
 		}
@@ -149,7 +205,9 @@ func gcm(key []byte) cipher.AEAD {
 var errMissing = errs.E(errs.NotFound, "compliance is not set up on this device (no policy bundle installed)")
 
 // read unseals the state. A missing state of a set-up device, a key that
-// does not open it, or a damaged file is an errs.Invalid error: fail closed.
+// does not open it, a restored older copy the TPM's counter shows, or a
+// damaged file is an errs.Invalid error: fail closed. A TPM that cannot be
+// reached is errs.Internal (nothing is rewritten).
 func (s store) read() (*State, error) {
 	data, err := os.ReadFile(s.path(StateFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -161,6 +219,57 @@ func (s store) read() (*State, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "read the compliance state")
 	}
+	var plain []byte
+	var counter uint64
+	switch {
+	case tpmseal.Recorded(data) > 0 && s.box == nil:
+		return nil, errs.E(errs.Invalid, "the compliance state %s is sealed in a TPM, but no TPM is in use: the TPM was removed or disabled (or set %s to it)", s.path(StateFile), TPMEnv)
+	case tpmseal.Recorded(data) > 0:
+		plain, counter, err = s.box.Open(data)
+		if err != nil {
+			return nil, errs.Wrap(errs.KindOf(err), err, "the compliance state %s", s.path(StateFile))
+		}
+	default:
+		if err := s.fileSealAllowed(); err != nil {
+			return nil, err
+		}
+		if plain, err = s.openFile(data); err != nil {
+			return nil, err
+		}
+	}
+	var st State
+	if err := json.Unmarshal(plain, &st); err != nil {
+		return nil, errs.Wrap(errs.Invalid, err, "the compliance state is damaged")
+	}
+	st.TPMCounter, st.Seal = counter, SealNote
+	if counter > 0 {
+		st.Seal = tpmNote(counter)
+	}
+	return &st, nil
+}
+
+// fileSealAllowed refuses a file-sealed state on a device whose state the
+// TPM already seals: that is a copy from before, put back.
+func (s store) fileSealAllowed() error {
+	if s.box == nil {
+		return nil
+	}
+	if _, err := os.Lstat(s.path(TPMKeyFile)); err == nil {
+		return errs.E(errs.Invalid, "the compliance state %s is file-sealed but this device seals it in its TPM (%s exists): an older copy was put back", s.path(StateFile), TPMKeyFile)
+	}
+	n, err := s.box.Counter()
+	switch {
+	case err == nil:
+		return errs.E(errs.Invalid, "the compliance state %s is file-sealed but the TPM's counter for it exists (at %d): a copy from before the TPM sealed it was put back", s.path(StateFile), n)
+	case errs.Is(err, errs.Invalid): // no counter yet: a device moving to the TPM seal
+		return nil
+	default:
+		return err
+	}
+}
+
+// openFile opens a state sealed under the device-local key file.
+func (s store) openFile(data []byte) ([]byte, error) {
 	key, err := s.key(false)
 	if err != nil {
 		return nil, err
@@ -173,11 +282,7 @@ func (s store) read() (*State, error) {
 	if err != nil {
 		return nil, errs.E(errs.Invalid, "the compliance state %s does not open under its sealing key: it was changed or replaced", s.path(StateFile))
 	}
-	var st State
-	if err := json.Unmarshal(plain, &st); err != nil {
-		return nil, errs.Wrap(errs.Invalid, err, "the compliance state is damaged")
-	}
-	return &st, nil
+	return plain, nil
 }
 
 // write seals and stores the state atomically and durably.
@@ -187,32 +292,54 @@ func (s store) write(st *State) error { return s.writeAs(st, true) }
 // the disk. An evaluation that changed nothing but its time need not be
 // durable: losing it to a crash only means evaluating again at start.
 func (s store) writeAs(st *State, durable bool) error {
-	key, err := s.key(true)
-	if err != nil {
-		return err
-	}
 	st.Version, st.Seal = 1, SealNote
 	plain, err := json.Marshal(st)
 	if err != nil {
 		return errs.Wrap(errs.Internal, err, "encode the compliance state")
 	}
-	g := gcm(key)
-	nonce := make([]byte, g.NonceSize())
-	rand.Read(nonce)
-	out := g.Seal(nonce, nonce, plain, []byte(sealAD))
+	var out []byte
+	var counter uint64
+	commit := func() error { return nil }
+	if s.box != nil {
+		// Only a durable write advances the TPM's counter (its NV memory
+		// wears): a copy replaced by a write that changed nothing but
+		// the evaluation time is not told apart.
+		out, counter, commit, err = s.box.Seal(plain, st.TPMCounter, durable)
+		if err != nil {
+			return errs.Wrap(errs.KindOf(err), err, "seal the compliance state in the TPM")
+		}
+	} else {
+		key, err := s.key(true)
+		if err != nil {
+			return err
+		}
+		g := gcm(key)
+		nonce := make([]byte, g.NonceSize())
+		rand.Read(nonce)
+		out = g.Seal(nonce, nonce, plain, []byte(sealAD))
+	}
 	if durable {
 		if err := fsutil.WriteFileAtomic(s.path(StateFile), out, 0o600); err != nil {
 			return errs.Wrap(errs.Internal, err, "write the compliance state")
 		}
+	} else {
+		tmp := s.path(StateFile + ".tmp")
+		if err := os.WriteFile(tmp, out, 0o600); err != nil {
+			return errs.Wrap(errs.Internal, err, "write the compliance state")
+		}
+		if err := os.Rename(tmp, s.path(StateFile)); err != nil {
+			return errs.Wrap(errs.Internal, err, "write the compliance state")
+		}
+	}
+	if s.box == nil {
 		return nil
 	}
-	tmp := s.path(StateFile + ".tmp")
-	if err := os.WriteFile(tmp, out, 0o600); err != nil {
-		return errs.Wrap(errs.Internal, err, "write the compliance state")
+	// Stored: now every earlier copy becomes a restored snapshot.
+	if err := commit(); err != nil {
+		return errs.Wrap(errs.KindOf(err), err, "advance the TPM counter after writing the compliance state")
 	}
-	if err := os.Rename(tmp, s.path(StateFile)); err != nil {
-		return errs.Wrap(errs.Internal, err, "write the compliance state")
-	}
+	st.TPMCounter, st.Seal = counter, tpmNote(counter)
+	os.Remove(s.path(KeyFile)) // a device that moved to the TPM seal
 	return nil
 }
 

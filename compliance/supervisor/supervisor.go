@@ -21,10 +21,13 @@
 // back, a forged packet) is recorded in the state, refused, and scored by
 // the policy_intact, clock and packets checks until a reset.
 //
-// State. The state is sealed with AES-256-GCM under a device-local key
-// (state.go), so it cannot be edited; without a TPM an older copy of the
-// whole directory can be restored, which the vendor sees in the reports at
-// sync. Readers (Verdict: 'licet agent run', the PAM check) fail closed when
+// State. The state is sealed with AES-256-GCM (state.go), so it cannot be
+// edited. With a TPM 2.0 (Env.TPM) the key is sealed in the TPM and every
+// write that changes the outcome advances a TPM NV counter recorded with
+// the state (internal/tpmseal), so an older copy put back is detected on
+// the device. Without one the key is a device-local file and an older copy
+// of the whole directory can be restored, which the vendor sees in the
+// reports at sync. Readers (Verdict: 'licet agent run', the PAM check) fail closed when
 // compliance is set up and the state is missing, damaged or stale; a device
 // that never received a bundle keeps the behaviour it had without one.
 package supervisor
@@ -80,8 +83,13 @@ func New(data string, env Env) *Supervisor {
 	if env.Meter == nil {
 		env.Meter = meter.New(filepath.Join(data, "payg"), meter.Options{})
 	}
-	return &Supervisor{env: env, st: store{dir: filepath.Join(data, Dir)}, hashes: &hashCache{}}
+	return &Supervisor{env: env, st: newStore(filepath.Join(data, Dir), env.TPM), hashes: &hashCache{}}
 }
+
+// SealNote says how the state is sealed when it cannot be read: with the
+// TPM (and which) or with the file-based seal. A state read says more
+// (State.Seal: the counter).
+func (s *Supervisor) SealNote() string { return s.st.note() }
 
 // SetUp reports whether compliance is set up on the device: a bundle was
 // installed once (its key or state exist).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os/exec"
@@ -19,9 +20,15 @@ import (
 )
 
 // complianceSupervisor opens the supervisor of an agent directory; the
-// pinned vendor root, when there is one, checks bundles and resets.
+// pinned vendor root, when there is one, checks bundles and resets. It
+// seals with the TPM of $LICET_TPM or /dev/tpmrm0 (supervisor.TPMPath).
 func complianceSupervisor(data string) *supervisor.Supervisor {
-	env := supervisor.Env{Meter: meter.New(filepath.Join(data, paygDir), meter.Options{})}
+	return complianceSupervisorTPM(data, "")
+}
+
+// complianceSupervisorTPM is complianceSupervisor with a --tpm flag's value.
+func complianceSupervisorTPM(data, tpm string) *supervisor.Supervisor {
+	env := supervisor.Env{Meter: meter.New(filepath.Join(data, paygDir), meter.Options{}), TPM: supervisor.TPMPath(tpm)}
 	if root, err := pinnedRoot(data); err == nil {
 		env.Root = root
 	}
@@ -291,25 +298,26 @@ func printCompliance(e *env, s supervisor.Status) {
 }
 
 func agentComplianceStatus(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet agent compliance status", "--data DIR [--json]",
+	fs := flagSet(e, "licet agent compliance status", "--data DIR [--json] [--tpm PATH]",
 		"Explains the compliance score: the mode (compliant, sanction, nonoperational), each\n"+
 			"policy with pass or fail, its weight and what to do; and how the state is sealed.\n"+
 			"Exit 4 when the state is missing, damaged or stale (the agent fails closed).")
 	data := fs.String("data", "", "agent data directory")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	tpm := tpmFlag(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "data"); err != nil {
 		return err
 	}
-	sup := complianceSupervisor(*data)
+	sup := complianceSupervisorTPM(*data, *tpm)
 	var s supervisor.Status
 	var verr error
 	if sup.SetUp() {
 		st, err := sup.State()
 		if err != nil {
-			s = supervisor.Status{Error: err.Error(), Seal: supervisor.SealNote}
+			s = supervisor.Status{Error: err.Error(), Seal: sup.SealNote()}
 		} else {
 			s = supervisor.StatusOf(st)
 		}
@@ -326,17 +334,18 @@ func agentComplianceStatus(ctx context.Context, e *env, args []string) error {
 }
 
 func agentComplianceEvaluate(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet agent compliance evaluate", "--data DIR [--json]",
+	fs := flagSet(e, "licet agent compliance evaluate", "--data DIR [--json] [--tpm PATH]",
 		"Evaluates every policy now, stores the score and the mode, and explains them.")
 	data := fs.String("data", "", "agent data directory")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	tpm := tpmFlag(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "data"); err != nil {
 		return err
 	}
-	st, err := complianceSupervisor(*data).Evaluate(ctx)
+	st, err := complianceSupervisorTPM(*data, *tpm).Evaluate(ctx)
 	if err != nil {
 		return err
 	}
@@ -348,7 +357,7 @@ func agentComplianceEvaluate(ctx context.Context, e *env, args []string) error {
 }
 
 func agentComplianceSupervise(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet agent compliance supervise", "--data DIR [--socket PATH] [--poll D]",
+	fs := flagSet(e, "licet agent compliance supervise", "--data DIR [--socket PATH] [--poll D] [--tpm PATH]",
 		"The compliance supervisor (deploy/systemd/licet-supervisor.service, started before\n"+
 			"the display manager and getty): evaluates at start, whenever the pay-as-you-go state\n"+
 			"or the bundle changes, and on the bundle's timer, and serves GET /v1/compliance (mode,\n"+
@@ -356,6 +365,7 @@ func agentComplianceSupervise(ctx context.Context, e *env, args []string) error 
 	data := fs.String("data", "", "agent data directory")
 	socket := fs.String("socket", "", "unix socket of the local API (default DIR/compliance/compliance.sock; \"none\")")
 	poll := fs.Duration("poll", time.Second, "how often the state files are looked at for a change")
+	tpm := tpmFlag(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -370,7 +380,12 @@ func agentComplianceSupervise(ctx context.Context, e *env, args []string) error 
 		sock = ""
 	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, nil))
-	sup := complianceSupervisor(*data)
-	logger.Info("compliance supervisor started", "set_up", sup.SetUp(), "socket", sock, "seal", supervisor.SealNote)
+	sup := complianceSupervisorTPM(*data, *tpm)
+	logger.Info("compliance supervisor started", "set_up", sup.SetUp(), "socket", sock, "seal", sup.SealNote())
 	return (&supervisor.Daemon{Sup: sup, Socket: sock, Poll: *poll, Log: logger}).Run(ctx)
+}
+
+// tpmFlag is the --tpm flag of the compliance commands.
+func tpmFlag(fs *flag.FlagSet) *string {
+	return fs.String("tpm", "", "TPM 2.0 that seals the state: a device, unix:PATH or tcp:HOST:PORT (a simulator), or \"none\" (default $"+supervisor.TPMEnv+", else /dev/tpmrm0 when present)")
 }

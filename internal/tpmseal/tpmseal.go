@@ -360,7 +360,13 @@ func (b *Box) ad(hdr []byte) []byte { return append([]byte(b.opt.Purpose+"\x00")
 // The caller stores the blob, then calls commit, which advances the TPM's
 // counter to the recorded value: from then on every earlier blob is a
 // restored snapshot. It makes the key and the counter the first time.
-func (b *Box) Seal(plain []byte, after uint64) (blob []byte, counter uint64, commit func() error, err error) {
+//
+// With advance false the blob records the counter as it is (or after, if
+// after is ahead), and commit has nothing to do: for writes that change
+// nothing worth protecting, so that the TPM's NV memory, which wears and
+// is rate-limited, is written only when it matters. A blob replaced that
+// way can be put back undetected until the next advancing write.
+func (b *Box) Seal(plain []byte, after uint64, advance bool) (blob []byte, counter uint64, commit func() error, err error) {
 	err = b.with(func(t transport.TPM) error {
 		key, err := b.sealedKey(t, true)
 		if err != nil {
@@ -374,7 +380,10 @@ func (b *Box) Seal(plain []byte, after uint64) (blob []byte, counter uint64, com
 		if err != nil {
 			return err
 		}
-		counter = max(cur, after) + 1
+		counter = max(cur, after)
+		if advance {
+			counter++
+		}
 		hdr := make([]byte, 0, headerLen)
 		hdr = append(hdr, magic...)
 		hdr = binary.BigEndian.AppendUint32(hdr, b.opt.Index)

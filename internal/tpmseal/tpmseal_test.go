@@ -27,7 +27,7 @@ func newBox(t *testing.T, path, keyFile string) *tpmseal.Box {
 // seal seals and commits, as a writer does after storing the blob.
 func seal(t *testing.T, b *tpmseal.Box, plain string, after uint64) []byte {
 	t.Helper()
-	blob, n, commit, err := b.Seal([]byte(plain), after)
+	blob, n, commit, err := b.Seal([]byte(plain), after, true)
 	if err != nil {
 		t.Fatalf("seal: %v", err)
 	}
@@ -120,7 +120,7 @@ func TestInterruptedCommit(t *testing.T) {
 	tpm := swtpmtest.Start(t)
 	b := newBox(t, tpm.Path, filepath.Join(t.TempDir(), "seal.tpm"))
 	a := seal(t, b, "a", 0)
-	c, _, _, err := b.Seal([]byte("b"), tpmseal.Recorded(a)) // stored, never committed
+	c, _, _, err := b.Seal([]byte("b"), tpmseal.Recorded(a), true) // stored, never committed
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,14 +171,14 @@ func TestAnotherTPMCannotOpen(t *testing.T) {
 		t.Fatalf("another TPM opened the sealed key, or said so unclearly: %v", err)
 	}
 	// Nor can it seal with the other TPM's key file.
-	if _, _, _, err := newBox(t, two.Path, key).Seal([]byte("x"), 0); err == nil {
+	if _, _, _, err := newBox(t, two.Path, key).Seal([]byte("x"), 0, true); err == nil {
 		t.Fatal("another TPM sealed with a key it cannot load")
 	}
 }
 
 func TestUnreachableTPM(t *testing.T) {
 	b := newBox(t, "unix:"+filepath.Join(t.TempDir(), "none.sock"), filepath.Join(t.TempDir(), "seal.tpm"))
-	_, _, _, err := b.Seal([]byte("x"), 0)
+	_, _, _, err := b.Seal([]byte("x"), 0, true)
 	if err == nil || !errs.Is(err, errs.Internal) || !strings.Contains(err.Error(), "TPM") {
 		t.Fatalf("an unreachable TPM gave %v, want an internal error naming the TPM", err)
 	}
@@ -194,4 +194,26 @@ func openRaw(t *testing.T, path string) transport.TPMCloser {
 		t.Fatal(err)
 	}
 	return tp
+}
+
+// A write that does not advance records the counter as it is: it opens,
+// and the blob it replaced is not told apart until the next advancing write.
+func TestNonAdvancingWrite(t *testing.T) {
+	tpm := swtpmtest.Start(t)
+	b := newBox(t, tpm.Path, filepath.Join(t.TempDir(), "seal.tpm"))
+	a := seal(t, b, "a", 0)
+	n, _ := b.Counter()
+	c, rec, commit, err := b.Seal([]byte("a, later"), tpmseal.Recorded(a), false)
+	if err != nil || commit() != nil {
+		t.Fatal(err)
+	}
+	if m, _ := b.Counter(); rec != n || m != n {
+		t.Fatalf("a non-advancing write recorded %d and left the counter at %d, want both %d", rec, m, n)
+	}
+	mustOpen(t, b, c, "a, later")
+	mustOpen(t, b, a, "a")
+	d := seal(t, b, "b", rec)
+	mustOpen(t, b, d, "b")
+	wantRolledBack(t, b, a)
+	wantRolledBack(t, b, c)
 }
