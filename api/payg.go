@@ -60,6 +60,7 @@ type PacketExport struct {
 //	POST /v1/payg/plans                    billing.PlanRequest
 //	GET  /v1/payg/plans
 //	POST /v1/payg/sales                    provisioning.SellRequest
+//	POST /v1/payg/sales/batch              provisioning.BatchRequest: all its sales in one transaction, or none
 //	POST /v1/payg/payments                 billing.MoneyRequest
 //	POST /v1/payg/refunds                  billing.MoneyRequest
 //	POST /v1/payg/reversals                billing.ReversalRequest
@@ -142,6 +143,18 @@ func AddPaygRoutes(s *Server, p *Payg) {
 			return err
 		}
 		w.Header().Set("Cache-Control", "no-store")
+		created(w, replayed, ans)
+		return nil
+	})
+	s.Admin("POST /v1/payg/sales/batch", func(w http.ResponseWriter, r *http.Request) error {
+		var req provisioning.BatchRequest
+		if err := readJSON(r, &req); err != nil {
+			return err
+		}
+		ans, replayed, err := p.Provisioning.SellBatch(r.Context(), req, idem(r))
+		if err != nil {
+			return err
+		}
 		created(w, replayed, ans)
 		return nil
 	})
@@ -353,6 +366,13 @@ func (c *Client) AddPaygPlan(ctx context.Context, req billing.PlanRequest, idemK
 func (c *Client) Sell(ctx context.Context, req provisioning.SellRequest, idemKey string) (*provisioning.SellAnswer, error) {
 	var out provisioning.SellAnswer
 	return &out, c.paygPost(ctx, "/v1/payg/sales", idemKey, req, &out)
+}
+
+// SellBatch sells a batch of plans to registered devices in one
+// transaction: all of them, or none.
+func (c *Client) SellBatch(ctx context.Context, req provisioning.BatchRequest, idemKey string) (*provisioning.BatchAnswer, error) {
+	var out provisioning.BatchAnswer
+	return &out, c.paygPost(ctx, "/v1/payg/sales/batch", idemKey, req, &out)
 }
 
 // PaygMoney records a payment or a refund (kind billing.KindPayment or

@@ -279,7 +279,7 @@ func vendorPlanList(ctx context.Context, e *env, args []string) error {
 
 func vendorSell(ctx context.Context, e *env, args []string) error {
 	const cmd = "licet vendor sell"
-	fs := flagSet(e, cmd, "--account A --plan P (--new-device | --device D | --keypad-device S) [--idempotency-key K] [-o FILE] [--json]",
+	fs := flagSet(e, cmd, "--account A --plan P (--new-device | --device D | --keypad-device S) [--idempotency-key K] [-o FILE] [--json]\n       "+cmd+" --batch FILE [--idempotency-key K] [--json]",
 		"Sells a plan to an account, posting the sale to the ledger. With --new-device it\n"+
 			"prints a one-time registration code for the device ('licet agent payg register\n"+
 			"--code CODE'), whose credit the device receives when it registers. With --device it\n"+
@@ -288,7 +288,14 @@ func vendorSell(ctx context.Context, e *env, args []string) error {
 			"device's OpenPAYGO token in the sale's transaction: ADD_TIME of the plan's days times\n"+
 			"the device's divider (a plan of hours or seconds converted to the device's units and\n"+
 			"rounded down; a plan until a date is refused). Retrying with the same\n"+
-			"--idempotency-key returns the first answer (the same token) and sells nothing more.")
+			"--idempotency-key returns the first answer (the same token) and sells nothing more.\n\n"+
+			"With --batch FILE it sells credit to many registered devices in one transaction: all\n"+
+			"of the file's sales, or none if any line is wrong (the error names the line). FILE\n"+
+			"(- for standard input) is CSV, a line 'account,plan,device' per sale (an optional\n"+
+			"header line of those names, '#' comments), or JSON lines, {\"account\": A, \"plan\": P,\n"+
+			"\"device\": D} per line; each device at most once. --idempotency-key covers the whole\n"+
+			"batch. The request is bounded by the server's body limit (1 MiB by default, about\n"+
+			"15,000 sales): split larger files.")
 	a := vendorAdmin(e, fs)
 	var req provisioning.SellRequest
 	fs.StringVar(&req.Account, "account", "", "account ID")
@@ -298,8 +305,15 @@ func vendorSell(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&req.KeypadDevice, "keypad-device", "", "sell credit to this keypad device (serial number): print its token")
 	idem := fs.String("idempotency-key", "", "a key for this sale: retrying with it returns the first answer")
 	out := fs.String("o", "", "write the packet (--device) to this file")
+	batch := fs.String("batch", "", "sell the sales of this CSV or JSON-lines file (- for standard input) in one transaction")
 	if err := parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *batch != "" {
+		if req.Account != "" || req.Plan != "" || *out != "" || countSet(req.NewDevice, req.Device != "", req.KeypadDevice != "") != 0 {
+			return errs.E(errs.Usage, "%s: --batch takes the account, plan and device of each sale from its file; give none of --account, --plan, --new-device, --device, --keypad-device or -o with it", cmd)
+		}
+		return vendorSellBatch(ctx, e, a.client(e), *batch, *idem, *a.json)
 	}
 	if err := required(fs, "account", "plan"); err != nil {
 		return err
