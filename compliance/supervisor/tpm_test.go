@@ -54,7 +54,7 @@ func (f *fixture) restore(files map[string][]byte) {
 	}
 }
 
-// sanctionAndBack writes twice with a changed outcome (both durable): a
+// faultAndFix writes twice with a changed outcome (both durable): a
 // fault takes the score down, then the fault is fixed.
 func (f *fixture) faultAndFix() {
 	f.t.Helper()
