@@ -484,22 +484,9 @@ func (s *Service) IssuePack(ctx context.Context, requestFile []byte) ([]byte, *I
 	if err != nil {
 		return nil, nil, err
 	}
-	// The temporary licenses the pack allows get serials of their own, after
-	// the seats': license IDs stay unique across every site of the vendor.
-	var temp *verify.TemporaryAllowance
-	if o.Upgrade == nil {
-		temp = &verify.TemporaryAllowance{Count: int64(pack.DefaultTemporaryCount(o.Quantity)), MaxDays: pack.DefaultTemporaryDays}
-	}
-	n := o.Quantity
-	if temp != nil {
-		n += int(temp.Count)
-	}
-	begin, err := s.Store.AllocateSerials(ctx, n)
+	begin, err := s.Store.AllocateSerials(ctx, o.Quantity)
 	if err != nil {
 		return nil, nil, err
-	}
-	if temp != nil {
-		temp.BeginSerial = begin + int64(o.Quantity)
 	}
 	doc := &pack.Pack{
 		PackID: ids.New("pk"), OrderID: o.ID, SiteID: site.SiteID, CustomerID: o.CustomerID,
@@ -508,9 +495,6 @@ func (s *Service) IssuePack(ctx context.Context, requestFile []byte) ([]byte, *I
 		Product:  pack.Product{ID: p.ID, Name: p.Name, Version: p.Version},
 		Features: o.Features, Descriptions: p.Descriptions, Manufacturer: p.Manufacturer, ProductData: p.Data,
 		Upgrade: o.Upgrade,
-	}
-	if err := pack.SignStatement(doc, temp, s.Clearinghouse, s.ClearinghouseChain); err != nil {
-		return nil, nil, err
 	}
 	file, err := pack.Seal(doc, s.Clearinghouse, s.ClearinghouseChain, site.HPKEKey)
 	if err != nil {
