@@ -130,12 +130,14 @@ func BenchmarkPackets(b *testing.B) {
 	b.Run("ed25519-sign", func(b *testing.B) {
 		s, _ := keys.GenerateSigner()
 		msg := make([]byte, 200)
+		cpu := processCPU()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				ed25519.Sign(s.Private(), msg)
 			}
 		})
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signs/s")
+		b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/sign")
 	})
 	v := newBenchVendor(b, 1000)
 	plan := &billing.Plan{ID: "hour", Kind: billing.PlanHours, Quantity: 1}
@@ -152,6 +154,7 @@ func BenchmarkPackets(b *testing.B) {
 			prov := provisioning.New(v.prov.Store, v.prov.Authority, v.prov.Root, v.prov.Secrets)
 			prov.PacketVersion = version
 			var seq atomic.Uint64
+			cpu := processCPU()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					n := seq.Add(1)
@@ -160,7 +163,7 @@ func BenchmarkPackets(b *testing.B) {
 					}
 				}
 			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+			reportPackets(b, b.N, cpu)
 		})
 	}
 	for _, d := range v.devices {
@@ -183,13 +186,13 @@ func BenchmarkPackets(b *testing.B) {
 					b.Fatalf("a batch of %d recorded %d sales", size, len(ans.Sales))
 				}
 			}
-			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "packets/s")
-			b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N*size), "cpu-µs/packet")
+			reportPackets(b, b.N*size, cpu)
 		})
 	}
 	b.Run("sell-sqlite", func(b *testing.B) {
 		var i atomic.Uint64
 		b.SetParallelism(32) // 64 callers on 2 cores: group commit batches them
+		cpu := processCPU()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				d := v.devices[i.Add(1)%uint64(len(v.devices))]
@@ -198,7 +201,7 @@ func BenchmarkPackets(b *testing.B) {
 				}
 			}
 		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+		reportPackets(b, b.N, cpu)
 	})
 	// The packets are real: the first device's and a bulk-loaded one's are
 	// gapless, and the last of each opens.
@@ -220,6 +223,13 @@ func BenchmarkPackets(b *testing.B) {
 	}
 	check(v.devices[0].ID, v.devices[0].PacketKeys())
 	check(v.ids[len(v.ids)-1], packet.Keys{})
+}
+
+// reportPackets reports packets per second and the CPU time per packet
+// since cpu (processCPU's).
+func reportPackets(b *testing.B, packets int, cpu time.Duration) {
+	b.ReportMetric(float64(packets)/b.Elapsed().Seconds(), "packets/s")
+	b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(packets), "cpu-µs/packet")
 }
 
 // processCPU is the CPU time (user and system) the process has used: what a

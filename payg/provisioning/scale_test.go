@@ -124,6 +124,8 @@ func newScaleVendor(b *testing.B, devKey *keys.Signer, initKey []byte, n int) *s
 			{`INSERT INTO v_payg_devices (id, account_id, system_id, salt, fingerprint, public_key, hpke_key, init_key, cert, last_sequence, registered, flag)
 			 SELECT 'dev-' || lpad(i::text, 8, '0'), 'acct', md5('sys' || i), md5('salt' || i), '{}', $3::bytea, '\x00'::bytea, $4::bytea, '\x00'::bytea, 1, $5::bigint, ''
 			 FROM generate_series($1::int, $2::int) AS i`, []any{from, to, []byte(devKey.Public()), initKey, created}},
+			{`INSERT INTO v_payg_sequences (device_id, last_sequence)
+			 SELECT 'dev-' || lpad(i::text, 8, '0'), 1 FROM generate_series($1::int, $2::int) AS i`, []any{from, to}},
 			{`INSERT INTO v_payg_postings (id, kind, account_id, reference, memo, created)
 			 SELECT 'post-' || i, 'sale', 'acct', 'sale-' || i, '', $3::bigint FROM generate_series($1::int, $2::int) AS i`, []any{from, to, created}},
 			{`INSERT INTO v_payg_sales (id, account_id, plan_id, device_id, new_device, price, currency, posting_id, created)

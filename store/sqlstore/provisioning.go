@@ -79,7 +79,11 @@ func (t *paygTx) UseCode(ctx context.Context, hash []byte, deviceID string, now 
 	return nil
 }
 
-const paygDeviceCols = `id, account_id, system_id, salt, fingerprint, public_key, hpke_key, init_key, cert, last_sequence, registered,
+// lastSequenceCol is a device's last packet sequence, kept apart in
+// v_payg_sequences (migration 013).
+const lastSequenceCol = `COALESCE((SELECT s.last_sequence FROM v_payg_sequences s WHERE s.device_id = v_payg_devices.id), 0)`
+
+const paygDeviceCols = `id, account_id, system_id, salt, fingerprint, public_key, hpke_key, init_key, cert, ` + lastSequenceCol + `, registered,
 	report_sequence, report_used, report_at, flag, flagged_at`
 
 func scanPaygDevice(sc interface{ Scan(...any) error }) (*provisioning.Device, error) {
@@ -124,7 +128,11 @@ func (t *paygTx) InsertDevice(ctx context.Context, d *provisioning.Device) error
 	if t.v.isUnique(err) {
 		return errs.Wrap(errs.Conflict, err, "device %s exists already", d.ID)
 	}
-	return t.v.dbErr(err, "store device "+d.ID)
+	if err != nil {
+		return t.v.dbErr(err, "store device "+d.ID)
+	}
+	_, err = t.c.exec(ctx, `INSERT INTO v_payg_sequences (device_id, last_sequence) VALUES (?, 0)`, d.ID)
+	return t.v.dbErr(err, "store the packet sequence of device "+d.ID)
 }
 
 // ReplaceDeviceKeys implements provisioning.Tx.
@@ -144,7 +152,7 @@ func (t *paygTx) InsertClone(ctx context.Context, c *provisioning.Clone) error {
 // NextSequence implements provisioning.Tx.
 func (t *paygTx) NextSequence(ctx context.Context, deviceID string) (uint64, error) {
 	var next int64
-	err := t.c.row(ctx, `UPDATE v_payg_devices SET last_sequence = last_sequence + 1 WHERE id = ? RETURNING last_sequence`, deviceID).Scan(&next)
+	err := t.c.row(ctx, `UPDATE v_payg_sequences SET last_sequence = last_sequence + 1 WHERE device_id = ? RETURNING last_sequence`, deviceID).Scan(&next)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, errs.E(errs.NotFound, "device %q not found", deviceID)
 	}

@@ -51,51 +51,50 @@ func rowsSQL(rows, cols int) string {
 func listSQL(n int) string { return "?" + strings.Repeat(", ?", n-1) }
 
 // paygDeviceKeyCols are the columns a packet is made with.
-const paygDeviceKeyCols = `id, account_id, last_sequence, hpke_key, init_key`
+const paygDeviceKeyCols = `id, account_id, ` + lastSequenceCol + `, hpke_key, init_key`
 
-// collectDeviceKeys runs q (a SELECT, or an UPDATE … RETURNING, of
-// paygDeviceKeyCols) and adds its devices to out by ID.
-func (v *Vendor) collectDeviceKeys(ctx context.Context, c conn, what string, out map[string]*provisioning.Device, q string, args []any) error {
-	rows, err := c.query(ctx, q, args...)
-	if err != nil {
-		return v.dbErr(err, what)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var d provisioning.Device
-		var last int64
-		if err := rows.Scan(&d.ID, &d.AccountID, &last, &d.HPKEKey, &d.InitKey); err != nil {
-			return v.dbErr(err, what)
-		}
-		d.LastSequence = uint64(last)
-		out[d.ID] = &d
-	}
-	return v.dbErr(rows.Err(), what)
-}
-
-// deviceKeys reads or updates (by q's template, whose "%s" is the IN list)
-// the devices of ids, a chunk at a time.
-func (v *Vendor) deviceKeys(ctx context.Context, c conn, what, q string, ids []string) (map[string]*provisioning.Device, error) {
+// deviceKeys reads the devices of ids (paygDeviceKeyCols), a chunk at a
+// time, into a map by ID.
+func (v *Vendor) deviceKeys(ctx context.Context, c conn, what string, ids []string) (map[string]*provisioning.Device, error) {
 	out := make(map[string]*provisioning.Device, len(ids))
 	err := chunks(len(ids), func(lo, hi int) error {
-		args := make([]any, hi-lo)
-		for i, id := range ids[lo:hi] {
-			args[i] = id
+		rows, err := c.query(ctx, `SELECT `+paygDeviceKeyCols+` FROM v_payg_devices WHERE id IN (`+listSQL(hi-lo)+`)`, stringArgs(ids[lo:hi])...)
+		if err != nil {
+			return v.dbErr(err, what)
 		}
-		return v.collectDeviceKeys(ctx, c, what, out, strings.Replace(q, "%s", listSQL(hi-lo), 1), args)
+		defer rows.Close()
+		for rows.Next() {
+			var d provisioning.Device
+			var last int64
+			if err := rows.Scan(&d.ID, &d.AccountID, &last, &d.HPKEKey, &d.InitKey); err != nil {
+				return v.dbErr(err, what)
+			}
+			d.LastSequence = uint64(last)
+			out[d.ID] = &d
+		}
+		return v.dbErr(rows.Err(), what)
 	})
 	return out, err
 }
 
-// PaygDeviceKeys implements provisioning.BatchStore.
-func (v *Vendor) PaygDeviceKeys(ctx context.Context, ids []string) (map[string]*provisioning.Device, error) {
-	return v.deviceKeys(ctx, v.conn(), "read the devices of a batch",
-		`SELECT `+paygDeviceKeyCols+` FROM v_payg_devices WHERE id IN (%s)`, ids)
+// stringArgs returns ss as statement arguments.
+func stringArgs(ss []string) []any {
+	args := make([]any, len(ss))
+	for i, s := range ss {
+		args[i] = s
+	}
+	return args
 }
 
-// NextSequences implements provisioning.BatchTx: one conditional update per
-// chunk of devices, in the transaction, so the sequences are exact and
-// gapless as NextSequence's.
+// PaygDeviceKeys implements provisioning.BatchStore.
+func (v *Vendor) PaygDeviceKeys(ctx context.Context, ids []string) (map[string]*provisioning.Device, error) {
+	return v.deviceKeys(ctx, v.conn(), "read the devices of a batch", ids)
+}
+
+// NextSequences implements provisioning.BatchTx: one conditional update of
+// the narrow v_payg_sequences per chunk of devices, in the transaction, so
+// the sequences are exact and gapless as NextSequence's; then the devices'
+// keys, read in the same transaction.
 func (t *paygTx) NextSequences(ctx context.Context, ids []string) (map[string]*provisioning.Device, error) {
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
@@ -104,8 +103,39 @@ func (t *paygTx) NextSequences(ctx context.Context, ids []string) (map[string]*p
 		}
 		seen[id] = true
 	}
-	return t.v.deviceKeys(ctx, t.c, "allocate the packet sequences of a batch",
-		`UPDATE v_payg_devices SET last_sequence = last_sequence + 1 WHERE id IN (%s) RETURNING `+paygDeviceKeyCols, ids)
+	const what = "allocate the packet sequences of a batch"
+	next := make(map[string]uint64, len(ids))
+	err := chunks(len(ids), func(lo, hi int) error {
+		rows, err := t.c.query(ctx, `UPDATE v_payg_sequences SET last_sequence = last_sequence + 1 WHERE device_id IN (`+listSQL(hi-lo)+`) RETURNING device_id, last_sequence`, stringArgs(ids[lo:hi])...)
+		if err != nil {
+			return t.v.dbErr(err, what)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var last int64
+			if err := rows.Scan(&id, &last); err != nil {
+				return t.v.dbErr(err, what)
+			}
+			next[id] = uint64(last)
+		}
+		return t.v.dbErr(rows.Err(), what)
+	})
+	if err != nil {
+		return nil, err
+	}
+	devs, err := t.v.deviceKeys(ctx, t.c, what, ids)
+	if err != nil {
+		return nil, err
+	}
+	for id, d := range devs {
+		seq, ok := next[id]
+		if !ok {
+			return nil, errs.E(errs.Internal, "device %s has no packet sequence (v_payg_sequences); the store is damaged", id)
+		}
+		d.LastSequence = seq
+	}
+	return devs, nil
 }
 
 // insertRows inserts n rows of cols columns into the table of head ("INSERT
