@@ -70,10 +70,10 @@ func (s *fakeSite) grantCount() int {
 }
 
 // issue makes a sealed license file for a client.
-func (s *fakeSite) issue(clientKey ed25519.PublicKey, hpke []byte, product string, id int64, nb, na time.Time) []byte {
+func (s *fakeSite) issue(clientKey ed25519.PublicKey, hpke []byte, systemID, product string, id int64, nb, na time.Time) []byte {
 	s.t.Helper()
 	attrs := verify.Attributes{
-		DataVersion: verify.CurrentDataVersion, LicenseID: id, ClientID: verify.ClientID(clientKey),
+		DataVersion: verify.CurrentDataVersion, LicenseID: id, ClientID: verify.ClientID(clientKey), SystemID: systemID,
 		PackID: "pack-1", ProductID: product, ProductVersion: "1.0", Platform: "non-windows", Features: []string{"core"},
 	}
 	der, err := license.Issue(s.site, clientKey, attrs, nb, na)
@@ -111,7 +111,7 @@ func (s *fakeSite) register(mux *http.ServeMux) {
 		}
 		s.hpke[verify.ClientID(req.ClientKey)] = req.ClientHPKEKey
 		s.mu.Unlock()
-		file := s.issue(req.ClientKey, req.ClientHPKEKey, req.ProductID, id, nb, na)
+		file := s.issue(req.ClientKey, req.ClientHPKEKey, req.SystemID, req.ProductID, id, nb, na)
 		json.NewEncoder(w).Encode(api.GrantResponse{LicenseID: id, License: string(file)})
 	})
 }
@@ -125,7 +125,7 @@ func (s *fakeSite) upgrade(nb, na time.Time) func(ctx context.Context, licensePE
 		if err != nil {
 			return nil, err
 		}
-		old, err := v.Verify(licensePEM, verify.Options{Now: nb, AllowExpired: true})
+		old, err := v.Verify(licensePEM, verify.Options{Now: nb, AllowExpired: true, AllowUnbound: true})
 		if err != nil {
 			return nil, err
 		}
@@ -215,11 +215,11 @@ func (g *testGateway) presentedLicense(r *http.Request) int64 {
 	}
 	switch {
 	case r.TLS != nil && len(r.TLS.PeerCertificates) >= 2:
-		lic, err = g.v.VerifyChain([][]byte{r.TLS.PeerCertificates[0].Raw, r.TLS.PeerCertificates[1].Raw}, verify.Options{Now: now, AllowExpired: true})
+		lic, err = g.v.VerifyChain([][]byte{r.TLS.PeerCertificates[0].Raw, r.TLS.PeerCertificates[1].Raw}, verify.Options{Now: now, AllowExpired: true, AllowUnbound: true})
 	case r.Header.Get(gateway.HeaderLicense) != "":
 		var pem []byte
 		if pem, err = base64.StdEncoding.DecodeString(r.Header.Get(gateway.HeaderLicense)); err == nil {
-			lic, err = g.v.Verify(pem, verify.Options{Now: now, AllowExpired: true})
+			lic, err = g.v.Verify(pem, verify.Options{Now: now, AllowExpired: true, AllowUnbound: true})
 		}
 	default:
 		return 0
@@ -241,6 +241,7 @@ func newTestGatewayOpts(t *testing.T, site *fakeSite, useTLS bool, opts gateway.
 	if err != nil {
 		t.Fatal(err)
 	}
+	opts.AllowUnbound = true // the fake site's licenses carry no pack statement
 	g := &testGateway{site: site, v: v, now: opts.Now, last: make(chan seen, 16)}
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -558,13 +559,13 @@ func TestClientLicenseUpdate(t *testing.T) {
 			// not an update path of the gateway (the old base64 form, other
 			// hosts, upper case, too short or long, a query).
 			other, _ := Init(filepath.Join(t.TempDir(), "other"), InitOptions{Platform: "non-windows", HWRoot: machineA.build(t)})
-			good := site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), testProduct, 777, now.Add(-time.Hour), now.Add(1000*time.Hour))
+			good := site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), id.SystemID, testProduct, 777, now.Add(-time.Hour), now.Add(1000*time.Hour))
 			goodPath := g.serveFile(good)
 			hexOf := strings.TrimPrefix(goodPath, gateway.LicenseUpdatePath)
 			fetches := g.fetchCount()
 			for _, u := range []string{
-				g.serveFile(site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), "other-product", 500, now.Add(-time.Hour), now.Add(time.Hour*1000))),
-				g.serveFile(site.issue(other.Signer.Public(), id.Decrypter.PublicBytes(), testProduct, 501, now.Add(-time.Hour), now.Add(time.Hour*1000))),
+				g.serveFile(site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), id.SystemID, "other-product", 500, now.Add(-time.Hour), now.Add(time.Hour*1000))),
+				g.serveFile(site.issue(other.Signer.Public(), id.Decrypter.PublicBytes(), id.SystemID, testProduct, 501, now.Add(-time.Hour), now.Add(time.Hour*1000))),
 				g.serveFile([]byte("not a license")),
 				g.serveFile(append(bytes.Repeat([]byte(" "), maxUpdateFile+1), good...)),
 				gateway.LicenseUpdatePath + strings.Repeat("0", 64),
@@ -629,7 +630,7 @@ func TestClientLicenseUpdate(t *testing.T) {
 			// earlier, or of an older version that expires later.
 			cached, _ := os.ReadFile(id.LicensePath(testProduct))
 			cur := c.License()
-			earlier := site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), testProduct, 778, now.Add(-time.Hour), now.Add(900*time.Hour))
+			earlier := site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), id.SystemID, testProduct, 778, now.Add(-time.Hour), now.Add(900*time.Hour))
 			for _, file := range [][]byte{good, earlier} {
 				setUpdate(g.serveFile(file))
 				send(t, c, "GET", "/", "", false)
@@ -642,7 +643,7 @@ func TestClientLicenseUpdate(t *testing.T) {
 				}
 			}
 			// A later expiry, or a later version, is installed.
-			later := site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), testProduct, 779, now.Add(-time.Hour), now.Add(2000*time.Hour))
+			later := site.issue(id.Signer.Public(), id.Decrypter.PublicBytes(), id.SystemID, testProduct, 779, now.Add(-time.Hour), now.Add(2000*time.Hour))
 			setUpdate(g.serveFile(later))
 			send(t, c, "GET", "/", "", false)
 			g.seen(t)

@@ -24,12 +24,12 @@ import (
 
 // Files of the license cache in the agent directory.
 const (
-	RootFile    = "root.crt" // the vendor root, pinned on first use
+	RootFile = "root.crt" // the vendor root, pinned on first use
 	// RootFingerprintFile holds the SHA-256 (hex) of the vendor root the
 	// agent was told to expect ('licet agent init --root-fingerprint'): the
 	// root fetched on first use is pinned only if it matches.
 	RootFingerprintFile = "root.fingerprint"
-	licensesDir = "licenses" // one PEM file per product
+	licensesDir         = "licenses" // one PEM file per product
 )
 
 // AcquireOptions say what to acquire and from where.
@@ -225,9 +225,19 @@ func (id *Identity) check(pem, rootPEM []byte, product string, now time.Time, al
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "pinned vendor root")
 	}
-	lic, err := v.Verify(pem, verify.Options{Now: now, Product: product, ClientKey: id.Signer.Public(), AllowExpired: allowExpired})
+	// A license without a pack statement (from a license server older than
+	// statements) is kept: the application's verifier or gateway decides
+	// whether it admits such licenses. One with a statement must lie inside it.
+	lic, err := v.Verify(pem, verify.Options{Now: now, Product: product, ClientKey: id.Signer.Public(), AllowExpired: allowExpired, AllowUnbound: true})
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "license of %s", product)
+	}
+	if lic.SystemID != id.SystemID {
+		// A license stays on the machine it was granted to: a copied agent
+		// directory (with its client key) on other hardware does not use it.
+		return nil, errs.E(errs.Invalid, "license %d of %s was granted to system %q, and this machine is %q: a license stays on its machine. "+
+			"Ask the license server's administrator to release it ('licet site license release --license %d'), then acquire it again",
+			lic.LicenseID, product, lic.SystemID, id.SystemID, lic.LicenseID)
 	}
 	return lic, nil
 }

@@ -26,6 +26,7 @@ type licenseCert struct {
 	isCA      bool
 	role      string
 	attrs     []byte // value of the OIDLicense extension, nil if absent
+	statement []byte // content of the OIDPackStatement extension, nil if absent
 	critical  bool   // an unknown extension is marked critical
 }
 
@@ -42,6 +43,7 @@ var (
 
 	oidRoleDER             = oidContent(OIDRole)
 	oidLicenseDER          = oidContent(OIDLicense)
+	oidPackStatementDER    = oidContent(OIDPackStatement)
 	oidBasicConstraintsDER = []byte{0x55, 0x1d, 0x13} // 2.5.29.19
 	oidKeyUsageDER         = []byte{0x55, 0x1d, 0x0f} // 2.5.29.15
 	oidExtKeyUsageDER      = []byte{0x55, 0x1d, 0x25} // 2.5.29.37
@@ -235,6 +237,12 @@ func (c *licenseCert) readExtensions(exts []byte) error {
 			c.role = string(s)
 		case bytes.Equal(oid, oidLicenseDER):
 			c.attrs = val
+		case bytes.Equal(oid, oidPackStatementDER):
+			st, ok := derContent(val, tagOctetString)
+			if !ok || len(st) == 0 {
+				return errors.New("bad pack statement extension")
+			}
+			c.statement = st
 		case bytes.Equal(oid, oidBasicConstraintsDER):
 			bc := derReader(val)
 			seq, _, err := bc.read(tagSequence)

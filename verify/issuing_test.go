@@ -19,7 +19,9 @@ func TestIssuingChain(t *testing.T) {
 	f := newFixture(t)
 	iss := testpki.Issuing(t, f.root, epoch.Add(-24*time.Hour))
 	site := testpki.Site(t, iss, "Plant 9", "cust-1", epoch.Add(-24*time.Hour))
-	lic, err := license.Issue(site, f.clientPub, f.attrs, epoch.Add(-time.Hour), f.notAfter)
+	attrs := testAttrs()
+	testpki.Bind(t, f.root, site, &attrs)
+	lic, err := license.Issue(site, f.clientPub, attrs, epoch.Add(-time.Hour), f.notAfter)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,9 @@ type Attributes struct {
 	Platform       string   `json:"platform"`
 	Features       []string `json:"features"`
 	Flags          uint32   `json:"flags"` // FlagTemporary, FlagUpgraded
+	// PackStatement is the JSON of the pack statement's Signed envelope,
+	// carried in its own extension (OIDPackStatement), not in this JSON.
+	PackStatement []byte `json:"-"`
 }
 
 // Temporary reports whether FlagTemporary is set.
@@ -196,6 +199,13 @@ type Options struct {
 	// check still applies, the site certificate's validity included). It is
 	// for exchanging an expired license for an upgraded one, never for access.
 	AllowExpired bool
+	// AllowUnbound accepts a license that carries no pack statement (one
+	// issued by a license server older than the statements), for a
+	// transition until such licenses have been replaced. A license that
+	// carries a statement is always checked against it. Without this option
+	// a license without a statement fails with ErrNotSold: anything a site
+	// signs alone, the vendor cannot tell from a forgery by the site.
+	AllowUnbound bool
 }
 
 // License is a verified license.
@@ -210,6 +220,13 @@ type License struct {
 	// Issuing is the vendor's issuing CA certificate that certified the
 	// site, or nil for a site the root certified directly.
 	Issuing *x509.Certificate
+	// CustomerID is the customer the vendor certified the site for (the
+	// site certificate's customer extension).
+	CustomerID string
+	// Statement is the clearinghouse-signed statement of the pack the
+	// license came from, which the license was checked against; nil for a
+	// license without one, accepted with Options.AllowUnbound.
+	Statement *Statement
 }
 
 // Certificate parses the license certificate with crypto/x509. Verify reads
@@ -236,16 +253,22 @@ type Verifier struct {
 	root    *x509.Certificate
 	rootPub ed25519.PublicKey
 
-	mu    sync.Mutex                             // serialises cache writers
-	sites atomic.Pointer[map[[32]byte]*siteCert] // copy on write; readers never lock
-	max   int
+	mu         sync.Mutex                                 // serialises cache writers
+	sites      atomic.Pointer[map[[32]byte]*siteCert]     // copy on write; readers never lock
+	statements atomic.Pointer[map[string]*statementEntry] // verified pack statements by their bytes; copy on write
+	max        int
 }
 
 type siteCert struct {
-	cert    *x509.Certificate
-	pub     ed25519.PublicKey
-	issuing *x509.Certificate // the issuing CA between root and site, or nil
+	cert     *x509.Certificate
+	pub      ed25519.PublicKey
+	issuing  *x509.Certificate // the issuing CA between root and site, or nil
+	customer string            // the customer extension
 }
+
+// OIDCustomer holds a UTF8String: the customer a site certificate was
+// certified for. Non-critical.
+var OIDCustomer = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 58888, 1, 3}
 
 // New makes a Verifier for the vendor root certificate given as DER or PEM
 // (a CERTIFICATE block). It checks that the
@@ -274,6 +297,8 @@ func New(rootPEMorDER []byte) (*Verifier, error) {
 	v := &Verifier{root: root, rootPub: pub, max: DefaultCacheSize}
 	m := make(map[[32]byte]*siteCert)
 	v.sites.Store(&m)
+	st := make(map[string]*statementEntry)
+	v.statements.Store(&st)
 	return v, nil
 }
 
@@ -450,7 +475,20 @@ func (v *Verifier) VerifyChain(chain [][]byte, opts Options) (*License, error) {
 	if opts.ClientKey != nil && !bytes.Equal(opts.ClientKey, c.pub) {
 		return nil, fmt.Errorf("%w: license %d was issued to %s, this client is %s; a license cannot be copied, ask the license server for one", ErrWrongClient, attrs.LicenseID, attrs.ClientID, ClientID(opts.ClientKey))
 	}
+	var st *Statement
+	attrs.PackStatement = c.statement
+	switch {
+	case c.statement != nil:
+		st, err = v.bind(c.statement, &attrs, site.cert.Subject.SerialNumber, c.notBefore, c.notAfter, now)
+		if err != nil {
+			return nil, err
+		}
+	case !opts.AllowUnbound:
+		return nil, fmt.Errorf("%w: license %d carries no pack statement from the vendor (a license server older than pack statements issued it, or it was made with the site key alone); ask the license server for a new license (it needs packs issued with statements)", ErrNotSold, attrs.LicenseID)
+	}
 	return &License{
+		Statement:  st,
+		CustomerID: site.customer,
 		Attributes: attrs,
 		NotBefore:  c.notBefore,
 		NotAfter:   c.notAfter,
@@ -520,7 +558,13 @@ func (v *Verifier) checkSite(der, issuingDER []byte) (*siteCert, error) {
 		return nil, fmt.Errorf("%w: certificate %q is certified by the vendor but not as a license server (role %q); licenses must be issued by a site certificate",
 			ErrUntrustedSite, c.Subject.CommonName, role(c))
 	}
-	return &siteCert{cert: c, pub: pub, issuing: issuing}, nil
+	var customer string
+	if v, ok := findExt(c.Extensions, OIDCustomer); ok {
+		if s, ok := derContent(v, 0x0c); ok { // UTF8String
+			customer = string(s)
+		}
+	}
+	return &siteCert{cert: c, pub: pub, issuing: issuing, customer: customer}, nil
 }
 
 // checkIssuing checks the vendor's issuing CA certificate: an Ed25519 CA of

@@ -79,6 +79,7 @@ func newFixture(tb tester) *fixture {
 		tb.Fatal(err)
 	}
 	f.attrs = testAttrs()
+	testpki.Bind(tb, f.root, f.site, &f.attrs)
 	f.notAfter = epoch.Add(60 * 24 * time.Hour)
 	f.licDER, err = license.Issue(f.site, f.clientPub, f.attrs, epoch.Add(-time.Hour), f.notAfter)
 	if err != nil {
@@ -346,7 +347,9 @@ func TestOtherSiteOfSameVendor(t *testing.T) {
 	}
 	t.Log(err)
 	// A license the twin issued verifies.
-	der, err := license.Issue(twin, f.clientPub, testAttrs(), epoch.Add(-time.Hour), epoch.Add(time.Hour))
+	attrs := testAttrs()
+	testpki.Bind(t, f.root, twin, &attrs)
+	der, err := license.Issue(twin, f.clientPub, attrs, epoch.Add(-time.Hour), epoch.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +397,7 @@ func TestNewerDataVersion(t *testing.T) {
 		`"product_id":"acme-cad","product_version":"5.0","platform":"linux-arm64","features":["render","ai"],"flags":2,` +
 		`"seat_class":"gold","limits":{"cores":[8,16],"until":null},"flags2":18446744073709551615}`)
 	der := issueRaw(t, f.site, f.clientPub, 42, js, nil)
-	lic, err := v.VerifyChain([][]byte{der, f.site.Cert.Raw}, verify.Options{Now: epoch, Product: "acme-cad", ClientKey: f.clientPub})
+	lic, err := v.VerifyChain([][]byte{der, f.site.Cert.Raw}, verify.Options{Now: epoch, Product: "acme-cad", ClientKey: f.clientPub, AllowUnbound: true})
 	if err != nil {
 		t.Fatalf("license of a newer data version: %v", err)
 	}
@@ -432,7 +435,7 @@ func TestInconsistentLicense(t *testing.T) {
 			c.ExtraExtensions = append(c.ExtraExtensions, pkix.Extension{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 58888, 1, 99}, Critical: true, Value: []byte{5, 0}})
 		}),
 	} {
-		_, err := v.VerifyChain([][]byte{der, f.site.Cert.Raw}, verify.Options{Now: epoch})
+		_, err := v.VerifyChain([][]byte{der, f.site.Cert.Raw}, verify.Options{Now: epoch, AllowUnbound: true})
 		if !errors.Is(err, verify.ErrMalformed) {
 			t.Errorf("%s: got %v, want ErrMalformed", name, err)
 			continue
@@ -440,7 +443,7 @@ func TestInconsistentLicense(t *testing.T) {
 		t.Logf("%s: %v", name, err)
 	}
 	// The baseline of the table above verifies.
-	if _, err := v.VerifyChain([][]byte{issueRaw(t, f.site, f.clientPub, 5, attrsJSON(f.clientPub, 5, ""), nil), f.site.Cert.Raw}, verify.Options{Now: epoch}); err != nil {
+	if _, err := v.VerifyChain([][]byte{issueRaw(t, f.site, f.clientPub, 5, attrsJSON(f.clientPub, 5, ""), nil), f.site.Cert.Raw}, verify.Options{Now: epoch, AllowUnbound: true}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -497,7 +500,9 @@ func TestConcurrentAndCacheBound(t *testing.T) {
 	var chains [][][]byte
 	for i := range 4 {
 		s := newSite(t, f.root, fmt.Sprintf("site %d", i))
-		der, err := license.Issue(s, f.clientPub, testAttrs(), epoch.Add(-time.Hour), epoch.Add(time.Hour))
+		attrs := testAttrs()
+		testpki.Bind(t, f.root, s, &attrs)
+		der, err := license.Issue(s, f.clientPub, attrs, epoch.Add(-time.Hour), epoch.Add(time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -106,7 +106,7 @@ func printLicense(e *env, asJSON bool, lic *verify.License, extra map[string]any
 			"license_id": lic.LicenseID, "client_id": lic.ClientID, "system_id": lic.SystemID, "pack_id": lic.PackID,
 			"product_id": lic.ProductID, "product_version": lic.ProductVersion, "platform": lic.Platform,
 			"features": lic.Features, "flags": lic.Flags, "temporary": lic.Temporary(), "site_id": lic.SiteID,
-			"not_before": lic.NotBefore, "not_after": lic.NotAfter,
+			"not_before": lic.NotBefore, "not_after": lic.NotAfter, "customer_id": lic.CustomerID, "bound": lic.Statement != nil,
 		}
 		for k, v := range extra {
 			out[k] = v
@@ -208,8 +208,9 @@ func licenseCommand() *command {
 
 func licenseVerify(ctx context.Context, e *env, args []string) error {
 	fs := flagSet(e, "licet license verify", "--root ROOT [--product P] LICENSE",
-		"Checks a license (PEM: license certificate, then site certificate) offline with the\nvendor root alone: chain, signatures, dates, product. Exit 0 valid, 3 invalid.")
+		"Checks a license (PEM: license certificate, then site certificate) offline with the\nvendor root alone: chain, signatures, dates, product, and that it lies inside the pack the\nvendor sold (its clearinghouse-signed pack statement). Exit 0 valid, 3 invalid.")
 	root := fs.String("root", "", "vendor root certificate (PEM or DER)")
+	allowUnbound := fs.Bool("allow-unbound", false, "also accept a license without a pack statement (from a license server older than pack statements)")
 	product := fs.String("product", "", "require this product")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args, 1); err != nil {
@@ -234,7 +235,7 @@ func licenseVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	lic, err := v.Verify(file, verify.Options{Now: now(), Product: *product})
+	lic, err := v.Verify(file, verify.Options{Now: now(), Product: *product, AllowUnbound: *allowUnbound})
 	if err != nil {
 		return errs.Wrap(errs.Invalid, err, "license is not valid")
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/licet/licet/licensing/gateway"
 	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/licensing/loadgen"
+	"github.com/licet/licet/licensing/pack"
 	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/verify"
@@ -328,6 +329,21 @@ func newGatewayBench(phase time.Duration) (*gatewayBench, error) {
 	const product = "bench-app"
 	attrs := verify.Attributes{LicenseID: 1, PackID: "pack-bench", ProductID: product, ProductVersion: "1.0",
 		Platform: "linux-amd64", Features: []string{"render", "export"}}
+	// The license carries its pack statement, as every license a site
+	// grants does, so that the gateway checks it as in production.
+	chKey, err := keys.GenerateSigner()
+	if err != nil {
+		return nil, err
+	}
+	chDER, err := root.IssueClearinghouse(chKey.Public(), "Bench", now.Add(-time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	st := &verify.Statement{PackID: attrs.PackID, SiteID: siteCert.Subject.SerialNumber, CustomerID: "bench-customer", Issued: now,
+		ProductID: product, ProductVersion: attrs.ProductVersion, Platform: attrs.Platform, Features: attrs.Features, BeginSerial: 1, Quantity: 1}
+	if attrs.PackStatement, err = pack.SignStatementDoc(st, chKey, [][]byte{chDER}); err != nil {
+		return nil, err
+	}
 	licDER, err := license.Issue(site, b.key.Public(), attrs, now.Add(-time.Hour), now.Add(24*time.Hour))
 	if err != nil {
 		return nil, err

@@ -87,7 +87,12 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 			"of the gateway's public names (--public-name, repeatable; default the listen address,\n"+
 			"and localhost names when listening on all interfaces): a request signed for one gateway\n"+
 			"is refused by another. --accept-licet-signature also accepts the older Licet-Signature\n"+
-			"scheme, which does not cover headers, while clients are updated.")
+			"scheme, which does not cover headers, while clients are updated.\n\n"+
+			"A license passes only inside the pack the vendor sold (its signed pack statement: site,\n"+
+			"product, version, platform, features, serial range, expiry); --allow-unbound also takes\n"+
+			"licenses without one during a transition. --site-id and --customer (repeatable) restrict\n"+
+			"whose licenses pass; the application gets the issuing site and its customer in the\n"+
+			"Licet-License-Site and Licet-License-Customer headers.")
 	upstream := fs.String("upstream", "", "URL of the application server behind the gateway")
 	site := fs.String("site", "", "URL of the license server (site) that grants licenses")
 	product := fs.String("product", "", "product ID a license must be for")
@@ -100,6 +105,10 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	legacyDir := fs.String("legacy-dir", "", "keep the licenses of legacy clients (which cannot keep a license file) in this directory, and serve "+gateway.LegacyPath)
 	var publicNames stringList
 	fs.Var(&publicNames, "public-name", "a host or host:port clients address this gateway by; signed requests for other names are refused (repeatable; default the listen address)")
+	var siteIDs, customerIDs stringList
+	fs.Var(&siteIDs, "site-id", "only licenses issued by this site ID pass (repeatable; with --customer, either matches; default: every site the vendor certified)")
+	fs.Var(&customerIDs, "customer", "only licenses of sites certified for this customer ID pass (repeatable)")
+	allowUnbound := fs.Bool("allow-unbound", false, "also accept licenses without a pack statement (from license servers older than pack statements), for a transition")
 	acceptV1 := fs.Bool("accept-licet-signature", false, "also accept requests signed with the Licet-Signature header of older clients (no header coverage), for a transition")
 	sf := addServerFlags(fs, DefaultGatewayListen)
 	if err := parse(fs, args, 0); err != nil {
@@ -144,7 +153,7 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	}
 	log := sf.logger(e)
 	opts := gateway.Options{Product: *product, SiteURL: publicURL(siteURL), MaxSkew: *skew, Now: now, Log: log, MinVersion: *minVersion,
-		AcceptLicetSignature: *acceptV1}
+		AcceptLicetSignature: *acceptV1, Sites: siteIDs, Customers: customerIDs, AllowUnbound: *allowUnbound}
 	siteToken := strings.TrimSpace(e.getenv("LICET_SITE_TOKEN"))
 	if *tokenFile != "" {
 		raw, err := os.ReadFile(*tokenFile)
@@ -182,6 +191,7 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "gateway listening on %s://%s\n", scheme, ln.Addr().String())
 	log.Info("gateway serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "product", *product,
 		"upstream", upURL.Redacted(), "site", siteURL.Redacted(), "upgrades", opts.Upgrade != nil, "min_version", *minVersion,
-		"public_names", strings.Join(opts.PublicNames, ","), "accept_licet_signature", *acceptV1)
+		"public_names", strings.Join(opts.PublicNames, ","), "accept_licet_signature", *acceptV1,
+		"sites", strings.Join(siteIDs, ","), "customers", strings.Join(customerIDs, ","), "allow_unbound", *allowUnbound)
 	return serveWithMetrics(ctx, e, ln, s, *sf.metricsListen, log)
 }

@@ -38,6 +38,7 @@ func siteCommand() *command {
 		leaf("report", "seats per pack and product, licenses, and licenses expiring soon", siteReport),
 		{name: "license", summary: "granted client licenses", sub: []*command{
 			leaf("list", "list licenses by client or pack", siteLicenseList),
+			leaf("release", "free a license from its machine, for a client that moved to other hardware", siteLicenseRelease),
 		}},
 		{name: "token", summary: "API tokens", sub: []*command{
 			leaf("create", "make a token for the site API (e.g. a gateway's, scope upgrade)", siteTokenCreate),
@@ -479,6 +480,35 @@ func siteLicenseList(ctx context.Context, e *env, args []string) error {
 		rows = append(rows, []string{fmt.Sprint(a.LicenseID), a.ClientID, a.PackID, a.ProductID, a.Platform, a.Issued.Format(time.DateOnly), upgraded})
 	}
 	table(e.stdout, []string{"LICENSE", "CLIENT", "PACK", "PRODUCT", "PLATFORM", "ISSUED", "UPGRADED"}, rows)
+	return nil
+}
+
+// siteLicenseRelease frees a license from the machine (system ID) it was
+// granted to: the client's next request, from any machine, takes it over.
+func siteLicenseRelease(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site license release", "--data DIR --license ID",
+		"Frees a license from the machine it was granted to. A license stays on its machine: the\nlicense server refuses to reissue it to another system ID. After a release, the client's next\nrequest, from whatever machine, gets the same seat in a license naming its new system.\nThe old license certificate stays valid until it ends.")
+	sf := addSiteFlags(fs)
+	id := fs.Int64("license", 0, "the license ID to release (see 'licet site license list')")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *id <= 0 {
+		return errs.E(errs.Usage, "--license: give the ID of the license to release ('licet site license list' shows them)")
+	}
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	a, err := srv.ReleaseLicense(ctx, *id)
+	if err != nil {
+		return err
+	}
+	if *sf.json {
+		return printJSON(e.stdout, a)
+	}
+	fmt.Fprintf(e.stdout, "released license %d of client %s (%s): the client's next request takes it over on its machine\n", a.LicenseID, a.ClientID, a.ProductID)
 	return nil
 }
 

@@ -484,17 +484,41 @@ func (s *Service) IssuePack(ctx context.Context, requestFile []byte) ([]byte, *I
 	if err != nil {
 		return nil, nil, err
 	}
-	begin, err := s.Store.AllocateSerials(ctx, o.Quantity)
+	// The temporary licenses the pack allows get serials of their own, after
+	// the seats': license IDs stay unique across every site of the vendor.
+	var temp *verify.TemporaryAllowance
+	if o.Upgrade == nil {
+		temp = &verify.TemporaryAllowance{Count: int64(pack.DefaultTemporaryCount(o.Quantity)), MaxDays: pack.DefaultTemporaryDays}
+	}
+	n := o.Quantity
+	if temp != nil {
+		n += int(temp.Count)
+	}
+	begin, err := s.Store.AllocateSerials(ctx, n)
 	if err != nil {
 		return nil, nil, err
 	}
+	if temp != nil {
+		temp.BeginSerial = begin + int64(o.Quantity)
+	}
+	expires := o.Expires
+	if o.Upgrade != nil && expires == nil {
+		// A renewal or upgrade order without an end: its licenses get a term
+		// of their own, stated in the pack, rather than running to the end
+		// of the site certificate (years after the seat pack expired).
+		end := now.Truncate(time.Second).Add(pack.DefaultUpgradeTerm)
+		expires = &end
+	}
 	doc := &pack.Pack{
 		PackID: ids.New("pk"), OrderID: o.ID, SiteID: site.SiteID, CustomerID: o.CustomerID,
-		Issued: now.Truncate(time.Second), FirstActive: o.FirstActive, Expires: o.Expires,
+		Issued: now.Truncate(time.Second), FirstActive: o.FirstActive, Expires: expires,
 		BeginSerial: begin, Quantity: o.Quantity, Platform: o.Platform,
 		Product:  pack.Product{ID: p.ID, Name: p.Name, Version: p.Version},
 		Features: o.Features, Descriptions: p.Descriptions, Manufacturer: p.Manufacturer, ProductData: p.Data,
 		Upgrade: o.Upgrade,
+	}
+	if err := pack.SignStatement(doc, temp, s.Clearinghouse, s.ClearinghouseChain); err != nil {
+		return nil, nil, err
 	}
 	file, err := pack.Seal(doc, s.Clearinghouse, s.ClearinghouseChain, site.HPKEKey)
 	if err != nil {

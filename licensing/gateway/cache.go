@@ -318,6 +318,8 @@ func newEntry(lic *verify.License, root *x509.Certificate) *entry {
 		strings.Join(lic.Features, ","),
 		lic.NotAfter.UTC().Format(time.RFC3339),
 		strconv.FormatBool(lic.Temporary()),
+		lic.SiteID,
+		lic.CustomerID,
 	}
 	return e
 }

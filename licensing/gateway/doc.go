@@ -119,6 +119,8 @@
 //	Licet-License-Features   the features, comma-separated, no spaces (empty if none)
 //	Licet-License-Expires    the license's NotAfter, RFC 3339 in UTC (valid strictly before it)
 //	Licet-License-Temporary  "true" or "false"
+//	Licet-License-Site       the ID of the site that issued the license
+//	Licet-License-Customer   the customer the vendor certified that site for
 //
 // and the *verify.License in its context (LicenseFrom).
 //
@@ -139,8 +141,12 @@
 // another key than the one that signed), invalid_signature (a missing,
 // malformed or non-verifying signature, or a header it should cover and does
 // not), stale_request (created or ts outside the allowed skew, or expires
-// past), replayed_request (a nonce already used) and wrong_gateway (signed
-// for another authority than the gateway's public names).
+// past), replayed_request (a nonce already used), wrong_gateway (signed
+// for another authority than the gateway's public names), not_sold (the
+// license lies outside the clearinghouse-signed statement of its pack: a
+// product, feature, serial or time the vendor never sold, or no statement
+// at all without Options.AllowUnbound) and wrong_site (a site outside
+// Options.Sites and Options.Customers).
 //
 // A license for another product is 401, not 403: the client is refused for
 // want of a credential for this product, and the remedy is the same as for

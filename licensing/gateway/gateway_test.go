@@ -147,7 +147,9 @@ func (u *upstream) seen() (int, http.Header, []byte) {
 }
 
 func options() gateway.Options {
-	return gateway.Options{Product: product, SiteURL: siteURL}
+	// Hand-made licenses carry no pack statement (statement_test.go covers
+	// bound ones).
+	return gateway.Options{Product: product, SiteURL: siteURL, AllowUnbound: true}
 }
 
 // startGateway serves h over TLS the way the issue describes, with
@@ -243,6 +245,8 @@ func wantIdentity(tb testing.TB, h http.Header, c *client, licenseID, features, 
 		"Licet-License-Features":  features,
 		"Licet-License-Expires":   lic.NotAfter.UTC().Format(time.RFC3339),
 		"Licet-License-Temporary": temporary,
+		"Licet-License-Site":      c.site.Cert.Subject.SerialNumber,
+		"Licet-License-Customer":  "cust-1",
 	}
 	for k, v := range want {
 		if got := h[k]; len(got) != 1 || got[0] != v {

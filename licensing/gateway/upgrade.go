@@ -249,7 +249,7 @@ func (c *checker) doExchange(lic *verify.License, now time.Time) (*entry, []byte
 	if err != nil {
 		return nil, nil, c.fail(r, "license %d %s and could not be upgraded: %v; %s", lic.LicenseID, why, err, c.where)
 	}
-	nl, err := c.v.VerifyChain(up.Chain, verify.Options{Now: now, Product: c.product, ClientKey: lic.ClientKey})
+	nl, err := c.verifyChain(up.Chain, verify.Options{Now: now, Product: c.product, ClientKey: lic.ClientKey})
 	if err != nil {
 		return nil, nil, c.fail(reasonInvalidLicense, "license %d %s, and the license server's upgraded license does not verify: %v", lic.LicenseID, why, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/asn1"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"math/big"
@@ -59,7 +60,12 @@ func TestGoldenLicenseFromTheFuture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := v.Verify(lic, verify.Options{Now: meta.At, Product: "app"})
+	// It predates pack statements: refused by default, read with AllowUnbound
+	// (docs/formats.md, section 9.4.1).
+	if _, err := v.Verify(lic, verify.Options{Now: meta.At, Product: "app"}); !errors.Is(err, verify.ErrNotSold) {
+		t.Fatalf("a license without a pack statement, by default: %v, want ErrNotSold", err)
+	}
+	got, err := v.Verify(lic, verify.Options{Now: meta.At, Product: "app", AllowUnbound: true})
 	if err != nil {
 		t.Fatalf("a license from the future does not verify: %v", err)
 	}

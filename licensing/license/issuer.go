@@ -59,7 +59,7 @@ func NewIssuer(site *pki.Authority) (*Issuer, error) {
 			is.attrsAt = i
 		}
 	}
-	if is.attrsAt < 0 {
+	if is.attrsAt < 1 || !is.exts[is.attrsAt-1].Id.Equal(verify.OIDRole) {
 		is.fallback = true
 		return is, nil
 	}
@@ -115,9 +115,13 @@ func (is *Issuer) Issue(clientPub ed25519.PublicKey, attrs verify.Attributes, no
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "issue license %d", attrs.LicenseID)
 	}
-	exts := make([]pkix.Extension, len(is.exts))
-	copy(exts, is.exts)
-	exts[is.attrsAt] = tmpl.ExtraExtensions[len(tmpl.ExtraExtensions)-1] // the attributes, last in template
+	// The reference's extra extensions (role, attributes: the two at
+	// attrsAt-1 and attrsAt) give way to the template's (role, pack
+	// statement if any, attributes), in the order Issue writes them.
+	exts := make([]pkix.Extension, 0, len(is.exts)+1)
+	exts = append(exts, is.exts[:is.attrsAt-1]...)
+	exts = append(exts, tmpl.ExtraExtensions...)
+	exts = append(exts, is.exts[is.attrsAt+1:]...)
 	tbs, err := asn1.Marshal(tbsCertificate{
 		Version: 2, SerialNumber: tmpl.SerialNumber, SignatureAlgorithm: is.spkiAlg,
 		Issuer:     asn1.RawValue{FullBytes: is.site.Cert.RawSubject},

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/licet/licet/internal/testpki"
 	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/verify"
 )
@@ -30,10 +31,15 @@ func TestIssuerMatchesIssue(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := attrs()
+	testpki.Bind(t, root, site, &base)
+	unbound := attrs()
+	unbound.Flags = 0
 	noFeatures := base
 	noFeatures.Features, noFeatures.Flags = nil, 0
 	upgraded := base
 	upgraded.Flags, upgraded.LicenseID = verify.FlagUpgraded, 1<<40+3
+	testpki.Bind(t, root, site, &noFeatures)
+	testpki.Bind(t, root, site, &upgraded)
 	for _, c := range []struct {
 		name      string
 		attrs     verify.Attributes
@@ -43,7 +49,8 @@ func TestIssuerMatchesIssue(t *testing.T) {
 		{"temporary", base, epoch, epoch.Add(60 * 24 * time.Hour)},
 		{"no features", noFeatures, epoch.Add(time.Hour + 500*time.Millisecond), epoch.Add(365 * 24 * time.Hour)},
 		{"upgraded, until the site certificate ends", upgraded, epoch, site.Cert.NotAfter},
-		{"past 2049", base, epoch, time.Date(2051, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"past 2049", noFeatures, epoch, time.Date(2051, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"without a pack statement", unbound, epoch, epoch.Add(24 * time.Hour)},
 	} {
 		pub, priv, _ := ed25519.GenerateKey(nil)
 		want, err := license.Issue(site, pub, c.attrs, c.notBefore, c.notAfter)
@@ -66,9 +73,12 @@ func TestIssuerMatchesIssue(t *testing.T) {
 			t.Errorf("%s: signature: %v", c.name, err)
 		}
 		now := c.notBefore.Add(time.Minute)
-		lic, err := v.Verify(license.EncodePEM([][]byte{got, site.Cert.Raw}), verify.Options{Now: now, Product: c.attrs.ProductID, ClientKey: pub})
+		lic, err := v.Verify(license.EncodePEM([][]byte{got, site.Cert.Raw}), verify.Options{Now: now, Product: c.attrs.ProductID, ClientKey: pub, AllowUnbound: c.attrs.PackStatement == nil})
 		if err != nil {
 			t.Fatalf("%s: verify: %v", c.name, err)
+		}
+		if (lic.Statement != nil) != (c.attrs.PackStatement != nil) {
+			t.Errorf("%s: the license lost or gained its pack statement", c.name)
 		}
 		if lic.LicenseID != c.attrs.LicenseID {
 			t.Errorf("%s: verified license ID %d, want %d", c.name, lic.LicenseID, c.attrs.LicenseID)

@@ -89,6 +89,14 @@ func template(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Att
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "issue license")
 	}
+	extra := []pkix.Extension{{Id: verify.OIDRole, Value: roleExt}}
+	if len(attrs.PackStatement) > 0 {
+		st, err := asn1.Marshal(attrs.PackStatement)
+		if err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "issue license")
+		}
+		extra = append(extra, pkix.Extension{Id: verify.OIDPackStatement, Value: st})
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(attrs.LicenseID),
 		Subject:               pkix.Name{CommonName: id, SerialNumber: id, OrganizationalUnit: []string{attrs.ProductID}},
@@ -98,10 +106,8 @@ func template(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Att
 		IsCA:                  false,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		ExtraExtensions: []pkix.Extension{
-			{Id: verify.OIDRole, Value: roleExt},
-			ext,
-		},
+		// The attributes come last: Issuer relies on it.
+		ExtraExtensions: append(extra, ext),
 	}
 	return tmpl, nil
 }

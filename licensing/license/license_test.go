@@ -62,7 +62,9 @@ func newSetup(t *testing.T) *setup {
 	if s.pub, s.priv, err = ed25519.GenerateKey(rand.Reader); err != nil {
 		t.Fatal(err)
 	}
-	if s.der, err = license.Issue(s.site, s.pub, attrs(), epoch.Add(-time.Hour), epoch.Add(30*24*time.Hour)); err != nil {
+	a := attrs()
+	testpki.Bind(t, s.root, s.site, &a)
+	if s.der, err = license.Issue(s.site, s.pub, a, epoch.Add(-time.Hour), epoch.Add(30*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	s.file = license.EncodePEM([][]byte{s.der, s.site.Cert.Raw})

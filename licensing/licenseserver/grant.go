@@ -332,6 +332,10 @@ func (s *Server) signLicense(a *Assignment, p *InstalledPack) ([]byte, error) {
 	attrs := verify.Attributes{
 		DataVersion: verify.CurrentDataVersion, LicenseID: a.LicenseID, ClientID: a.ClientID, SystemID: a.SystemID,
 		PackID: a.PackID, ProductID: p.ProductID, ProductVersion: p.ProductVersion, Platform: a.Platform, Features: p.Features,
+		PackStatement: p.Statement, // the sale the license must lie inside (verify.Statement.Covers)
+	}
+	if len(p.Statement) > 0 && p.Expires != nil && notAfter.After(*p.Expires) {
+		notAfter = *p.Expires // never beyond what the vendor sold
 	}
 	if a.Temporary {
 		attrs.Flags |= verify.FlagTemporary

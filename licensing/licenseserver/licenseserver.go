@@ -377,7 +377,14 @@ func (s *Server) InstallPack(ctx context.Context, file []byte) (*InstalledPack, 
 		ProductVersion: p.Product.Version, Platform: p.Platform, Features: p.Features,
 		Quantity: p.Quantity, BeginSerial: p.BeginSerial, FirstActive: p.FirstActive, Expires: p.Expires,
 		Descriptions: p.Descriptions, Manufacturer: p.Manufacturer, ProductData: p.ProductData,
-		Installed: now, File: file, Upgrade: p.Upgrade,
+		Installed: now, File: file, Upgrade: p.Upgrade, Statement: p.Statement,
+	}
+	st, err := pack.ReadStatement(p)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil && st.Temporary != nil {
+		ip.TemporaryCount, ip.TemporaryMaxDays, ip.TemporaryBegin = st.Temporary.Count, int64(st.Temporary.MaxDays), st.Temporary.BeginSerial
 	}
 	if err := s.Store.InstallPack(ctx, ip); err != nil {
 		return nil, err

@@ -31,6 +31,17 @@ type InstalledPack struct {
 	// Upgrade is set for an upgrade pack: its seats upgrade licenses of
 	// these versions to ProductVersion and are never granted as new licenses.
 	Upgrade *pack.Upgrade `json:"upgrade,omitempty"`
+	// Statement is the clearinghouse-signed pack statement (JSON of its
+	// Signed envelope) that every license of the pack carries; empty for a
+	// pack issued before statements.
+	Statement []byte `json:"-"`
+	// The temporary licenses the statement allows: how many, valid for at
+	// most how many days, license IDs from TemporaryBegin; and how many the
+	// site has issued. Zero for a pack without a statement: it allows none.
+	TemporaryCount    int64 `json:"temporary_count"`
+	TemporaryMaxDays  int64 `json:"temporary_max_days"`
+	TemporaryBegin    int64 `json:"temporary_begin,omitempty"`
+	TemporaryAssigned int64 `json:"temporary_assigned"`
 }
 
 // Free returns the number of seats not yet assigned.

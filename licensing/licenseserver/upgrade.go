@@ -46,7 +46,10 @@ func (s *Server) Upgrade(ctx context.Context, licensePEM []byte) (*Upgraded, err
 		return nil, err
 	}
 	now := s.Now().UTC()
-	lic, err := v.Verify(licensePEM, verify.Options{Now: now, AllowExpired: true})
+	// A license of this site from before pack statements may be upgraded
+	// (to one with the upgrade pack's statement): the site checks below that
+	// it issued the license and that it is the client's current one.
+	lic, err := v.Verify(licensePEM, verify.Options{Now: now, AllowExpired: true, AllowUnbound: true})
 	if err != nil {
 		return nil, errs.Wrap(errs.Forbidden, err, "rejected: the license to upgrade does not verify")
 	}

@@ -86,6 +86,11 @@ type Pack struct {
 	// license of the product for a version in the range for a license of
 	// Product.Version, without a new seat (format version 2).
 	Upgrade *Upgrade `json:"upgrade,omitempty"`
+	// Statement is the JSON of the clearinghouse-signed pack statement
+	// (a Signed envelope of type verify.StatementType; see SignStatement),
+	// which the site puts into every license of the pack. Packs issued
+	// before statements have none.
+	Statement []byte `json:"statement,omitempty"`
 }
 
 // Upgrade is the range of product versions an upgrade pack upgrades from,

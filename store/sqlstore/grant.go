@@ -117,7 +117,19 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 			return err
 		}
 		a, err := scanAssignment(c.row(ctx, `SELECT `+assignmentCols+` FROM s_assignments WHERE client_id = ? AND product_id = ?`, req.ClientID, req.ProductID))
+		if err == nil && a.SystemID == licenseserver.ReleasedSystemID {
+			// Released by the administrator: the client takes it over on this system.
+			if _, err := c.exec(ctx, `UPDATE s_assignments SET system_id = ?, cert = ? WHERE license_id = ?`, req.SystemID, []byte{}, a.LicenseID); err != nil {
+				return s.dbErr(err, "move the released license")
+			}
+			a.SystemID, a.Cert = req.SystemID, nil
+		}
 		switch {
+		case err == nil && (a.Expires == nil || a.Expires.UnixNano() > now) && a.SystemID != req.SystemID:
+			// A license stays on the machine it was granted to: a copied
+			// client key on other hardware gets nothing (issue 12).
+			return errs.E(errs.Forbidden, "rejected: license %d of %s was granted to client %s on system %q, and this request comes from system %q; a license stays on its machine. If the client moved, the administrator frees the seat with 'licet site license release --license %d'",
+				a.LicenseID, req.ProductID, req.ClientID, a.SystemID, req.SystemID, a.LicenseID)
 		case err == nil && (a.Expires == nil || a.Expires.UnixNano() > now):
 			out, existing = a, true
 			if len(req.ClientHPKE) > 0 && !bytes.Equal(a.ClientHPKE, req.ClientHPKE) {
@@ -201,9 +213,13 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 
 // storeCert signs and stores the license of an assignment that has none.
 func (s *Site) storeCert(ctx context.Context, c conn, a *licenseserver.Assignment, sign func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error)) error {
-	p, err := scanPack(c.row(ctx, `SELECT `+packCols+` FROM s_packs WHERE pack_id = ?`, a.PackID))
+	id := a.PackID
+	if a.Upgraded() {
+		id = a.UpgradePackID // an upgraded license is signed from its upgrade pack
+	}
+	p, err := scanPack(c.row(ctx, `SELECT `+packCols+` FROM s_packs WHERE pack_id = ?`, id))
 	if err != nil {
-		return s.scanErr(err, "pack", a.PackID)
+		return s.scanErr(err, "pack", id)
 	}
 	cert, err := sign(a, p)
 	if err != nil {
@@ -222,12 +238,12 @@ func (s *Site) Assignments(ctx context.Context, f licenseserver.AssignmentFilter
 		WHERE (? = '' OR client_id = ?) AND (? = '' OR pack_id = ?) ORDER BY license_id`, f.ClientID, f.ClientID, f.PackID, f.PackID)
 }
 
-const temporaryCols = `license_id, client_id, system_id, product_id, platform, client_key, issued, expires, cert`
+const temporaryCols = `license_id, client_id, system_id, product_id, platform, client_key, issued, expires, cert, pack_id`
 
 func scanTemporary(sc interface{ Scan(...any) error }) (*licenseserver.Assignment, error) {
 	var a licenseserver.Assignment
 	var issued, expires int64
-	if err := sc.Scan(&a.LicenseID, &a.ClientID, &a.SystemID, &a.ProductID, &a.Platform, &a.ClientKey, &issued, &expires, &a.Cert); err != nil {
+	if err := sc.Scan(&a.LicenseID, &a.ClientID, &a.SystemID, &a.ProductID, &a.Platform, &a.ClientKey, &issued, &expires, &a.Cert, &a.PackID); err != nil {
 		return nil, err
 	}
 	exp := fromNanos(expires)
@@ -236,16 +252,12 @@ func scanTemporary(sc interface{ Scan(...any) error }) (*licenseserver.Assignmen
 }
 
 // temporary gives the system its one temporary license of the product, or
-// the one it already has, inside the seat transaction.
+// the one it already has, inside the seat transaction. A new one is charged
+// to the oldest active pack of the product and platform whose statement
+// allows another (temp_assigned < temp_count): its license ID comes from
+// that pack's temporary range, and it lasts req.TemporaryFor, at most the
+// pack's temporary days and never beyond the pack's expiry.
 func (s *Site) temporary(ctx context.Context, c conn, req licenseserver.SeatRequest, sign func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error)) (*licenseserver.Assignment, bool, error) {
-	ref, err := scanPack(c.row(ctx, `SELECT `+packCols+` FROM s_packs WHERE product_id = ? AND platform = ? AND upgrade_from_min IS NULL
-		ORDER BY installed DESC, pack_id LIMIT 1`, req.ProductID, req.Platform))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, errs.E(errs.Exhausted, "no free seat of %s for platform %s: this license server holds no pack of it", req.ProductID, req.Platform)
-	}
-	if err != nil {
-		return nil, false, s.dbErr(err, "find a reference pack")
-	}
 	a, err := scanTemporary(c.row(ctx, `SELECT `+temporaryCols+` FROM s_temporary WHERE system_id = ? AND product_id = ?`, req.SystemID, req.ProductID))
 	switch {
 	case err == nil && a.ClientID == req.ClientID:
@@ -255,22 +267,46 @@ func (s *Site) temporary(ctx context.Context, c conn, req licenseserver.SeatRequ
 	case !errors.Is(err, sql.ErrNoRows):
 		return nil, false, s.dbErr(err, "look up temporary license")
 	}
-	var id int64
-	if err := c.row(ctx, `UPDATE s_counters SET value = value + 1 WHERE name = 'temporary' RETURNING value`).Scan(&id); err != nil {
-		return nil, false, s.dbErr(err, "allocate a temporary license ID")
+	now := toNanos(req.Now)
+	for {
+		p, err := scanPack(c.row(ctx, `SELECT `+packCols+` FROM s_packs WHERE product_id = ? AND platform = ? AND upgrade_from_min IS NULL
+			AND temp_assigned < temp_count AND (first_active IS NULL OR first_active <= ?) AND (expires IS NULL OR expires > ?)
+			ORDER BY installed, pack_id LIMIT 1`, req.ProductID, req.Platform, now, now))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, false, errs.E(errs.Exhausted, "no free seat of %s for platform %s, and no active pack of it allows another temporary license (the vendor states how many in each pack: buy more seats)", req.ProductID, req.Platform)
+		}
+		if err != nil {
+			return nil, false, s.dbErr(err, "find a pack that allows a temporary license")
+		}
+		var id int64
+		err = c.row(ctx, `UPDATE s_packs SET temp_assigned = temp_assigned + 1 WHERE pack_id = ? AND temp_assigned < temp_count
+			RETURNING temp_begin + temp_assigned - 1`, p.PackID).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // another process took the pack's last temporary license
+		}
+		if err != nil {
+			return nil, false, s.dbErr(err, "allocate a temporary license ID of pack "+p.PackID)
+		}
+		d := req.TemporaryFor
+		if max := time.Duration(p.TemporaryMaxDays) * 24 * time.Hour; d > max {
+			d = max
+		}
+		exp := req.Now.Add(d).UTC()
+		if p.Expires != nil && p.Expires.Before(exp) {
+			exp = p.Expires.UTC()
+		}
+		a = &licenseserver.Assignment{LicenseID: id, PackID: p.PackID, ClientID: req.ClientID, SystemID: req.SystemID, ProductID: req.ProductID,
+			Platform: req.Platform, ClientKey: req.ClientKey, Issued: req.Now.UTC(), Expires: &exp, Temporary: true}
+		if a.Cert, err = sign(a, p); err != nil {
+			return nil, false, err
+		}
+		_, err = c.exec(ctx, `INSERT INTO s_temporary (`+temporaryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			a.LicenseID, a.ClientID, a.SystemID, a.ProductID, a.Platform, a.ClientKey, toNanos(a.Issued), toNanos(exp), a.Cert, a.PackID)
+		if err != nil {
+			return nil, false, errs.Wrap(errs.Internal, err, "record temporary license")
+		}
+		return a, false, nil
 	}
-	exp := req.Now.Add(req.TemporaryFor).UTC()
-	a = &licenseserver.Assignment{LicenseID: id - 1, ClientID: req.ClientID, SystemID: req.SystemID, ProductID: req.ProductID,
-		Platform: req.Platform, ClientKey: req.ClientKey, Issued: req.Now.UTC(), Expires: &exp, Temporary: true}
-	if a.Cert, err = sign(a, ref); err != nil {
-		return nil, false, err
-	}
-	_, err = c.exec(ctx, `INSERT INTO s_temporary (`+temporaryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.LicenseID, a.ClientID, a.SystemID, a.ProductID, a.Platform, a.ClientKey, toNanos(a.Issued), toNanos(exp), a.Cert)
-	if err != nil {
-		return nil, false, errs.Wrap(errs.Internal, err, "record temporary license")
-	}
-	return a, false, nil
 }
 
 // Temporaries lists the temporary licenses granted.

@@ -41,11 +41,13 @@ func (s *Site) InstallPack(ctx context.Context, p *licenseserver.InstalledPack) 
 	}
 	return s.tx(ctx, func(c conn) error {
 		res, err := c.exec(ctx, `INSERT INTO s_packs (pack_id, order_id, product_id, product_name, product_version, platform, features,
-			quantity, assigned, begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed, upgrade_from_min, upgrade_from_max)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pack_id) DO NOTHING`,
+			quantity, assigned, begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed, upgrade_from_min, upgrade_from_max,
+			statement, temp_count, temp_max_days, temp_begin)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pack_id) DO NOTHING`,
 			p.PackID, p.OrderID, p.ProductID, p.ProductName, p.ProductVersion, p.Platform, toJSON(nonNil(p.Features)),
 			p.Quantity, p.BeginSerial, toNullNanos(p.FirstActive), toNullNanos(p.Expires),
-			toJSON(nonNilMap(p.Descriptions)), p.Manufacturer, toJSON(nonNilMap(p.ProductData)), toNanos(p.Installed), upMin, upMax)
+			toJSON(nonNilMap(p.Descriptions)), p.Manufacturer, toJSON(nonNilMap(p.ProductData)), toNanos(p.Installed), upMin, upMax,
+			nullBytes(p.Statement), p.TemporaryCount, p.TemporaryMaxDays, p.TemporaryBegin)
 		if err != nil {
 			return s.dbErr(err, "install pack "+p.PackID)
 		}
@@ -68,6 +70,14 @@ func (s *Site) InstallPack(ctx context.Context, p *licenseserver.InstalledPack) 
 	})
 }
 
+// nullBytes stores an absent byte string as NULL.
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
 // nonNilBytes stores a missing byte string as an empty one (the columns are NOT NULL).
 func nonNilBytes(b []byte) []byte {
 	if b == nil {
@@ -81,7 +91,8 @@ func nonNilBytes(b []byte) []byte {
 // processes and not granted yet (s_seat_leases): exact at every commit.
 const packCols = `pack_id, order_id, product_id, product_name, product_version, platform, features, quantity,
 	assigned - (SELECT COUNT(*) FROM s_seat_leases l WHERE l.pack_id = s_packs.pack_id),
-	begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed, upgrade_from_min, upgrade_from_max`
+	begin_serial, first_active, expires, descriptions, manufacturer, product_data, installed, upgrade_from_min, upgrade_from_max,
+	statement, temp_count, temp_max_days, temp_begin, temp_assigned`
 
 func scanPack(sc interface{ Scan(...any) error }) (*licenseserver.InstalledPack, error) {
 	var p licenseserver.InstalledPack
@@ -90,7 +101,8 @@ func scanPack(sc interface{ Scan(...any) error }) (*licenseserver.InstalledPack,
 	var installed int64
 	var upMin, upMax sql.NullString
 	if err := sc.Scan(&p.PackID, &p.OrderID, &p.ProductID, &p.ProductName, &p.ProductVersion, &p.Platform, &feats,
-		&p.Quantity, &p.Assigned, &p.BeginSerial, &first, &exp, &descs, &p.Manufacturer, &data, &installed, &upMin, &upMax); err != nil {
+		&p.Quantity, &p.Assigned, &p.BeginSerial, &first, &exp, &descs, &p.Manufacturer, &data, &installed, &upMin, &upMax,
+		&p.Statement, &p.TemporaryCount, &p.TemporaryMaxDays, &p.TemporaryBegin, &p.TemporaryAssigned); err != nil {
 		return nil, err
 	}
 	p.FirstActive, p.Expires, p.Installed = fromNullNanos(first), fromNullNanos(exp), fromNanos(installed)

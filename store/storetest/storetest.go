@@ -70,6 +70,9 @@ func TestSite(t *testing.T, open func(t *testing.T) licenseserver.Store) {
 	sub("AssignSeatPackSelection", func(t *testing.T) { testAssignSeatPackSelection(t, open(t)) })
 	sub("AssignSeatNextPack", func(t *testing.T) { testAssignSeatNextPack(t, open(t)) })
 	sub("AssignSeatTemporary", func(t *testing.T) { testAssignSeatTemporary(t, open(t)) })
+	sub("TemporaryAllowance", func(t *testing.T) { testTemporaryAllowance(t, open(t)) })
+	sub("LicenseStaysOnSystem", func(t *testing.T) { testLicenseStaysOnSystem(t, open(t)) })
+	sub("PackStatementStored", func(t *testing.T) { testPackStatementStored(t, open(t)) })
 	sub("AssignSeatExpiredAssignment", func(t *testing.T) { testAssignSeatExpiredAssignment(t, open(t)) })
 	sub("AssignSeatCert", func(t *testing.T) { testAssignSeatCert(t, open(t)) })
 	sub("AssignSeatSignError", func(t *testing.T) { testAssignSeatSignError(t, open(t)) })
@@ -1264,10 +1267,15 @@ func testAssignSeatNextPack(t *testing.T, st licenseserver.Store) {
 // testAssignSeatTemporary: with no free seat, a system gets one temporary
 // license per product, the same one again for the same client, none for
 // another client of the same system, none for a product without packs; a
-// new seat then goes to the client as a permanent license.
+// new seat then goes to the client as a permanent license. Temporary
+// licenses are charged to an active pack whose statement allows them: a
+// license ID from its temporary range, at most its temporary days, no more
+// than its count (testTemporaryAllowance).
 func testAssignSeatTemporary(t *testing.T, st licenseserver.Store) {
 	ctx := t.Context()
-	install(t, st, pack("pk_1", "prod_a", "linux-amd64", 10, 1, t0))
+	p1 := pack("pk_1", "prod_a", "linux-amd64", 10, 1, t0)
+	p1.TemporaryCount, p1.TemporaryMaxDays, p1.TemporaryBegin = 1, 60, 11
+	install(t, st, p1)
 	s := &seats{st: st}
 	s.mustAssign(t, "cli_0", "prod_a", "linux-amd64", t0, false)
 	temp := func(client, system, product string) (*licenseserver.Assignment, bool, error) {
@@ -1277,7 +1285,7 @@ func testAssignSeatTemporary(t *testing.T, st licenseserver.Store) {
 	}
 	a, existing, err := temp("cli_1", "sys_x", "prod_a")
 	ok(t, err, "temporary license")
-	if existing || !a.Temporary || a.PackID != "" || a.Expires == nil || !a.Expires.Equal(t0.Add(60*24*time.Hour)) || len(a.Cert) == 0 {
+	if existing || !a.Temporary || a.PackID != "pk_1" || a.LicenseID != 11 || a.Expires == nil || !a.Expires.Equal(t0.Add(60*24*time.Hour)) || len(a.Cert) == 0 {
 		t.Fatalf("temporary license: %+v existing=%v", a, existing)
 	}
 	again, existing, err := temp("cli_1", "sys_x", "prod_a")

@@ -1,0 +1,107 @@
+package storetest
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/licensing/licenseserver"
+)
+
+// testTemporaryAllowance: temporary licenses cannot be farmed. A pack's
+// statement allows Count of them, each at most MaxDays long, with license
+// IDs from its temporary range; an expired pack and a pack without an
+// allowance (from before statements) give none.
+func testTemporaryAllowance(t *testing.T, st licenseserver.Store) {
+	ctx := t.Context()
+	p := pack("pk_t", "prod_a", "linux-amd64", 100, 1, t0)
+	p.TemporaryCount, p.TemporaryMaxDays, p.TemporaryBegin = 2, 14, 101
+	old := pack("pk_old", "prod_b", "linux-amd64", 200, 1, t0) // no statement: no allowance
+	expired := pack("pk_exp", "prod_c", "linux-amd64", 300, 1, t0)
+	expired.TemporaryCount, expired.TemporaryMaxDays, expired.TemporaryBegin, expired.Expires = 5, 14, 301, ptr(at(time.Hour))
+	install(t, st, p, old, expired)
+	s := &seats{st: st}
+	for _, prod := range []string{"prod_a", "prod_b", "prod_c"} {
+		s.mustAssign(t, "cli_seat_"+prod, prod, "linux-amd64", t0, false)
+	}
+	temp := func(client, product string, now time.Time) (*licenseserver.Assignment, error) {
+		r := s.req(client, product, "linux-amd64", now)
+		r.TemporaryFor = 1825 * 24 * time.Hour // the site asks for five years
+		a, _, err := st.AssignSeat(ctx, r, s.sign)
+		return a, err
+	}
+	for i, client := range []string{"cli_1", "cli_2"} {
+		a, err := temp(client, "prod_a", t0)
+		ok(t, err, "temporary license "+client)
+		if !a.Temporary || a.PackID != "pk_t" || a.LicenseID != 101+int64(i) || !a.Expires.Equal(t0.Add(14*24*time.Hour)) {
+			t.Errorf("temporary license %d: %+v; want pk_t #%d until %s", i, a, 101+i, t0.Add(14*24*time.Hour))
+		}
+	}
+	_, err := temp("cli_3", "prod_a", t0)
+	wantKind(t, err, errs.Exhausted, "a third temporary license of a pack that allows two")
+	_, err = temp("cli_4", "prod_b", t0)
+	wantKind(t, err, errs.Exhausted, "a temporary license of a pack without an allowance")
+	_, err = temp("cli_5", "prod_c", at(2*time.Hour))
+	wantKind(t, err, errs.Exhausted, "a temporary license of an expired pack")
+	got, err := st.Pack(ctx, "pk_t")
+	ok(t, err, "Pack pk_t")
+	if got.TemporaryAssigned != 2 || got.TemporaryCount != 2 || got.TemporaryMaxDays != 14 || got.TemporaryBegin != 101 {
+		t.Errorf("pack pk_t temporary allowance %d/%d, %d days from #%d; want 2/2, 14 days from #101",
+			got.TemporaryAssigned, got.TemporaryCount, got.TemporaryMaxDays, got.TemporaryBegin)
+	}
+}
+
+// testLicenseStaysOnSystem: a live license is not reissued to another
+// system ID (Forbidden); after ReleaseLicense the client takes it over on
+// its new system, same license ID, newly signed.
+func testLicenseStaysOnSystem(t *testing.T, st licenseserver.Store) {
+	ctx := t.Context()
+	install(t, st, pack("pk_1", "prod_a", "linux-amd64", 10, 2, t0))
+	s := &seats{st: st}
+	first := s.mustAssign(t, "cli_1", "prod_a", "linux-amd64", t0, false)
+	moved := func() (*licenseserver.Assignment, bool, error) {
+		r := s.req("cli_1", "prod_a", "linux-amd64", at(time.Minute))
+		r.SystemID = "sys-other"
+		return st.AssignSeat(ctx, r, s.sign)
+	}
+	_, _, err := moved()
+	wantKind(t, err, errs.Forbidden, "reissue of a license to another system")
+	r, isReleaser := st.(licenseserver.LicenseReleaser)
+	if !isReleaser {
+		t.Fatal("the store cannot release licenses (licenseserver.LicenseReleaser)")
+	}
+	_, err = r.ReleaseLicense(ctx, 999)
+	wantKind(t, err, errs.NotFound, "release of an unknown license")
+	rel, err := r.ReleaseLicense(ctx, first.LicenseID)
+	ok(t, err, "ReleaseLicense")
+	if rel.LicenseID != first.LicenseID || rel.SystemID != licenseserver.ReleasedSystemID {
+		t.Errorf("released: %+v", rel)
+	}
+	signs := s.signs.Load()
+	a, existing, err := moved()
+	ok(t, err, "request from the new system after the release")
+	if !existing || a.LicenseID != first.LicenseID || a.SystemID != "sys-other" || len(a.Cert) == 0 || s.signs.Load() != signs+1 {
+		t.Errorf("after the release: %+v existing=%v, signed %d times; want license %d on sys-other, signed once", a, existing, s.signs.Load()-signs, first.LicenseID)
+	}
+	// The old system is now the other one.
+	_, _, err = st.AssignSeat(ctx, s.req("cli_1", "prod_a", "linux-amd64", at(2*time.Minute)), s.sign)
+	wantKind(t, err, errs.Forbidden, "reissue to the old system after the move")
+	if p, err := st.Pack(ctx, "pk_1"); err != nil || p.Assigned != 1 {
+		t.Errorf("pack after a move: %+v, %v; want one seat assigned", p, err)
+	}
+}
+
+// testPackStatementStored: a pack's statement and temporary allowance
+// survive installation.
+func testPackStatementStored(t *testing.T, st licenseserver.Store) {
+	p := pack("pk_s", "prod_a", "linux-amd64", 10, 3, t0)
+	p.Statement = []byte(`{"type":"licet.pack-statement"}`)
+	p.TemporaryCount, p.TemporaryMaxDays, p.TemporaryBegin = 1, 30, 13
+	install(t, st, p)
+	got, err := st.Pack(t.Context(), "pk_s")
+	ok(t, err, "Pack")
+	if !bytes.Equal(got.Statement, p.Statement) || got.TemporaryCount != 1 || got.TemporaryMaxDays != 30 || got.TemporaryBegin != 13 {
+		t.Errorf("stored pack: statement %q, temporary %d/%d from %d", got.Statement, got.TemporaryCount, got.TemporaryMaxDays, got.TemporaryBegin)
+	}
+}
