@@ -56,12 +56,15 @@ const (
 	HeaderFeatures  = "Licet-License-Features"  // the features, comma-separated
 	HeaderExpires   = "Licet-License-Expires"   // the license's NotAfter, RFC 3339, UTC
 	HeaderTemporary = "Licet-License-Temporary" // "true" or "false"
+	HeaderSite      = "Licet-License-Site"      // the ID of the site that issued the license
+	HeaderCustomer  = "Licet-License-Customer"  // the customer the vendor certified that site for
 )
 
 // identityHeaders are the headers set on success, in the order of entry.hdr.
 var identityHeaders = [...]string{
 	HeaderClientID, HeaderLicenseID, HeaderProduct, HeaderVersion,
 	HeaderPlatform, HeaderFeatures, HeaderExpires, HeaderTemporary,
+	HeaderSite, HeaderCustomer,
 }
 
 // Defaults of Options.
@@ -142,6 +145,16 @@ type Options struct {
 	// and the new license file is returned in HeaderLicenseUpdate. Nil: such
 	// licenses are refused.
 	Upgrade func(ctx context.Context, licensePEM []byte) (*Upgraded, error)
+	// Sites and Customers, if set, restrict whose licenses pass: a license
+	// must come from one of the Sites (site IDs) or from a site certified
+	// for one of the Customers (customer IDs); any other vendor customer's
+	// license is refused (error="wrong_site"). Empty: every site the vendor
+	// certified.
+	Sites, Customers []string
+	// AllowUnbound accepts licenses without a pack statement (issued by a
+	// license server older than pack statements), for a transition; see
+	// verify.Options.AllowUnbound. Off: they are refused (error="not_sold").
+	AllowUnbound bool
 }
 
 func (o Options) log() *slog.Logger {
@@ -217,6 +230,8 @@ const (
 	reasonReplayed
 	reasonOldVersion
 	reasonWrongGateway
+	reasonNotSold
+	reasonWrongSite
 	numReasons
 )
 
@@ -232,6 +247,8 @@ var reasonNames = [numReasons]string{
 	reasonReplayed:         "replayed_request",
 	reasonOldVersion:       "old_version",
 	reasonWrongGateway:     "wrong_gateway",
+	reasonNotSold:          "not_sold",
+	reasonWrongSite:        "wrong_site",
 }
 
 // failure is a refused request.
@@ -258,6 +275,53 @@ type checker struct {
 	challenge   [numReasons]string // WWW-Authenticate values
 	where       string             // where to get a license, for messages
 	server      string             // the same, short, after a verify error's own advice
+	unbound     bool               // Options.AllowUnbound
+	sites       map[string]bool    // Options.Sites; nil: any
+	customers   map[string]bool    // Options.Customers; nil: any
+}
+
+// errWrongSite: a license of a site outside the gateway's scope (Options.Sites, Options.Customers).
+var errWrongSite = errors.New("license of a site this gateway does not serve")
+
+// verifyChain is c.v.VerifyChain with the gateway's options and scope.
+func (c *checker) verifyChain(chain [][]byte, opts verify.Options) (*verify.License, error) {
+	opts.AllowUnbound = c.unbound
+	lic, err := c.v.VerifyChain(chain, opts)
+	if err != nil {
+		return nil, err
+	}
+	return lic, c.inScope(lic)
+}
+
+// verifyPEM is c.v.Verify with the gateway's options and scope.
+func (c *checker) verifyPEM(pem []byte, opts verify.Options) (*verify.License, error) {
+	opts.AllowUnbound = c.unbound
+	lic, err := c.v.Verify(pem, opts)
+	if err != nil {
+		return nil, err
+	}
+	return lic, c.inScope(lic)
+}
+
+// inScope checks that lic comes from a site the gateway serves.
+func (c *checker) inScope(lic *verify.License) error {
+	if (c.sites == nil && c.customers == nil) || c.sites[lic.SiteID] || c.customers[lic.CustomerID] {
+		return nil
+	}
+	return fmt.Errorf("%w: license %d comes from license server %s (customer %s), and this gateway serves only licenses of its own organisation's license servers; ask your organisation's license server for a license",
+		errWrongSite, lic.LicenseID, lic.SiteID, lic.CustomerID)
+}
+
+// set returns the set of ids, or nil if there are none.
+func set(ids []string) map[string]bool {
+	if len(ids) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		m[id] = true
+	}
+	return m
 }
 
 func newChecker(v *verify.Verifier, opts Options) *checker {
@@ -293,6 +357,7 @@ func newChecker(v *verify.Verifier, opts Options) *checker {
 	c.legacy = opts.Legacy
 	c.publicNames, c.acceptV1 = normPublicNames(opts.PublicNames), opts.AcceptLicetSignature
 	c.minVersion, c.upgrade = opts.MinVersion, opts.Upgrade
+	c.unbound, c.sites, c.customers = opts.AllowUnbound, set(opts.Sites), set(opts.Customers)
 	c.ups.m, c.ups.files = map[[32]byte]*upgradeCall{}, map[string]*upgradeCall{}
 
 	base := "Licet realm=" + quote(opts.Product)
@@ -345,6 +410,10 @@ func (c *checker) verifyFailure(err error) *failure {
 		r = reasonWrongProduct
 	case errors.Is(err, verify.ErrWrongClient):
 		r = reasonWrongClient
+	case errors.Is(err, verify.ErrNotSold):
+		r = reasonNotSold
+	case errors.Is(err, errWrongSite):
+		r = reasonWrongSite
 	}
 	return c.fail(r, "license refused: %v%s", err, c.server)
 }
@@ -403,7 +472,7 @@ func (c *checker) checkTLS(r *http.Request, now time.Time) (*entry, *failure) {
 		chain := [2][]byte{leaf.Raw, certs[1].Raw}
 		// With upgrades on, an expired license is accepted here (never cached)
 		// and exchanged: the handshake proved the key.
-		lic, err := c.v.VerifyChain(chain[:], verify.Options{Now: now, Product: c.product, ClientKey: pub, AllowExpired: c.upgrade != nil})
+		lic, err := c.verifyChain(chain[:], verify.Options{Now: now, Product: c.product, ClientKey: pub, AllowExpired: c.upgrade != nil})
 		if err != nil {
 			return nil, c.verifyFailure(err)
 		}
@@ -549,7 +618,7 @@ func (c *checker) checkSigned(r *http.Request, now time.Time, licHeader string, 
 		}
 		// With upgrades on, an expired license is accepted here (never
 		// cached), checked as a credential below, then exchanged.
-		lic, err := c.v.Verify(s.b[:n], verify.Options{Now: now, Product: c.product, AllowExpired: c.upgrade != nil})
+		lic, err := c.verifyPEM(s.b[:n], verify.Options{Now: now, Product: c.product, AllowExpired: c.upgrade != nil})
 		if err != nil {
 			return nil, nil, c.verifyFailure(err)
 		}
