@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/api"
+	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/licensing/challenge"
@@ -188,7 +189,11 @@ func TestEmptyPoolAnswers503AndRefills(t *testing.T) {
 		t.Fatalf("NewChallenge with an empty pool: %v, want a PoolEmptyError of kind Exhausted", err)
 	}
 	// /metrics shows the level and the refusals.
-	mresp, err := http.Get(ts.URL + "/metrics")
+	metricsToken, err := auth.NewScopedToken(ctx, srv.Store, "prometheus", auth.ScopeMetrics, time.Now())
+	must(t, err)
+	mreq, _ := http.NewRequest(http.MethodGet, ts.URL+"/metrics", nil)
+	mreq.Header.Set("Authorization", "Bearer "+metricsToken)
+	mresp, err := http.DefaultClient.Do(mreq)
 	must(t, err)
 	metrics, _ := io.ReadAll(mresp.Body)
 	mresp.Body.Close()
