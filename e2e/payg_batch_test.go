@@ -30,6 +30,7 @@ func TestPaygBatchSalePostgres(t *testing.T) { testPaygBatchSale(t, postgres.Tes
 // nothing more; a JSON-lines batch continues the devices' sequences; a
 // device's sync returns its batch packets, which open with its keys.
 func testPaygBatchSale(t *testing.T, db string) {
+	t.Parallel()
 	v := newVendor(t, db)
 	rootDER, err := clearinghouse.ReadCertFile(filepath.Join(v.dir, "root.crt"))
 	if err != nil {
