@@ -469,10 +469,15 @@ func (c *checker) checkTLS(r *http.Request, now time.Time) (*entry, *failure) {
 		e = nil // the same license with another (e.g. renewed) site certificate
 	}
 	if e == nil {
-		chain := [2][]byte{leaf.Raw, certs[1].Raw}
+		// The license, the site and (for a site the vendor's issuing CA
+		// certified) the issuing CA certificate.
+		chain, n := [3][]byte{leaf.Raw, certs[1].Raw}, 2
+		if len(certs) > 2 {
+			chain[2], n = certs[2].Raw, 3
+		}
 		// With upgrades on, an expired license is accepted here (never cached)
 		// and exchanged: the handshake proved the key.
-		lic, err := c.verifyChain(chain[:], verify.Options{Now: now, Product: c.product, ClientKey: pub, AllowExpired: c.upgrade != nil})
+		lic, err := c.verifyChain(chain[:n], verify.Options{Now: now, Product: c.product, ClientKey: pub, AllowExpired: c.upgrade != nil})
 		if err != nil {
 			return nil, c.verifyFailure(err)
 		}
