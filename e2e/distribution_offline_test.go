@@ -14,7 +14,8 @@ import (
 )
 
 // TestDistributionOfflineRoot: 'licet vendor init' makes the distribution
-// key beside the issuing CA; with the root key exported, the vendor server
+// key beside the issuing CA ('vendor root export' makes one in a directory
+// that has none before the root key leaves); with the root key exported, the vendor server
 // still publishes a release, the site syncs it, and a device trusting only
 // the vendor root certificate installs it (the anchor is the distribution
 // key's, certified by the root), and its confirmation reaches the vendor. A
@@ -27,8 +28,16 @@ func TestDistributionOfflineRoot(t *testing.T) {
 			t.Fatalf("vendor init made no %s: %v", f, err)
 		}
 	}
+	// A data directory from before the distribution key: the export makes
+	// one while the root key is still there.
 	v.srv.stop(t)
+	for _, f := range []string{"distribution.key", "distribution.crt"} {
+		os.Remove(filepath.Join(v.dir, f))
+	}
 	ok(t, "vendor", "root", "export", "--data", v.dir, "-o", filepath.Join(t.TempDir(), "root-offline.key"))
+	if _, err := os.Stat(filepath.Join(v.dir, "distribution.crt")); err != nil {
+		t.Fatalf("root export left no distribution key behind: %v", err)
+	}
 	v.srv = start(t, nil, "vendor", "serve", "--data", v.dir)
 
 	dir := t.TempDir()

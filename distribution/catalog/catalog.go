@@ -569,16 +569,52 @@ func (s *Service) Roots(ctx context.Context) ([]*RootRecord, error) {
 	}
 }
 
-// CheckKeys makes sure the latest root version's role keys derive from the
-// distribution key (moving them, see Roots, while the root key is at hand)
-// and says what to do when they cannot be moved.
+// CheckKeys makes sure that the latest root version's role keys derive from
+// the distribution key (moving them, see Roots, while the root key is at
+// hand) and are the keys that version names, and says what to do when not.
+// Before the first root version it does nothing.
 func (s *Service) CheckKeys(ctx context.Context) error {
-	roots, err := s.Roots(ctx)
-	if err != nil {
+	roots, err := s.Store.DistRoots(ctx)
+	if err != nil || len(roots) == 0 {
 		return err
 	}
-	if legacyKeys(roots[len(roots)-1].Keyring) {
+	if roots, err = s.Roots(ctx); err != nil {
+		return err
+	}
+	last := roots[len(roots)-1]
+	if legacyKeys(last.Keyring) {
 		return errLegacyKeys
+	}
+	return s.matchRoot(last)
+}
+
+// matchRoot checks that the keys derived for root's keyring are the ones
+// root names: they are not when the distribution key was replaced.
+func (s *Service) matchRoot(root *RootRecord) error {
+	var named struct {
+		Signed struct {
+			Roles map[string]struct {
+				KeyIDs []string `json:"keyids"`
+			} `json:"roles"`
+		} `json:"signed"`
+	}
+	if err := json.Unmarshal(root.Body, &named); err != nil {
+		return errs.Wrap(errs.Internal, err, "update root version %d is not TUF JSON", root.Version)
+	}
+	for _, role := range tufmeta.Roles {
+		_, rk, err := s.keys(root.Keyring, role)
+		if err != nil {
+			return err
+		}
+		for _, pub := range rk.Keys {
+			id, err := tufmeta.KeyID(pub)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(named.Signed.Roles[role].KeyIDs, id) {
+				return errs.E(errs.Internal, "the distribution key does not derive the %s keys of update root version %d: distribution.key was replaced since; restore it from a backup, or start distribution over (docs/distribution.md, \"What is online, what can be offline\")", role, root.Version)
+			}
+		}
 	}
 	return nil
 }
@@ -826,6 +862,13 @@ func (s *Service) Fresh(ctx context.Context, customer, group string, tsValid tim
 		}
 		if err == nil && s.now().Add(tsValid/2).Before(ts.Expires) && signedWith(ts.Body, latest) {
 			break
+		}
+		if try > 0 && err == nil && !signedWith(ts.Body, latest) {
+			// Just signed, yet not with the keys the root names.
+			if err := s.matchRoot(latest); err != nil {
+				return nil, nil, nil, err
+			}
+			return nil, nil, nil, errs.E(errs.Internal, "the timestamp of %s/%s does not carry a signature by the keys of update root version %d", customer, group, latest.Version)
 		}
 		_, err = s.publish(ctx, customer, group, false, tsValid)
 		if errs.Is(err, errs.Conflict) && try < 8 {

@@ -192,3 +192,26 @@ func TestLegacyRootKeys(t *testing.T) {
 	// A new device of the old site still accepts the root-signed anchor.
 	w.device("dev-g2", w.Site.URL)
 }
+
+// TestReplacedDistributionKey: a distribution key other than the one whose
+// seed derived the current root version's keys (distribution.key replaced)
+// is reported, and signing fails with that report instead of looping.
+func TestReplacedDistributionKey(t *testing.T) {
+	w := newWorld(t)
+	w.Bundle("g1", w.Release("1.0", script("one")))
+	w.Transfer()
+	if err := w.Cat.CheckKeys(t.Context()); err != nil {
+		t.Fatalf("genuine key: %v", err)
+	}
+	_, other := disttest.NewVendor(t, "Vendor", w.Now)
+	w.Cat.Secret = other.Signer.Private().Seed()
+	if err := w.Cat.CheckKeys(t.Context()); err == nil || !strings.Contains(err.Error(), "distribution.key was replaced") {
+		t.Fatalf("replaced key: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var buf bytes.Buffer
+	if err := w.Cat.Export(ctx, "acme", time.Hour, &buf); err == nil || !strings.Contains(err.Error(), "distribution.key was replaced") {
+		t.Fatalf("export with a replaced key: %v", err)
+	}
+}

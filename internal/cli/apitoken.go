@@ -277,14 +277,20 @@ func vendorRootExport(ctx context.Context, e *env, args []string) error {
 		"Writes the vendor root key to FILE (which must not exist; mode 0600), reads it back to\n"+
 			"check it was written whole, and then removes it from the data directory. The vendor\n"+
 			"server runs without it: the issuing CA certifies sites. Keep FILE offline (and a\n"+
-			"copy); it is needed only to certify a new issuing or clearinghouse key. Copy it\n"+
-			"back as DIR/root.key for that, and export it again afterwards.")
+			"copy); it is needed only to certify a new issuing, clearinghouse, provisioning or\n"+
+			"distribution key. Copy it back as DIR/root.key for that, and export it again afterwards.\n"+
+			"Before the key leaves, software distribution is made ready to run without it: the\n"+
+			"distribution key is certified if DIR has none, and update role keys that older licet\n"+
+			"derived from the root key move to it.")
 	data := fs.String("data", "", "vendor data directory")
 	out := fs.String("o", "", "file to write the root key to, e.g. on a USB stick kept in a safe")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "data", "o"); err != nil {
+		return err
+	}
+	if err := prepareDistribution(ctx, *data); err != nil {
 		return err
 	}
 	if err := clearinghouse.ExportRoot(*data, *out); err != nil {

@@ -15,8 +15,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/licet/licet/api"
 	"github.com/licet/licet/distribution/catalog"
 	"github.com/licet/licet/errs"
+	"github.com/licet/licet/licensing/clearinghouse"
+	"github.com/licet/licet/store"
 )
 
 // Software distribution, the vendor's commands (docs/distribution.md).
@@ -487,5 +490,29 @@ func vendorReleaseImportReports(ctx context.Context, e *env, args []string) erro
 		return printJSON(e.stdout, out)
 	}
 	fmt.Fprintf(e.stdout, "Recorded %d device statuses of %s (site %s).\n", out.Recorded, out.Customer, out.Site)
+	return nil
+}
+
+// prepareDistribution readies software distribution of the vendor data
+// directory dir to run without the root key, while the root key is still in
+// dir: it certifies the distribution key if dir has none and moves update
+// role keys derived from the root key to it (catalog.Service.CheckKeys). It
+// does nothing once the root key is gone.
+func prepareDistribution(ctx context.Context, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "root.key")); err != nil {
+		return nil // exported already: ExportRoot says so
+	}
+	svc, err := clearinghouse.Open(ctx, dir, "", store.OpenVendor)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	cat, err := api.DistCatalog(svc, dir)
+	if err == nil {
+		err = cat.CheckKeys(ctx)
+	}
+	if err != nil {
+		return errs.Wrap(errs.KindOf(err), err, "software distribution is not ready to run without the root key; nothing was exported")
+	}
 	return nil
 }
