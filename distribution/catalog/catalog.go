@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	mrand "math/rand/v2"
 	"regexp"
 	"slices"
 	"time"
@@ -707,14 +708,35 @@ func (s *Service) Rotate(ctx context.Context, role string, threshold int) (*Root
 
 // Publish signs new targets, snapshot and timestamp metadata for a group
 // from its bundles. Concurrent publishers are ordered by the metadata
-// version's uniqueness: the loser retries with the next version.
+// version's uniqueness: the loser retries with the next version, after a
+// short random wait so that racing publishers spread out.
 func (s *Service) Publish(ctx context.Context, customer, group string, tsValid time.Duration) (*Meta, error) {
 	for try := 0; ; try++ {
 		m, err := s.publish(ctx, customer, group, true, tsValid)
-		if errs.Is(err, errs.Conflict) && try < 8 {
-			continue
+		if !errs.Is(err, errs.Conflict) || try >= maxPublishTries {
+			return m, err
 		}
-		return m, err
+		if err := conflictWait(ctx, try); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// maxPublishTries bounds the retries of a publisher that keeps losing the
+// race for the next metadata version.
+const maxPublishTries = 32
+
+// conflictWait sleeps a random time that grows with the number of tries
+// (up to 1 ms, doubling to 32 ms), or until ctx ends.
+func conflictWait(ctx context.Context, try int) error {
+	d := time.Duration(mrand.Int64N(int64(time.Millisecond) << min(try, 5)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
