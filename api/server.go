@@ -40,7 +40,7 @@ type Limits struct {
 // which a site does once, gets 1/200.
 var CostlyRoutes = map[string]float64{
 	"POST /v1/challenges": 0.5, "POST /v1/licenses": 0.5, "POST /v1/upgrades": 0.5,
-	"POST /v1/packs": 0.05, "POST /v1/sites/enroll": 0.005,
+	"POST /v1/packs": 0.05, "POST /v1/sites/enroll": 0.005, "POST /v1/usage-reports": 0.05,
 }
 
 // DefaultLimits suit an admin and license API on one machine.

@@ -220,5 +220,6 @@ func NewVendorHandler(svc *clearinghouse.Service, log *slog.Logger, limits Limit
 		writeJSON(w, http.StatusOK, PackResponse{IssuedPack: *rec, Pack: string(file)})
 		return nil
 	})
+	usageRoutes(s, svc)
 	return s
 }

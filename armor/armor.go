@@ -33,6 +33,7 @@ const (
 	TypeLicense         = "LICENSE"
 	TypeImageSignature  = "IMAGE SIGNATURE"
 	TypePAYGPacket      = "PAYG PACKET"
+	TypeUsageReport     = "USAGE REPORT"
 )
 
 const (

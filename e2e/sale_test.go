@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -312,5 +313,88 @@ func TestGatewaySiteScope(t *testing.T) {
 	byCustomer := start(t, nil, "gateway", "--upstream", app.URL, "--site", s1.URL, "--product", "app", "--root", g1.rootPE, "--customer", "globex")
 	if code, ch := signedGet(t, byCustomer.URL+"/x", own.pem, own.key); code != http.StatusUnauthorized || !strings.Contains(ch, `error="wrong_site"`) {
 		t.Errorf("acme's license at globex's gateway: %d %s, want 401 wrong_site", code, ch)
+	}
+}
+
+// TestUsageReportDuplicateSerial: what a pack statement cannot stop, the
+// usage reports show. The customer installs its one pack into a second,
+// fresh database and grants its serials again to other clients; the signed
+// report of that database is flagged by the vendor (duplicate serials, a
+// chain that does not continue the site's last report), while the honest
+// report passed. Uploading online does the same as importing the file.
+func TestUsageReportDuplicateSerial(t *testing.T) {
+	g := newGrantEnv(t, "", 3)
+	site := start(t, nil, "site", "serve", "--data", g.siteDir)
+	for _, m := range []string{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"} {
+		dir, hw := newAgent(t, m)
+		ok(t, g.acquireArgs(dir, hw, site.URL)...)
+	}
+	tmp := t.TempDir()
+	r1 := filepath.Join(tmp, "report-1.txt")
+	ok(t, "site", "report", "--data", g.siteDir, "--signed", "-o", r1)
+	type record struct {
+		Sequence int64 `json:"sequence"`
+		Licenses int   `json:"licenses"`
+		Flags    []struct {
+			Kind    string `json:"kind"`
+			Message string `json:"message"`
+		} `json:"flags"`
+	}
+	var first record
+	okJSON(t, &first, g.v.admin("vendor", "report", "import", r1)...)
+	if first.Sequence != 1 || first.Licenses != 2 || len(first.Flags) != 0 {
+		t.Fatalf("the honest first report: %+v", first)
+	}
+	// Importing it again changes nothing.
+	okJSON(t, &first, g.v.admin("vendor", "report", "import", r1)...)
+	if len(first.Flags) != 0 {
+		t.Fatalf("the honest report imported again: %+v", first)
+	}
+
+	// The second database: the same pack (the vendor sends the same file
+	// for the same order), the same image, new clients.
+	var orders []struct{ ID string }
+	okJSON(t, &orders, g.v.admin("vendor", "order", "list")...)
+	purchase, packFile := filepath.Join(tmp, "purchase.txt"), filepath.Join(tmp, "pack.txt")
+	ok(t, "site", "pack", "request", "--data", g.siteDir, "--order", orders[0].ID, "-o", purchase)
+	ok(t, g.v.admin("vendor", "pack", "issue", "-o", packFile, purchase)...)
+	second := filepath.Join(tmp, "second.db")
+	ok(t, "site", "pack", "install", "--data", g.siteDir, "--db", second, packFile)
+	sig := filepath.Join(g.tmp, "client-app.sig")
+	ok(t, "site", "image", "add", "--data", g.siteDir, "--db", second, "--signature", sig, g.image)
+	site2 := start(t, nil, "site", "serve", "--data", g.siteDir, "--db", second)
+	for _, m := range []string{"cccccccccccccccccccccccccccccccc", "dddddddddddddddddddddddddddddddd"} {
+		dir, hw := newAgent(t, m)
+		ok(t, g.acquireArgs(dir, hw, site2.URL)...)
+	}
+	r2 := filepath.Join(tmp, "report-2.txt")
+	ok(t, "site", "report", "--data", g.siteDir, "--db", second, "--signed", "-o", r2)
+	r := licet(t, nil, g.v.admin("vendor", "report", "import", "--json", r2)...)
+	if r.code != 3 || !strings.Contains(r.stderr, "flagged") {
+		t.Fatalf("the second database's report: %s", r)
+	}
+	var flagged record
+	if err := json.NewDecoder(strings.NewReader(r.stdout)).Decode(&flagged); err != nil { // the record, then the error
+		t.Fatalf("output: %v\n%s", err, r.stdout)
+	}
+	kinds := map[string]bool{}
+	for _, f := range flagged.Flags {
+		kinds[f.Kind] = true
+		t.Logf("%s: %s", f.Kind, f.Message)
+	}
+	if !kinds["duplicate_serial"] || !kinds["chain_break"] {
+		t.Errorf("flags %v; want duplicate_serial and chain_break", kinds)
+	}
+
+	// Online: the honest site's next report continues its chain.
+	var next record
+	okJSON(t, &next, "site", "report", "--data", g.siteDir, "--signed", "--upload")
+	if next.Sequence != 2 || len(next.Flags) != 0 {
+		t.Errorf("the honest site's second report, uploaded: %+v", next)
+	}
+	var all []record
+	okJSON(t, &all, g.v.admin("vendor", "report", "list")...)
+	if len(all) != 3 {
+		t.Errorf("vendor lists %d reports, want 3", len(all))
 	}
 }

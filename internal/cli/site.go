@@ -512,13 +512,64 @@ func siteLicenseRelease(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// siteUsageReport makes, records and writes or uploads the site's next
+// signed usage report.
+func siteUsageReport(ctx context.Context, e *env, sf siteFlags, out string, upload bool, vendor string) error {
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	url := vendor
+	if upload && url == "" {
+		if url = srv.ID.Config.VendorURL; url == "" {
+			return errs.E(errs.Usage, "--vendor is required: this site has no vendor URL configured")
+		}
+	}
+	file, rep, err := srv.SignedUsageReport(ctx)
+	if err != nil {
+		return err
+	}
+	if out != "" || !upload {
+		if err := writeOutput(e, out, file); err != nil {
+			return err
+		}
+	}
+	if !upload {
+		if out != "" {
+			fmt.Fprintf(e.stderr, "usage report %d of site %s: %d licenses of %d packs, written to %s\n", rep.Sequence, rep.SiteID, len(rep.Licenses), len(rep.Packs), out)
+		}
+		return nil
+	}
+	rec, err := (&api.Client{BaseURL: url}).UploadUsageReport(ctx, file)
+	if err != nil {
+		return errs.Wrap(errs.KindOf(err), err, "upload usage report %d (it is recorded at the site; send the file with -o if the vendor cannot be reached)", rep.Sequence)
+	}
+	return printUsageRecord(e, *sf.json, rec)
+}
+
 func siteReport(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet site report", "--data DIR [--expiring-within DAYS]",
-		"Reports seats per pack and per product, granted licenses, and the clients whose\nlicenses end within the given number of days.")
+	fs := flagSet(e, "licet site report", "--data DIR [--expiring-within DAYS] | --signed [-o FILE] [--upload [--vendor URL]]",
+		"Reports seats per pack and per product, granted licenses, and the clients whose\nlicenses end within the given number of days.\n\n"+
+			"With --signed it makes the site's next usage report for the vendor instead: every pack with\n"+
+			"its seats and temporary licenses, every granted license with its client and system, signed\n"+
+			"by the site key and chained to the previous report by its hash. -o writes it to a file\n"+
+			"(for 'licet vendor report import'); --upload sends it to the vendor, which answers with what\n"+
+			"it found wrong (flags).")
 	sf := addSiteFlags(fs)
 	days := fs.Int("expiring-within", 30, "list licenses that end within this many days")
+	signed := fs.Bool("signed", false, "make the signed usage report for the vendor")
+	out := fs.String("o", "", "with --signed: write the report here (default: standard output, unless --upload)")
+	upload := fs.Bool("upload", false, "with --signed: send the report to the vendor")
+	vendor := fs.String("vendor", "", "with --upload: vendor API URL (default: the one given at init)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *signed {
+		return siteUsageReport(ctx, e, sf, *out, *upload, *vendor)
+	}
+	if *out != "" || *upload {
+		return errs.E(errs.Usage, "-o and --upload go with --signed (the signed usage report for the vendor)")
 	}
 	if *days < 0 {
 		return errs.E(errs.Usage, "--expiring-within must be 0 or more days")

@@ -58,6 +58,7 @@ func vendorCommand() *command {
 		{name: "pack", summary: "license packs", sub: []*command{
 			leaf("issue", "answer a site's purchase request file with its pack file", vendorPackIssue),
 		}},
+		vendorReportCommand(),
 		{name: "image", summary: "client program images", sub: []*command{
 			leaf("sign", "sign a client executable so sites can check platform challenges", vendorImageSign),
 		}},

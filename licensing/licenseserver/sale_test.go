@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"testing"
 	"time"
 
+	"github.com/licet/licet/keys"
 	"github.com/licet/licet/licensing/clearinghouse"
 	"github.com/licet/licet/licensing/clientimage"
 	"github.com/licet/licet/licensing/license"
@@ -65,4 +67,71 @@ func TestRenewalBoundByStatement(t *testing.T) {
 		t.Errorf("renewed license valid until %s (site certificate until %s), statement %+v; want at most the renewal's term, %s",
 			lic.NotAfter, srv.ID.Site.Cert.NotAfter, lic.Statement, limit)
 	}
+}
+
+// TestUsageReportFlags: the vendor flags a signed usage report that lists
+// more seats than sold, a serial outside its pack, one serial twice, or a
+// pack never sold to the site; the site's own report has no flag; a
+// report signed by another key is refused.
+func TestUsageReportFlags(t *testing.T) {
+	ctx := context.Background()
+	vs := newVendor(t)
+	srv := enrolledSite(t, vs)
+	o := &clearinghouse.Order{CustomerID: "acme", ProductID: "app", Platform: "non-windows", Quantity: 3}
+	must(t, vs.AddOrder(ctx, o))
+	preq, err := srv.PurchaseRequest(o.ID)
+	must(t, err)
+	file, issued, err := vs.IssuePack(ctx, preq)
+	must(t, err)
+	_, err = srv.InstallPack(ctx, file)
+	must(t, err)
+
+	honest, _, err := srv.SignedUsageReport(ctx)
+	must(t, err)
+	rec, err := vs.ImportUsageReport(ctx, honest)
+	must(t, err)
+	if len(rec.Flags) != 0 || rec.Sequence != 1 {
+		t.Fatalf("the site's own report: %+v", rec)
+	}
+
+	b := issued.BeginSerial
+	lic := func(id int64, client, packID string) pack.UsageLicense {
+		return pack.UsageLicense{LicenseID: id, PackID: packID, ClientID: client, SystemID: "sys-" + client}
+	}
+	forged := &pack.UsageReport{SiteID: srv.ID.SiteID, Created: time.Now().UTC().Truncate(time.Second), Sequence: 2, Previous: mustHex(t, rec.Hash),
+		Packs: []pack.UsagePack{{PackID: issued.PackID, ProductID: "app", Quantity: 3, Assigned: 4}},
+		Licenses: []pack.UsageLicense{lic(b, "c1", issued.PackID), lic(b+1, "c2", issued.PackID), lic(b+2, "c3", issued.PackID),
+			lic(b+2, "c4", issued.PackID), lic(b+500, "c5", issued.PackID), lic(7, "c6", "pk-never-sold")}}
+	data, _, err := pack.SignUsageReport(forged, srv.ID.Signer, srv.ID.Chain[:len(srv.ID.Chain)-1])
+	must(t, err)
+	rec, err = vs.ImportUsageReport(ctx, data)
+	must(t, err)
+	kinds := map[string]bool{}
+	for _, f := range rec.Flags {
+		kinds[f.Kind] = true
+		t.Logf("%s: %s", f.Kind, f.Message)
+	}
+	for _, want := range []string{clearinghouse.FlagOverQuantity, clearinghouse.FlagOutsideRange, clearinghouse.FlagDuplicateSerial, clearinghouse.FlagUnknownPack} {
+		if !kinds[want] {
+			t.Errorf("forged report: no %s flag (flags %v)", want, kinds)
+		}
+	}
+	if kinds[clearinghouse.FlagChainBreak] {
+		t.Errorf("the forged report continues the chain, yet it is flagged %s", clearinghouse.FlagChainBreak)
+	}
+
+	other, err := keys.GenerateSigner()
+	must(t, err)
+	data, _, err = pack.SignUsageReport(forged, other, srv.ID.Chain[:len(srv.ID.Chain)-1])
+	must(t, err)
+	if _, err := vs.ImportUsageReport(ctx, data); err == nil {
+		t.Error("a report signed by another key than the site's was accepted")
+	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	must(t, err)
+	return b
 }
