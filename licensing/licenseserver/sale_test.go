@@ -12,6 +12,7 @@ import (
 	"github.com/licet/licet/licensing/clearinghouse"
 	"github.com/licet/licet/licensing/clientimage"
 	"github.com/licet/licet/licensing/license"
+	"github.com/licet/licet/licensing/licenseserver"
 	"github.com/licet/licet/licensing/pack"
 	"github.com/licet/licet/licensing/softid"
 	"github.com/licet/licet/verify"
@@ -26,16 +27,7 @@ func TestRenewalBoundByStatement(t *testing.T) {
 	ctx := context.Background()
 	vs := newVendor(t)
 	srv := enrolledSite(t, vs)
-	buy := func(o *clearinghouse.Order) {
-		t.Helper()
-		must(t, vs.AddOrder(ctx, o))
-		preq, err := srv.PurchaseRequest(o.ID)
-		must(t, err)
-		file, _, err := vs.IssuePack(ctx, preq)
-		must(t, err)
-		_, err = srv.InstallPack(ctx, file)
-		must(t, err)
-	}
+	buy := func(o *clearinghouse.Order) { buyPack(t, vs, srv, o) }
 	week := time.Now().Add(7 * 24 * time.Hour).Truncate(time.Second)
 	buy(&clearinghouse.Order{CustomerID: "acme", ProductID: "app", Platform: "non-windows", Quantity: 1, Expires: &week})
 	image := make([]byte, 4096)
@@ -77,14 +69,7 @@ func TestUsageReportFlags(t *testing.T) {
 	ctx := context.Background()
 	vs := newVendor(t)
 	srv := enrolledSite(t, vs)
-	o := &clearinghouse.Order{CustomerID: "acme", ProductID: "app", Platform: "non-windows", Quantity: 3}
-	must(t, vs.AddOrder(ctx, o))
-	preq, err := srv.PurchaseRequest(o.ID)
-	must(t, err)
-	file, issued, err := vs.IssuePack(ctx, preq)
-	must(t, err)
-	_, err = srv.InstallPack(ctx, file)
-	must(t, err)
+	issued := buyPack(t, vs, srv, &clearinghouse.Order{CustomerID: "acme", ProductID: "app", Platform: "non-windows", Quantity: 3})
 
 	honest, _, err := srv.SignedUsageReport(ctx)
 	must(t, err)
@@ -127,6 +112,21 @@ func TestUsageReportFlags(t *testing.T) {
 	if _, err := vs.ImportUsageReport(ctx, data); err == nil {
 		t.Error("a report signed by another key than the site's was accepted")
 	}
+}
+
+// buyPack records order o at the vendor, has the site buy its pack and
+// installs it.
+func buyPack(t *testing.T, vs *clearinghouse.Service, srv *licenseserver.Server, o *clearinghouse.Order) *clearinghouse.IssuedPack {
+	t.Helper()
+	ctx := context.Background()
+	must(t, vs.AddOrder(ctx, o))
+	preq, err := srv.PurchaseRequest(o.ID)
+	must(t, err)
+	file, issued, err := vs.IssuePack(ctx, preq)
+	must(t, err)
+	_, err = srv.InstallPack(ctx, file)
+	must(t, err)
+	return issued
 }
 
 func mustHex(t *testing.T, s string) []byte {

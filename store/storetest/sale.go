@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/errs"
+	"github.com/licet/licet/licensing/clearinghouse"
 	"github.com/licet/licet/licensing/licenseserver"
 )
 
@@ -103,5 +104,68 @@ func testPackStatementStored(t *testing.T, st licenseserver.Store) {
 	ok(t, err, "Pack")
 	if !bytes.Equal(got.Statement, p.Statement) || got.TemporaryCount != 1 || got.TemporaryMaxDays != 30 || got.TemporaryBegin != 13 {
 		t.Errorf("stored pack: statement %q, temporary %d/%d from %d", got.Statement, got.TemporaryCount, got.TemporaryMaxDays, got.TemporaryBegin)
+	}
+}
+
+// testSiteUsageReports: the site's chain of usage reports: none at first,
+// then the newest by sequence; a sequence is recorded once.
+func testSiteUsageReports(t *testing.T, st licenseserver.Store) {
+	ctx := t.Context()
+	rs, isStore := st.(licenseserver.UsageReportStore)
+	if !isStore {
+		t.Fatal("the site store keeps no usage reports (licenseserver.UsageReportStore)")
+	}
+	seq, hash, err := rs.LastUsageReport(ctx)
+	ok(t, err, "LastUsageReport of an empty store")
+	if seq != 0 || hash != nil {
+		t.Errorf("LastUsageReport of an empty store: %d %x", seq, hash)
+	}
+	ok(t, rs.RecordUsageReport(ctx, 1, []byte("h1"), t0, []byte("file 1")), "RecordUsageReport 1")
+	ok(t, rs.RecordUsageReport(ctx, 2, []byte("h2"), at(time.Hour), []byte("file 2")), "RecordUsageReport 2")
+	wantKind(t, rs.RecordUsageReport(ctx, 2, []byte("h2b"), at(time.Hour), []byte("file 2b")), errs.Conflict, "a second report 2")
+	seq, hash, err = rs.LastUsageReport(ctx)
+	ok(t, err, "LastUsageReport")
+	if seq != 2 || string(hash) != "h2" {
+		t.Errorf("LastUsageReport: %d %q, want 2 h2", seq, hash)
+	}
+}
+
+// testVendorUsageReports: the vendor's record of received reports and the
+// packs issued to a site.
+func testVendorUsageReports(t *testing.T, st clearinghouse.Store) {
+	ctx := t.Context()
+	us, isStore := st.(clearinghouse.UsageReportStore)
+	if !isStore {
+		t.Fatal("the vendor store keeps no usage reports (clearinghouse.UsageReportStore)")
+	}
+	seedPackParts(t, st)
+	ok(t, st.RecordPack(ctx, &clearinghouse.IssuedPack{PackID: "pk_1", OrderID: "ord_1", SiteID: "site_a", BeginSerial: 7, Quantity: 5,
+		Issued: at(time.Minute), File: []byte("pack")}), "RecordPack")
+	packs, err := us.SitePacks(ctx, "site_a")
+	ok(t, err, "SitePacks")
+	if len(packs) != 1 || packs[0].PackID != "pk_1" || packs[0].BeginSerial != 7 || packs[0].Quantity != 5 {
+		t.Errorf("SitePacks = %+v", packs)
+	}
+	if none, err := us.SitePacks(ctx, "site_none"); err != nil || len(none) != 0 {
+		t.Errorf("SitePacks of a site without packs: %v, %v", none, err)
+	}
+	_, err = us.UsageReport(ctx, "site_a", "ab")
+	wantKind(t, err, errs.NotFound, "UsageReport of a missing report")
+	r := &clearinghouse.UsageRecord{SiteID: "site_a", Hash: "ab12", Sequence: 1, Previous: "", Received: t0, Licenses: 3,
+		Flags: []clearinghouse.UsageFlag{{Kind: clearinghouse.FlagOverQuantity, Message: "too many"}}, File: []byte("report")}
+	ok(t, us.RecordUsageReport(ctx, r), "RecordUsageReport")
+	wantKind(t, us.RecordUsageReport(ctx, r), errs.Conflict, "the same report again")
+	got, err := us.UsageReport(ctx, "site_a", "ab12")
+	ok(t, err, "UsageReport")
+	same(t, "usage report", got, r)
+	r2 := &clearinghouse.UsageRecord{SiteID: "site_a", Hash: "cd34", Sequence: 2, Previous: "ab12", Received: at(time.Hour), Flags: []clearinghouse.UsageFlag{}, File: []byte("report 2")}
+	ok(t, us.RecordUsageReport(ctx, r2), "RecordUsageReport 2")
+	all, err := us.UsageReports(ctx, "site_a")
+	ok(t, err, "UsageReports")
+	if len(all) != 2 || all[0].Hash != "ab12" || all[1].Hash != "cd34" {
+		t.Errorf("UsageReports = %+v", all)
+	}
+	if other, err := us.UsageReports(ctx, "site_b"); err != nil || len(other) != 0 {
+		t.Errorf("UsageReports of another site: %v, %v", other, err)
 	}
 }
