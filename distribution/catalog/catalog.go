@@ -709,7 +709,9 @@ func (s *Service) Rotate(ctx context.Context, role string, threshold int) (*Root
 // Publish signs new targets, snapshot and timestamp metadata for a group
 // from its bundles. Concurrent publishers are ordered by the metadata
 // version's uniqueness: the loser retries with the next version, after a
-// short random wait so that racing publishers spread out.
+// short random wait so that racing publishers spread out. A publisher whose
+// snapshot (timestamp) would name older targets (snapshot) than the latest
+// snapshot (timestamp) does loses too, so versions named never go down.
 func (s *Service) Publish(ctx context.Context, customer, group string, tsValid time.Duration) (*Meta, error) {
 	for try := 0; ; try++ {
 		m, err := s.publish(ctx, customer, group, true, tsValid)
@@ -781,9 +783,15 @@ func (s *Service) publish(ctx context.Context, customer, group string, newTarget
 			return nil, err
 		}
 	}
-	_, sv, err := s.latestVersion(ctx, customer, group, tufmeta.RoleSnapshot)
+	sm, sv, err := s.latestVersion(ctx, customer, group, tufmeta.RoleSnapshot)
 	if err != nil {
 		return nil, err
+	}
+	// Each version may only name what its predecessor named or newer: a
+	// publisher that read older targets than another one signed since loses
+	// (and retries), instead of signing a rollback every device refuses.
+	if sm != nil && namedVersion(sm.Body, "targets.json") > tm.Version {
+		return nil, errs.E(errs.Conflict, "newer targets of %s/%s were published meanwhile; retry", customer, group)
 	}
 	privs, _, err := s.keys(k, tufmeta.RoleSnapshot)
 	if err != nil {
@@ -797,9 +805,12 @@ func (s *Service) publish(ctx context.Context, customer, group string, newTarget
 	if err := s.Store.AddDistMeta(ctx, &Meta{Customer: customer, Group: group, Role: tufmeta.RoleSnapshot, Version: sv + 1, Expires: snapExp, Body: snap}); err != nil {
 		return nil, err
 	}
-	_, tsv, err := s.latestVersion(ctx, customer, group, tufmeta.RoleTimestamp)
+	tsm, tsv, err := s.latestVersion(ctx, customer, group, tufmeta.RoleTimestamp)
 	if err != nil {
 		return nil, err
+	}
+	if tsm != nil && namedVersion(tsm.Body, "snapshot.json") > sv+1 {
+		return nil, errs.E(errs.Conflict, "a newer snapshot of %s/%s was published meanwhile; retry", customer, group)
 	}
 	if privs, _, err = s.keys(k, tufmeta.RoleTimestamp); err != nil {
 		return nil, err
@@ -810,6 +821,22 @@ func (s *Service) publish(ctx context.Context, customer, group string, newTarget
 	}
 	m := &Meta{Customer: customer, Group: group, Role: tufmeta.RoleTimestamp, Version: tsv + 1, Expires: now.Add(tsValid), Body: ts}
 	return m, s.Store.AddDistMeta(ctx, m)
+}
+
+// namedVersion returns the version that snapshot or timestamp metadata
+// names for file (targets.json, snapshot.json); 0 if it names none.
+func namedVersion(body []byte, file string) int64 {
+	var md struct {
+		Signed struct {
+			Meta map[string]struct {
+				Version int64 `json:"version"`
+			} `json:"meta"`
+		} `json:"signed"`
+	}
+	if json.Unmarshal(body, &md) != nil {
+		return 0
+	}
+	return md.Signed.Meta[file].Version
 }
 
 // signedWith reports whether metadata carries a signature by a key of the
