@@ -301,6 +301,9 @@ func (s *Service) Report(ctx context.Context, d *Device, r *Report) error {
 	if r.App == "" || r.Version == "" {
 		return errs.E(errs.Invalid, "app and version are required")
 	}
+	if len(r.App) > 128 || len(r.Version) > 128 {
+		return errs.E(errs.Invalid, "app and version: at most 128 bytes each")
+	}
 	if len(r.Log) > 8<<10 {
 		r.Log = r.Log[len(r.Log)-8<<10:]
 	}
@@ -474,29 +477,56 @@ func (s *Service) Sync(ctx context.Context) (*SyncResult, error) {
 func (s *Service) PushReports(ctx context.Context) (int, error) {
 	sent := 0
 	for {
-		rs, err := s.Store.PendingDistReports(ctx, 500)
-		if err != nil || len(rs) == 0 {
+		body, ids, err := s.reportBatch(ctx, 500)
+		if err != nil || len(ids) == 0 {
 			return sent, err
 		}
-		out := make([]catalog.Status, len(rs))
-		idl := make([]int64, len(rs))
-		for i, r := range rs {
-			out[i] = catalog.Status{Group: r.Group, Device: r.Device, App: r.App, Version: r.Version, Status: r.Status, Log: r.Log, At: r.At}
-			idl[i] = r.ID
-		}
-		body, _ := json.Marshal(out)
 		if _, err := s.Vendor.do(ctx, http.MethodPost, "/v1/dist/reports", body, 1<<20); err != nil {
 			return sent, err
 		}
-		if err := s.Store.MarkDistReportsSent(ctx, idl); err != nil {
+		if err := s.Store.MarkDistReportsSent(ctx, ids); err != nil {
 			return sent, err
 		}
-		sent += len(rs)
+		sent += len(ids)
 	}
 }
 
+// MaxReportBatch bounds the encoded statuses of one request to the vendor
+// or one reports file, so that either fits the vendor's default request
+// body limit (1 MiB) with room for a file's two base64 layers.
+const MaxReportBatch = 256 << 10
+
+// reportBatch encodes the oldest queued statuses, at most limit of them and
+// MaxReportBatch bytes (but at least one), and returns their IDs.
+func (s *Service) reportBatch(ctx context.Context, limit int) ([]byte, []int64, error) {
+	rs, err := s.Store.PendingDistReports(ctx, limit)
+	if err != nil || len(rs) == 0 {
+		return nil, nil, err
+	}
+	out := make([]catalog.Status, 0, len(rs))
+	idl := make([]int64, 0, len(rs))
+	size := 2
+	for _, r := range rs {
+		st := catalog.Status{Group: r.Group, Device: r.Device, App: r.App, Version: r.Version, Status: r.Status, Log: r.Log, At: r.At}
+		b, err := json.Marshal(st)
+		if err != nil {
+			return nil, nil, errs.Wrap(errs.Internal, err, "encode reports")
+		}
+		if len(out) > 0 && size+len(b)+1 > MaxReportBatch {
+			break
+		}
+		size += len(b) + 1
+		out, idl = append(out, st), append(idl, r.ID)
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return nil, nil, errs.Wrap(errs.Internal, err, "encode reports")
+	}
+	return body, idl, nil
+}
+
 // MaxReportsPerFile bounds the reports one file carries (it must fit the
-// vendor's request body limit).
+// vendor's request body limit, as MaxReportBatch does).
 const MaxReportsPerFile = 2000
 
 // ExportReports writes the queued device statuses into a file signed with
@@ -507,25 +537,15 @@ func (s *Service) ExportReports(ctx context.Context) (file []byte, n int, err er
 	if s.Vendor == nil || s.Vendor.Signer == nil {
 		return nil, 0, errs.E(errs.Internal, "the site's key is not loaded")
 	}
-	rs, err := s.Store.PendingDistReports(ctx, MaxReportsPerFile)
-	if err != nil || len(rs) == 0 {
+	payload, ids, err := s.reportBatch(ctx, MaxReportsPerFile)
+	if err != nil || len(ids) == 0 {
 		return nil, 0, err
-	}
-	out := make([]catalog.Status, len(rs))
-	idl := make([]int64, len(rs))
-	for i, r := range rs {
-		out[i] = catalog.Status{Group: r.Group, Device: r.Device, App: r.App, Version: r.Version, Status: r.Status, Log: r.Log, At: r.At}
-		idl[i] = r.ID
-	}
-	payload, err := json.Marshal(out)
-	if err != nil {
-		return nil, 0, errs.Wrap(errs.Internal, err, "encode reports")
 	}
 	file = siteauth.SignFile(payload, s.Vendor.Signer, s.Vendor.Chain)
-	if err := s.Store.MarkDistReportsSent(ctx, idl); err != nil {
+	if err := s.Store.MarkDistReportsSent(ctx, ids); err != nil {
 		return nil, 0, err
 	}
-	return file, len(rs), nil
+	return file, len(ids), nil
 }
 
 // Import applies an export file: the payload is verified first, then the
