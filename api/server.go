@@ -37,10 +37,14 @@ type Limits struct {
 // which verification requests use alone. Grants and challenges keep half, as
 // a gateway asks for the licenses of all the clients behind it from one IP
 // (each client key has its own limits at the license server); enrollment,
-// which a site does once, gets 1/200.
+// which a site does once, gets 1/200. A pay-as-you-go device's registration
+// and sync (a signature check and a read before they are authenticated,
+// then a transaction, and for a sync a report row and a nonce) get 1/20: a
+// factory registers devices from one IP, and a fleet behind one NAT syncs.
 var CostlyRoutes = map[string]float64{
 	"POST /v1/challenges": 0.5, "POST /v1/licenses": 0.5, "POST /v1/upgrades": 0.5,
 	"POST /v1/packs": 0.05, "POST /v1/sites/enroll": 0.005, "POST /v1/usage-reports": 0.05,
+	"POST /v1/payg/register": 0.05, "POST /v1/payg/devices/{id}/sync": 0.05,
 }
 
 // DefaultLimits suit an admin and license API on one machine.
