@@ -529,23 +529,26 @@ func (s *Service) reportBatch(ctx context.Context, limit int) ([]byte, []int64, 
 // vendor's request body limit, as MaxReportBatch does).
 const MaxReportsPerFile = 2000
 
-// ExportReports writes the queued device statuses into a file signed with
-// the site key, for an air-gapped site's way back to the vendor ('licet
-// vendor release import-reports'), and marks them sent. n is 0 when none
-// were queued.
-func (s *Service) ExportReports(ctx context.Context) (file []byte, n int, err error) {
+// ExportReports passes the queued device statuses, signed with the site key
+// as a file, to write, for an air-gapped site's way back to the vendor
+// ('licet vendor release import-reports'), and marks them sent once write
+// succeeded. It returns how many the file holds: 0 when none were queued
+// (write is not called).
+func (s *Service) ExportReports(ctx context.Context, write func(file []byte) error) (int, error) {
 	if s.Vendor == nil || s.Vendor.Signer == nil {
-		return nil, 0, errs.E(errs.Internal, "the site's key is not loaded")
+		return 0, errs.E(errs.Internal, "the site's key is not loaded")
 	}
 	payload, ids, err := s.reportBatch(ctx, MaxReportsPerFile)
 	if err != nil || len(ids) == 0 {
-		return nil, 0, err
+		return 0, err
 	}
-	file = siteauth.SignFile(payload, s.Vendor.Signer, s.Vendor.Chain)
+	if err := write(siteauth.SignFile(payload, s.Vendor.Signer, s.Vendor.Chain)); err != nil {
+		return 0, err
+	}
 	if err := s.Store.MarkDistReportsSent(ctx, ids); err != nil {
-		return nil, 0, err
+		return 0, err
 	}
-	return file, len(ids), nil
+	return len(ids), nil
 }
 
 // Import applies an export file: the payload is verified first, then the

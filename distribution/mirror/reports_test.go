@@ -2,6 +2,7 @@ package mirror_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -71,19 +72,27 @@ func TestPushReportsFitsTheVendorsBodyLimit(t *testing.T) {
 }
 
 // An air-gapped site's reports file must fit the vendor's request body
-// limit too.
-func TestExportReportsFitsTheVendorsBodyLimit(t *testing.T) {
+// limit too, and the statuses stay queued when the file cannot be written.
+func TestExportReportsFitsAndKeepsUnwritten(t *testing.T) {
 	w := disttest.New(t)
 	queueFailures(t, w, 600)
 	w.Mir.Vendor = siteVendor(t, "")
+	ctx := t.Context()
+	if _, err := w.Mir.ExportReports(ctx, func([]byte) error { return errors.New("disk full") }); err == nil {
+		t.Fatal("ExportReports succeeded although the file was not written")
+	}
+	if rs, err := w.Mir.Store.PendingDistReports(ctx, 1000); err != nil || len(rs) != 600 {
+		t.Fatalf("after a failed write %d statuses are queued, want 600 (%v)", len(rs), err)
+	}
 	total := 0
 	for total < 600 {
-		f, n, err := w.Mir.ExportReports(t.Context())
+		var size int
+		n, err := w.Mir.ExportReports(ctx, func(f []byte) error { size = len(f); return nil })
 		if err != nil || n == 0 {
 			t.Fatalf("export after %d: %d, %v", total, n, err)
 		}
-		if len(f) > 1<<20 {
-			t.Fatalf("a reports file of %d statuses has %d bytes, over the vendor's 1 MiB body limit", n, len(f))
+		if size > 1<<20 {
+			t.Fatalf("a reports file of %d statuses has %d bytes, over the vendor's 1 MiB body limit", n, size)
 		}
 		total += n
 	}

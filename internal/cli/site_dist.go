@@ -308,16 +308,13 @@ func siteUpdateExportReports(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeFn()
-	file, n, err := m.ExportReports(ctx)
+	n, err := m.ExportReports(ctx, func(file []byte) error { return writeOutput(e, *out, file) })
 	if err != nil {
 		return err
 	}
 	if n == 0 {
 		fmt.Fprintln(e.stdout, "No device statuses are waiting to be sent.")
 		return nil
-	}
-	if err := writeOutput(e, *out, file); err != nil {
-		return err
 	}
 	fmt.Fprintf(e.stdout, "Wrote %d device statuses to %s.\n", n, *out)
 	return nil
