@@ -280,9 +280,13 @@ func (s *Service) BlobPath(ctx context.Context, group, sha string) (string, erro
 
 // inOlderTargets looks for sha in the group's previous targets versions
 // (a device that checked just before a sync asks for the bundle it saw).
+// The site keeps the versions it synced only: it skips the others.
 func (s *Service) inOlderTargets(ctx context.Context, group string, latest int64, sha string) bool {
 	for v := latest - 1; v >= 1 && v >= latest-16; v-- {
 		body, err := s.Store.SiteDistMeta(ctx, group, tufmeta.RoleTargets, v)
+		if errs.Is(err, errs.NotFound) {
+			continue
+		}
 		if err != nil {
 			return false
 		}
