@@ -52,6 +52,9 @@ type Store interface {
 	LatestPolicyBundle(ctx context.Context) (*Bundle, error)
 	// LastResetSequence returns a device's highest reset sequence (0: none).
 	LastResetSequence(ctx context.Context, deviceID string) (uint64, error)
+	// ReportedResetSequence returns the reset sequence of a device's
+	// recorded report: the highest it ever reported (0: no report yet).
+	ReportedResetSequence(ctx context.Context, deviceID string) (uint64, error)
 	// InsertReset stores a reset; Conflict if its sequence exists.
 	InsertReset(ctx context.Context, r *StoredReset) error
 	// Resets returns a device's resets above since, in order.
@@ -135,7 +138,11 @@ func (s *Service) Reset(ctx context.Context, deviceID, reason string) (*StoredRe
 
 // OnSync records a device's compliance report and returns the newest
 // bundle if the device has an older one, and its reset packets above the
-// one it has applied. It implements provisioning.ComplianceHook.
+// one it has applied. A device that reports fewer resets than it reported
+// before (its state was lost or rolled back) gets only the resets above the
+// highest it ever reported: the old ones would otherwise clear, unasked, the
+// tampering that losing the state is. It implements
+// provisioning.ComplianceHook.
 func (s *Service) OnSync(ctx context.Context, deviceID string, raw json.RawMessage) (string, []string, error) {
 	var rep policy.Report
 	if err := json.Unmarshal(raw, &rep); err != nil {
@@ -147,6 +154,14 @@ func (s *Service) OnSync(ctx context.Context, deviceID string, raw json.RawMessa
 	if len(rep.Failing) > 200 {
 		rep.Failing = rep.Failing[:200]
 	}
+	since, err := s.Store.ReportedResetSequence(ctx, deviceID)
+	if err != nil {
+		return "", nil, err
+	}
+	since = max(since, rep.ResetSequence)
+	// The record keeps the highest reset sequence ever reported, so a
+	// device that lost its state twice still gets no old reset.
+	rep.ResetSequence = since
 	if rep.Mode != "unknown" {
 		if err := s.Store.RecordCompliance(ctx, &DeviceCompliance{DeviceID: deviceID, Report: rep, At: s.now()}); err != nil {
 			return "", nil, err
@@ -158,7 +173,7 @@ func (s *Service) OnSync(ctx context.Context, deviceID string, raw json.RawMessa
 	} else if err != nil && !errs.Is(err, errs.NotFound) {
 		return "", nil, err
 	}
-	rs, err := s.Store.Resets(ctx, deviceID, rep.ResetSequence)
+	rs, err := s.Store.Resets(ctx, deviceID, since)
 	if err != nil {
 		return "", nil, err
 	}

@@ -52,6 +52,20 @@ func (v *Vendor) LastResetSequence(ctx context.Context, deviceID string) (uint64
 }
 
 // InsertReset implements fleet.Store.
+// ReportedResetSequence returns the reset sequence of a device's recorded
+// compliance report, the highest it ever reported (0: none).
+func (v *Vendor) ReportedResetSequence(ctx context.Context, deviceID string) (uint64, error) {
+	var seq int64
+	err := v.conn().row(ctx, `SELECT reset_sequence FROM v_compliance_reports WHERE device_id = ?`, deviceID).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, v.dbErr(err, "read the last compliance report")
+	}
+	return uint64(max(seq, 0)), nil
+}
+
 func (v *Vendor) InsertReset(ctx context.Context, r *fleet.StoredReset) error {
 	_, err := v.conn().exec(ctx, `INSERT INTO v_compliance_resets (device_id, sequence, reason, file, created) VALUES (?, ?, ?, ?, ?)`,
 		r.DeviceID, int64(min(r.Sequence, 1<<62)), r.Reason, r.File, toNanos(r.Created))
