@@ -243,6 +243,9 @@ func (s *Service) Anchor(ctx context.Context) ([]byte, catalog.Anchor, error) {
 // BlobPath returns the file of an artifact that the group's current
 // targets name; Forbidden for any other.
 func (s *Service) BlobPath(ctx context.Context, group, sha string) (string, error) {
+	if err := catalog.CheckSHA256("sha256", sha); err != nil {
+		return "", err
+	}
 	v, body, err := s.Store.LatestSiteDistMeta(ctx, group, tufmeta.RoleTargets)
 	if err != nil {
 		return "", err
