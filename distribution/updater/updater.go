@@ -339,6 +339,9 @@ func (u *Updater) Apply(ctx context.Context, opt Options) (*Result, error) {
 	u.report(ctx, t.Version, catalog.StatusInstalling, "")
 	dir, log, err := u.install(ctx, t, dl.Path(t.SHA256), opt)
 	if err != nil {
+		if errors.Is(err, blobstore.ErrMismatch) {
+			os.Remove(dl.Path(t.SHA256)) // damaged on disk since: fetched again on the next run
+		}
 		return fail(log, err)
 	}
 	os.Remove(dl.Path(t.SHA256))
