@@ -426,11 +426,3 @@ func cmpString(a, b string) int {
 	}
 	return 0
 }
-
-// Describe explains a rejection for a person, naming the role and the reason.
-func Describe(err error) string {
-	if err == nil {
-		return ""
-	}
-	return fmt.Sprint(err)
-}
