@@ -46,3 +46,26 @@ func TestPackageMap(t *testing.T) {
 		t.Fatalf("go list found only %d packages", n)
 	}
 }
+
+// TestStdlibOnly is a repository rule: the packages that others embed (the
+// license verifier in applications, the OpenPAYGO codec in device firmware)
+// depend on the Go standard library only, tests aside.
+func TestStdlibOnly(t *testing.T) {
+	gocmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command: %v", err)
+	}
+	for _, pkg := range []string{"verify", "payg/openpaygo"} {
+		self := "github.com/licet/licet/" + pkg
+		out, err := exec.Command(gocmd, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "../"+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		for _, p := range strings.Fields(string(out)) {
+			if p != self {
+				t.Errorf("package %s depends on %s; it may depend on the standard library only", pkg, p)
+			}
+		}
+	}
+}
+

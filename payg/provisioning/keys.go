@@ -9,17 +9,12 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
-	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/licet/licet/errs"
-	"github.com/licet/licet/internal/fsutil"
-	"github.com/licet/licet/keys"
 	"github.com/licet/licet/payg/keypadvendor"
 	"github.com/licet/licet/pki"
 )
@@ -41,62 +36,16 @@ const (
 // made before pay-as-you-go existed. Processes starting together make one:
 // the key file is created exclusively, and a loser uses the winner's.
 func Authority(dir string, root *pki.Authority, vendorName string, now time.Time) (*pki.Authority, error) {
-	keyPath, certPath := filepath.Join(dir, FileKey), filepath.Join(dir, FileCert)
-	signer, err := keys.LoadSigner(keyPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		fresh, gerr := keys.GenerateSigner()
-		if gerr != nil {
-			return nil, gerr
+	var issue func(ed25519.PublicKey) ([]byte, error)
+	if root != nil && root.Signer != nil {
+		issue = func(pub ed25519.PublicKey) ([]byte, error) { return root.IssueProvisioning(pub, vendorName, now) }
+	}
+	return pki.LoadOrIssue(filepath.Join(dir, FileKey), filepath.Join(dir, FileCert), issue, func(der []byte) (*x509.Certificate, error) {
+		if root == nil {
+			return x509.ParseCertificate(der)
 		}
-		if serr := fresh.Save(keyPath); serr != nil {
-			if signer, err = keys.LoadSigner(keyPath); err != nil { // another process saved one
-				return nil, errs.Wrap(errs.Internal, serr, "create the provisioning key %s; check that the data directory is writable", keyPath)
-			}
-		} else {
-			signer, err = fresh, nil
-		}
-	}
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "load the provisioning key %s", keyPath)
-	}
-	der, err := readCert(certPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		if root == nil || root.Signer == nil {
-			return nil, errs.E(errs.Internal, "%s is missing and the root key is not available to certify the provisioning key", certPath)
-		}
-		if der, err = root.IssueProvisioning(signer.Public(), vendorName, now); err != nil {
-			return nil, errs.Wrap(errs.Internal, err, "certify the provisioning key")
-		}
-		if err := fsutil.WriteFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-			return nil, errs.Wrap(errs.Internal, err, "write %s", certPath)
-		}
-	} else if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "read %s", certPath)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "%s is damaged; remove it to have it issued again", certPath)
-	}
-	if pub, ok := cert.PublicKey.(ed25519.PublicKey); !ok || !pub.Equal(signer.Public()) {
-		return nil, errs.E(errs.Internal, "%s does not certify %s; remove the certificate to have it issued again", certPath, keyPath)
-	}
-	if root != nil {
-		if _, err := pki.VerifyProvisioning([][]byte{der}, root.Cert, now); err != nil {
-			return nil, errs.Wrap(errs.Internal, err, "%s is not a provisioning certificate of this root; remove it to have it issued again", certPath)
-		}
-	}
-	return &pki.Authority{Cert: cert, Signer: signer}, nil
-}
-
-func readCert(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if blk, _ := pem.Decode(data); blk != nil {
-		return blk.Bytes, nil
-	}
-	return data, nil
+		return pki.VerifyProvisioning([][]byte{der}, root.Cert, now)
+	})
 }
 
 // AESSealer seals secrets with AES-256-GCM; the label is the additional
