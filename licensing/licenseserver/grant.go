@@ -191,8 +191,12 @@ func challengeAD(body []byte, clientID, product string) []byte {
 // openChallenge checks a challenge ID made by NewChallenge for this client
 // and product and returns the expected answer.
 func (s *Server) openChallenge(id, clientID, product string) (answer []byte, sid uint32, expires time.Time, err error) {
+	// Only the spelling NewChallenge gives opens: a grant consumes a
+	// challenge by its ID, and base64 decoding ignores CR and LF and the
+	// unused bits of the last character, which would make other IDs of one
+	// challenge (another guess at its answer each).
 	raw, derr := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(id, "ch-"))
-	if derr != nil || len(raw) != challengeIDLen || !strings.HasPrefix(id, "ch-") {
+	if derr != nil || len(raw) != challengeIDLen || id != "ch-"+base64.RawURLEncoding.EncodeToString(raw) {
 		return nil, 0, time.Time{}, errs.E(errs.Forbidden, "rejected: %q is not a challenge of this license server; request a new challenge", id)
 	}
 	body := raw[:challengeBodyLen]
