@@ -157,7 +157,7 @@ func printApplied(e *env, asJSON bool, applied []meter.Applied, st meter.Status,
 
 func agentPaygSync(ctx context.Context, e *env, args []string) error {
 	fs := flagSet(e, "licet agent payg sync", "--data DIR [--server URL]",
-		"Sends the device's highest applied sequence and total use to the vendor in a request\nsigned by the device key and authenticated by the initialization key, and applies the\npackets the vendor answers with.")
+		"Sends the device's highest applied sequence and total use to the vendor in a request\nsigned by the device key and authenticated by the initialization key, and applies the\npackets the vendor answers with, in order. Exit 3 if a packet is refused: the ones\nbefore it are applied, and the sync is still recorded and the compliance bundle and\nresets of the answer still delivered.")
 	data, hwRoot := addDataFlags(fs)
 	server := fs.String("server", "", "the vendor's URL (default: the one registered with)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
@@ -187,6 +187,13 @@ func agentPaygSync(ctx context.Context, e *env, args []string) error {
 		return errs.E(errs.Usage, "--server is required: the registration names no vendor URL")
 	}
 	applied, err := (&meter.Remote{Server: url, Compliance: complianceSyncFor(e, *data, m)}).Sync(ctx, m, id.Signer)
+	// A packet of the answer that does not verify is noted for the
+	// compliance supervisor, as import does; only the refusal, not a bad
+	// bundle or reset the extension refused.
+	var refused *meter.PacketRefusedError
+	if errors.As(err, &refused) {
+		noteForgedPacket(*data, refused)
+	}
 	if err != nil && len(applied) == 0 {
 		return err
 	}

@@ -12,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/licet/licet/compliance/policy"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/paygtest"
+	"github.com/licet/licet/keys"
 	"github.com/licet/licet/payg/meter"
+	"github.com/licet/licet/payg/packet"
 )
 
 // run runs licet in-process and returns stdout+stderr and the exit code.
@@ -202,5 +205,68 @@ func TestAgentPaygPAM(t *testing.T) {
 	}
 	if !login("alice") {
 		t.Fatal("login refused after a top-up")
+	}
+}
+
+// TestAgentPaygSyncForgedPacket: 'licet agent payg sync' given an answer
+// with another device's packet first exits 3 naming the packet, yet installs
+// the answer's compliance bundle, records the sync, and notes the forged
+// packet for the supervisor's packets check, as import does.
+func TestAgentPaygSyncForgedPacket(t *testing.T) {
+	p := paygtest.NewPKI(t, time.Now())
+	v, srv := paygtest.NewVendor(t, p)
+	v.Codes["CODE-1"] = 0
+	hw := paygtest.FakeHardware(t, "dddddddddddddddddddddddddddddddd")
+	data := filepath.Join(t.TempDir(), "agent")
+	if out, code := runLicet(t, "agent", "init", "--data", data, "--hw-root", hw); code != 0 {
+		t.Fatal(out)
+	}
+	if out, code := runLicet(t, "agent", "payg", "register", "--data", data, "--hw-root", hw, "--server", srv.URL, "--code", "CODE-1"); code != 0 {
+		t.Fatalf("register: %d %s", code, out)
+	}
+	// A packet for another device, signed by the vendor, sealed to a key
+	// that is not this device's.
+	dec, err := keys.GenerateDecrypter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := packet.Make(packet.Packet{DeviceID: "dev-9", Sequence: 1, Seconds: 99999, ServerTime: time.Now().UTC(), Sale: "stolen"}, p.Prov.Signer, p.Chain, dec.PublicBytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Sell("dev-1", 600)
+	v.Answer = func(ps []string) []string { return append([]string{string(forged)}, ps...) }
+	d := &policy.Document{Version: 1, Thresholds: policy.Thresholds{Sanction: 70, NonOperational: 40, Margin: 10},
+		Policies: []policy.Policy{{ID: "packets", Check: policy.CheckPackets, Weight: 10, Fix: "call support"}}}
+	d.Defaults()
+	bundle, err := policy.Sign(d, p.Prov.Signer, p.Chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Policy = string(bundle)
+
+	out, code := runLicet(t, "agent", "payg", "sync", "--data", data, "--hw-root", hw)
+	if code != 3 || !strings.Contains(out, "packet 1 of 2") || !strings.Contains(out, "Installed compliance policy bundle version 1") {
+		t.Fatalf("sync with a forged packet: %d %s", code, out)
+	}
+	if st := paygStatus(t, data); st.LastSync == nil || st.HighestSequence != 0 {
+		t.Fatalf("after sync: %+v", st)
+	}
+	st, err := complianceSupervisor(data).Evaluate(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	noted := false
+	for _, r := range st.Results {
+		noted = noted || r.ID == "packets" && !r.Pass && strings.Contains(r.Detail, "does not verify")
+	}
+	if !noted {
+		t.Fatalf("the packets check does not see the forged packet: %+v", st.Results)
+	}
+
+	// The next, good answer applies the device's packet.
+	v.Answer = nil
+	if out, code := runLicet(t, "agent", "payg", "sync", "--data", data, "--hw-root", hw); code != 0 || !strings.Contains(out, "Applied packet 1") {
+		t.Fatalf("next sync: %d %s", code, out)
 	}
 }

@@ -73,6 +73,14 @@ type Vendor struct {
 	nonces  map[string]bool
 	// Reports are the devices' sync reports, in order.
 	Reports []meter.Report
+	// Policy and Resets, when set, are the armored compliance policy
+	// bundle and reset packets added to the answer of a sync request that
+	// carries a compliance report (docs/payg-protocol.md).
+	Policy string
+	Resets []string
+	// Answer, if set, rewrites the packets of a sync answer, so a test can
+	// send a device another device's packet, a changed one or a replay.
+	Answer func(packets []string) []string
 }
 
 type stubDevice struct {
@@ -188,14 +196,30 @@ func (sv *Vendor) sync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sv.nonces[nonce] = true
-	var rep meter.Report
-	json.Unmarshal(body, &rep)
+	var req struct {
+		meter.Report
+		Compliance json.RawMessage `json:"compliance"`
+	}
+	json.Unmarshal(body, &req)
+	rep := req.Report
 	sv.Reports = append(sv.Reports, rep)
 	out := []string{}
 	if rep.HighestSequence < uint64(len(d.packets)) {
-		out = d.packets[rep.HighestSequence:]
+		out = append(out, d.packets[rep.HighestSequence:]...)
 	}
-	json.NewEncoder(w).Encode(map[string]any{"packets": out, "server_time": time.Now().UTC()})
+	if sv.Answer != nil {
+		out = sv.Answer(out)
+	}
+	ans := map[string]any{"packets": out, "server_time": time.Now().UTC()}
+	if len(req.Compliance) > 0 {
+		if sv.Policy != "" {
+			ans["policy"] = sv.Policy
+		}
+		if len(sv.Resets) > 0 {
+			ans["resets"] = sv.Resets
+		}
+	}
+	json.NewEncoder(w).Encode(ans)
 }
 
 // Packets returns the armored packets of device id made so far.

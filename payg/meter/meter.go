@@ -402,22 +402,40 @@ type Applied struct {
 // is an errs.Conflict; one that does not open, verify or name this device
 // is errs.Invalid.
 func (m *Meter) Apply(texts [][]byte) ([]Applied, error) {
+	applied, _, err := m.apply(texts, false)
+	return applied, err
+}
+
+// applyInOrder applies armored packets in the order given and stops at the
+// first one refused (later sequences cannot apply before it). refused is
+// that packet's index in texts, or -1 when none was refused; err is the
+// refusal, or a failure to read or write the state (refused -1).
+func (m *Meter) applyInOrder(texts [][]byte) (applied []Applied, refused int, err error) {
+	return m.apply(texts, true)
+}
+
+// apply is Apply, or with inOrder applyInOrder: the packets in the order
+// given, stopping at the first refusal, whose index in texts it returns
+// (-1 for none, or for an error that is not a packet's refusal).
+func (m *Meter) apply(texts [][]byte, inOrder bool) ([]Applied, int, error) {
 	if m.opts.Root == nil || m.opts.Decrypter == nil {
-		return nil, errs.E(errs.Internal, "meter: applying packets needs the vendor root and the device key")
+		return nil, -1, errs.E(errs.Internal, "meter: applying packets needs the vendor root and the device key")
 	}
 	s, f, good, unlock, err := m.load(true)
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	defer unlock()
 	now, err := m.anchor(s, f, &good)
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	var firstErr error
+	refused := -1
 	type opened struct {
-		p    *packet.Packet
-		hash string
+		p     *packet.Packet
+		hash  string
+		index int // in texts
 	}
 	var ps []opened
 	// Format version 2 packets are sealed under a key derived from the
@@ -427,27 +445,38 @@ func (m *Meter) Apply(texts [][]byte) ([]Applied, error) {
 	for i, text := range texts {
 		p, err := packet.OpenWith(text, pk, m.opts.Root, f.DeviceID, now)
 		if err != nil {
+			if inOrder {
+				firstErr, refused = err, i
+				break
+			}
 			if firstErr == nil {
 				firstErr = errs.Wrap(errs.KindOf(err), err, "packet %d of %d refused", i+1, len(texts))
 			}
 			continue
 		}
 		sum := sha256.Sum256(text)
-		ps = append(ps, opened{p, hex.EncodeToString(sum[:])})
+		ps = append(ps, opened{p, hex.EncodeToString(sum[:]), i})
 	}
-	sort.SliceStable(ps, func(i, j int) bool { return ps[i].p.Sequence < ps[j].p.Sequence })
+	if !inOrder {
+		sort.SliceStable(ps, func(i, j int) bool { return ps[i].p.Sequence < ps[j].p.Sequence })
+	}
 	var applied []Applied
 	for _, o := range ps {
 		p := o.p
+		var refusal error
 		if p.Sequence <= f.Highest {
-			if firstErr == nil {
-				firstErr = errs.E(errs.Conflict, "packet %d (sale %s) was already applied: a replayed packet is refused", p.Sequence, p.Sale)
-			}
-			continue
+			refusal = errs.E(errs.Conflict, "packet %d (sale %s) was already applied: a replayed packet is refused", p.Sequence, p.Sale)
+		} else if p.Sequence != f.Highest+1 {
+			refusal = errs.E(errs.Conflict, "packet %d cannot be applied before packet %d: sync, or import the missing packets first", p.Sequence, f.Highest+1)
 		}
-		if p.Sequence != f.Highest+1 {
+		if refusal != nil {
+			if inOrder {
+				// Refused before any packet that did not open.
+				firstErr, refused = refusal, o.index
+				break
+			}
 			if firstErr == nil {
-				firstErr = errs.E(errs.Conflict, "packet %d cannot be applied before packet %d: sync, or import the missing packets first", p.Sequence, f.Highest+1)
+				firstErr = refusal
 			}
 			continue
 		}
@@ -461,14 +490,14 @@ func (m *Meter) Apply(texts [][]byte) ([]Applied, error) {
 			Sequence: p.Sequence, Seconds: p.Seconds, Until: p.Until, ServerTime: &st, Sale: p.Sale, PacketHash: o.hash}
 		faultpoint.Hit("meter.apply.before-append")
 		if err := s.appendRecord(f, good, r); err != nil {
-			return applied, err
+			return applied, -1, err
 		}
 		if err := m.refreshGood(s, &good); err != nil {
-			return applied, err
+			return applied, -1, err
 		}
 		applied = append(applied, Applied{Sequence: p.Sequence, Seconds: p.Seconds, Until: p.Until, Sale: p.Sale})
 	}
-	return applied, firstErr
+	return applied, refused, firstErr
 }
 
 // RecordSync notes a successful sync with the vendor.

@@ -11,6 +11,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -149,7 +151,13 @@ func armored(ps []string) [][]byte {
 }
 
 // Sync sends the device's report (highest sequence, total use) in a signed
-// device request and applies the packets the vendor answers with.
+// device request and applies the packets the vendor answers with, in order,
+// up to the first one refused (later sequences cannot apply before it).
+// A refused packet does not stop the rest of the sync: the sync is still
+// recorded and the compliance extension still receives the answer's policy
+// bundle and reset packets, so one bad packet cannot block their delivery.
+// The error then is a *PacketRefusedError naming the packet (joined with
+// any later failure); it has the refusal's kind.
 func (r *Remote) Sync(ctx context.Context, m *Meter, signer *keys.Signer) ([]Applied, error) {
 	reg, err := m.Registration()
 	if err != nil {
@@ -174,18 +182,45 @@ func (r *Remote) Sync(ctx context.Context, m *Meter, signer *keys.Signer) ([]App
 	if err := r.do(ctx, http.MethodPost, path, body, h, &ans); err != nil {
 		return nil, err
 	}
-	applied, err := m.Apply(armored(ans.Packets))
+	var errList []error
+	applied, refused, err := m.applyInOrder(armored(ans.Packets))
 	if err != nil {
-		return applied, err
+		if refused >= 0 {
+			err = &PacketRefusedError{Index: refused + 1, Count: len(ans.Packets), Err: err}
+		}
+		errList = append(errList, err)
 	}
 	if err := m.RecordSync(); err != nil {
-		return applied, err
+		errList = append(errList, err)
 	}
 	if r.Compliance != nil {
-		return applied, r.Compliance.Deliver(ans.Policy, ans.Resets)
+		if err := r.Compliance.Deliver(ans.Policy, ans.Resets); err != nil {
+			errList = append(errList, err)
+		}
 	}
-	return applied, nil
+	if len(errList) == 1 {
+		return applied, errList[0]
+	}
+	return applied, errors.Join(errList...)
 }
+
+// PacketRefusedError is Sync's error for a packet of the vendor's answer
+// that the meter refused: replayed or out of order (errs.Conflict), or not
+// opening, not verifying or for another device (errs.Invalid). The packets
+// after it were not applied.
+type PacketRefusedError struct {
+	Index int   // the packet's place in the answer, from 1
+	Count int   // the number of packets in the answer
+	Err   error // why it was refused, of the refusal's kind
+}
+
+// Error names the refused packet and the reason.
+func (e *PacketRefusedError) Error() string {
+	return fmt.Sprintf("packet %d of %d in the vendor's sync answer refused (the packets after it were not applied): %v", e.Index, e.Count, e.Err)
+}
+
+// Unwrap returns the reason, so errs.KindOf gives the refusal's kind.
+func (e *PacketRefusedError) Unwrap() error { return e.Err }
 
 // SignRequest returns the headers of a signed device request: device,
 // date, nonce, the Ed25519 signature and the HMAC under the initialization
