@@ -51,7 +51,10 @@ func TestSuperviseStopsAtZero(t *testing.T) {
 	start := time.Now()
 	err := m.Supervise(context.Background(), exec.Command("sleep", "30"), opts)
 	took := time.Since(start)
-	if !errs.Is(err, errs.Exhausted) || took < 1900*time.Millisecond || took > 4*time.Second {
+	// 2 s of credit: stopped after about 2 s (plus ticks and the grace);
+	// the upper bound is loose because the test machines are shared and
+	// busy, and still catches a program that is never stopped (sleep 30).
+	if !errs.Is(err, errs.Exhausted) || took < 1900*time.Millisecond || took > 10*time.Second {
 		t.Fatalf("after %s: %v", took, err)
 	}
 	if !strings.Contains(log.String(), "warning: 1s of pay-as-you-go credit left") || strings.Count(log.String(), "warning") != 1 {
