@@ -94,7 +94,7 @@ func TestSuperviseKillsAfterGrace(t *testing.T) {
 	start := time.Now()
 	err := m.Supervise(context.Background(), exec.Command("sh", "-c", `trap "" TERM; sleep 30 & wait; sleep 30`),
 		meter.RunOptions{Tick: 50 * time.Millisecond, Grace: 300 * time.Millisecond})
-	if took := time.Since(start); !errs.Is(err, errs.Exhausted) || took > 5*time.Second {
+	if took := time.Since(start); !errs.Is(err, errs.Exhausted) || took > 15*time.Second { // loose: shared machines; sleep 30 is still caught
 		t.Fatalf("after %s: %v", took, err)
 	}
 }
