@@ -68,4 +68,3 @@ func TestStdlibOnly(t *testing.T) {
 		}
 	}
 }
-

@@ -98,4 +98,3 @@ func writeNew(path string, data []byte) error {
 
 // RootOffline reports whether the service runs without the root key.
 func (s *Service) RootOffline() bool { return s.Root.Signer == nil }
-
