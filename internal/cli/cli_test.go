@@ -58,3 +58,12 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("with Version set: %q", out)
 	}
 }
+
+// TestVendorInitSaysTokenExpiry: the admin token vendor init prints expires,
+// and the output says when and how to make another.
+func TestVendorInitSaysTokenExpiry(t *testing.T) {
+	out, code := stdoutOf("vendor", "init", "--data", t.TempDir()+"/v", "--name", "Test Vendor")
+	if code != 0 || !strings.Contains(out, "expires in 90 days") || !strings.Contains(out, "licet vendor apitoken create") {
+		t.Fatalf("exit %d, output:\n%s", code, out)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/api"
+	"github.com/licet/licet/auth"
 	"github.com/licet/licet/distribution/catalog"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/fsutil"
@@ -111,7 +112,8 @@ func vendorInit(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		return printJSON(e.stdout, map[string]string{"data": *data, "admin_token": token, "root_fingerprint": fp})
 	}
-	fmt.Fprintf(e.stdout, "Vendor %q initialised in %s.\nRoot certificate fingerprint (give it to customers): %s\n\nAdmin token (shown once; keep it safe):\n  %s\n\nNext: licet vendor serve --data %s\n", *name, *data, fp, token, *data)
+	days := int(auth.DefaultExpiry / (24 * time.Hour))
+	fmt.Fprintf(e.stdout, "Vendor %q initialised in %s.\nRoot certificate fingerprint (give it to customers): %s\n\nAdmin token (shown once; keep it safe; it expires in %d days, make others with 'licet vendor apitoken create'):\n  %s\n\nNext: licet vendor serve --data %s\n", *name, *data, fp, days, token, *data)
 	return nil
 }
 
