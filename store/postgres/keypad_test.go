@@ -6,7 +6,6 @@ import (
 	"github.com/licet/licet/payg/keypadvendor"
 	"github.com/licet/licet/store"
 	"github.com/licet/licet/store/postgres"
-	"github.com/licet/licet/store/sqlstore"
 	"github.com/licet/licet/store/storetest"
 )
 
@@ -14,19 +13,7 @@ import (
 // a new database per subtest.
 func TestKeypad(t *testing.T) {
 	t.Parallel()
-	storetest.TestKeypad(t, func(t *testing.T) keypadvendor.Store {
-		db, err := postgres.Open(t.Context(), postgres.TestDSN(t))
-		if err != nil {
-			t.Fatalf("open vendor database: %v", err)
-		}
-		v, err := sqlstore.NewVendor(t.Context(), db)
-		if err != nil {
-			db.Close()
-			t.Fatalf("migrate vendor database: %v", err)
-		}
-		t.Cleanup(func() { v.Close() })
-		return v
-	})
+	storetest.TestKeypad(t, func(t *testing.T) keypadvendor.Store { return openVendor(t) })
 }
 
 // TestSharedKeypad opens two vendor stores on one database concurrently and

@@ -7,35 +7,54 @@ import (
 	"github.com/licet/licet/licensing/licenseserver"
 	"github.com/licet/licet/store"
 	"github.com/licet/licet/store/postgres"
+	"github.com/licet/licet/store/sqlstore"
 	"github.com/licet/licet/store/storetest"
 )
+
+// openVendor opens a migrated vendor store on a new test database.
+func openVendor(t *testing.T) *sqlstore.Vendor {
+	t.Helper()
+	db, err := postgres.Open(t.Context(), postgres.TestDSN(t))
+	if err != nil {
+		t.Fatalf("open vendor database: %v", err)
+	}
+	v, err := sqlstore.NewVendor(t.Context(), db)
+	if err != nil {
+		db.Close()
+		t.Fatalf("migrate vendor database: %v", err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+// openSite opens a migrated site store on a new test database.
+func openSite(t *testing.T) *sqlstore.Site {
+	t.Helper()
+	db, err := postgres.Open(t.Context(), postgres.TestDSN(t))
+	if err != nil {
+		t.Fatalf("open site database: %v", err)
+	}
+	s, err := sqlstore.NewSite(t.Context(), db)
+	if err != nil {
+		db.Close()
+		t.Fatalf("migrate site database: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
 
 // TestVendor runs the vendor store conformance suite on PostgreSQL, a new
 // database per subtest.
 func TestVendor(t *testing.T) {
 	t.Parallel()
-	storetest.TestVendor(t, func(t *testing.T) clearinghouse.Store {
-		v, err := store.OpenVendor(t.Context(), postgres.TestDSN(t))
-		if err != nil {
-			t.Fatalf("open vendor database: %v", err)
-		}
-		t.Cleanup(func() { v.Close() })
-		return v
-	})
+	storetest.TestVendor(t, func(t *testing.T) clearinghouse.Store { return openVendor(t) })
 }
 
 // TestSite runs the site store conformance suite on PostgreSQL, a new
 // database per subtest.
 func TestSite(t *testing.T) {
 	t.Parallel()
-	storetest.TestSite(t, func(t *testing.T) licenseserver.Store {
-		s, err := store.OpenSite(t.Context(), postgres.TestDSN(t))
-		if err != nil {
-			t.Fatalf("open site database: %v", err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	})
+	storetest.TestSite(t, func(t *testing.T) licenseserver.Store { return openSite(t) })
 }
 
 // checkMigrations checks that each of the role's migrations is recorded
