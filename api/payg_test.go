@@ -16,6 +16,7 @@ import (
 	"github.com/licet/licet/api"
 	"github.com/licet/licet/auth"
 	"github.com/licet/licet/payg/billing"
+	"github.com/licet/licet/payg/devicereq"
 	"github.com/licet/licet/payg/packet"
 	"github.com/licet/licet/payg/provisioning"
 	"github.com/licet/licet/store/sqlite"
@@ -259,7 +260,7 @@ func TestPaygDeviceRequests(t *testing.T) {
 	body := []byte(`{"highest_sequence":0,"used_seconds":0}`)
 	signed := func(key ed25519.PrivateKey, initKey []byte, at time.Time, path string) http.Header {
 		h := http.Header{}
-		provisioning.SignRequest(h, "POST", path, d.ID, key, initKey, at, body)
+		devicereq.Sign(h, "POST", path, d.ID, key, initKey, at, body)
 		return h
 	}
 	h := signed(d.Signer.Private(), d.InitKey, time.Now(), path)
@@ -289,7 +290,7 @@ func TestPaygDeviceRequests(t *testing.T) {
 	st, b = s.call(t, "POST", other, signed(d.Signer.Private(), d.InitKey, time.Now(), other), body)
 	want(t, "another device's path", st, b, http.StatusForbidden, "own path")
 	h = signed(d.Signer.Private(), d.InitKey, time.Now(), path)
-	h.Del(provisioning.HeaderMAC)
+	h.Del(devicereq.HeaderMAC)
 	st, b = s.call(t, "POST", path, h, body)
 	want(t, "no MAC", st, b, http.StatusUnauthorized, "Licet-MAC")
 	// A sale of credit reaches the device at its next sync.
@@ -298,7 +299,7 @@ func TestPaygDeviceRequests(t *testing.T) {
 	}
 	next := []byte(`{"highest_sequence":1,"used_seconds":30}`)
 	h = http.Header{}
-	provisioning.SignRequest(h, "POST", path, d.ID, d.Signer.Private(), d.InitKey, time.Now(), next)
+	devicereq.Sign(h, "POST", path, d.ID, d.Signer.Private(), d.InitKey, time.Now(), next)
 	st, b = s.call(t, "POST", path, h, next)
 	json.Unmarshal([]byte(b), &ans)
 	if st != http.StatusOK || len(ans.Packets) != 1 {

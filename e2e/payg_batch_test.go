@@ -13,6 +13,7 @@ import (
 
 	"github.com/licet/licet/licensing/clearinghouse"
 	"github.com/licet/licet/payg/billing"
+	"github.com/licet/licet/payg/devicereq"
 	"github.com/licet/licet/payg/packet"
 	"github.com/licet/licet/payg/provisioning"
 	"github.com/licet/licet/store/postgres"
@@ -124,7 +125,7 @@ func testPaygBatchSale(t *testing.T, db string) {
 	path := "/v1/payg/devices/" + d.ID + "/sync"
 	body, _ := json.Marshal(provisioning.SyncRequest{HighestSequence: 1})
 	h := http.Header{}
-	provisioning.SignRequest(h, "POST", path, d.ID, d.Signer.Private(), d.InitKey, time.Now(), body)
+	devicereq.Sign(h, "POST", path, d.ID, d.Signer.Private(), d.InitKey, time.Now(), body)
 	var sync provisioning.SyncAnswer
 	postJSON(t, v.srv.URL+path, h, body, &sync)
 	if len(sync.Packets) != 2 {

@@ -15,6 +15,7 @@ import (
 	"github.com/licet/licet/armor"
 	"github.com/licet/licet/licensing/clearinghouse"
 	"github.com/licet/licet/payg/billing"
+	"github.com/licet/licet/payg/devicereq"
 	"github.com/licet/licet/payg/packet"
 	"github.com/licet/licet/payg/provisioning"
 	"github.com/licet/licet/store/postgres"
@@ -102,7 +103,7 @@ func testPaygVendor(t *testing.T, db string) {
 		path := "/v1/payg/devices/" + d.ID + "/sync"
 		body, _ := json.Marshal(provisioning.SyncRequest{HighestSequence: highest, UsedSeconds: used})
 		h := http.Header{}
-		provisioning.SignRequest(h, "POST", path, d.ID, d.Signer.Private(), d.InitKey, time.Now(), body)
+		devicereq.Sign(h, "POST", path, d.ID, d.Signer.Private(), d.InitKey, time.Now(), body)
 		var ans provisioning.SyncAnswer
 		postJSON(t, v.srv.URL+path, h, body, &ans)
 		return ans

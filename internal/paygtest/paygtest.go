@@ -26,6 +26,7 @@ import (
 	"github.com/licet/licet/envelope"
 	"github.com/licet/licet/hwid"
 	"github.com/licet/licet/keys"
+	"github.com/licet/licet/payg/devicereq"
 	"github.com/licet/licet/payg/meter"
 	"github.com/licet/licet/payg/packet"
 	"github.com/licet/licet/pki"
@@ -129,7 +130,7 @@ func (sv *Vendor) register(w http.ResponseWriter, r *http.Request) {
 		fail(w, 404, "not_found", "unknown or used registration code")
 		return
 	}
-	if !ed25519.Verify(req.PublicKey, []byte("licet/v1 payg register\x00"+req.Code+"\x00"+req.HPKEKey), req.Signature) {
+	if !ed25519.Verify(req.PublicKey, devicereq.RegisterMessage(req.Code, req.HPKEKey), req.Signature) {
 		fail(w, 400, "invalid", "signature does not verify")
 		return
 	}
@@ -176,16 +177,16 @@ func (sv *Vendor) sync(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
-	id := r.Header.Get("Licet-Device")
+	id := r.Header.Get(devicereq.HeaderDevice)
 	d, ok := sv.devices[id]
 	if !ok || id != r.PathValue("id") {
 		fail(w, 401, "unauthenticated", "unknown device")
 		return
 	}
-	date, nonce := r.Header.Get("Licet-Date"), r.Header.Get("Licet-Nonce")
-	msg := meter.RequestMessage(r.Method, r.URL.RequestURI(), id, date, nonce, body)
-	sig, _ := base64.StdEncoding.DecodeString(r.Header.Get("Licet-Signature"))
-	mac, _ := base64.StdEncoding.DecodeString(r.Header.Get("Licet-MAC"))
+	date, nonce := r.Header.Get(devicereq.HeaderDate), r.Header.Get(devicereq.HeaderNonce)
+	msg := devicereq.Message(r.Method, r.URL.RequestURI(), id, date, nonce, body)
+	sig, _ := base64.StdEncoding.DecodeString(r.Header.Get(devicereq.HeaderSignature))
+	mac, _ := base64.StdEncoding.DecodeString(r.Header.Get(devicereq.HeaderMAC))
 	h := hmac.New(sha256.New, d.initKey)
 	h.Write(msg)
 	when, err := time.Parse(time.RFC3339, date)

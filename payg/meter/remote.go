@@ -3,13 +3,8 @@ package meter
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,15 +17,14 @@ import (
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/hwid"
 	"github.com/licet/licet/keys"
+	"github.com/licet/licet/payg/devicereq"
 	"github.com/licet/licet/pki"
 )
 
 // Protocol strings of docs/payg-protocol.md.
 const (
-	registerContext = "licet/v1 payg register\x00"
-	requestContext  = "licet/v1 payg request\x00"
-	initKeyType     = "licet.payg.initkey"
-	maxAnswer       = 4 << 20
+	initKeyType = "licet.payg.initkey"
+	maxAnswer   = 4 << 20
 )
 
 // DeviceKeys are the device's identity as registration needs it (the agent
@@ -109,7 +103,7 @@ func (r *Remote) Register(ctx context.Context, m *Meter, code string, dev Device
 	}
 	hpkeB64 := base64.StdEncoding.EncodeToString(dev.Decrypter.PublicBytes())
 	req := registerRequest{Code: code, Fingerprint: dev.Fingerprint, PublicKey: dev.Signer.Public(), HPKEKey: hpkeB64,
-		Signature: dev.Signer.Sign([]byte(registerContext + code + "\x00" + hpkeB64))}
+		Signature: dev.Signer.Sign(devicereq.RegisterMessage(code, hpkeB64))}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, nil, errs.Wrap(errs.Internal, err, "encode the registration")
@@ -177,7 +171,8 @@ func (r *Remote) Sync(ctx context.Context, m *Meter, signer *keys.Signer) ([]App
 	}
 	body, _ := json.Marshal(req)
 	path := "/v1/payg/devices/" + reg.DeviceID + "/sync"
-	h := SignRequest(http.MethodPost, path, reg.DeviceID, signer.Private(), initKey, m.opts.Clock.Wall(), body)
+	h := http.Header{}
+	devicereq.Sign(h, http.MethodPost, path, reg.DeviceID, signer.Private(), initKey, m.opts.Clock.Wall(), body)
 	var ans syncAnswer
 	if err := r.do(ctx, http.MethodPost, path, body, h, &ans); err != nil {
 		return nil, err
@@ -221,32 +216,6 @@ func (e *PacketRefusedError) Error() string {
 
 // Unwrap returns the reason, so errs.KindOf gives the refusal's kind.
 func (e *PacketRefusedError) Unwrap() error { return e.Err }
-
-// SignRequest returns the headers of a signed device request: device,
-// date, nonce, the Ed25519 signature and the HMAC under the initialization
-// key, both over the same message (docs/payg-protocol.md).
-func SignRequest(method, pathQuery, deviceID string, dev ed25519.PrivateKey, initKey []byte, now time.Time, body []byte) http.Header {
-	var n [16]byte
-	rand.Read(n[:])
-	date := now.UTC().Format(time.RFC3339)
-	nonce := base64.RawURLEncoding.EncodeToString(n[:])
-	msg := RequestMessage(method, pathQuery, deviceID, date, nonce, body)
-	mac := hmac.New(sha256.New, initKey)
-	mac.Write(msg)
-	h := http.Header{}
-	h.Set("Licet-Device", deviceID)
-	h.Set("Licet-Date", date)
-	h.Set("Licet-Nonce", nonce)
-	h.Set("Licet-Signature", base64.StdEncoding.EncodeToString(ed25519.Sign(dev, msg)))
-	h.Set("Licet-MAC", base64.StdEncoding.EncodeToString(mac.Sum(nil)))
-	return h
-}
-
-// RequestMessage is what a device request's signature and MAC cover.
-func RequestMessage(method, pathQuery, deviceID, date, nonce string, body []byte) []byte {
-	sum := sha256.Sum256(body)
-	return []byte(requestContext + method + "\x00" + pathQuery + "\x00" + deviceID + "\x00" + date + "\x00" + nonce + "\x00" + hex.EncodeToString(sum[:]))
-}
 
 // do sends a JSON request and decodes a JSON answer; an error answer
 // ({"error": {"code", "message"}}) becomes an error of its kind.

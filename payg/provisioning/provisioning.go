@@ -39,7 +39,6 @@ import (
 	"crypto/x509"
 	"encoding/base32"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -52,6 +51,7 @@ import (
 	"github.com/licet/licet/internal/ids"
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/payg/billing"
+	"github.com/licet/licet/payg/devicereq"
 	"github.com/licet/licet/payg/keypadvendor"
 	"github.com/licet/licet/payg/openpaygo"
 	"github.com/licet/licet/payg/packet"
@@ -60,25 +60,14 @@ import (
 
 // Protocol constants (docs/payg-protocol.md).
 const (
-	InitKeyType     = "licet.payg.initkey" // envelope type of the sealed initialization key
-	InitKeyVersion  = 1
-	InitKeySize     = 32
-	RegisterContext = "licet/v1 payg register\x00"
-	RequestContext  = "licet/v1 payg request\x00"
+	InitKeyType    = "licet.payg.initkey" // envelope type of the sealed initialization key
+	InitKeyVersion = 1
+	InitKeySize    = 32
 	// Skew is how far a device request's date may be from the vendor's
 	// clock; nonces are remembered for as long.
 	Skew = 5 * time.Minute
 	// CodeTTL is how long a registration code stays valid.
 	CodeTTL = 90 * 24 * time.Hour
-)
-
-// Request headers of a signed device request.
-const (
-	HeaderDevice    = "Licet-Device"
-	HeaderDate      = "Licet-Date"
-	HeaderNonce     = "Licet-Nonce"
-	HeaderSignature = "Licet-Signature"
-	HeaderMAC       = "Licet-MAC"
 )
 
 // Service is the vendor's provisioning.
@@ -445,12 +434,7 @@ type RegisterRequest struct {
 	Fingerprint json.RawMessage `json:"fingerprint"`
 	PublicKey   string          `json:"public_key"` // base64 Ed25519
 	HPKEKey     string          `json:"hpke_key"`   // base64
-	Signature   string          `json:"signature"`  // base64, over RegisterMessage
-}
-
-// RegisterMessage is what a registration's signature covers.
-func RegisterMessage(code, hpkeKeyB64 string) []byte {
-	return []byte(RegisterContext + code + "\x00" + hpkeKeyB64)
+	Signature   string          `json:"signature"`  // base64, over devicereq.RegisterMessage
 }
 
 // RegisterAnswer is the answer to a registration.
@@ -503,7 +487,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (*RegisterA
 	if err != nil {
 		return nil, err
 	}
-	if !ed25519.Verify(pub, RegisterMessage(req.Code, req.HPKEKey), sig) {
+	if !ed25519.Verify(pub, devicereq.RegisterMessage(req.Code, req.HPKEKey), sig) {
 		return nil, errs.E(errs.Invalid, "signature does not verify with public_key over the code and hpke_key")
 	}
 	if len(req.Fingerprint) == 0 {
@@ -638,27 +622,6 @@ func (s *Service) openSecret(label string, b []byte) ([]byte, error) {
 	return s.Secrets.Open(label, b)
 }
 
-// RequestMessage is what a device request's signature and MAC cover.
-func RequestMessage(method, pathQuery, deviceID, date, nonce string, body []byte) []byte {
-	sum := sha256.Sum256(body)
-	return []byte(RequestContext + method + "\x00" + pathQuery + "\x00" + deviceID + "\x00" + date + "\x00" + nonce + "\x00" + hex.EncodeToString(sum[:]))
-}
-
-// SignRequest sets the headers of a signed device request (what the agent
-// does; tests use it too).
-func SignRequest(h http.Header, method, pathQuery, deviceID string, dev ed25519.PrivateKey, initKey []byte, now time.Time, body []byte) {
-	date := now.UTC().Format(time.RFC3339)
-	nonce := base64.RawURLEncoding.EncodeToString(ids.Random(16))
-	msg := RequestMessage(method, pathQuery, deviceID, date, nonce, body)
-	m := hmac.New(sha256.New, initKey)
-	m.Write(msg)
-	h.Set(HeaderDevice, deviceID)
-	h.Set(HeaderDate, date)
-	h.Set(HeaderNonce, nonce)
-	h.Set(HeaderSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(dev, msg)))
-	h.Set(HeaderMAC, base64.StdEncoding.EncodeToString(m.Sum(nil)))
-}
-
 func unauth(format string, args ...any) error { return errs.E(errs.Unauthenticated, format, args...) }
 
 // Authenticate checks a signed device request and returns its device: the
@@ -667,25 +630,25 @@ func unauth(format string, args ...any) error { return errs.E(errs.Unauthenticat
 // and last the nonce, remembered so that a replay is refused. Every
 // failure is Unauthenticated.
 func (s *Service) Authenticate(ctx context.Context, method, pathQuery string, h http.Header, body []byte) (*Device, error) {
-	id, date, nonce := h.Get(HeaderDevice), h.Get(HeaderDate), h.Get(HeaderNonce)
-	if id == "" || date == "" || nonce == "" || h.Get(HeaderSignature) == "" || h.Get(HeaderMAC) == "" {
-		return nil, unauth("a device request needs the headers %s, %s, %s, %s and %s (docs/payg-protocol.md)", HeaderDevice, HeaderDate, HeaderNonce, HeaderSignature, HeaderMAC)
+	id, date, nonce := h.Get(devicereq.HeaderDevice), h.Get(devicereq.HeaderDate), h.Get(devicereq.HeaderNonce)
+	if id == "" || date == "" || nonce == "" || h.Get(devicereq.HeaderSignature) == "" || h.Get(devicereq.HeaderMAC) == "" {
+		return nil, unauth("a device request needs the headers %s, %s, %s, %s and %s (docs/payg-protocol.md)", devicereq.HeaderDevice, devicereq.HeaderDate, devicereq.HeaderNonce, devicereq.HeaderSignature, devicereq.HeaderMAC)
 	}
 	t, err := time.Parse(time.RFC3339, date)
 	if err != nil {
-		return nil, unauth("%s %q is not an RFC 3339 time", HeaderDate, date)
+		return nil, unauth("%s %q is not an RFC 3339 time", devicereq.HeaderDate, date)
 	}
 	now := s.Now()
 	if d := now.Sub(t); d > Skew || d < -Skew {
-		return nil, unauth("%s %s is %s away from the vendor's clock (at most %s): set the device's clock", HeaderDate, date, d.Round(time.Second), Skew)
+		return nil, unauth("%s %s is %s away from the vendor's clock (at most %s): set the device's clock", devicereq.HeaderDate, date, d.Round(time.Second), Skew)
 	}
 	if n, err := base64.RawURLEncoding.DecodeString(nonce); err != nil || len(n) != 16 {
-		return nil, unauth("%s must be 16 random bytes in unpadded base64url", HeaderNonce)
+		return nil, unauth("%s must be 16 random bytes in unpadded base64url", devicereq.HeaderNonce)
 	}
-	sig, err1 := base64.StdEncoding.DecodeString(h.Get(HeaderSignature))
-	mac, err2 := base64.StdEncoding.DecodeString(h.Get(HeaderMAC))
+	sig, err1 := base64.StdEncoding.DecodeString(h.Get(devicereq.HeaderSignature))
+	mac, err2 := base64.StdEncoding.DecodeString(h.Get(devicereq.HeaderMAC))
 	if err1 != nil || err2 != nil {
-		return nil, unauth("%s and %s must be standard base64", HeaderSignature, HeaderMAC)
+		return nil, unauth("%s and %s must be standard base64", devicereq.HeaderSignature, devicereq.HeaderMAC)
 	}
 	dev, err := s.Store.PaygDevice(ctx, id)
 	if errs.Is(err, errs.NotFound) {
@@ -694,9 +657,9 @@ func (s *Service) Authenticate(ctx context.Context, method, pathQuery string, h 
 	if err != nil {
 		return nil, err
 	}
-	msg := RequestMessage(method, pathQuery, id, date, nonce, body)
+	msg := devicereq.Message(method, pathQuery, id, date, nonce, body)
 	if len(dev.PublicKey) != ed25519.PublicKeySize || !ed25519.Verify(dev.PublicKey, msg, sig) {
-		return nil, unauth("%s does not verify with device %s's registered key", HeaderSignature, id)
+		return nil, unauth("%s does not verify with device %s's registered key", devicereq.HeaderSignature, id)
 	}
 	initKey, err := s.openSecret("initkey:"+dev.ID, dev.InitKey)
 	if err != nil {
@@ -705,11 +668,11 @@ func (s *Service) Authenticate(ctx context.Context, method, pathQuery string, h 
 	m := hmac.New(sha256.New, initKey)
 	m.Write(msg)
 	if !hmac.Equal(m.Sum(nil), mac) {
-		return nil, unauth("%s is wrong: the request was not made with device %s's initialization key", HeaderMAC, id)
+		return nil, unauth("%s is wrong: the request was not made with device %s's initialization key", devicereq.HeaderMAC, id)
 	}
 	if err := s.Store.UseNonce(ctx, id, nonce, t.Add(Skew+time.Minute), now); err != nil {
 		if errs.Is(err, errs.Conflict) {
-			return nil, unauth("%s was used before: a replayed request is refused", HeaderNonce)
+			return nil, unauth("%s was used before: a replayed request is refused", devicereq.HeaderNonce)
 		}
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/licensing/clearinghouse"
 	"github.com/licet/licet/payg/billing"
+	"github.com/licet/licet/payg/devicereq"
 	"github.com/licet/licet/payg/provisioning"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/store/postgres"
@@ -156,7 +157,7 @@ func (v *scaleVendor) sync(b *testing.B, devKey *keys.Signer, initKey []byte, i 
 	body, _ := json.Marshal(provisioning.SyncRequest{UsedSeconds: int64(i)})
 	path := "/v1/payg/devices/" + id + "/sync"
 	h := http.Header{}
-	provisioning.SignRequest(h, http.MethodPost, path, id, devKey.Private(), initKey, time.Now(), body)
+	devicereq.Sign(h, http.MethodPost, path, id, devKey.Private(), initKey, time.Now(), body)
 	start := time.Now()
 	dev, err := v.prov.Authenticate(ctx, http.MethodPost, path, h, body)
 	if err != nil {

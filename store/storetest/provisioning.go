@@ -20,6 +20,7 @@ import (
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/licensing/clearinghouse"
 	"github.com/licet/licet/payg/billing"
+	"github.com/licet/licet/payg/devicereq"
 	"github.com/licet/licet/payg/keypadvendor"
 	"github.com/licet/licet/payg/openpaygo"
 	"github.com/licet/licet/payg/packet"
@@ -391,7 +392,7 @@ func (d *TestDevice) RegisterRequest(code string) provisioning.RegisterRequest {
 	hk := base64.StdEncoding.EncodeToString(d.HPKE.PublicBytes())
 	return provisioning.RegisterRequest{Code: code, Fingerprint: d.Fingerprint,
 		PublicKey: base64.StdEncoding.EncodeToString(d.Signer.Public()), HPKEKey: hk,
-		Signature: base64.StdEncoding.EncodeToString(d.Signer.Sign(provisioning.RegisterMessage(code, hk)))}
+		Signature: base64.StdEncoding.EncodeToString(d.Signer.Sign(devicereq.RegisterMessage(code, hk)))}
 }
 
 // Accept records what a registration answered: the device ID and the
