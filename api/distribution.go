@@ -220,7 +220,7 @@ func AddDistributionVendorRoutes(s *Server, svc *clearinghouse.Service, cat *cat
 		if err := cat.AddRelease(r.Context(), &rel); err != nil {
 			return err
 		}
-		s.Log.Info("release added", "release", rel.ID, "by", caller(s, r))
+		s.Log.Info("release added", "release", rel.ID, "by", caller(r))
 		writeJSON(w, http.StatusCreated, rel)
 		return nil
 	})
@@ -248,7 +248,7 @@ func AddDistributionVendorRoutes(s *Server, svc *clearinghouse.Service, cat *cat
 		if _, err := cat.AddBundle(r.Context(), &b); err != nil {
 			return err
 		}
-		s.Log.Info("bundle set", "customer", b.Customer, "group", b.Group, "release", b.Release, "by", caller(s, r))
+		s.Log.Info("bundle set", "customer", b.Customer, "group", b.Group, "release", b.Release, "by", caller(r))
 		writeJSON(w, http.StatusCreated, b)
 		return nil
 	})
@@ -266,7 +266,7 @@ func AddDistributionVendorRoutes(s *Server, svc *clearinghouse.Service, cat *cat
 		if err != nil {
 			return err
 		}
-		s.Log.Info("rollout "+req.Action, "customer", b.Customer, "group", b.Group, "release", b.Release, "by", caller(s, r))
+		s.Log.Info("rollout "+req.Action, "customer", b.Customer, "group", b.Group, "release", b.Release, "by", caller(r))
 		writeJSON(w, http.StatusOK, b)
 		return nil
 	})
@@ -301,7 +301,7 @@ func AddDistributionVendorRoutes(s *Server, svc *clearinghouse.Service, cat *cat
 		if err != nil {
 			return err
 		}
-		s.Log.Info("distribution keys rotated", "role", req.Role, "root_version", rec.Version, "by", caller(s, r))
+		s.Log.Info("distribution keys rotated", "role", req.Role, "root_version", rec.Version, "by", caller(r))
 		writeJSON(w, http.StatusOK, map[string]any{"root_version": rec.Version, "keyring": rec.Keyring})
 		return nil
 	})

@@ -9,8 +9,9 @@ import (
 	"github.com/licet/licet/payg/keypadvendor"
 )
 
-// IdempotencyKeyHeader names the header that makes a token issue
-// idempotent: a retried request with the same key returns the first token.
+// IdempotencyKeyHeader names the header that makes a write idempotent (a
+// token issue, a sale, a payment): a retried request with the same key
+// returns the first answer.
 const IdempotencyKeyHeader = "Idempotency-Key"
 
 // AddKeypadRoutes adds the keypad device routes (offline OpenPAYGO tokens) to
@@ -32,7 +33,7 @@ func AddKeypadRoutes(s *Server, kp *keypadvendor.Service) {
 		if err != nil {
 			return err
 		}
-		s.Log.Info("keypad device registered", "serial", d.Serial, "by", caller(s, r))
+		s.Log.Info("keypad device registered", "serial", d.Serial, "by", caller(r))
 		writeJSON(w, http.StatusCreated, d)
 		return nil
 	})
@@ -57,7 +58,7 @@ func AddKeypadRoutes(s *Server, kp *keypadvendor.Service) {
 		if err != nil {
 			return err
 		}
-		s.Log.Info("keypad device key exported", "serial", sec.Serial, "by", caller(s, r))
+		s.Log.Info("keypad device key exported", "serial", sec.Serial, "by", caller(r))
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, sec)
 		return nil
@@ -67,7 +68,7 @@ func AddKeypadRoutes(s *Server, kp *keypadvendor.Service) {
 		if err := readJSON(r, &req); err != nil {
 			return err
 		}
-		out, replayed, err := kp.Issue(r.Context(), r.PathValue("serial"), req, r.Header.Get(IdempotencyKeyHeader), caller(s, r))
+		out, replayed, err := kp.Issue(r.Context(), r.PathValue("serial"), req, r.Header.Get(IdempotencyKeyHeader), caller(r))
 		if err != nil {
 			return err
 		}
@@ -93,15 +94,12 @@ func AddKeypadRoutes(s *Server, kp *keypadvendor.Service) {
 	})
 }
 
-// caller names the admin token of an authenticated request, for the record
-// of who issued a token: its ID and name, never its secret.
-func caller(s *Server, r *http.Request) string {
-	bearer, ok := bearerToken(r)
-	if !ok {
-		return "unknown"
-	}
-	tok, err := auth.Check(r.Context(), s.Tokens, bearer)
-	if err != nil {
+// caller names the admin token of an authenticated request (put in the
+// context by the route's check), for the record of who issued a token: its
+// ID and name, never its secret.
+func caller(r *http.Request) string {
+	tok := auth.FromContext(r.Context())
+	if tok == nil {
 		return "unknown"
 	}
 	return tok.ID + " (" + tok.Name + ")"
@@ -133,28 +131,6 @@ func (c *Client) ExportKeypadDevice(ctx context.Context, serial string) (*keypad
 // IssueKeypadToken issues a token to a device; a non-empty idemKey is sent
 // as the Idempotency-Key header, so that a retry returns the same token.
 func (c *Client) IssueKeypadToken(ctx context.Context, serial string, req keypadvendor.IssueRequest, idemKey string) (*keypadvendor.Issued, error) {
-	cc := c
-	if idemKey != "" {
-		hc := *c.httpClient()
-		base := hc.Transport
-		if base == nil {
-			base = http.DefaultTransport
-		}
-		hc.Transport = headerTransport{base: base, name: IdempotencyKeyHeader, value: idemKey}
-		cc = &Client{BaseURL: c.BaseURL, Token: c.Token, HTTP: &hc}
-	}
 	var out keypadvendor.Issued
-	return &out, cc.Post(ctx, keypadPath(serial, "/tokens"), req, &out)
-}
-
-// headerTransport sets one header on every request.
-type headerTransport struct {
-	base        http.RoundTripper
-	name, value string
-}
-
-func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set(h.name, h.value)
-	return h.base.RoundTrip(r)
+	return &out, c.postIdempotent(ctx, keypadPath(serial, "/tokens"), idemKey, req, &out)
 }

@@ -14,9 +14,6 @@ import (
 	"github.com/licet/licet/payg/provisioning"
 )
 
-// paygIdempotencyHeader carries the idempotency key of a billing write.
-const paygIdempotencyHeader = "Idempotency-Key"
-
 // PaygMaxBody bounds the bodies of the device and webhook endpoints
 // (docs/payg-protocol.md), below the server's general limit.
 const PaygMaxBody = 64 << 10
@@ -84,7 +81,7 @@ func AddPaygRoutes(s *Server, p *Payg) {
 		}
 		writeJSON(w, status, v)
 	}
-	idem := func(r *http.Request) string { return r.Header.Get(paygIdempotencyHeader) }
+	idem := func(r *http.Request) string { return r.Header.Get(IdempotencyKeyHeader) }
 	s.Admin("POST /v1/payg/accounts", func(w http.ResponseWriter, r *http.Request) error {
 		var req billing.AccountRequest
 		if err := readJSON(r, &req); err != nil {
@@ -326,9 +323,9 @@ func readPaygJSON(r *http.Request, v any) error {
 	return nil
 }
 
-// paygPost posts as c.Post does, with idemKey as the Idempotency-Key
+// postIdempotent posts as c.Post does, with idemKey as the Idempotency-Key
 // header (none if empty).
-func (c *Client) paygPost(ctx context.Context, path, idemKey string, in, out any) error {
+func (c *Client) postIdempotent(ctx context.Context, path, idemKey string, in, out any) error {
 	cc := *c
 	if idemKey != "" {
 		hc := *c.httpClient()
@@ -338,7 +335,7 @@ func (c *Client) paygPost(ctx context.Context, path, idemKey string, in, out any
 		}
 		hc.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			r = r.Clone(r.Context())
-			r.Header.Set(paygIdempotencyHeader, idemKey)
+			r.Header.Set(IdempotencyKeyHeader, idemKey)
 			return base.RoundTrip(r)
 		})
 		cc.HTTP = &hc
@@ -353,39 +350,39 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // AddPaygAccount opens an account.
 func (c *Client) AddPaygAccount(ctx context.Context, req billing.AccountRequest, idemKey string) (*billing.Account, error) {
 	var out billing.Account
-	return &out, c.paygPost(ctx, "/v1/payg/accounts", idemKey, req, &out)
+	return &out, c.postIdempotent(ctx, "/v1/payg/accounts", idemKey, req, &out)
 }
 
 // AddPaygPlan records a plan.
 func (c *Client) AddPaygPlan(ctx context.Context, req billing.PlanRequest, idemKey string) (*billing.Plan, error) {
 	var out billing.Plan
-	return &out, c.paygPost(ctx, "/v1/payg/plans", idemKey, req, &out)
+	return &out, c.postIdempotent(ctx, "/v1/payg/plans", idemKey, req, &out)
 }
 
 // Sell sells a plan.
 func (c *Client) Sell(ctx context.Context, req provisioning.SellRequest, idemKey string) (*provisioning.SellAnswer, error) {
 	var out provisioning.SellAnswer
-	return &out, c.paygPost(ctx, "/v1/payg/sales", idemKey, req, &out)
+	return &out, c.postIdempotent(ctx, "/v1/payg/sales", idemKey, req, &out)
 }
 
 // SellBatch sells a batch of plans to registered devices in one
 // transaction: all of them, or none.
 func (c *Client) SellBatch(ctx context.Context, req provisioning.BatchRequest, idemKey string) (*provisioning.BatchAnswer, error) {
 	var out provisioning.BatchAnswer
-	return &out, c.paygPost(ctx, "/v1/payg/sales/batch", idemKey, req, &out)
+	return &out, c.postIdempotent(ctx, "/v1/payg/sales/batch", idemKey, req, &out)
 }
 
 // PaygMoney records a payment or a refund (kind billing.KindPayment or
 // billing.KindRefund).
 func (c *Client) PaygMoney(ctx context.Context, kind string, req billing.MoneyRequest, idemKey string) (*billing.Posting, error) {
 	var out billing.Posting
-	return &out, c.paygPost(ctx, "/v1/payg/"+kind+"s", idemKey, req, &out)
+	return &out, c.postIdempotent(ctx, "/v1/payg/"+kind+"s", idemKey, req, &out)
 }
 
 // Reverse reverses a posting.
 func (c *Client) Reverse(ctx context.Context, req billing.ReversalRequest, idemKey string) (*billing.Posting, error) {
 	var out billing.Posting
-	return &out, c.paygPost(ctx, "/v1/payg/reversals", idemKey, req, &out)
+	return &out, c.postIdempotent(ctx, "/v1/payg/reversals", idemKey, req, &out)
 }
 
 // AddWebhook makes a webhook endpoint and returns its secret.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -147,6 +148,27 @@ func TestKeypadTokens(t *testing.T) {
 	plain := ok(t, v.admin("vendor", "token", "issue", "--device", "SHS-1", "--days", "1")...)
 	if tok := strings.TrimSpace(plain); len(tok) != 9 || strings.Trim(tok, "0123456789") != "" {
 		t.Fatalf("issue printed %q, want the 9 digits", plain)
+	}
+
+	// The record names who issued each token: the admin token's ID and
+	// name from the request's authorisation, never its secret.
+	var history []struct {
+		IssuedBy string `json:"issued_by"`
+	}
+	hreq, _ := http.NewRequest(http.MethodGet, v.srv.URL+"/v1/keypad/devices/SHS-1/tokens", nil)
+	hreq.Header.Set("Authorization", "Bearer "+v.token)
+	hresp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.NewDecoder(hresp.Body).Decode(&history); err != nil || len(history) == 0 {
+		t.Fatalf("token history: %v %+v", err, history)
+	}
+	hresp.Body.Close()
+	for _, h := range history {
+		if !strings.HasPrefix(h.IssuedBy, "tok-") || strings.Contains(h.IssuedBy, v.token) {
+			t.Fatalf("a token is recorded as issued by %q, want the admin token's ID and name", h.IssuedBy)
+		}
 	}
 
 	// Bad command lines and out-of-range values.
