@@ -60,9 +60,6 @@ func (k *Keyed) limiter(key string) *rate.Limiter {
 	return e.lim
 }
 
-// Allow takes a token of key's bucket if it has one.
-func (k *Keyed) Allow(key string) bool { return k.limiter(key).Allow() }
-
 // Take takes a token of key's bucket if it has one; otherwise it returns
 // false and how long until the bucket has one again (for Retry-After).
 func (k *Keyed) Take(key string, now time.Time) (bool, time.Duration) {
