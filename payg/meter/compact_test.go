@@ -1,13 +1,10 @@
 package meter_test
 
 import (
-	"bufio"
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -191,34 +188,7 @@ func TestCrashDuringCompaction(t *testing.T) {
 			before := d.m.Status()
 			headBefore, _ := os.ReadFile(filepath.Join(d.dir, meter.HeadFile))
 
-			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCompact$", "-test.count=1")
-			cmd.Env = append(os.Environ(), "LICET_METER_COMPACT_DIR="+d.dir, "LICET_FAULTPOINT="+point)
-			stderr, _ := cmd.StderrPipe()
-			cmd.Stdout = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			reached := make(chan bool, 1)
-			go func() {
-				sc := bufio.NewScanner(stderr)
-				for sc.Scan() {
-					if strings.Contains(sc.Text(), "faultpoint "+point+" reached") {
-						reached <- true
-					}
-				}
-				close(reached)
-			}()
-			select {
-			case ok := <-reached:
-				if !ok {
-					t.Fatal("the child ended without reaching the fault point")
-				}
-			case <-time.After(30 * time.Second):
-				cmd.Process.Kill()
-				t.Fatal("the child did not reach the fault point")
-			}
-			cmd.Process.Signal(syscall.SIGKILL)
-			cmd.Wait()
+			killAtFaultPoint(t, "TestHelperCompact", "LICET_METER_COMPACT_DIR="+d.dir, point)
 
 			headAfter, _ := os.ReadFile(filepath.Join(d.dir, meter.HeadFile))
 			rotated := logLines(t, d) == 1

@@ -58,34 +58,7 @@ func TestCrashDuringApply(t *testing.T) {
 			if err := d.dec.Save(filepath.Join(dir, "dev.key")); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperApply$", "-test.count=1")
-			cmd.Env = append(os.Environ(), "LICET_METER_CRASH_DIR="+dir, "LICET_FAULTPOINT="+point)
-			stderr, _ := cmd.StderrPipe()
-			cmd.Stdout = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			reached := make(chan bool, 1)
-			go func() {
-				sc := bufio.NewScanner(stderr)
-				for sc.Scan() {
-					if strings.Contains(sc.Text(), "faultpoint "+point+" reached") {
-						reached <- true
-					}
-				}
-				close(reached)
-			}()
-			select {
-			case ok := <-reached:
-				if !ok {
-					t.Fatal("the child ended without reaching the fault point")
-				}
-			case <-time.After(30 * time.Second):
-				cmd.Process.Kill()
-				t.Fatal("the child did not reach the fault point")
-			}
-			cmd.Process.Signal(syscall.SIGKILL)
-			cmd.Wait()
+			killAtFaultPoint(t, "TestHelperApply", "LICET_METER_CRASH_DIR="+dir, point)
 
 			before := d.m.Status()
 			if before.State == meter.StateTampered || (before.BalanceSeconds != 100 && before.BalanceSeconds != 3700) {
@@ -108,4 +81,39 @@ func TestCrashDuringApply(t *testing.T) {
 			t.Logf("%s: balance %d after the crash", point, before.BalanceSeconds)
 		})
 	}
+}
+
+// killAtFaultPoint runs this test binary's helper test in a child process
+// with env set and the fault point armed, waits until the child reports
+// reaching the point, and kills it there with SIGKILL.
+func killAtFaultPoint(t *testing.T, helper, env, point string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env, "LICET_FAULTPOINT="+point)
+	stderr, _ := cmd.StderrPipe()
+	cmd.Stdout = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reached := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "faultpoint "+point+" reached") {
+				reached <- true
+			}
+		}
+		close(reached)
+	}()
+	select {
+	case ok := <-reached:
+		if !ok {
+			t.Fatal("the child ended without reaching the fault point")
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the child did not reach the fault point")
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
 }
