@@ -299,6 +299,14 @@ func TestPacksOffline(t *testing.T) {
 	if n := len(listPacks(t, site)); n != 0 {
 		t.Fatalf("bad files installed %d packs", n)
 	}
+	// A renamed field in the pack's envelope (armored again, so that its
+	// checksum holds) is a damaged file, not a pack for another server.
+	blk, err := armor.Decode(raw, armor.TypeLicensePack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk.Body = bytes.Replace(blk.Body, []byte(`"recipient":`), []byte(`"recipient_id":`), 1)
+	bad("renamed-field.txt", armor.Encode(blk), `damaged: its encrypted envelope has no "recipient".*"recipient_id"`)
 	// A pack signed by a key that is not the vendor's clearinghouse.
 	bad("forged.txt", forgePack(t, site, order), "not signed by this vendor")
 	// An expired pack: an order that expires, installed after that date.

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -86,7 +87,10 @@ func TestUpgradeThroughGateway(t *testing.T) {
 	}
 	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows",
 		"--quantity", "1", "--upgrade-from", "2.0..2.9")...)
-	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
+	if out := ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID); !strings.Contains(out, "1 non-windows upgrade seats of app, from versions 2.0..2.9 to 3.0") ||
+		!strings.Contains(out, "never granted as new licenses") {
+		t.Fatalf("buying an upgrade pack does not say it holds upgrade seats: %s", out)
+	}
 	// The gateway remembers a failed exchange for 30 s; a fresh gateway asks at once.
 	gw.stop(t)
 	gw = startGW()
@@ -145,6 +149,23 @@ func TestUpgradeThroughGateway(t *testing.T) {
 	okJSON(t, &rows, "site", "license", "list", "--data", g.siteDir, "--client", a.lic.ClientID, "--json")
 	if len(rows) != 1 || rows[0].LicenseID != newLic.LicenseID || rows[0].UpgradedFrom != a.lic.LicenseID || rows[0].UpgradePackID == "" {
 		t.Fatalf("assignment after the upgrade: %+v", rows)
+	}
+	// The upgraded license is listed under its upgrade pack too.
+	var byPack []struct {
+		LicenseID int64 `json:"license_id"`
+	}
+	okJSON(t, &byPack, "site", "license", "list", "--data", g.siteDir, "--pack", rows[0].UpgradePackID, "--json")
+	if len(byPack) != 1 || byPack[0].LicenseID != newLic.LicenseID {
+		t.Fatalf("licenses of upgrade pack %s: %+v, want license %d", rows[0].UpgradePackID, byPack, newLic.LicenseID)
+	}
+	var verified struct {
+		DataVersion int `json:"data_version"`
+	}
+	newFile := filepath.Join(t.TempDir(), "app-3.0.pem")
+	os.WriteFile(newFile, newPEM, 0o600)
+	okJSON(t, &verified, "license", "verify", "--root", g.rootPE, "--product", "app", "--json", newFile)
+	if verified.DataVersion != 1 {
+		t.Fatalf("license verify --json: data_version %d, want 1", verified.DataVersion)
 	}
 	var rep struct {
 		Products []struct {

@@ -17,7 +17,9 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/licet/licet/canonjson"
 	"github.com/licet/licet/errs"
@@ -123,13 +125,59 @@ func ParseSigned(data []byte, typ string, maxVersion int) (*Signed, error) {
 	if err := canonjson.UnmarshalStrict(data, &s); err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "not a signed licet document")
 	}
+	if s.Version <= maxVersion { // a newer version may have other fields: checkTypeVersion says to upgrade
+		if err := requireFields(data, typ, "signed", signedFields, s.Type == "", s.Version == 0, len(s.Payload) == 0, len(s.Signatures) == 0); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkTypeVersion(s.Type, s.Version, typ, maxVersion); err != nil {
 		return nil, err
 	}
-	if len(s.Payload) == 0 || len(s.Signatures) == 0 {
-		return nil, errs.E(errs.Invalid, "%s has no payload or no signature", typ)
-	}
 	return &s, nil
+}
+
+// The fields of the two envelopes, required ones first (as their empty flags
+// are given to requireFields).
+var (
+	signedFields = []string{"type", "version", "payload", "signatures", "certificates"}
+	sealedFields = []string{"type", "version", "recipient", "ciphertext", "kem", "kdf", "aead"}
+)
+
+// requireFields refuses an envelope (of a document of type typ) whose
+// required field fields[i] is empty (empty[i]): the file is damaged. Unknown
+// fields are otherwise ignored (docs/formats.md, section 1), but the
+// message names those the envelope has, as a renamed field is the likely
+// cause: without it, a blank recipient would read as a file made for another
+// server.
+func requireFields(data []byte, typ, what string, fields []string, empty ...bool) error {
+	for i, e := range empty {
+		if !e {
+			continue
+		}
+		msg := fmt.Sprintf("the %s file is damaged: its %s envelope has no %q (or an empty one)", typ, what, fields[i])
+		if extra := unknownFields(data, fields); len(extra) > 0 {
+			msg += fmt.Sprintf(" but has %s, which licet does not know (a renamed field?)", strings.Join(extra, ", "))
+		}
+		return errs.E(errs.Invalid, "%s; ask the sender for the original file", msg)
+	}
+	return nil
+}
+
+// unknownFields lists, quoted and sorted, the members of the JSON object
+// data that are none of known (matched as encoding/json does, ignoring case).
+func unknownFields(data []byte, known []string) []string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(data, &m) != nil {
+		return nil
+	}
+	var out []string
+	for k := range m {
+		if !slices.ContainsFunc(known, func(f string) bool { return strings.EqualFold(f, k) }) {
+			out = append(out, strconv.Quote(k))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func checkTypeVersion(gotType string, gotVersion int, typ string, maxVersion int) error {
@@ -215,6 +263,11 @@ func ParseSealed(data []byte, typ string, maxVersion int) (*Sealed, error) {
 	var s Sealed
 	if err := canonjson.UnmarshalStrict(data, &s); err != nil {
 		return nil, errs.Wrap(errs.Invalid, err, "not an encrypted licet document")
+	}
+	if s.Version <= maxVersion { // a newer version may have other fields: checkTypeVersion says to upgrade
+		if err := requireFields(data, typ, "encrypted", sealedFields, s.Type == "", s.Version == 0, s.Recipient == "", len(s.Ciphertext) == 0, s.KEM == 0, s.KDF == 0, s.AEAD == 0); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkTypeVersion(s.Type, s.Version, typ, maxVersion); err != nil {
 		return nil, err

@@ -207,10 +207,12 @@ func TestParseSignedRejects(t *testing.T) {
 	}{
 		{"not JSON", []byte("hello"), "not a signed licet document"},
 		{"trailing data", append(good.Marshal(), '}'), "not a signed licet document"},
-		{"version 0", mod(func(s *envelope.Signed) { s.Version = 0 }), "format version 0 is not supported"},
+		{"version 0", mod(func(s *envelope.Signed) { s.Version = 0 }), `the licet.test file is damaged: its signed envelope has no "version"`},
 		{"version 2", mod(func(s *envelope.Signed) { s.Version = 2 }), "format version 2 is not supported (this licet reads up to 1)"},
-		{"no payload", mod(func(s *envelope.Signed) { s.Payload = nil }), "no payload or no signature"},
-		{"no signature", mod(func(s *envelope.Signed) { s.Signatures = nil }), "no payload or no signature"},
+		{"no payload", mod(func(s *envelope.Signed) { s.Payload = nil }), `signed envelope has no "payload"`},
+		{"no signature", mod(func(s *envelope.Signed) { s.Signatures = nil }), `signed envelope has no "signatures"`},
+		{"renamed field", bytes.Replace(good.Marshal(), []byte(`"payload":`), []byte(`"body":`), 1),
+			`the licet.test file is damaged: its signed envelope has no "payload" (or an empty one) but has "body", which licet does not know (a renamed field?)`},
 		{"payload not base64", bytes.Replace(good.Marshal(), []byte(`"payload":"`), []byte(`"payload":"*`), 1), "not a signed licet document"},
 	}
 	for _, c := range cases {
@@ -336,6 +338,13 @@ func TestParseSealedRejects(t *testing.T) {
 	wantInvalid(t, "kem out of range", err, "not an encrypted licet document")
 	_, err = envelope.ParseSealed(nil, "licet.pack", 1)
 	wantInvalid(t, "empty", err, "not an encrypted licet document")
+	// A renamed field is a damaged file, not a file for another recipient
+	// (whose ID would be blank) or of another suite.
+	for field, want := range map[string]string{"recipient": "recipient", "ciphertext": "ciphertext", "kem": "kem", "version": "version", "type": "type"} {
+		renamed := bytes.Replace(sl.Marshal(), []byte(`"`+field+`":`), []byte(`"x_`+field+`":`), 1)
+		_, err := envelope.ParseSealed(renamed, "licet.pack", 1)
+		wantInvalid(t, "renamed "+field, err, `the licet.pack file is damaged: its encrypted envelope has no "`+want+`" (or an empty one) but has "x_`+field+`", which licet does not know`)
+	}
 	withExtra := bytes.Replace(sl.Marshal(), []byte(`{"type"`), []byte(`{"zzz":true,"type"`), 1)
 	parsed, err := envelope.ParseSealed(withExtra, "licet.pack", 1)
 	if err != nil {

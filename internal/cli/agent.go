@@ -103,7 +103,7 @@ func loadAgent(data, hwRoot string) (*agent.Identity, error) {
 func printLicense(e *env, asJSON bool, lic *verify.License, extra map[string]any) error {
 	if asJSON {
 		out := map[string]any{
-			"license_id": lic.LicenseID, "client_id": lic.ClientID, "system_id": lic.SystemID, "pack_id": lic.PackID,
+			"data_version": lic.DataVersion, "license_id": lic.LicenseID, "client_id": lic.ClientID, "system_id": lic.SystemID, "pack_id": lic.PackID,
 			"product_id": lic.ProductID, "product_version": lic.ProductVersion, "platform": lic.Platform,
 			"features": lic.Features, "flags": lic.Flags, "temporary": lic.Temporary(), "site_id": lic.SiteID,
 			"not_before": lic.NotBefore, "not_after": lic.NotAfter, "customer_id": lic.CustomerID, "bound": lic.Statement != nil,

@@ -285,6 +285,11 @@ func printInstalled(e *env, asJSON bool, p *licenseserver.InstalledPack) error {
 	if asJSON {
 		return printJSON(e.stdout, p)
 	}
+	if p.Upgrade != nil {
+		fmt.Fprintf(e.stdout, "Installed pack %s: %d %s upgrade seats of %s, from versions %s..%s to %s (order %s). They only upgrade existing licenses, through a gateway given a site token of scope upgrade, and are never granted as new licenses.\n",
+			p.PackID, p.Quantity, p.Platform, p.ProductID, p.Upgrade.FromMin, p.Upgrade.FromMax, p.ProductVersion, p.OrderID)
+		return nil
+	}
 	fmt.Fprintf(e.stdout, "Installed pack %s: %d %s seats of %s %s (order %s).\n", p.PackID, p.Quantity, p.Platform, p.ProductID, p.ProductVersion, p.OrderID)
 	return nil
 }
@@ -455,7 +460,7 @@ func siteLicenseList(ctx context.Context, e *env, args []string) error {
 	fs := flagSet(e, "licet site license list", "--data DIR [--client ID] [--pack ID]", "Lists granted licenses (the client assignment table).")
 	sf := addSiteFlags(fs)
 	client := fs.String("client", "", "only this client's licenses")
-	packID := fs.String("pack", "", "only licenses from this pack")
+	packID := fs.String("pack", "", "only licenses from this pack (a seat pack, or the upgrade pack of an upgraded license)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}

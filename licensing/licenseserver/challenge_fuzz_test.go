@@ -13,7 +13,7 @@ import (
 
 // FuzzOpenChallenge feeds arbitrary challenge IDs, client IDs and products
 // to openChallenge, the opener of the sealed IDs NewChallenge hands out: it
-// must not panic; an ID it refuses is an error of kind Forbidden; an ID it
+// must not panic; an ID it refuses is an error of kind Invalid; an ID it
 // opens is, byte for byte, the one ID the test sealed, for the client and
 // product it was sealed for, and gives back its answer, software ID and
 // expiry. Another spelling of a sealed ID must not open: a grant consumes
@@ -65,8 +65,8 @@ func FuzzOpenChallenge(f *testing.F) {
 			if a != nil || gotSID != 0 || !gotExp.IsZero() {
 				t.Fatalf("openChallenge returned values with the error %v", err)
 			}
-			if k := errs.KindOf(err); k != errs.Forbidden {
-				t.Fatalf("openChallenge(%q) refused it with an error of kind %s, not forbidden: %v", id, k, err)
+			if k := errs.KindOf(err); k != errs.Invalid {
+				t.Fatalf("openChallenge(%q) refused it with an error of kind %s, not invalid: %v", id, k, err)
 			}
 			return
 		}

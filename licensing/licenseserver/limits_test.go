@@ -39,8 +39,8 @@ func TestWrongAnswersLimitedPerClient(t *testing.T) {
 	bad, _ := keys.GenerateSigner()
 	dec, _ := keys.GenerateDecrypter()
 	for i := 0; i < 2; i++ {
-		if err := wrongGrant(t, srv, sid, bad, dec); !errs.Is(err, errs.Forbidden) {
-			t.Fatalf("wrong answer %d: %v, want a Forbidden refusal", i+1, err)
+		if err := wrongGrant(t, srv, sid, bad, dec); !errs.Is(err, errs.Invalid) {
+			t.Fatalf("wrong answer %d: %v, want an Invalid refusal", i+1, err)
 		}
 	}
 	err := wrongGrant(t, srv, sid, bad, dec)

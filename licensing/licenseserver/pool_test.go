@@ -43,11 +43,11 @@ func signedGrant(challengeID string, answer []byte, sig *keys.Signer, dec *keys.
 	return req
 }
 
-// refused checks that err is Forbidden and mentions want.
+// refused checks that err is Invalid and mentions want.
 func refused(t *testing.T, err error, want, what string) {
 	t.Helper()
-	if !errs.Is(err, errs.Forbidden) || !strings.Contains(err.Error(), want) {
-		t.Fatalf("%s: got %v, want a Forbidden error saying %q", what, err, want)
+	if !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("%s: got %v, want an Invalid error saying %q", what, err, want)
 	}
 }
 

@@ -134,7 +134,9 @@ type UpgradeRequest struct {
 // AssignmentFilter selects assignments; empty fields match all.
 type AssignmentFilter struct {
 	ClientID string
-	PackID   string
+	// PackID matches the pack of the client's seat and the upgrade pack
+	// whose seat the current license took.
+	PackID string
 }
 
 // GrantStore is the part of the site's database that grants licenses.
@@ -145,7 +147,7 @@ type GrantStore interface {
 	Images(ctx context.Context) ([]*Image, error)
 
 	// AssignSeat grants a seat in one transaction: it records req.ChallengeID
-	// as answered (Forbidden if it was answered before: a replay), then
+	// as answered (Invalid if it was answered before: a replay), then
 	// returns the client's live assignment for the product (existing is true)
 	// or allocates one seat from a pack of the product and platform that is
 	// active at req.Now and records the assignment with the pack's assigned
@@ -159,7 +161,7 @@ type GrantStore interface {
 	// seat and no temporary license can be given.
 	// Exact under any concurrency, across processes too.
 	// ConsumeChallenge records the challenge id as answered until expires
-	// (a wrong answer: AssignSeat records right ones); Forbidden if it was
+	// (a wrong answer: AssignSeat records right ones); Invalid if it was
 	// answered before. Shared by every process on the store.
 	ConsumeChallenge(ctx context.Context, id string, expires time.Time) error
 	AssignSeat(ctx context.Context, req SeatRequest, sign func(*Assignment, *InstalledPack) ([]byte, error)) (a *Assignment, existing bool, err error)

@@ -66,7 +66,7 @@ func (s *Site) ConsumeChallenge(ctx context.Context, id string, expires time.Tim
 func (s *Site) recordChallenge(ctx context.Context, c conn, id string, expires, now time.Time) error {
 	if _, err := c.exec(ctx, `INSERT INTO s_used_challenges (id, expires) VALUES (?, ?)`, id, toNanos(expires)); err != nil {
 		if s.d.IsUnique(err) {
-			return errs.E(errs.Forbidden, "rejected: this challenge was already answered; request a new challenge")
+			return errs.E(errs.Invalid, "rejected: this challenge was already answered; request a new challenge")
 		}
 		return s.dbErr(err, "record answered challenge")
 	}
@@ -235,7 +235,7 @@ func (s *Site) storeCert(ctx context.Context, c conn, a *licenseserver.Assignmen
 // Assignments lists assignments by license ID.
 func (s *Site) Assignments(ctx context.Context, f licenseserver.AssignmentFilter) ([]*licenseserver.Assignment, error) {
 	return list(ctx, s.conn(), "list assignments", scanAssignment, `SELECT `+assignmentCols+` FROM s_assignments
-		WHERE (? = '' OR client_id = ?) AND (? = '' OR pack_id = ?) ORDER BY license_id`, f.ClientID, f.ClientID, f.PackID, f.PackID)
+		WHERE (? = '' OR client_id = ?) AND (? = '' OR pack_id = ? OR upgrade_pack_id = ?) ORDER BY license_id`, f.ClientID, f.ClientID, f.PackID, f.PackID, f.PackID)
 }
 
 const temporaryCols = `license_id, client_id, system_id, product_id, platform, client_key, issued, expires, cert, pack_id`

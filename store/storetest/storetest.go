@@ -1049,11 +1049,11 @@ func testChallengeSingleUse(t *testing.T, st licenseserver.Store) {
 
 	// The same challenge again, for the same client or another: a replay.
 	_, _, err = st.AssignSeat(ctx, req, s.sign)
-	wantKind(t, err, errs.Forbidden, "AssignSeat replaying a challenge")
+	wantKind(t, err, errs.Invalid, "AssignSeat replaying a challenge")
 	other := s.req("cli_2", "prod_a", "linux-amd64", at(time.Second))
 	other.ChallengeID = req.ChallengeID
 	_, _, err = st.AssignSeat(ctx, other, s.sign)
-	wantKind(t, err, errs.Forbidden, "AssignSeat replaying a challenge for another client")
+	wantKind(t, err, errs.Invalid, "AssignSeat replaying a challenge for another client")
 	if got := assigned(t, st, "pk_1"); got != 1 {
 		t.Errorf("pack assigned %d after replays, want 1", got)
 	}
@@ -1066,7 +1066,7 @@ func testChallengeSingleUse(t *testing.T, st licenseserver.Store) {
 	// An answered challenge is refused even when the request fails otherwise.
 	_, _, err = st.AssignSeat(ctx, licenseserver.SeatRequest{ClientID: "cli_3", SystemID: "s", ClientKey: []byte("k"), ProductID: "prod_none",
 		Platform: "linux-amd64", Now: t0, ChallengeID: req.ChallengeID, ChallengeExpires: at(time.Minute)}, s.sign)
-	wantKind(t, err, errs.Forbidden, "AssignSeat replaying a challenge for a product without packs")
+	wantKind(t, err, errs.Invalid, "AssignSeat replaying a challenge for a product without packs")
 }
 
 // testConsumeChallenge: a challenge consumed by a wrong answer is refused
@@ -1078,24 +1078,24 @@ func testConsumeChallenge(t *testing.T, st licenseserver.Store) {
 	s := &seats{st: st}
 	req := s.req("cli_1", "prod_a", "linux-amd64", t0)
 	ok(t, st.ConsumeChallenge(ctx, req.ChallengeID, req.ChallengeExpires), "ConsumeChallenge")
-	wantKind(t, st.ConsumeChallenge(ctx, req.ChallengeID, req.ChallengeExpires), errs.Forbidden, "ConsumeChallenge twice")
+	wantKind(t, st.ConsumeChallenge(ctx, req.ChallengeID, req.ChallengeExpires), errs.Invalid, "ConsumeChallenge twice")
 	_, _, err := st.AssignSeat(ctx, req, s.sign)
-	wantKind(t, err, errs.Forbidden, "AssignSeat with a challenge consumed by a wrong answer")
+	wantKind(t, err, errs.Invalid, "AssignSeat with a challenge consumed by a wrong answer")
 	if got := assigned(t, st, "pk_1"); got != 0 {
 		t.Errorf("pack assigned %d after a consumed challenge, want 0", got)
 	}
 	granted := s.req("cli_2", "prod_a", "linux-amd64", t0)
 	_, _, err = st.AssignSeat(ctx, granted, s.sign)
 	ok(t, err, "AssignSeat")
-	wantKind(t, st.ConsumeChallenge(ctx, granted.ChallengeID, granted.ChallengeExpires), errs.Forbidden, "ConsumeChallenge of a granted challenge")
+	wantKind(t, st.ConsumeChallenge(ctx, granted.ChallengeID, granted.ChallengeExpires), errs.Invalid, "ConsumeChallenge of a granted challenge")
 	var wins atomic.Int64
 	run(16, func(int) {
 		err := st.ConsumeChallenge(ctx, "ch-concurrent", at(time.Minute))
 		switch {
 		case err == nil:
 			wins.Add(1)
-		case !errs.Is(err, errs.Forbidden):
-			t.Errorf("concurrent ConsumeChallenge: %v, want nil or Forbidden", err)
+		case !errs.Is(err, errs.Invalid):
+			t.Errorf("concurrent ConsumeChallenge: %v, want nil or Invalid", err)
 		}
 	})
 	if wins.Load() != 1 {
@@ -1122,7 +1122,7 @@ func testChallengeConcurrent(t *testing.T, st licenseserver.Store) {
 		case err == nil:
 			winner = i
 		default:
-			wantKind(t, err, errs.Forbidden, fmt.Sprintf("losing AssignSeat %d", i))
+			wantKind(t, err, errs.Invalid, fmt.Sprintf("losing AssignSeat %d", i))
 		}
 	}
 	if winner < 0 {
