@@ -177,6 +177,9 @@ func NewServer(name string, log *slog.Logger, limits Limits, tokens auth.TokenSt
 	return s
 }
 
+// Register adds collectors to the server's /metrics (a role's own figures).
+func (s *Server) Register(cs ...prometheus.Collector) { s.reg.MustRegister(cs...) }
+
 // MetricsHandler serves the Prometheus page without authentication, for a
 // listener of its own that only the monitoring network reaches
 // (--metrics-listen).

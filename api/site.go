@@ -70,7 +70,7 @@ type VerifyResponse struct {
 // NewSiteHandler returns the site's HTTP API over srv.
 func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) *Server {
 	s := NewServer("site", log, limits, srv.Store)
-	s.reg.MustRegister(poolCollector{srv})
+	m := newSiteMetrics(srv, log, s.reg)
 	s.Admin("GET /v1/site", func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, Info(srv.ID))
 		return nil
@@ -83,6 +83,7 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 			return err
 		}
 		ch, err := srv.NewChallenge(r.Context(), req)
+		m.challenge(req.ProductID, err)
 		if err != nil {
 			return err
 		}
@@ -95,6 +96,7 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 			return err
 		}
 		g, err := srv.Grant(r.Context(), &req)
+		m.grant(req.ProductID, g, err)
 		if err != nil {
 			return err
 		}
@@ -112,6 +114,7 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 			return errs.E(errs.Invalid, "license: the license to upgrade (PEM: license certificate, then site certificate) is required")
 		}
 		u, err := srv.Upgrade(r.Context(), []byte(req.License))
+		m.upgrade([]byte(req.License), u, err)
 		if err != nil {
 			return err
 		}

@@ -149,6 +149,10 @@ func Create(ctx context.Context, st TokenStore, name string, o Options, now time
 	return secret, t, nil
 }
 
+// errUnknownToken is the refusal of a token this server never issued (or
+// whose record is gone); any scope, not only admin tokens.
+var errUnknownToken = errs.E(errs.Unauthenticated, "token is not valid: this server does not know it (it was made by another server, or its data directory or database was replaced); use a token this server issued")
+
 // Check looks the secret up and returns its token if it works now, or an
 // Unauthenticated error.
 func Check(ctx context.Context, st TokenStore, secret string) (*Token, error) {
@@ -159,18 +163,18 @@ func Check(ctx context.Context, st TokenStore, secret string) (*Token, error) {
 // not after now, are refused.
 func CheckAt(ctx context.Context, st TokenStore, secret string, now time.Time) (*Token, error) {
 	if !strings.HasPrefix(secret, TokenPrefix) {
-		return nil, errs.E(errs.Unauthenticated, "missing or malformed admin token: send 'Authorization: Bearer licet_…'")
+		return nil, errs.E(errs.Unauthenticated, "missing or malformed token: send 'Authorization: Bearer licet_…'")
 	}
 	h := HashToken(secret)
 	t, err := st.TokenByHash(ctx, h)
 	if errs.Is(err, errs.NotFound) {
-		return nil, errs.E(errs.Unauthenticated, "admin token is not valid")
+		return nil, errUnknownToken
 	}
 	if err != nil {
 		return nil, err
 	}
 	if subtle.ConstantTimeCompare(t.Hash, h) != 1 {
-		return nil, errs.E(errs.Unauthenticated, "admin token is not valid")
+		return nil, errUnknownToken
 	}
 	switch t.Status(now) {
 	case "revoked":

@@ -107,12 +107,29 @@ func failsEnv(t *testing.T, env []string, code int, pattern string, args ...stri
 
 // server is a licet server process.
 type server struct {
-	cmd    *exec.Cmd
-	URL    string
-	stderr *bytes.Buffer
+	cmd     *exec.Cmd
+	URL     string
+	stderr  *bytes.Buffer
+	metrics chan string // the --metrics-listen address, once printed
 }
 
-var listenRE = regexp.MustCompile(`listening on (https?://\S+)`)
+var (
+	listenRE  = regexp.MustCompile(`listening on (https?://\S+)`)
+	metricsRE = regexp.MustCompile(`^metrics listening on (http://\S+)/metrics`)
+)
+
+// metricsURL is the base URL of a server started with --metrics-listen.
+func (s *server) metricsURL(t *testing.T) string {
+	t.Helper()
+	select {
+	case u := <-s.metrics:
+		s.metrics <- u
+		return u
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the server printed no metrics address: %s", s.stderr)
+		return ""
+	}
+}
 
 // start runs a licet server on a free port and waits until it listens. The
 // test's cleanup stops it with SIGTERM and checks that it exits cleanly.
@@ -124,7 +141,7 @@ func start(t *testing.T, env []string, args ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, stderr: &bytes.Buffer{}}
+	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, metrics: make(chan string, 1)}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -133,7 +150,9 @@ func start(t *testing.T, env []string, args ...string) *server {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
+			if m := metricsRE.FindStringSubmatch(sc.Text()); m != nil {
+				s.metrics <- m[1]
+			} else if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/licet/licet/api"
 	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
@@ -32,6 +34,23 @@ func gatewayCommand() *command {
 // check to the application at upURL.
 func gatewayServer(log *slog.Logger, limits api.Limits, v *verify.Verifier, upURL, siteURL *url.URL, opts gateway.Options) *api.Server {
 	s := api.NewServer("gateway", log, limits, nil)
+	checks := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "licet_gateway_checks_total",
+		Help:        "License checks of requests to the application, by outcome (passed or refused) and the refusal's reason (the error= of WWW-Authenticate).",
+		ConstLabels: prometheus.Labels{"product": opts.Product}}, []string{"outcome", "reason"})
+	exchanges := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "licet_gateway_upgrades_total",
+		Help:        "Upgrade exchanges with the license server, by outcome (upgraded or refused) and why not (the license server's error code, e.g. exhausted: no upgrade seat fits).",
+		ConstLabels: prometheus.Labels{"product": opts.Product}}, []string{"outcome", "reason"})
+	s.Register(checks, exchanges)
+	count := func(c *prometheus.CounterVec, ok string) func(string) {
+		return func(reason string) {
+			if reason == "" {
+				c.WithLabelValues(ok, "").Inc()
+			} else {
+				c.WithLabelValues("refused", reason).Inc()
+			}
+		}
+	}
+	opts.OnCheck, opts.OnExchange = count(checks, "passed"), count(exchanges, "upgraded")
 	relay := gateway.NewReverseProxy(siteURL, opts)
 	handle := func(h http.Handler) func(w http.ResponseWriter, r *http.Request) error {
 		return func(w http.ResponseWriter, r *http.Request) error {

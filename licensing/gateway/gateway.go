@@ -155,6 +155,17 @@ type Options struct {
 	// license server older than pack statements), for a transition; see
 	// verify.Options.AllowUnbound. Off: they are refused (error="not_sold").
 	AllowUnbound bool
+	// OnCheck, if set, is told the outcome of every license check, for
+	// metrics: reason "" for a request let through, else the refusal's
+	// reason (the error= of its WWW-Authenticate challenge, or "other" for a
+	// refusal without one, such as a body over the limit). It must be quick.
+	OnCheck func(reason string)
+	// OnExchange, if set, is told the outcome of every upgrade exchange with
+	// the license server (Upgrade), for metrics: reason "" for an upgraded
+	// license, else why not (the license server's error code, such as
+	// "exhausted" when it has no upgrade seat left, or the gateway's refusal
+	// reason of the license it got back).
+	OnExchange func(reason string)
 }
 
 func (o Options) log() *slog.Logger {
@@ -195,6 +206,9 @@ func Middleware(v *verify.Verifier, opts Options) func(http.Handler) http.Handle
 			if f != nil {
 				c.refuse(w, f)
 				return
+			}
+			if c.onCheck != nil {
+				c.onCheck("")
 			}
 			// The handler gets a copy: a handler must not modify its request.
 			r2 := r.WithContext(context.WithValue(r.Context(), ctxKey{}, e.lic))
@@ -270,14 +284,16 @@ type checker struct {
 	minVersion  string
 	upgrade     func(ctx context.Context, licensePEM []byte) (*Upgraded, error)
 	ups         upgrades
-	publicNames []string           // Options.PublicNames, normalized
-	acceptV1    bool               // Options.AcceptLicetSignature
-	challenge   [numReasons]string // WWW-Authenticate values
-	where       string             // where to get a license, for messages
-	server      string             // the same, short, after a verify error's own advice
-	unbound     bool               // Options.AllowUnbound
-	sites       map[string]bool    // Options.Sites; nil: any
-	customers   map[string]bool    // Options.Customers; nil: any
+	publicNames []string            // Options.PublicNames, normalized
+	acceptV1    bool                // Options.AcceptLicetSignature
+	challenge   [numReasons]string  // WWW-Authenticate values
+	where       string              // where to get a license, for messages
+	server      string              // the same, short, after a verify error's own advice
+	unbound     bool                // Options.AllowUnbound
+	sites       map[string]bool     // Options.Sites; nil: any
+	customers   map[string]bool     // Options.Customers; nil: any
+	onCheck     func(reason string) // Options.OnCheck
+	onExchange  func(reason string) // Options.OnExchange
 }
 
 // errWrongSite: a license of a site outside the gateway's scope (Options.Sites, Options.Customers).
@@ -358,6 +374,7 @@ func newChecker(v *verify.Verifier, opts Options) *checker {
 	c.publicNames, c.acceptV1 = normPublicNames(opts.PublicNames), opts.AcceptLicetSignature
 	c.minVersion, c.upgrade = opts.MinVersion, opts.Upgrade
 	c.unbound, c.sites, c.customers = opts.AllowUnbound, set(opts.Sites), set(opts.Customers)
+	c.onCheck, c.onExchange = opts.OnCheck, opts.OnExchange
 	c.ups.m, c.ups.files = map[[32]byte]*upgradeCall{}, map[string]*upgradeCall{}
 
 	base := "Licet realm=" + quote(opts.Product)
@@ -846,6 +863,13 @@ func cleanConnection(vals []string) []string {
 
 // refuse answers a refused request.
 func (c *checker) refuse(w http.ResponseWriter, f *failure) {
+	if c.onCheck != nil {
+		name := "other"
+		if f.reason != noChallenge {
+			name = reasonNames[f.reason]
+		}
+		c.onCheck(name)
+	}
 	if f.reason != noChallenge {
 		w.Header().Set("WWW-Authenticate", c.challenge[f.reason])
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -85,11 +86,16 @@ func SiteUpgrader(siteURL *url.URL, token string, client *http.Client) func(ctx 
 			return nil, fmt.Errorf("read the license server's answer: %w", err)
 		}
 		if resp.StatusCode != http.StatusOK {
+			ref := &SiteRefusal{Status: resp.StatusCode, Message: "the license server answered " + resp.Status}
 			var e errorBody
 			if json.Unmarshal(raw, &e) == nil && e.Error.Message != "" {
-				return nil, errors.New(e.Error.Message)
+				ref.Code, ref.Message = e.Error.Code, e.Error.Message
 			}
-			return nil, fmt.Errorf("the license server answered %s", resp.Status)
+			if resp.StatusCode == http.StatusUnauthorized {
+				ref.Message = "the license server refused the gateway's upgrade token (--site-token-file or $LICET_SITE_TOKEN): " + ref.Message +
+					"; give the gateway a token of scope upgrade made by that license server ('licet site token create --scope upgrade')"
+			}
+			return nil, ref
 		}
 		var out struct {
 			License      string `json:"license"`
@@ -115,6 +121,17 @@ func SiteUpgrader(siteURL *url.URL, token string, client *http.Client) func(ctx 
 		return u, nil
 	}
 }
+
+// SiteRefusal is a license server's refusal of an upgrade exchange
+// (SiteUpgrader): its HTTP status, and the code and message of its error
+// answer.
+type SiteRefusal struct {
+	Status  int
+	Code    string // e.g. "exhausted": no upgrade seat fits; "unauthenticated": the token
+	Message string
+}
+
+func (e *SiteRefusal) Error() string { return e.Message }
 
 // upgrades remembers exchanges by the SHA-256 of the presented license
 // certificate, and makes concurrent requests with the same license wait for
@@ -193,8 +210,11 @@ func (c *checker) runExchange(call *upgradeCall, lic *verify.License, now time.T
 	call.f = c.fail(c.staleReason(lic, now), "license %d could not be upgraded: the upgrade failed inside the gateway; try again", lic.LicenseID)
 	call.until = now.Add(upgradeFailKeep)
 	defer close(call.done)
-	e, file, f := c.doExchange(lic, now)
+	e, file, f, why := c.doExchange(lic, now)
 	call.e, call.f, call.file = e, f, file
+	if c.onExchange != nil {
+		c.onExchange(why)
+	}
 	if f == nil {
 		call.until = now.Add(upgradeKeep)
 		c.ups.mu.Lock()
@@ -235,9 +255,10 @@ func (c *checker) serveUpdate(w http.ResponseWriter, r *http.Request) {
 	w.Write(call.file)
 }
 
-// doExchange asks the license server and checks what it returns. It runs
-// detached from the request that started it, which others may be waiting on.
-func (c *checker) doExchange(lic *verify.License, now time.Time) (*entry, []byte, *failure) {
+// doExchange asks the license server and checks what it returns, and says
+// why it failed for OnExchange (see Options). It runs detached from the
+// request that started it, which others may be waiting on.
+func (c *checker) doExchange(lic *verify.License, now time.Time) (*entry, []byte, *failure, string) {
 	why := "has expired"
 	r := c.staleReason(lic, now)
 	if r == reasonOldVersion {
@@ -247,22 +268,27 @@ func (c *checker) doExchange(lic *verify.License, now time.Time) (*entry, []byte
 	defer cancel()
 	up, err := c.upgrade(ctx, licensePEM(lic))
 	if err != nil {
-		return nil, nil, c.fail(r, "license %d %s and could not be upgraded: %v; %s", lic.LicenseID, why, err, c.where)
+		code := "failed" // unreachable, or an answer that is not an upgrade
+		var ref *SiteRefusal
+		if errors.As(err, &ref) {
+			code = cmp.Or(ref.Code, "refused")
+		}
+		return nil, nil, c.fail(r, "license %d %s and could not be upgraded: %v; %s", lic.LicenseID, why, err, c.where), code
 	}
 	nl, err := c.verifyChain(up.Chain, verify.Options{Now: now, Product: c.product, ClientKey: lic.ClientKey})
 	if err != nil {
-		return nil, nil, c.fail(reasonInvalidLicense, "license %d %s, and the license server's upgraded license does not verify: %v", lic.LicenseID, why, err)
+		return nil, nil, c.fail(reasonInvalidLicense, "license %d %s, and the license server's upgraded license does not verify: %v", lic.LicenseID, why, err), reasonNames[reasonInvalidLicense]
 	}
 	if c.stale(nl) {
-		return nil, nil, c.oldVersion(nl)
+		return nil, nil, c.oldVersion(nl), reasonNames[reasonOldVersion]
 	}
 	if len(up.File) == 0 || len(up.File) > maxUpdateFile {
-		return nil, nil, c.fail(r, "license %d %s, and the license server's upgraded license file is empty or over %d bytes", lic.LicenseID, why, maxUpdateFile)
+		return nil, nil, c.fail(r, "license %d %s, and the license server's upgraded license file is empty or over %d bytes", lic.LicenseID, why, maxUpdateFile), "bad_file"
 	}
 	e := newEntry(nl, c.v.Root())
 	sum := sha256.Sum256(nl.Raw)
 	e.update = LicenseUpdatePath + hex.EncodeToString(sum[:])
-	return e, up.File, nil
+	return e, up.File, nil, ""
 }
 
 // licensePEM is the license file of lic: the license certificate, then the

@@ -197,12 +197,12 @@ func (s *Server) openChallenge(id, clientID, product string) (answer []byte, sid
 	// challenge (another guess at its answer each).
 	raw, derr := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(id, "ch-"))
 	if derr != nil || len(raw) != challengeIDLen || id != "ch-"+base64.RawURLEncoding.EncodeToString(raw) {
-		return nil, 0, time.Time{}, errs.E(errs.Invalid, "rejected: %q is not a challenge of this license server; request a new challenge", id)
+		return nil, 0, time.Time{}, refuse(ReasonChallengeInvalid, errs.E(errs.Invalid, "rejected: %q is not a challenge of this license server; request a new challenge", id))
 	}
 	body := raw[:challengeBodyLen]
 	answer, oerr := s.challengeAEAD().Open(nil, nil, raw[challengeBodyLen:], challengeAD(body, clientID, product))
 	if oerr != nil {
-		return nil, 0, time.Time{}, errs.E(errs.Invalid, "rejected: the grant request does not match the challenge: it was made for another client key or product, by another license server, or altered; request a new challenge")
+		return nil, 0, time.Time{}, refuse(ReasonChallengeInvalid, errs.E(errs.Invalid, "rejected: the grant request does not match the challenge: it was made for another client key or product, by another license server, or altered; request a new challenge"))
 	}
 	return answer, binary.BigEndian.Uint32(body[16:20]), time.Unix(int64(binary.BigEndian.Uint64(body[20:28])), 0).UTC(), nil
 }
@@ -279,10 +279,10 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 	}
 	now := s.Now().UTC()
 	if !now.Before(expires) {
-		return nil, errs.E(errs.Invalid, "rejected: the challenge expired at %s; request a new one", expires.Format(time.RFC3339))
+		return nil, refuse(ReasonChallengeExpired, errs.E(errs.Invalid, "rejected: the challenge expired at %s; request a new one", expires.Format(time.RFC3339)))
 	}
 	if !ed25519.Verify(req.ClientKey, GrantMessage(req), req.Signature) {
-		return nil, errs.E(errs.Invalid, "rejected: the grant request is not signed by the client key")
+		return nil, refuse(ReasonBadSignature, errs.E(errs.Invalid, "rejected: the grant request is not signed by the client key"))
 	}
 	if err := checkSystemID(req.SystemID); err != nil {
 		return nil, err
@@ -297,7 +297,7 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 		if err := s.Store.ConsumeChallenge(ctx, req.ChallengeID, expires); err != nil {
 			return nil, err
 		}
-		return nil, errs.E(errs.Invalid, "rejected: the challenge answer does not match the reference image of software ID %s; the client program was modified or is another revision (request a new challenge to try again)", softid.ID(sid))
+		return nil, refuse(ReasonWrongAnswer, errs.E(errs.Invalid, "rejected: the challenge answer does not match the reference image of software ID %s; the client program was modified or is another revision (request a new challenge to try again)", softid.ID(sid)))
 	}
 	a, existing, err := s.assignLeased(ctx, SeatRequest{
 		ClientID: clientID, SystemID: req.SystemID, ClientKey: req.ClientKey,

@@ -66,7 +66,7 @@ func (s *Site) ConsumeChallenge(ctx context.Context, id string, expires time.Tim
 func (s *Site) recordChallenge(ctx context.Context, c conn, id string, expires, now time.Time) error {
 	if _, err := c.exec(ctx, `INSERT INTO s_used_challenges (id, expires) VALUES (?, ?)`, id, toNanos(expires)); err != nil {
 		if s.d.IsUnique(err) {
-			return errs.E(errs.Invalid, "rejected: this challenge was already answered; request a new challenge")
+			return licenseserver.ErrChallengeAnswered
 		}
 		return s.dbErr(err, "record answered challenge")
 	}
