@@ -52,9 +52,29 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
+	data, err := c.send(ctx, method, path, body, ctype)
+	if err != nil || out == nil {
+		return err
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return errs.Wrap(errs.Internal, err, "%s %s: answer is not the expected JSON", method, path)
+	}
+	return nil
+}
+
+// PostJSON sends body, already encoded as JSON, to path and returns the
+// answer undecoded; an error answer is an error as with Post. For a caller
+// that encodes its requests ahead of time or reads only part of the answer
+// (the load generator).
+func (c *Client) PostJSON(ctx context.Context, path string, body []byte) ([]byte, error) {
+	return c.send(ctx, http.MethodPost, path, bytes.NewReader(body), "application/json")
+}
+
+// send sends a request and returns the body of a successful answer.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader, ctype string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, body)
 	if err != nil {
-		return errs.Wrap(errs.Usage, err, "bad server URL %q", c.BaseURL)
+		return nil, errs.Wrap(errs.Usage, err, "bad server URL %q", c.BaseURL)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", ctype)
@@ -64,31 +84,25 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return errs.Wrap(errs.Internal, err, "cannot reach %s; is the server running?", c.BaseURL)
+		return nil, errs.Wrap(errs.Internal, err, "cannot reach %s; is the server running?", c.BaseURL)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return errs.Wrap(errs.Internal, err, "read answer of %s %s", method, path)
+		return nil, errs.Wrap(errs.Internal, err, "read answer of %s %s", method, path)
 	}
 	if resp.StatusCode >= 400 {
 		var eb errorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
 			e := &errs.Error{Kind: errs.KindFromCode(eb.Error.Code), Message: eb.Error.Message}
 			if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
-				return &RetryError{After: time.Duration(secs) * time.Second, Err: e}
+				return nil, &RetryError{After: time.Duration(secs) * time.Second, Err: e}
 			}
-			return e
+			return nil, e
 		}
-		return errs.E(errs.Internal, "%s %s: server answered %s", method, path, resp.Status)
+		return nil, errs.E(errs.Internal, "%s %s: server answered %s", method, path, resp.Status)
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return errs.Wrap(errs.Internal, err, "%s %s: answer is not the expected JSON", method, path)
-	}
-	return nil
+	return data, nil
 }
 
 // Get fetches path and decodes the JSON answer into out.

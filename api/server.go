@@ -5,6 +5,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,15 +81,30 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 // writeJSON answers with v as compact JSON (machines read it; the CLI
 // indents what it prints).
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		b = []byte(`{"error":{"code":"internal","message":"the answer could not be encoded"}}`)
+	buf := jsonBufs.Get().(*bytes.Buffer)
+	defer putJSONBuf(buf)
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(v); err != nil { // json.Marshal's bytes and a newline
+		buf.Reset()
+		buf.WriteString(`{"error":{"code":"internal","message":"the answer could not be encoded"}}` + "\n")
 		status = http.StatusInternalServerError
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(buf.Bytes())
+}
+
+// jsonBufs holds the buffers writeJSON encodes answers into (a grant's is
+// about 7 KB), so that each answer does not grow a new one.
+var jsonBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putJSONBuf returns a buffer to jsonBufs unless an unusually large answer
+// (a long listing) grew it.
+func putJSONBuf(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		jsonBufs.Put(b)
+	}
 }
 
 // readJSON decodes a JSON request body into v, rejecting unknown fields.

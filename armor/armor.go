@@ -15,7 +15,6 @@
 package armor
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -52,27 +51,41 @@ type Block struct {
 
 // Encode writes b as armored text ending in a newline.
 func Encode(b Block) []byte {
-	var out bytes.Buffer
-	out.WriteString(beginPrefix + b.Type + dashes + "\n")
-	fmt.Fprintf(&out, "Version: %d\n", b.Version)
-	fmt.Fprintf(&out, "Checksum: %s\n", checksum(b.Body))
-	out.WriteString("\n")
-	enc := base64.StdEncoding.EncodeToString(b.Body)
-	for len(enc) > lineWidth {
-		out.WriteString(enc[:lineWidth] + "\n")
-		enc = enc[lineWidth:]
-	}
-	if enc != "" {
-		out.WriteString(enc + "\n")
-	}
-	out.WriteString(endPrefix + b.Type + dashes + "\n")
-	return out.Bytes()
+	n := base64.StdEncoding.EncodedLen(len(b.Body))
+	out := make([]byte, 0, 2*len(b.Type)+n+n/lineWidth+96)
+	out = append(out, beginPrefix...)
+	out = append(out, b.Type...)
+	out = append(out, dashes+"\nVersion: "...)
+	out = strconv.AppendInt(out, int64(b.Version), 10)
+	out = append(out, "\nChecksum: "...)
+	out = appendChecksum(out, b.Body)
+	out = append(out, "\n\n"...)
+	out = AppendBase64Lines(out, b.Body)
+	out = append(out, endPrefix...)
+	out = append(out, b.Type...)
+	return append(out, dashes+"\n"...)
 }
 
-func checksum(body []byte) string {
-	sum := sha256.Sum256(body)
-	return "sha256:" + hex.EncodeToString(sum[:8])
+// AppendBase64Lines appends data in standard base64 to dst, 64 characters a
+// line, each line ending in a newline: the body of an armored block, and of
+// a PEM block as encoding/pem writes it.
+func AppendBase64Lines(dst, data []byte) []byte {
+	const perLine = lineWidth / 4 * 3 // bytes that make one full line
+	for len(data) > 0 {
+		k := min(perLine, len(data))
+		dst = base64.StdEncoding.AppendEncode(dst, data[:k])
+		dst = append(dst, '\n')
+		data = data[k:]
+	}
+	return dst
 }
+
+func appendChecksum(dst, body []byte) []byte {
+	sum := sha256.Sum256(body)
+	return hex.AppendEncode(append(dst, "sha256:"...), sum[:8])
+}
+
+func checksum(body []byte) string { return string(appendChecksum(nil, body)) }
 
 // Error describes why an armored file could not be read.
 type Error struct{ Reason string }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"strings"
 	"testing"
@@ -36,6 +37,35 @@ func TestEncodeExactText(t *testing.T) {
 	sum := sha256.Sum256([]byte("hello, licet"))
 	if hex.EncodeToString(sum[:8]) != "18009411aa524526" {
 		t.Fatal("the checksum is not the first 8 bytes of SHA-256 in hex")
+	}
+}
+
+// Encode writes the text the format describes (header, then base64 cut
+// into lines of 64) for bodies around the line boundaries, and its lines
+// are those encoding/pem writes.
+func TestEncodeLines(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 47, 48, 49, 95, 96, 97, 1000, 4096} {
+		b := body(n)
+		enc := base64.StdEncoding.EncodeToString(b)
+		var lines strings.Builder
+		for len(enc) > 64 {
+			lines.WriteString(enc[:64] + "\n")
+			enc = enc[64:]
+		}
+		if enc != "" {
+			lines.WriteString(enc + "\n")
+		}
+		sum := sha256.Sum256(b)
+		want := "-----BEGIN LICET LICENSE-----\nVersion: 12\nChecksum: sha256:" + hex.EncodeToString(sum[:8]) + "\n\n" +
+			lines.String() + "-----END LICET LICENSE-----\n"
+		if got := string(armor.Encode(armor.Block{Type: armor.TypeLicense, Version: 12, Body: b})); got != want {
+			t.Fatalf("n=%d: Encode:\n%s\nwant:\n%s", n, got, want)
+		}
+		pemText := string(pem.EncodeToMemory(&pem.Block{Type: "X", Bytes: b}))
+		pemBody := strings.TrimSuffix(strings.TrimPrefix(pemText, "-----BEGIN X-----\n"), "-----END X-----\n")
+		if got := string(armor.AppendBase64Lines([]byte("x"), b)); got != "x"+pemBody {
+			t.Fatalf("n=%d: AppendBase64Lines = %q, encoding/pem writes %q", n, got, pemBody)
+		}
 	}
 }
 

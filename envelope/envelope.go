@@ -215,11 +215,21 @@ func sealInfo(typ string, version int, recipient string) []byte {
 
 // Seal encrypts plaintext to the HPKE public key recipientPub.
 func Seal(typ string, version int, recipientPub, plaintext []byte) (*Sealed, error) {
+	r, err := keys.ParseRecipient(recipientPub)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt %s: %w", typ, err)
+	}
+	return SealTo(typ, version, r, plaintext)
+}
+
+// SealTo is Seal to a recipient key already parsed (keys.ParseRecipient),
+// for a caller that checked the key first.
+func SealTo(typ string, version int, r *keys.Recipient, plaintext []byte) (*Sealed, error) {
 	if version < 1 {
 		return nil, fmt.Errorf("encrypt %s: format version %d: versions start at 1", typ, version)
 	}
-	rid := keys.RecipientID(recipientPub)
-	ct, err := keys.Seal(recipientPub, sealInfo(typ, version, rid), plaintext)
+	rid := r.ID()
+	ct, err := r.Seal(sealInfo(typ, version, rid), plaintext)
 	if err != nil {
 		return nil, fmt.Errorf("encrypt %s: %w", typ, err)
 	}

@@ -166,6 +166,21 @@ func TestDecrypter(t *testing.T) {
 	if _, err := other.Open(info, ct); err == nil {
 		t.Fatal("another key opened the ciphertext")
 	}
+	// A key parsed once (Recipient) seals as Seal does, and has the same ID.
+	r, err := keys.ParseRecipient(d.PublicBytes())
+	if err != nil || r.ID() != d.ID() {
+		t.Fatalf("ParseRecipient: ID %v, %v", r, err)
+	}
+	ct2, err := r.Seal(info, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := d.Open(info, ct2); err != nil || !bytes.Equal(pt, msg) {
+		t.Fatalf("Open of Recipient.Seal: %q, %v", pt, err)
+	}
+	if _, err := keys.ParseRecipient(d.PublicBytes()[:1215]); err == nil {
+		t.Fatal("ParseRecipient accepted a short key")
+	}
 	if _, err := keys.Seal([]byte("short"), info, msg); err == nil || !strings.Contains(err.Error(), "MLKEM768-X25519") {
 		t.Fatalf("Seal to a bad key: %v", err)
 	}

@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # Sets up a vendor and a site with one pack of SEATS seats on this machine, then
 # runs 'licet bench grants' and 'licet bench verify' against the site.
-# Usage: scripts/bench-grants.sh [--db postgres://...] [--sites N] [--wrong C] [SEATS] [CLIENTS] [CONCURRENCY]
+# Usage: scripts/bench-grants.sh [--db postgres://...] [--sites N] [--wrong C] [--prepare] [SEATS] [CLIENTS] [CONCURRENCY]
 # --sites N starts N 'site serve' processes on the database (PostgreSQL) and sends
 # the grants round robin; --wrong C adds C concurrent clients that keep sending
 # wrong answers during the run (the abuse case; they stop after WRONGFOR,
 # default 15s, and the script waits for them; WRONGFLAGS=--ignore-retry-after
-# makes them ask again at once after a 429). LICET=path uses that binary
+# makes them ask again at once after a 429); --prepare runs the grants with
+# --prepare-answers (challenges, then answers and signed requests made
+# untimed, then grants: the clients' own work left out, as it happens on
+# their machines). LICET=path uses that binary
 # instead of building one (to compare two builds in one session); NOVERIFY=1
 # skips the verification benchmark that follows the grants.
 # Prints the load generator's results; everything lives in a temporary directory.
 set -euo pipefail
-DB=""; SITES=1; WRONG=0
+DB=""; SITES=1; WRONG=0; PREPARE=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --db) DB="$2"; shift 2;;
     --sites) SITES="$2"; shift 2;;
     --wrong) WRONG="$2"; shift 2;;
+    --prepare) PREPARE=(--prepare-answers); shift;;
     *) break;;
   esac
 done
@@ -60,7 +64,7 @@ if [ "$WRONG" -gt 0 ]; then
 fi
 echo "# grants: $CLIENTS clients, concurrency $CONC, $KIND"
 CPU0=$(cpu "${SITEPIDS[@]}")
-$L bench grants "${SERVERS[@]}" --product app --software-id non-windows/1/1 --image "$W/client-image" --clients "$CLIENTS" --concurrency "$CONC"
+$L bench grants "${SERVERS[@]}" --product app --software-id non-windows/1/1 --image "$W/client-image" --clients "$CLIENTS" --concurrency "$CONC" "${PREPARE[@]}"
 echo "# site CPU per grant (user+system of the site processes from /proc, over the whole bench command): $(python3 -c "print(f'{($(cpu "${SITEPIDS[@]}") - $CPU0) / $CLIENTS * 1e6:.0f} µs')")"
 if [ "$WRONG" -gt 0 ]; then
   # The abusers' own figures cover their whole run (until --duration), not only the grants above.

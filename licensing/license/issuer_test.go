@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/x509"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,6 +93,65 @@ func TestIssuerMatchesIssue(t *testing.T) {
 	bad.ClientID = "client-0000000000000000"
 	if _, err := is.Issue(pub, bad, epoch, epoch.Add(time.Hour)); err == nil {
 		t.Error("Issuer.Issue accepted a client ID that is not the key's")
+	}
+}
+
+// The Issuer writes its DER itself: the same bytes as Issue at every length
+// boundary of serials and extensions, for product IDs that encoding/asn1
+// writes as UTF8String rather than PrintableString, and for validity years
+// on both sides of UTCTime's range.
+func TestIssuerDEREdges(t *testing.T) {
+	root := newRoot(t)
+	site := newSite(t, root)
+	is, err := license.NewIssuer(site)
+	if err != nil || !is.Fast() {
+		t.Fatal("no fast Issuer", err)
+	}
+	pub, _, _ := ed25519.GenerateKey(nil)
+	check := func(name string, a verify.Attributes, nb, na time.Time) {
+		t.Helper()
+		want, err := license.Issue(site, pub, a, nb, na)
+		if err != nil {
+			t.Fatalf("%s: Issue: %v", name, err)
+		}
+		got, err := is.Issue(pub, a, nb, na)
+		if err != nil {
+			t.Fatalf("%s: Issuer.Issue: %v", name, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: the Issuer's certificate differs from x509.CreateCertificate's\n got %x\nwant %x", name, got, want)
+		}
+	}
+	for _, id := range []int64{1, 127, 128, 255, 256, 32767, 32768, 1<<31 - 1, 1 << 31, 1<<56 + 1, 1<<63 - 1} {
+		a := attrs()
+		a.LicenseID = id
+		check(fmt.Sprint("license ID ", id), a, epoch, epoch.Add(time.Hour))
+	}
+	for _, p := range []string{"a", "acme*cad", "r&d", "caf\u00e9", "with space", "tab\tsep", strings.Repeat("p", 200)} {
+		a := attrs()
+		a.ProductID = p
+		check(fmt.Sprintf("product %q", p), a, epoch, epoch.Add(time.Hour))
+	}
+	for _, n := range []int{1, 100, 127, 128, 200, 255, 256, 1000, 65535, 65536, 100000} {
+		a := attrs()
+		a.PackStatement = bytes.Repeat([]byte("s"), n)
+		check(fmt.Sprint("pack statement of ", n, " bytes"), a, epoch, epoch.Add(time.Hour))
+	}
+	features := attrs()
+	features.Features = []string{strings.Repeat("f", 300)}
+	check("long attributes", features, epoch, epoch.Add(time.Hour))
+	early := testpki.Site(t, root, "Old Site", "cust-2", time.Date(1949, 12, 31, 23, 0, 0, 0, time.UTC))
+	old, err := license.NewIssuer(early)
+	if err != nil || !old.Fast() {
+		t.Fatal("no fast Issuer for a site from 1949", err)
+	}
+	want, err := license.Issue(early, pub, attrs(), time.Date(1949, 12, 31, 23, 30, 0, 0, time.UTC), time.Date(1950, 1, 1, 1, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := old.Issue(pub, attrs(), time.Date(1949, 12, 31, 23, 30, 0, 0, time.UTC), time.Date(1950, 1, 1, 1, 0, 0, 0, time.UTC))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("a license from 1949 to 1950 differs from Issue's (%v)", err)
 	}
 }
 

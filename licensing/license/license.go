@@ -18,10 +18,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/pem"
 	"math/big"
 	"time"
 
+	"github.com/licet/licet/armor"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/pki"
 	"github.com/licet/licet/verify"
@@ -44,42 +44,52 @@ func Issue(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Attrib
 	return der, nil
 }
 
-// template checks Issue's arguments and returns the license's certificate
-// template.
-func template(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Attributes, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+// check checks Issue's arguments and returns the attributes completed
+// (client ID, data version) and notAfter clamped to the site certificate.
+func check(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Attributes, notBefore, notAfter time.Time) (verify.Attributes, time.Time, error) {
 	if site == nil || site.Cert == nil || site.Signer == nil {
-		return nil, errs.E(errs.Internal, "issue license: no site certificate and key")
+		return attrs, notAfter, errs.E(errs.Internal, "issue license: no site certificate and key")
 	}
 	if r := pki.Role(site.Cert); r != pki.RoleSite {
-		return nil, errs.E(errs.Internal, "issue license: certificate %q has role %q; only a site certificate issues licenses", site.Cert.Subject.CommonName, r)
+		return attrs, notAfter, errs.E(errs.Internal, "issue license: certificate %q has role %q; only a site certificate issues licenses", site.Cert.Subject.CommonName, r)
 	}
 	if pub, ok := site.Cert.PublicKey.(ed25519.PublicKey); !ok || !bytes.Equal(site.Signer.Public(), pub) {
-		return nil, errs.E(errs.Internal, "issue license: the site key does not match the site certificate %s", site.Cert.Subject.SerialNumber)
+		return attrs, notAfter, errs.E(errs.Internal, "issue license: the site key does not match the site certificate %s", site.Cert.Subject.SerialNumber)
 	}
 	if len(clientPub) != ed25519.PublicKeySize {
-		return nil, errs.E(errs.Invalid, "client key is %d bytes, not an Ed25519 public key", len(clientPub))
+		return attrs, notAfter, errs.E(errs.Invalid, "client key is %d bytes, not an Ed25519 public key", len(clientPub))
 	}
 	id := verify.ClientID(clientPub)
 	if attrs.ClientID == "" {
 		attrs.ClientID = id
 	} else if attrs.ClientID != id {
-		return nil, errs.E(errs.Invalid, "license for client %s cannot carry the key of client %s", attrs.ClientID, id)
+		return attrs, notAfter, errs.E(errs.Invalid, "license for client %s cannot carry the key of client %s", attrs.ClientID, id)
 	}
 	if attrs.DataVersion == 0 {
 		attrs.DataVersion = verify.CurrentDataVersion
 	}
 	if attrs.LicenseID <= 0 {
-		return nil, errs.E(errs.Invalid, "license ID %d is not a positive serial from a pack", attrs.LicenseID)
+		return attrs, notAfter, errs.E(errs.Invalid, "license ID %d is not a positive serial from a pack", attrs.LicenseID)
 	}
 	if attrs.ProductID == "" {
-		return nil, errs.E(errs.Invalid, "license has no product ID")
+		return attrs, notAfter, errs.E(errs.Invalid, "license has no product ID")
 	}
 	if notAfter.After(site.Cert.NotAfter) {
 		notAfter = site.Cert.NotAfter
 	}
 	if !notBefore.Before(notAfter) {
-		return nil, errs.E(errs.Invalid, "license would be valid from %s to %s, which is no time at all (the site certificate expires %s)",
+		return attrs, notAfter, errs.E(errs.Invalid, "license would be valid from %s to %s, which is no time at all (the site certificate expires %s)",
 			notBefore.UTC().Format(time.RFC3339), notAfter.UTC().Format(time.RFC3339), site.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return attrs, notAfter, nil
+}
+
+// template checks Issue's arguments and returns the license's certificate
+// template.
+func template(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Attributes, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+	attrs, notAfter, err := check(site, clientPub, attrs, notBefore, notAfter)
+	if err != nil {
+		return nil, err
 	}
 	ext, err := attrs.MarshalExtension()
 	if err != nil {
@@ -99,7 +109,7 @@ func template(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Att
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(attrs.LicenseID),
-		Subject:               pkix.Name{CommonName: id, SerialNumber: id, OrganizationalUnit: []string{attrs.ProductID}},
+		Subject:               pkix.Name{CommonName: attrs.ClientID, SerialNumber: attrs.ClientID, OrganizationalUnit: []string{attrs.ProductID}},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		BasicConstraintsValid: true,
@@ -113,11 +123,23 @@ func template(site *pki.Authority, clientPub ed25519.PublicKey, attrs verify.Att
 }
 
 // EncodePEM writes a certificate chain (the license certificate, then the
-// site certificate) as CERTIFICATE PEM blocks: the license file.
+// site certificate) as CERTIFICATE PEM blocks: the license file, byte for
+// byte as encoding/pem writes it.
 func EncodePEM(chain [][]byte) []byte {
-	var b bytes.Buffer
+	n := 0
 	for _, der := range chain {
-		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+		n += len(pemBegin) + len(pemEnd) + (len(der)+2)/3*4 + len(der)/48 + 1
 	}
-	return b.Bytes()
+	b := make([]byte, 0, n)
+	for _, der := range chain {
+		b = append(b, pemBegin...)
+		b = armor.AppendBase64Lines(b, der)
+		b = append(b, pemEnd...)
+	}
+	return b
 }
+
+const (
+	pemBegin = "-----BEGIN CERTIFICATE-----\n"
+	pemEnd   = "-----END CERTIFICATE-----\n"
+)

@@ -199,6 +199,15 @@ func TestEncodePEM(t *testing.T) {
 	if len(bytes.TrimSpace(rest)) != 0 {
 		t.Fatalf("trailing data %q", rest)
 	}
+	// Byte for byte what encoding/pem writes (license files made before
+	// EncodePEM wrote them itself are the same).
+	var want bytes.Buffer
+	for _, der := range [][]byte{s.der, s.site.Cert.Raw} {
+		pem.Encode(&want, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	}
+	if !bytes.Equal(s.file, want.Bytes()) {
+		t.Fatalf("EncodePEM wrote\n%s\nencoding/pem writes\n%s", s.file, want.Bytes())
+	}
 }
 
 // clientCertificate is what a client presents in TLS: its license file and its key.
