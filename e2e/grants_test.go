@@ -199,7 +199,14 @@ func TestGrantFlowAndAttacks(t *testing.T) {
 	fails(t, 3, "already received its one temporary license", acquire(c2, hwC)...)
 	// The temporary license is refused once it has expired.
 	tempPath := filepath.Join(c, "licenses", "app.pem")
-	failsEnv(t, []string{"LICET_NOW=" + time.Now().AddDate(0, 0, 61).Format(time.RFC3339)}, 3, "expired", "license", "verify", "--root", g.rootPE, tempPath)
+	afterTemp := []string{"LICET_NOW=" + time.Now().AddDate(0, 0, 61).Format(time.RFC3339)}
+	failsEnv(t, afterTemp, 3, "temporary license .* expired at .*temporary licenses are not renewed.*free a seat", "license", "verify", "--root", g.rootPE, tempPath)
+	// Asking again gets the same temporary license (one per machine): the
+	// agent says it is not renewed and what the administrator does, not to ask again.
+	r := failsEnv(t, afterTemp, 3, "temporary licenses are not renewed", acquire(c, hwC)...)
+	if strings.Contains(r.stderr, "ask the license server for a new license") {
+		t.Fatalf("an expired temporary license tells the agent to ask again: %s", r)
+	}
 	var packs []packRow
 	okJSON(t, &packs, "site", "pack", "list", "--data", g.siteDir, "--all")
 	if len(packs) != 1 || packs[0].Assigned != 3 {

@@ -448,6 +448,14 @@ func (v *Verifier) VerifyChain(chain [][]byte, opts Options) (*License, error) {
 	// From here on the content is what the site signed.
 	if err := checkValidity(c.notBefore, c.notAfter, now, "the license", "ask the license server for a new license"); err != nil &&
 		!(opts.AllowExpired && errors.Is(err, ErrExpired)) {
+		if errors.Is(err, ErrExpired) && c.attrs != nil {
+			if a, aerr := ParseAttributes(c.attrs); aerr == nil && a.Temporary() {
+				return nil, fmt.Errorf("%w: temporary license %d of %s expired at %s, it is now %s; temporary licenses are not renewed (a machine gets one per product, "+
+					"only while no seat is free): the license server's administrator must free a seat ('licet site license release') or buy more ('licet site pack buy'), "+
+					"then a new request gets a permanent license", ErrExpired, a.LicenseID, a.ProductID,
+					c.notAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+			}
+		}
 		return nil, err
 	}
 	if c.isCA || c.role != RoleLicense {

@@ -163,7 +163,11 @@ func agentAcquire(ctx context.Context, e *env, args []string) error {
 	if url == "" {
 		return errs.E(errs.Usage, "--server is required: this agent has no server URL configured")
 	}
-	lic, reissued, err := id.Acquire(ctx, agent.AcquireOptions{Server: url, ProductID: *product, SoftwareID: software, Image: *image, HTTP: httpClient})
+	now, err := e.clock()
+	if err != nil {
+		return err
+	}
+	lic, reissued, err := id.Acquire(ctx, agent.AcquireOptions{Server: url, ProductID: *product, SoftwareID: software, Image: *image, HTTP: httpClient, Clock: now})
 	if err != nil {
 		return err
 	}

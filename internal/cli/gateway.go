@@ -98,7 +98,11 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 			"/v1/upgrades; it takes a seat of an upgrade pack) once the client has proved its key;\n"+
 			"the request goes through and the Licet-License-Update response header names the new\n"+
 			"license file, encrypted to the client, which the gateway serves under\n"+
-			"/.well-known/licet/license-update/. Without a token such licenses are refused.\n\n"+
+			"/.well-known/licet/license-update/. Without a token such licenses are refused.\n"+
+			"A failed exchange (no upgrade seat left, say) is remembered 30 s per license, so a\n"+
+			"client that keeps presenting it costs the license server one request, not one each:\n"+
+			"after upgrade seats are bought, such a client passes within 30 s (or at once after a\n"+
+			"gateway restart).\n\n"+
 			"With --legacy-dir, clients that cannot keep a license file deposit it at the gateway\n"+
 			"(signed PUT /v1/legacy/license, the license PEM as body; GET shows it, DELETE removes\n"+
 			"it), one file per client ID in DIR, and then send signed requests without Licet-License.\n\n"+
