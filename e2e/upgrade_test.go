@@ -91,6 +91,27 @@ func TestUpgradeThroughGateway(t *testing.T) {
 		!strings.Contains(out, "never granted as new licenses") {
 		t.Fatalf("buying an upgrade pack does not say it holds upgrade seats: %s", out)
 	}
+	// A gateway whose upgrade token the site does not know says so.
+	bogus := filepath.Join(t.TempDir(), "bogus.token")
+	os.WriteFile(bogus, []byte("licet_"+strings.Repeat("x", 43)+"\n"), 0o600)
+	gwBad := start(t, nil, "gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE,
+		"--min-version", "3.0", "--site-token-file", bogus)
+	badReq, _ := http.NewRequest(http.MethodGet, gwBad.URL+"/v1/render", nil)
+	if err := gateway.SignRequest(badReq, nil, oldPEM, a.signer, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	badResp, err := http.DefaultClient.Do(badReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(badResp.Body)
+	badResp.Body.Close()
+	if badResp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(msg), "refused the gateway's upgrade token") ||
+		!strings.Contains(string(msg), "this server does not know it") || strings.Contains(string(msg), "admin token") {
+		t.Fatalf("gateway with an unknown upgrade token: %s %s", badResp.Status, msg)
+	}
+	gwBad.stop(t)
+
 	// The gateway remembers a failed exchange for 30 s; a fresh gateway asks at once.
 	gw.stop(t)
 	gw = startGW()
