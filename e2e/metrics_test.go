@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -183,4 +184,37 @@ func TestLicensingMetrics(t *testing.T) {
 		`licet_gateway_upgrades_total{outcome="upgraded",product="app",reason=""}`:         1,
 		`licet_gateway_upgrades_total{outcome="refused",product="app",reason="exhausted"}`: 1,
 	})
+}
+
+// TestBenchGrantsMetricsToken runs the load generator against a site whose
+// /metrics needs a token: with --token it reports the site's CPU per
+// grant, without one it cannot.
+func TestBenchGrantsMetricsToken(t *testing.T) {
+	g := newGrantEnv(t, "", 40)
+	site := start(t, nil, "site", "serve", "--data", g.siteDir)
+	type benchOut struct {
+		OK      int   `json:"ok"`
+		SiteCPU int64 `json:"site_cpu_per_grant_ns"`
+	}
+	bench := func(env []string, extra ...string) benchOut {
+		t.Helper()
+		args := append([]string{"bench", "grants", "--server", site.URL, "--product", "app", "--software-id", softwareID,
+			"--image", g.image, "--clients", "10", "--concurrency", "2", "--json"}, extra...)
+		r := licet(t, append([]string{"LICET_TOKEN="}, env...), args...)
+		var res benchOut
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil || res.OK != 10 {
+			t.Fatalf("licet %s: %s", strings.Join(args, " "), r)
+		}
+		return res
+	}
+	if res := bench(nil); res.SiteCPU != 0 {
+		t.Fatalf("without a token the site's CPU cannot be read, yet: %+v", res)
+	}
+	token := siteToken(t, g.siteDir, "metrics")
+	if res := bench(nil, "--token", token); res.SiteCPU <= 0 {
+		t.Fatalf("with --token: no site CPU per grant: %+v", res)
+	}
+	if res := bench([]string{"LICET_TOKEN=" + token}); res.SiteCPU <= 0 {
+		t.Fatalf("with $LICET_TOKEN: no site CPU per grant: %+v", res)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,7 @@ func benchGrants(ctx context.Context, e *env, args []string) error {
 	wrong := fs.Bool("wrong-answers", false, "answer every challenge wrongly (an attacker or a modified client): --concurrency clients\nask again as soon as they are refused, until --duration or --clients requests; refusals are the expected outcome")
 	duration := fs.Duration("duration", 0, "with --wrong-answers: stop after this long (e.g. 30s)")
 	ignoreRA := fs.Bool("ignore-retry-after", false, "with --wrong-answers: ask again at once after a 429 instead of waiting its Retry-After")
+	token := fs.String("token", "", "a site token of scope metrics ('licet site token create --scope metrics'; default $LICET_TOKEN): the\nsite's CPU per grant is read from its /metrics, which needs one")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -72,7 +74,11 @@ func benchGrants(ctx context.Context, e *env, args []string) error {
 		return errs.Wrap(errs.Usage, err, "--software-id")
 	}
 	opts := loadgen.GrantOptions{Servers: servers, ProductID: *product, SoftwareID: software, Image: *image, Clients: *clients, Concurrency: *conc,
-		PrepareAnswers: *prepare, WrongAnswers: *wrong, Duration: *duration, IgnoreRetryAfter: *ignoreRA}
+		PrepareAnswers: *prepare, WrongAnswers: *wrong, Duration: *duration, IgnoreRetryAfter: *ignoreRA,
+		MetricsToken: *token}
+	if opts.MetricsToken == "" {
+		opts.MetricsToken = strings.TrimSpace(e.getenv("LICET_TOKEN"))
+	}
 	if *root != "" {
 		if opts.RootPEM, err = os.ReadFile(*root); err != nil {
 			return errs.Wrap(errs.Invalid, err, "read --root")

@@ -10,6 +10,7 @@ package loadgen
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -175,6 +176,35 @@ type GrantOptions struct {
 	// IgnoreRetryAfter makes WrongAnswers clients ask again at once after a
 	// 429 instead of waiting the Retry-After the site asked for.
 	IgnoreRetryAfter bool
+	// MetricsToken, if set, is a site token of scope metrics, sent with the
+	// /metrics requests that read the sites' CPU time (and with no other).
+	MetricsToken string
+}
+
+// withMetricsToken returns hc sending token, if any, with /metrics requests.
+func withMetricsToken(hc *http.Client, token string) *http.Client {
+	if token == "" {
+		return hc
+	}
+	c := *hc
+	c.Transport = metricsTokenTransport{base: cmp.Or[http.RoundTripper](hc.Transport, http.DefaultTransport), token: token}
+	return &c
+}
+
+// metricsTokenTransport adds a bearer token to /metrics requests only: the
+// license requests of simulated clients carry none, as real ones do not.
+type metricsTokenTransport struct {
+	base  http.RoundTripper
+	token string
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t metricsTokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == "/metrics" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+t.token)
+	}
+	return t.base.RoundTrip(r)
 }
 
 // client is one simulated client identity.
@@ -213,7 +243,7 @@ func Grants(ctx context.Context, opts GrantOptions) (*Result, error) {
 	if len(opts.Servers) == 0 {
 		return nil, errs.E(errs.Usage, "no server to drive")
 	}
-	hc := httpClient(opts.Concurrency)
+	hc := withMetricsToken(httpClient(opts.Concurrency), opts.MetricsToken)
 	sites := make([]*api.Client, len(opts.Servers))
 	for i, u := range opts.Servers {
 		sites[i] = &api.Client{BaseURL: u, HTTP: hc}
