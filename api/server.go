@@ -46,6 +46,7 @@ type Limits struct {
 var CostlyRoutes = map[string]float64{
 	"POST /v1/challenges": 0.5, "POST /v1/licenses": 0.5, "POST /v1/upgrades": 0.5,
 	"POST /v1/packs": 0.05, "POST /v1/sites/enroll": 0.005, "POST /v1/usage-reports": 0.05,
+	"POST /v1/sites/renew": 0.005, "GET /v1/revoked-sites": 0.05,
 	"POST /v1/payg/register": 0.05, "POST /v1/payg/devices/{id}/sync": 0.05,
 }
 

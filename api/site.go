@@ -24,6 +24,9 @@ type SiteInfo struct {
 	CustomerID      string `json:"customer_id,omitempty"`
 	RootFingerprint string `json:"root_fingerprint,omitempty"`
 	VendorURL       string `json:"vendor_url,omitempty"`
+	// CertificateExpires is the end of the site certificate; licenses the
+	// site issues end by then ('licet site renew' renews it).
+	CertificateExpires *time.Time `json:"certificate_expires,omitempty"`
 }
 
 // GrantResponse is the answer of POST /v1/licenses.
@@ -55,6 +58,8 @@ func Info(id *licenseserver.Identity) SiteInfo {
 	if id.Certified() {
 		info.CustomerID = id.Site.CustomerID
 		info.RootFingerprint = pki.Fingerprint(id.Root.Raw)
+		end := id.Site.Cert.NotAfter.UTC()
+		info.CertificateExpires = &end
 	}
 	return info
 }

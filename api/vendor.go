@@ -158,14 +158,6 @@ func NewVendorHandler(svc *clearinghouse.Service, log *slog.Logger, limits Limit
 		writeJSON(w, http.StatusCreated, CertificateResponse{Certificate: string(licenseserver.EncodeCertificate(chain))})
 		return nil
 	})
-	s.Admin("GET /v1/sites", func(w http.ResponseWriter, r *http.Request) error {
-		sites, err := svc.Store.Sites(r.Context(), r.URL.Query().Get("customer"))
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, sites)
-		return nil
-	})
 	s.Admin("POST /v1/orders", func(w http.ResponseWriter, r *http.Request) error {
 		var o clearinghouse.Order
 		if err := readJSON(r, &o); err != nil {
@@ -221,5 +213,6 @@ func NewVendorHandler(svc *clearinghouse.Service, log *slog.Logger, limits Limit
 		return nil
 	})
 	usageRoutes(s, svc)
+	siteRoutes(s, svc)
 	return s
 }

@@ -33,6 +33,7 @@ const (
 	TypeImageSignature  = "IMAGE SIGNATURE"
 	TypePAYGPacket      = "PAYG PACKET"
 	TypeUsageReport     = "USAGE REPORT"
+	TypeSiteRenewal     = "SITE RENEWAL"
 )
 
 const (

@@ -31,6 +31,12 @@ func (v *vendorEnv) admin(args ...string) []string {
 
 func newVendor(t *testing.T, db string) *vendorEnv {
 	t.Helper()
+	return newVendorServing(t, db)
+}
+
+// newVendorServing is newVendor with extra flags for 'licet vendor serve'.
+func newVendorServing(t *testing.T, db string, serveArgs ...string) *vendorEnv {
+	t.Helper()
 	v := &vendorEnv{dir: filepath.Join(t.TempDir(), "vendor")}
 	args := []string{"vendor", "init", "--data", v.dir, "--name", "Test Vendor"}
 	if db != "" {
@@ -45,7 +51,7 @@ func newVendor(t *testing.T, db string) *vendorEnv {
 	if fi, err := os.Stat(filepath.Join(v.dir, "root.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("root key must exist with mode 0600: %v %v", fi, err)
 	}
-	v.srv = start(t, nil, "vendor", "serve", "--data", v.dir)
+	v.srv = start(t, nil, append([]string{"vendor", "serve", "--data", v.dir}, serveArgs...)...)
 	ok(t, v.admin("vendor", "product", "add", "--id", "app", "--name", "App", "--version", "2.0",
 		"--feature", "core", "--feature", "reports", "--description", "en=App seat", "--description", "de=App-Platz", "--data", "edition=pro")...)
 	ok(t, v.admin("vendor", "customer", "add", "--id", "acme", "--name", "Acme Corp")...)

@@ -47,13 +47,27 @@ const (
 	RoleIssuing = "issuing"
 )
 
-// Validity periods of the certificates licet issues.
+// Validity periods of the certificates licet issues. SiteValidity is the
+// default life of a site certificate; the vendor chooses another between
+// MinSiteValidity and MaxSiteValidity ('licet vendor serve --site-validity'),
+// and sites renew theirs before it ends ('licet site renew').
 const (
 	RootValidity          = 20 * 365 * 24 * time.Hour
 	ClearinghouseValidity = 5 * 365 * 24 * time.Hour
-	SiteValidity          = 5 * 365 * 24 * time.Hour
+	SiteValidity          = 365 * 24 * time.Hour
+	MinSiteValidity       = time.Hour
+	MaxSiteValidity       = 5 * 365 * 24 * time.Hour
 	IssuingValidity       = 10 * 365 * 24 * time.Hour
 )
+
+// CheckSiteValidity returns a Usage error naming the bounds if d is not a
+// site certificate life the vendor may choose.
+func CheckSiteValidity(d time.Duration) error {
+	if d < MinSiteValidity || d > MaxSiteValidity {
+		return errs.E(errs.Usage, "--site-validity %s is out of range: give %s to %s (e.g. 8760h, one year)", d, MinSiteValidity, MaxSiteValidity)
+	}
+	return nil
+}
 
 // RootPathLen is the path length of the roots licet makes: a root may have
 // two CAs below it, the issuing CA and the site (which issues licenses).
@@ -234,13 +248,20 @@ func ParseSiteRequest(der []byte) (*SiteRequest, error) {
 	return &SiteRequest{SiteID: id, Name: name, PublicKey: pub, HPKEKey: hp}, nil
 }
 
-// CertifySite issues the certificate of a site for a customer.
+// CertifySite issues the certificate of a site for a customer, valid for
+// SiteValidity.
 func (a *Authority) CertifySite(req *SiteRequest, customerID string, now time.Time) ([]byte, error) {
+	return a.CertifySiteFor(req, customerID, now, SiteValidity)
+}
+
+// CertifySiteFor issues the certificate of a site for a customer, valid from
+// an hour before now for validity (never past a's own expiry).
+func (a *Authority) CertifySiteFor(req *SiteRequest, customerID string, now time.Time, validity time.Duration) ([]byte, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: req.Name, SerialNumber: req.SiteID},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              minTime(now.Add(SiteValidity), a.Cert.NotAfter),
+		NotAfter:              minTime(now.Add(validity), a.Cert.NotAfter),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		MaxPathLen:            0,

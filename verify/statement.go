@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -144,50 +145,12 @@ func (v *Verifier) statement(raw []byte) (*statementEntry, error) {
 }
 
 func (v *Verifier) checkStatement(raw []byte) (*statementEntry, error) {
-	var env signedEnvelope
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, fmt.Errorf("%w: the pack statement in the license is not a signed envelope (%v); get the license from the license server again", ErrMalformed, err)
-	}
-	if env.Type != StatementType || env.Version < 1 || env.Version > StatementVersion {
-		return nil, fmt.Errorf("%w: the pack statement in the license is a %q version %d, this verifier reads %q up to version %d; update the application",
-			ErrMalformed, env.Type, env.Version, StatementType, StatementVersion)
-	}
-	if len(env.Certificates) == 0 {
-		return nil, fmt.Errorf("%w: the pack statement carries no clearinghouse certificate", ErrNotSold)
-	}
-	ch, err := x509.ParseCertificate(env.Certificates[0])
+	payload, ch, err := v.checkVendorSigned(raw, StatementType, StatementVersion, "the pack statement in the license", ErrNotSold)
 	if err != nil {
-		return nil, fmt.Errorf("%w: the clearinghouse certificate of the pack statement does not parse (%v)", ErrMalformed, err)
-	}
-	pub, ok := ch.PublicKey.(ed25519.PublicKey)
-	if !ok || !bytes.Equal(ch.RawIssuer, v.root.RawSubject) || ch.SignatureAlgorithm != x509.PureEd25519 ||
-		!ed25519.Verify(v.rootPub, ch.RawTBSCertificate, ch.Signature) {
-		return nil, fmt.Errorf("%w: the pack statement is signed by %q, which vendor root %q did not certify: the pack was not sold by this vendor",
-			ErrNotSold, ch.Subject.CommonName, v.root.Subject.CommonName)
-	}
-	if ch.IsCA || role(ch) != RoleClearinghouse || len(ch.UnhandledCriticalExtensions) > 0 {
-		return nil, fmt.Errorf("%w: the pack statement is signed by certificate %q of role %q, not by the vendor's clearinghouse",
-			ErrNotSold, ch.Subject.CommonName, role(ch))
-	}
-	sum := sha256.Sum256(pub)
-	kid := "ed25519:" + hex.EncodeToString(sum[:8])
-	msg := make([]byte, 0, 32+len(env.Type)+len(env.Payload))
-	msg = append(msg, "licet/v1 signed "...)
-	msg = append(msg, env.Type...)
-	msg = append(msg, 0)
-	msg = append(msg, env.Payload...)
-	signed := false
-	for _, s := range env.Signatures {
-		if s.KID == kid {
-			signed = s.Alg == "ed25519" && ed25519.Verify(pub, msg, s.Sig)
-			break
-		}
-	}
-	if !signed {
-		return nil, fmt.Errorf("%w: the pack statement's signature by clearinghouse key %s does not verify: it was altered", ErrBadSignature, kid)
+		return nil, err
 	}
 	var st Statement
-	if err := json.Unmarshal(env.Payload, &st); err != nil {
+	if err := json.Unmarshal(payload, &st); err != nil {
 		return nil, fmt.Errorf("%w: the signed pack statement is not valid JSON (%v)", ErrMalformed, err)
 	}
 	if st.PackID == "" || st.SiteID == "" || st.ProductID == "" || st.Quantity < 1 || st.BeginSerial < 1 {
@@ -257,4 +220,73 @@ func (st *Statement) Covers(a *Attributes, siteID string, notBefore, notAfter ti
 		return fail("it runs to %s, pack %s expires %s", notAfter.UTC().Format(time.RFC3339), st.PackID, st.Expires.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// checkVendorSigned checks a Signed envelope (docs/formats.md, section 5)
+// of type typ, format version 1 to maxVersion, signed by a clearinghouse
+// certificate that the root issued directly, and returns its payload and
+// that certificate (whose validity the caller checks). what names the
+// document in messages; notOurs is the error of a document signed by
+// anyone else.
+func (v *Verifier) checkVendorSigned(raw []byte, typ string, maxVersion int, what string, notOurs error) ([]byte, *x509.Certificate, error) {
+	var env signedEnvelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, nil, fmt.Errorf("%w: %s is not a signed envelope (%v)", ErrMalformed, what, err)
+	}
+	if env.Type != typ || env.Version < 1 || env.Version > maxVersion {
+		return nil, nil, fmt.Errorf("%w: %s is a %q version %d, this verifier reads %q up to version %d; update the application",
+			ErrMalformed, what, env.Type, env.Version, typ, maxVersion)
+	}
+	if len(env.Certificates) == 0 {
+		return nil, nil, fmt.Errorf("%w: %s carries no clearinghouse certificate", notOurs, what)
+	}
+	ch, err := x509.ParseCertificate(env.Certificates[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: the clearinghouse certificate of %s does not parse (%v)", ErrMalformed, what, err)
+	}
+	pub, ok := ch.PublicKey.(ed25519.PublicKey)
+	if !ok || !bytes.Equal(ch.RawIssuer, v.root.RawSubject) || ch.SignatureAlgorithm != x509.PureEd25519 ||
+		!ed25519.Verify(v.rootPub, ch.RawTBSCertificate, ch.Signature) {
+		return nil, nil, fmt.Errorf("%w: %s is signed by %q, which vendor root %q did not certify: it does not come from this vendor",
+			notOurs, what, ch.Subject.CommonName, v.root.Subject.CommonName)
+	}
+	if ch.IsCA || role(ch) != RoleClearinghouse || len(ch.UnhandledCriticalExtensions) > 0 {
+		return nil, nil, fmt.Errorf("%w: %s is signed by certificate %q of role %q, not by the vendor's clearinghouse",
+			notOurs, what, ch.Subject.CommonName, role(ch))
+	}
+	sum := sha256.Sum256(pub)
+	kid := "ed25519:" + hex.EncodeToString(sum[:8])
+	msg := signedMessage(env.Type, env.Version, env.Payload)
+	signed := false
+	for _, s := range env.Signatures {
+		if s.KID == kid {
+			signed = s.Alg == "ed25519" && ed25519.Verify(pub, msg, s.Sig)
+			break
+		}
+	}
+	if !signed {
+		return nil, nil, fmt.Errorf("%w: the signature of %s by clearinghouse key %s does not verify: it was altered, or relabelled with another type or version", ErrBadSignature, what, kid)
+	}
+	return env.Payload, ch, nil
+}
+
+// signedMessage is the message a Signed envelope's signature covers
+// (docs/formats.md, section 5): for version 1 "licet/v1 signed " || type ||
+// 0x00 || payload; for a later version "licet/v2 signed " || type || 0x00 ||
+// decimal version || 0x00 || payload. The format version is inside the
+// signature either way.
+func signedMessage(typ string, version int, payload []byte) []byte {
+	msg := make([]byte, 0, 40+len(typ)+len(payload))
+	if version == 1 {
+		msg = append(msg, "licet/v1 signed "...)
+		msg = append(msg, typ...)
+		msg = append(msg, 0)
+		return append(msg, payload...)
+	}
+	msg = append(msg, "licet/v2 signed "...)
+	msg = append(msg, typ...)
+	msg = append(msg, 0)
+	msg = strconv.AppendInt(msg, int64(version), 10)
+	msg = append(msg, 0)
+	return append(msg, payload...)
 }

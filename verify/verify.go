@@ -206,6 +206,11 @@ type Options struct {
 	// a license without a statement fails with ErrNotSold: anything a site
 	// signs alone, the vendor cannot tell from a forgery by the site.
 	AllowUnbound bool
+	// Revocations, if set, is the vendor's list of revoked license servers
+	// (ParseRevocations): a license of a listed site fails with
+	// ErrRevokedSite, and every license fails with ErrStaleRevocations once
+	// the list is out of date (Revocations.Fresh). Nil: no revocation check.
+	Revocations *Revocations
 }
 
 // License is a verified license.
@@ -431,8 +436,13 @@ func (v *Verifier) VerifyChain(chain [][]byte, opts Options) (*License, error) {
 			return nil, err
 		}
 	}
-	if err := validAt(site.cert, now, "the certificate of license server "+site.cert.Subject.SerialNumber, "the license server must renew its certificate with the vendor"); err != nil {
+	if err := validAt(site.cert, now, "the certificate of license server "+site.cert.Subject.SerialNumber, "the license server must renew its certificate with the vendor ('licet site renew')"); err != nil {
 		return nil, err
+	}
+	if opts.Revocations != nil {
+		if err := opts.Revocations.Check(site.cert.Subject.SerialNumber, now); err != nil {
+			return nil, err
+		}
 	}
 
 	c, err := parseLicenseCert(chain[0])

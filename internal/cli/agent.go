@@ -211,11 +211,12 @@ func licenseCommand() *command {
 }
 
 func licenseVerify(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet license verify", "--root ROOT [--product P] LICENSE",
+	fs := flagSet(e, "licet license verify", "--root ROOT [--product P] [--revocations FILE] LICENSE",
 		"Checks a license (PEM: license certificate, then site certificate) offline with the\nvendor root alone: chain, signatures, dates, product, and that it lies inside the pack the\nvendor sold (its clearinghouse-signed pack statement). Exit 0 valid, 3 invalid.")
 	root := fs.String("root", "", "vendor root certificate (PEM or DER)")
 	allowUnbound := fs.Bool("allow-unbound", false, "also accept a license without a pack statement (from a license server older than pack statements)")
 	product := fs.String("product", "", "require this product")
+	revocations := fs.String("revocations", "", "the vendor's signed list of revoked sites ('licet vendor site revocations'): refuse licenses of revoked sites")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args, 1); err != nil {
 		return err
@@ -239,7 +240,17 @@ func licenseVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	lic, err := v.Verify(file, verify.Options{Now: now(), Product: *product, AllowUnbound: *allowUnbound})
+	opts := verify.Options{Now: now(), Product: *product, AllowUnbound: *allowUnbound}
+	if *revocations != "" {
+		raw, err := os.ReadFile(*revocations)
+		if err != nil {
+			return errs.Wrap(errs.Invalid, err, "read --revocations")
+		}
+		if opts.Revocations, err = v.ParseRevocations(raw, opts.Now); err != nil {
+			return errs.Wrap(errs.Invalid, err, "--revocations %s is not usable", *revocations)
+		}
+	}
+	lic, err := v.Verify(file, opts)
 	if err != nil {
 		return errs.Wrap(errs.Invalid, err, "license is not valid")
 	}

@@ -115,7 +115,13 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 			"product, version, platform, features, serial range, expiry); --allow-unbound also takes\n"+
 			"licenses without one during a transition. --site-id and --customer (repeatable) restrict\n"+
 			"whose licenses pass; the application gets the issuing site and its customer in the\n"+
-			"Licet-License-Site and Licet-License-Customer headers.")
+			"Licet-License-Site and Licet-License-Customer headers.\n\n"+
+			"--revocations takes the vendor's signed list of revoked sites, from a file ('licet vendor\n"+
+			"site revocations --out FILE') or the vendor's URL (http://VENDOR/v1/revoked-sites), read\n"+
+			"again every --revocations-refresh: licenses of a revoked site are refused\n"+
+			"(error=\"site_revoked\"). The gateway does not start with a list that is out of date (more\n"+
+			"than a day past its next update), and while its list is out of date it answers 503 rather\n"+
+			"than let through licenses of sites revoked since.")
 	upstream := fs.String("upstream", "", "URL of the application server behind the gateway")
 	site := fs.String("site", "", "URL of the license server (site) that grants licenses")
 	product := fs.String("product", "", "product ID a license must be for")
@@ -132,6 +138,8 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	fs.Var(&siteIDs, "site-id", "only licenses issued by this site ID pass (repeatable; with --customer, either matches; default: every site the vendor certified)")
 	fs.Var(&customerIDs, "customer", "only licenses of sites certified for this customer ID pass (repeatable)")
 	allowUnbound := fs.Bool("allow-unbound", false, "also accept licenses without a pack statement (from license servers older than pack statements), for a transition")
+	revSource := fs.String("revocations", "", "the vendor's signed list of revoked sites: a file, or the vendor's http(s)://…/v1/revoked-sites URL")
+	revRefresh := fs.Duration("revocations-refresh", 10*time.Minute, "read --revocations again this often")
 	acceptV1 := fs.Bool("accept-licet-signature", false, "also accept requests signed with the Licet-Signature header of older clients (no header coverage), for a transition")
 	sf := addServerFlags(fs, DefaultGatewayListen)
 	if err := parse(fs, args, 0); err != nil {
@@ -185,6 +193,17 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 		}
 		siteToken = strings.TrimSpace(string(raw))
 	}
+	if *revSource != "" {
+		if *revRefresh < time.Second {
+			return errs.E(errs.Usage, "--revocations-refresh %s is too short; give at least 1s", *revRefresh)
+		}
+		feed, err := gateway.NewRevocationFeed(ctx, v, *revSource, now)
+		if err != nil {
+			return err
+		}
+		opts.Revocations = feed.Current
+		go feed.Run(ctx, *revRefresh, log)
+	}
 	if siteToken != "" {
 		if !strings.HasPrefix(siteToken, auth.TokenPrefix) {
 			return errs.E(errs.Usage, "the site token does not start with %s; make one with 'licet site token create --scope upgrade'", auth.TokenPrefix)
@@ -215,6 +234,7 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 	log.Info("gateway serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "product", *product,
 		"upstream", upURL.Redacted(), "site", siteURL.Redacted(), "upgrades", opts.Upgrade != nil, "min_version", *minVersion,
 		"public_names", strings.Join(opts.PublicNames, ","), "accept_licet_signature", *acceptV1,
-		"sites", strings.Join(siteIDs, ","), "customers", strings.Join(customerIDs, ","), "allow_unbound", *allowUnbound)
+		"sites", strings.Join(siteIDs, ","), "customers", strings.Join(customerIDs, ","), "allow_unbound", *allowUnbound,
+		"revocations", *revSource)
 	return serveWithMetrics(ctx, e, ln, s, *sf.metricsListen, log)
 }

@@ -26,6 +26,7 @@ func siteCommand() *command {
 		{name: "cert", summary: "the site's certificate", sub: []*command{
 			leaf("install", "install the certificate file the vendor issued (offline enrollment)", siteCertInstall),
 		}},
+		leaf("renew", "renew the site certificate against the latest usage report (online or by file)", siteRenew),
 		{name: "pack", summary: "license packs", sub: []*command{
 			leaf("request", "write a purchase request file for an order (offline)", sitePackRequest),
 			leaf("install", "verify, decrypt and install a pack file", sitePackInstall),
@@ -138,7 +139,7 @@ func siteInit(ctx context.Context, e *env, args []string) error {
 }
 
 func siteInfo(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet site info", "--data DIR", "Shows the site ID, whether it is certified, its customer and the vendor root.")
+	fs := flagSet(e, "licet site info", "--data DIR", "Shows the site ID, whether it is certified, its customer, when its certificate expires and the vendor root.")
 	sf := addSiteFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -154,8 +155,8 @@ func siteInfo(ctx context.Context, e *env, args []string) error {
 	if *sf.json {
 		return printJSON(e.stdout, info)
 	}
-	table(e.stdout, []string{"SITE", "NAME", "CERTIFIED", "CUSTOMER", "ROOT FINGERPRINT"},
-		[][]string{{info.SiteID, info.Name, fmt.Sprint(info.Certified), fmt.Sprint(orDash(info.CustomerID)), fmt.Sprint(orDash(info.RootFingerprint))}})
+	table(e.stdout, []string{"SITE", "NAME", "CERTIFIED", "CUSTOMER", "CERTIFICATE EXPIRES", "ROOT FINGERPRINT"},
+		[][]string{{info.SiteID, info.Name, fmt.Sprint(info.Certified), fmt.Sprint(orDash(info.CustomerID)), fmtTime(info.CertificateExpires), fmt.Sprint(orDash(info.RootFingerprint))}})
 	return nil
 }
 
@@ -178,7 +179,11 @@ func siteCertInstall(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	site, err := id.InstallCertificate(file, *fp)
+	now, err := e.clock()
+	if err != nil {
+		return err
+	}
+	site, err := id.InstallCertificate(file, *fp, now())
 	if err != nil {
 		return err
 	}
@@ -247,6 +252,9 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log.Info("site serving", "addr", ln.Addr().String(), "site", srv.ID.SiteID, "certified", srv.ID.Certified())
+	if c := srv.ID.CertificateStatus(srv.Now()); c != nil && c.State != licenseserver.CertValid {
+		log.Warn("site certificate "+c.Message, "site", c.SiteID, "not_after", c.NotAfter)
+	}
 	startDistSync(ctx, e, srv, log)
 	err = serveWithMetrics(ctx, e, ln, api.NewSiteHandler(srv, log, srvf.limits()), *srvf.metricsListen, log)
 	// Seats leased to this process and not granted go back for the others.
@@ -602,6 +610,9 @@ func siteReport(ctx context.Context, e *env, args []string) error {
 	if *sf.json {
 		return printJSON(e.stdout, rep)
 	}
+	if c := rep.Certificate; c != nil {
+		fmt.Fprintf(e.stdout, "Site certificate of %s: %s\n\n", c.SiteID, c.Message)
+	}
 	var rows [][]string
 	for _, p := range rep.Packs {
 		exp := "never"
@@ -640,5 +651,91 @@ func siteReport(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, "Challenge pools (precomputed challenges of the serving processes):")
 	table(e.stdout, []string{"PID", "SOFTWARE ID", "READY", "HANDED OUT", "REFUSED EMPTY", "HASH PER PAIR", "STATE"}, rows)
+	return nil
+}
+
+func siteRenew(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet site renew", "--data DIR [--vendor URL] | --data DIR --out FILE | --data DIR --install FILE",
+		"Renews the site certificate, which the vendor issues for a limited time (one year by default):\n"+
+			"licenses end with the certificate, and a site whose certificate has expired issues none.\n"+
+			"The site makes its next signed usage report and a renewal request signed by its key; the\n"+
+			"vendor checks that the site is not revoked and that the report continues the site's chain,\n"+
+			"is recent and is not flagged, then certifies the same site key anew. A certificate that\n"+
+			"expired less than a year ago can still be renewed.\n\n"+
+			"Online (default): sends both to the vendor and installs the new certificate.\n"+
+			"By file: --out FILE writes them for the vendor ('licet vendor site renew FILE -o CERT');\n"+
+			"--install CERT installs the certificate file that comes back.\n"+
+			"Restart 'licet site serve' afterwards: a running server keeps the certificate it started with.")
+	sf := addSiteFlags(fs)
+	vendor := fs.String("vendor", "", "vendor API URL (default: the one given at init)")
+	out := fs.String("out", "", "write the renewal file here instead of sending it")
+	install := fs.String("install", "", "install this certificate file from the vendor")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "data"); err != nil {
+		return err
+	}
+	if *out != "" && *install != "" {
+		return errs.E(errs.Usage, "--out and --install are two steps of the renewal by file: give one of them")
+	}
+	now, err := e.clock()
+	if err != nil {
+		return err
+	}
+	if *install != "" {
+		id, err := licenseserver.LoadIdentity(*sf.data)
+		if err != nil {
+			return err
+		}
+		file, err := readInput(*install)
+		if err != nil {
+			return err
+		}
+		if _, err := id.InstallCertificate(file, "", now()); err != nil {
+			return err
+		}
+		return printRenewed(e, *sf.json, id)
+	}
+	srv, closeFn, err := sf.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	url := *vendor
+	if *out == "" && url == "" {
+		if url = srv.ID.Config.VendorURL; url == "" {
+			return errs.E(errs.Usage, "--vendor is required: this site has no vendor URL configured (or renew by file with --out FILE)")
+		}
+	}
+	file, rep, err := srv.RenewalFile(ctx)
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		if err := writeOutput(e, *out, file); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "Wrote the renewal file of site %s (usage report %d) to %s: give it to the vendor ('licet vendor site renew'), then install the answer with 'licet site renew --install FILE'.\n",
+			srv.ID.SiteID, rep.Sequence, *out)
+		return nil
+	}
+	resp, err := (&api.Client{BaseURL: url}).RenewSite(ctx, file)
+	if err != nil {
+		return errs.Wrap(errs.KindOf(err), err, "renewal at %s failed (usage report %d is recorded at the site; renew by file with --out FILE if the vendor cannot be reached)", url, rep.Sequence)
+	}
+	if _, err := srv.ID.InstallCertificate([]byte(resp.Certificate), "", now()); err != nil {
+		return err
+	}
+	return printRenewed(e, *sf.json, srv.ID)
+}
+
+// printRenewed tells the new end of the site certificate.
+func printRenewed(e *env, asJSON bool, id *licenseserver.Identity) error {
+	info := api.Info(id)
+	if asJSON {
+		return printJSON(e.stdout, info)
+	}
+	fmt.Fprintf(e.stdout, "Renewed the certificate of site %s: valid until %s. Restart 'licet site serve' to use it.\n", id.SiteID, fmtTime(info.CertificateExpires))
 	return nil
 }

@@ -48,9 +48,12 @@ func vendorCommand() *command {
 		{name: "enroll", summary: "one-time codes that let a customer's site enroll online", sub: []*command{
 			leaf("create", "make an enrollment code for a customer", vendorEnrollCreate),
 		}},
-		{name: "site", summary: "certify and list customers' license servers", sub: []*command{
+		{name: "site", summary: "certify, renew, revoke and list customers' license servers", sub: []*command{
 			leaf("certify", "certify a site from its request file (offline enrollment)", vendorSiteCertify),
-			leaf("list", "list certified sites", vendorList("site", "/v1/sites")),
+			leaf("list", "list certified sites with their certificate's end and revocation", vendorList("site", "/v1/sites")),
+			leaf("renew", "renew a site's certificate from its renewal file (offline renewal)", vendorSiteRenew),
+			leaf("revoke", "revoke a site: no renewal, packs or reports, and verifiers refuse its licenses", vendorSiteRevoke),
+			leaf("revocations", "write the signed list of revoked sites for verifiers (gateway --revocations)", vendorSiteRevocations),
 		}},
 		{name: "order", summary: "record and list orders", sub: []*command{
 			leaf("add", "record an order", vendorOrderAdd),
@@ -165,6 +168,8 @@ func vendorServe(ctx context.Context, e *env, args []string) error {
 		"Runs the vendor API: products, customers, site enrollment, orders and license packs,\nplus /healthz and /metrics. Stops cleanly on SIGINT or SIGTERM.")
 	data := fs.String("data", "", "vendor data directory made by 'licet vendor init'")
 	db := fs.String("db", "", "override the configured database (SQLite path or postgres:// URL)")
+	siteValidity := fs.Duration("site-validity", pki.SiteValidity, "life of the site certificates issued (enrollment, certification, renewal), "+pki.MinSiteValidity.String()+" to "+pki.MaxSiteValidity.String())
+	revValid := fs.Duration("revocations-valid-for", clearinghouse.DefaultRevocationsValidity, "how long the list of revoked sites served at GET /v1/revoked-sites is current (its next update)")
 	sf := addServerFlags(fs, DefaultVendorListen)
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -172,11 +177,22 @@ func vendorServe(ctx context.Context, e *env, args []string) error {
 	if err := required(fs, "data"); err != nil {
 		return err
 	}
+	if err := pki.CheckSiteValidity(*siteValidity); err != nil {
+		return err
+	}
+	if *revValid < time.Hour {
+		return errs.E(errs.Usage, "--revocations-valid-for %s is too short; give at least 1h", *revValid)
+	}
+	now, err := e.clock()
+	if err != nil {
+		return err
+	}
 	svc, err := clearinghouse.Open(ctx, *data, *db, store.OpenVendor)
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
+	svc.Now, svc.SiteValidity, svc.RevocationsValidity = now, *siteValidity, *revValid
 	log := sf.logger(e)
 	ln, _, err := listen(e, "vendor", *sf.listen)
 	if err != nil {
@@ -191,7 +207,7 @@ func vendorServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	warnRootOnline(log, svc, *data)
-	log.Info("vendor serving", "addr", ln.Addr().String(), "root", pki.Fingerprint(svc.Root.Cert.Raw)[:16])
+	log.Info("vendor serving", "addr", ln.Addr().String(), "root", pki.Fingerprint(svc.Root.Cert.Raw)[:16], "site_validity", svc.SiteValidity.String())
 	return serveWithMetrics(ctx, e, ln, h, *sf.metricsListen, log)
 }
 
@@ -493,7 +509,7 @@ func vendorList(what, path string) func(ctx context.Context, e *env, args []stri
 		cols := map[string][]string{
 			"product":  {"id", "name", "version", "features"},
 			"customer": {"id", "name", "created"},
-			"site":     {"id", "customer_id", "name", "certified"},
+			"site":     {"id", "customer_id", "name", "certified", "expires", "revoked"},
 			"order":    {"id", "customer_id", "product_id", "platform", "quantity", "pack_id"},
 		}[what]
 		var out [][]string
@@ -550,4 +566,98 @@ func vendorImageSign(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return writeOutput(e, *out, sig)
+}
+
+func vendorSiteRenew(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor site renew", "[-o FILE] RENEWAL-FILE",
+		"Renews a site's certificate from the renewal file it wrote ('licet site renew --out FILE'),\n"+
+			"for a site that cannot reach the vendor: the file holds its latest signed usage report and\n"+
+			"a renewal request signed by its key. The vendor refuses a revoked site, a report that is not\n"+
+			"the site's latest, more than 30 days old or flagged (duplicate serials, seats above the sold\n"+
+			"quantity, a broken chain). Writes the site certificate file to carry back\n"+
+			"('licet site renew --install FILE').")
+	a := vendorAdmin(e, fs)
+	out := fs.String("o", "", "write the certificate file here (default: standard output)")
+	fs.StringVar(out, "out", "", "the same as -o")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	req, err := readInput(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	resp, err := a.client(e).RenewSite(ctx, req)
+	if err != nil {
+		return err
+	}
+	if err := writeOutput(e, *out, []byte(resp.Certificate)); err != nil {
+		return err
+	}
+	if *a.json && *out != "" {
+		return printJSON(e.stdout, resp.Site)
+	}
+	if *out != "" {
+		fmt.Fprintf(e.stderr, "Renewed site %s until %s (usage report %d); wrote the certificate to %s.\n", resp.Site.ID, fmtTime(resp.Site.Expires), resp.UsageReport.Sequence, *out)
+	}
+	return nil
+}
+
+// fmtTime formats an optional time as RFC 3339, or "-".
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func vendorSiteRevoke(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor site revoke", "--reason TEXT SITE",
+		"Revokes a site, for good: it can no longer renew its certificate, buy packs, send usage\n"+
+			"reports or be certified again, and the signed list of revoked sites names it from now on\n"+
+			"(GET /v1/revoked-sites, 'licet vendor site revocations'), so that gateways and\n"+
+			"'licet license verify' given the list refuse its licenses. Licenses it issued stay valid\n"+
+			"for verifiers that do not take the list, until they end (at the latest with its certificate).")
+	a := vendorAdmin(e, fs)
+	reason := fs.String("reason", "", "why the site is revoked (one line, shown in the list)")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if err := required(fs, "reason"); err != nil {
+		return err
+	}
+	site, err := a.client(e).RevokeSite(ctx, fs.Arg(0), *reason)
+	if err != nil {
+		return err
+	}
+	if *a.json {
+		return printJSON(e.stdout, site)
+	}
+	fmt.Fprintf(e.stdout, "Revoked site %s of customer %s on %s: %s\n", site.ID, site.CustomerID, fmtTime(site.Revoked), site.RevokeReason)
+	return nil
+}
+
+func vendorSiteRevocations(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor site revocations", "[--out FILE] [--valid-for DURATION]",
+		"Writes the vendor's list of revoked sites, signed by the clearinghouse key, for verifiers\n"+
+			"that cannot fetch GET /v1/revoked-sites themselves ('licet gateway --revocations FILE',\n"+
+			"'licet license verify --revocations FILE'). Verifiers refuse the list once it is more than\n"+
+			"a day past its next update: give them a new one before then.")
+	a := vendorAdmin(e, fs)
+	out := fs.String("out", "", "write the list here (default: standard output)")
+	fs.StringVar(out, "o", "", "the same as --out")
+	validFor := fs.Duration("valid-for", 0, "make the list current for this long (1h to 2160h; default: the server's --revocations-valid-for)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	list, err := a.client(e).RevokedSites(ctx, *validFor)
+	if err != nil {
+		return err
+	}
+	if err := writeOutput(e, *out, append(list, '\n')); err != nil {
+		return err
+	}
+	if *out != "" {
+		fmt.Fprintf(e.stderr, "Wrote the signed list of revoked sites to %s.\n", *out)
+	}
+	return nil
 }

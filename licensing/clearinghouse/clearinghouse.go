@@ -76,6 +76,12 @@ type Service struct {
 	ClearinghouseChain [][]byte // DER: the clearinghouse certificate
 	Config             Config
 	Now                func() time.Time
+	// SiteValidity is the life of the site certificates the service
+	// issues (enrollment, certification, renewal); zero: pki.SiteValidity.
+	SiteValidity time.Duration
+	// RevocationsValidity is how long a revocation list is current (its
+	// next update after its issue); zero: DefaultRevocationsValidity.
+	RevocationsValidity time.Duration
 }
 
 // Init creates a vendor data directory: root and clearinghouse keys and
@@ -256,7 +262,7 @@ func (s *Service) certifySite(req *pki.SiteRequest, customerID string, now time.
 	if err != nil {
 		return nil, nil, err
 	}
-	der, err := ca.CertifySite(req, customerID, now)
+	der, err := ca.CertifySiteFor(req, customerID, now, s.siteValidity())
 	if err != nil {
 		return nil, nil, errs.Wrap(errs.Internal, err, "issue site certificate")
 	}
@@ -372,6 +378,9 @@ func (s *Service) EnrollSite(ctx context.Context, code string, csrDER []byte) ([
 	if err != nil {
 		return nil, err
 	}
+	if err := s.refuseRevoked(ctx, req.SiteID); err != nil {
+		return nil, err
+	}
 	der, chain, err := s.certifySite(req, e.CustomerID, now)
 	if err != nil {
 		return nil, err
@@ -391,6 +400,9 @@ func (s *Service) CertifySite(ctx context.Context, customerID string, csrDER []b
 	}
 	req, err := pki.ParseSiteRequest(csrDER)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.refuseRevoked(ctx, req.SiteID); err != nil {
 		return nil, err
 	}
 	now := s.Now().UTC()
@@ -454,15 +466,8 @@ func (s *Service) IssuePack(ctx context.Context, requestFile []byte) ([]byte, *I
 	if err != nil {
 		return nil, nil, err
 	}
-	known, err := s.Store.Site(ctx, site.SiteID)
-	if errs.Is(err, errs.NotFound) {
-		return nil, nil, errs.E(errs.Forbidden, "site %s is not registered with this vendor", site.SiteID)
-	}
-	if err != nil {
+	if _, err := s.knownSite(ctx, site.SiteID, site.CustomerID, "buy packs"); err != nil {
 		return nil, nil, err
-	}
-	if known.CustomerID != site.CustomerID {
-		return nil, nil, errs.E(errs.Forbidden, "site %s is registered for another customer", site.SiteID)
 	}
 	o, err := s.Store.Order(ctx, req.OrderID)
 	if errs.Is(err, errs.NotFound) {

@@ -43,7 +43,14 @@ type Site struct {
 	CustomerID string    `json:"customer_id"`
 	Name       string    `json:"name"`
 	CertDER    []byte    `json:"-"`
-	Certified  time.Time `json:"certified"`
+	Certified  time.Time `json:"certified"` // when its current certificate was issued
+	// Expires is the end of its current certificate (filled from CertDER by
+	// the service, not stored).
+	Expires *time.Time `json:"expires,omitempty"`
+	// Revoked is when the vendor revoked the site, nil if it did not;
+	// RevokeReason says why. Revocation is final.
+	Revoked      *time.Time `json:"revoked,omitempty"`
+	RevokeReason string     `json:"revoke_reason,omitempty"`
 }
 
 // Order is what a customer bought; a pack is issued against it once.
@@ -98,8 +105,12 @@ type Store interface {
 	EnrollSite(ctx context.Context, codeHash []byte, site *Site, now time.Time) error
 
 	// PutSite records a certified site or replaces its certificate; Conflict if
-	// the site is already recorded for another customer.
+	// the site is already recorded for another customer, or revoked (its
+	// revocation stays).
 	PutSite(ctx context.Context, s *Site) error
+	// RevokeSite marks a site revoked at time at, for reason; NotFound if
+	// it does not exist, Conflict if it is revoked already.
+	RevokeSite(ctx context.Context, id, reason string, at time.Time) error
 	Site(ctx context.Context, id string) (*Site, error)
 	Sites(ctx context.Context, customerID string) ([]*Site, error)
 

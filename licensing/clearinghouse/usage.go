@@ -81,26 +81,32 @@ func (s *Service) usageStore() (UsageReportStore, error) {
 // the record made the first time. A report is the site's own statement:
 // flags are evidence for the vendor, not proof of innocence when absent.
 func (s *Service) ImportUsageReport(ctx context.Context, file []byte) (*UsageRecord, error) {
+	now := s.Now().UTC()
+	rec, _, err := s.importUsageReport(ctx, file, now, now)
+	return rec, err
+}
+
+// importUsageReport is ImportUsageReport at now, with the site certificate
+// chain checked at time at (now, or the end of an expired certificate that
+// a renewal replaces). It also returns the report.
+func (s *Service) importUsageReport(ctx context.Context, file []byte, now, at time.Time) (*UsageRecord, *pack.UsageReport, error) {
 	us, err := s.usageStore()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	now := s.Now().UTC()
-	r, site, hash, err := pack.ReadUsageReport(file, s.Root.Cert, now)
+	r, site, hash, err := pack.ReadUsageReport(file, s.Root.Cert, at)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if _, err := s.Store.Site(ctx, site.SiteID); errs.Is(err, errs.NotFound) {
-		return nil, errs.E(errs.Forbidden, "site %s is not registered with this vendor", site.SiteID)
-	} else if err != nil {
-		return nil, err
+	if _, err := s.knownSite(ctx, site.SiteID, site.CustomerID, "send usage reports"); err != nil {
+		return nil, nil, err
 	}
 	rec := &UsageRecord{SiteID: r.SiteID, Hash: hex.EncodeToString(hash), Sequence: r.Sequence, Previous: hex.EncodeToString(r.Previous),
 		Received: now, Licenses: len(r.Licenses), Flags: []UsageFlag{}, File: file}
 	if old, err := us.UsageReport(ctx, rec.SiteID, rec.Hash); err == nil {
-		return old, nil
+		return old, r, nil
 	} else if !errs.Is(err, errs.NotFound) {
-		return nil, err
+		return nil, nil, err
 	}
 	flag := func(kind, format string, args ...any) {
 		rec.Flags = append(rec.Flags, UsageFlag{Kind: kind, Message: fmt.Sprintf(format, args...)})
@@ -111,7 +117,7 @@ func (s *Service) ImportUsageReport(ctx context.Context, file []byte) (*UsageRec
 	// a second database, or one restored from a backup).
 	all, err := us.UsageReports(ctx, rec.SiteID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var prevRec, latest *UsageRecord
 	for _, o := range all {
@@ -169,7 +175,7 @@ func (s *Service) ImportUsageReport(ctx context.Context, file []byte) (*UsageRec
 	// Against what was sold.
 	sold, err := us.SitePacks(ctx, rec.SiteID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	type packUse struct {
 		p          *IssuedPack
@@ -227,11 +233,12 @@ func (s *Service) ImportUsageReport(ctx context.Context, file []byte) (*UsageRec
 	}
 	if err := us.RecordUsageReport(ctx, rec); err != nil {
 		if errs.Is(err, errs.Conflict) { // the same report, imported concurrently
-			return us.UsageReport(ctx, rec.SiteID, rec.Hash)
+			old, err := us.UsageReport(ctx, rec.SiteID, rec.Hash)
+			return old, r, err
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return rec, nil
+	return rec, r, nil
 }
 
 // UsageReports lists the usage reports received, of one site if siteID is

@@ -166,6 +166,14 @@ type Options struct {
 	// "exhausted" when it has no upgrade seat left, or the gateway's refusal
 	// reason of the license it got back).
 	OnExchange func(reason string)
+	// Revocations, if set, returns the vendor's current list of revoked
+	// sites (verify.Verifier.ParseRevocations), called on every request so
+	// that a refreshed list applies at once, to licenses already verified
+	// too: a license of a listed site is refused (error="site_revoked"), and
+	// while the list is out of date (verify.Revocations.Fresh) every request
+	// gets 503 rather than passing licenses of sites revoked since. Nil, or
+	// a nil list: no revocation check.
+	Revocations func() *verify.Revocations
 }
 
 func (o Options) log() *slog.Logger {
@@ -246,6 +254,7 @@ const (
 	reasonWrongGateway
 	reasonNotSold
 	reasonWrongSite
+	reasonSiteRevoked
 	numReasons
 )
 
@@ -263,6 +272,7 @@ var reasonNames = [numReasons]string{
 	reasonWrongGateway:     "wrong_gateway",
 	reasonNotSold:          "not_sold",
 	reasonWrongSite:        "wrong_site",
+	reasonSiteRevoked:      "site_revoked",
 }
 
 // failure is a refused request.
@@ -284,24 +294,46 @@ type checker struct {
 	minVersion  string
 	upgrade     func(ctx context.Context, licensePEM []byte) (*Upgraded, error)
 	ups         upgrades
-	publicNames []string            // Options.PublicNames, normalized
-	acceptV1    bool                // Options.AcceptLicetSignature
-	challenge   [numReasons]string  // WWW-Authenticate values
-	where       string              // where to get a license, for messages
-	server      string              // the same, short, after a verify error's own advice
-	unbound     bool                // Options.AllowUnbound
-	sites       map[string]bool     // Options.Sites; nil: any
-	customers   map[string]bool     // Options.Customers; nil: any
-	onCheck     func(reason string) // Options.OnCheck
-	onExchange  func(reason string) // Options.OnExchange
+	publicNames []string                   // Options.PublicNames, normalized
+	acceptV1    bool                       // Options.AcceptLicetSignature
+	challenge   [numReasons]string         // WWW-Authenticate values
+	where       string                     // where to get a license, for messages
+	server      string                     // the same, short, after a verify error's own advice
+	unbound     bool                       // Options.AllowUnbound
+	sites       map[string]bool            // Options.Sites; nil: any
+	customers   map[string]bool            // Options.Customers; nil: any
+	onCheck     func(reason string)        // Options.OnCheck
+	onExchange  func(reason string)        // Options.OnExchange
+	revs        func() *verify.Revocations // Options.Revocations
 }
 
 // errWrongSite: a license of a site outside the gateway's scope (Options.Sites, Options.Customers).
 var errWrongSite = errors.New("license of a site this gateway does not serve")
 
+// revocations returns the current revocation list, or nil.
+func (c *checker) revocations() *verify.Revocations {
+	if c.revs == nil {
+		return nil
+	}
+	return c.revs()
+}
+
+// revoked checks a verified (perhaps cached) license against the current
+// revocation list.
+func (c *checker) revoked(lic *verify.License, now time.Time) *failure {
+	l := c.revocations()
+	if l == nil {
+		return nil
+	}
+	if err := l.Check(lic.SiteID, now); err != nil {
+		return c.verifyFailure(err)
+	}
+	return nil
+}
+
 // verifyChain is c.v.VerifyChain with the gateway's options and scope.
 func (c *checker) verifyChain(chain [][]byte, opts verify.Options) (*verify.License, error) {
-	opts.AllowUnbound = c.unbound
+	opts.AllowUnbound, opts.Revocations = c.unbound, c.revocations()
 	lic, err := c.v.VerifyChain(chain, opts)
 	if err != nil {
 		return nil, err
@@ -311,7 +343,7 @@ func (c *checker) verifyChain(chain [][]byte, opts verify.Options) (*verify.Lice
 
 // verifyPEM is c.v.Verify with the gateway's options and scope.
 func (c *checker) verifyPEM(pem []byte, opts verify.Options) (*verify.License, error) {
-	opts.AllowUnbound = c.unbound
+	opts.AllowUnbound, opts.Revocations = c.unbound, c.revocations()
 	lic, err := c.v.Verify(pem, opts)
 	if err != nil {
 		return nil, err
@@ -373,7 +405,7 @@ func newChecker(v *verify.Verifier, opts Options) *checker {
 	c.legacy = opts.Legacy
 	c.publicNames, c.acceptV1 = normPublicNames(opts.PublicNames), opts.AcceptLicetSignature
 	c.minVersion, c.upgrade = opts.MinVersion, opts.Upgrade
-	c.unbound, c.sites, c.customers = opts.AllowUnbound, set(opts.Sites), set(opts.Customers)
+	c.unbound, c.sites, c.customers, c.revs = opts.AllowUnbound, set(opts.Sites), set(opts.Customers), opts.Revocations
 	c.onCheck, c.onExchange = opts.OnCheck, opts.OnExchange
 	c.ups.m, c.ups.files = map[[32]byte]*upgradeCall{}, map[string]*upgradeCall{}
 
@@ -431,6 +463,11 @@ func (c *checker) verifyFailure(err error) *failure {
 		r = reasonNotSold
 	case errors.Is(err, errWrongSite):
 		r = reasonWrongSite
+	case errors.Is(err, verify.ErrRevokedSite):
+		r = reasonSiteRevoked
+	case errors.Is(err, verify.ErrStaleRevocations):
+		// The gateway's problem, not the client's: no challenge, 503.
+		return &failure{err: errs.E(errs.Exhausted, "the gateway cannot check licenses: %v (the gateway's administrator sets --revocations)", err)}
 	}
 	return c.fail(r, "license refused: %v%s", err, c.server)
 }
@@ -502,6 +539,9 @@ func (c *checker) checkTLS(r *http.Request, now time.Time) (*entry, *failure) {
 			return c.exchange(r.Context(), lic, now)
 		}
 		e = c.byCert.put(key, lic, c.v.Root())
+	}
+	if f := c.revoked(e.lic, now); f != nil {
+		return nil, f
 	}
 	if c.stale(e.lic) {
 		return c.exchange(r.Context(), e.lic, now)
@@ -651,6 +691,9 @@ func (c *checker) checkSigned(r *http.Request, now time.Time, licHeader string, 
 		}
 	}
 	lic := e.lic
+	if f := c.revoked(lic, now); f != nil {
+		return nil, nil, f
+	}
 	if p.keyid != lic.ClientID {
 		return nil, nil, c.fail(reasonWrongClient, "license %d belongs to client %s, but the request is signed as %s; a license cannot be used with another key, %s",
 			lic.LicenseID, lic.ClientID, p.keyid, c.where)

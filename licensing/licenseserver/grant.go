@@ -118,7 +118,7 @@ type ChallengeResponse struct {
 // key, bound to the client and product; any process of the site opens it.
 // It is consumed when it is first answered, right or wrong.
 func (s *Server) NewChallenge(ctx context.Context, req ChallengeRequest) (*ChallengeResponse, error) {
-	if err := s.ID.RequireCertified(); err != nil {
+	if err := s.ID.CheckCurrent(s.Now()); err != nil {
 		return nil, err
 	}
 	if len(req.ClientKey) != ed25519.PublicKeySize {
@@ -262,7 +262,7 @@ type Grant struct {
 // Grant checks a challenge answer and grants the license: the client's
 // existing unexpired license again, or a new seat.
 func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
-	if err := s.ID.RequireCertified(); err != nil {
+	if err := s.ID.CheckCurrent(s.Now()); err != nil {
 		return nil, err
 	}
 	if len(req.ClientKey) != ed25519.PublicKeySize {

@@ -208,6 +208,29 @@ func (id *Identity) LicenseChain(license []byte) [][]byte {
 // Certified reports whether the site holds a certificate.
 func (id *Identity) Certified() bool { return id.Site != nil }
 
+// RenewBefore is how long before its end the site warns that its
+// certificate needs renewing (site report, site serve).
+const RenewBefore = 30 * 24 * time.Hour
+
+// CheckCurrent returns an error telling the admin how to renew unless the
+// site is certified and its certificate valid at now: licenses a site signs
+// end with its certificate, so one with an expired certificate would
+// issue licenses that no verifier accepts.
+func (id *Identity) CheckCurrent(now time.Time) error {
+	if err := id.RequireCertified(); err != nil {
+		return err
+	}
+	c := id.Site.Cert
+	if !now.Before(c.NotAfter) {
+		return errs.E(errs.Forbidden, "the certificate of license server %s expired at %s: it cannot issue licenses that verify. The administrator renews it with 'licet site renew --data DIR' (online) or 'licet site renew --data DIR --out FILE' (by file), then restarts 'licet site serve'",
+			id.SiteID, c.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(c.NotBefore) {
+		return errs.E(errs.Forbidden, "the certificate of license server %s is valid from %s, it is now %s; check the server's clock", id.SiteID, c.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 // RequireCertified returns an error telling the admin how to certify the site.
 func (id *Identity) RequireCertified() error {
 	if id.Certified() {
@@ -255,7 +278,19 @@ func (id *Identity) checkCertificate(file []byte, rootFingerprint string) ([][]b
 			return nil, nil, nil, errs.E(errs.Invalid, "certificate chains to vendor root %s, but this site already trusts another root", fp[:16])
 		}
 	}
-	site, err := pki.VerifySite(chain[:len(chain)-1], root, time.Now())
+	// The chain is checked at a time within the site certificate's
+	// validity: an expired certificate still identifies the site (which
+	// must be able to renew it), and CheckCurrent says whether it may issue.
+	at := time.Now()
+	if leaf, err := x509.ParseCertificate(chain[0]); err == nil {
+		if at.After(leaf.NotAfter) {
+			at = leaf.NotAfter.Add(-time.Second)
+		}
+		if at.Before(leaf.NotBefore) {
+			at = leaf.NotBefore
+		}
+	}
+	site, err := pki.VerifySite(chain[:len(chain)-1], root, at)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -266,11 +301,20 @@ func (id *Identity) checkCertificate(file []byte, rootFingerprint string) ([][]b
 }
 
 // InstallCertificate checks and installs the certificate file the vendor
-// issued for this site, pinning the vendor root on first install.
-func (id *Identity) InstallCertificate(file []byte, rootFingerprint string) (*pki.Site, error) {
+// issued for this site (at enrollment or renewal), pinning the vendor root
+// on first install. A certificate that has expired at now is refused, and so
+// is one that ends before the installed one (an older file).
+func (id *Identity) InstallCertificate(file []byte, rootFingerprint string, now time.Time) (*pki.Site, error) {
 	chain, root, site, err := id.checkCertificate(file, rootFingerprint)
 	if err != nil {
 		return nil, err
+	}
+	if !now.Before(site.Cert.NotAfter) {
+		return nil, errs.E(errs.Invalid, "this site certificate expired at %s; nothing was installed: renew the site ('licet site renew') to get a current one", site.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if id.Site != nil && site.Cert.NotAfter.Before(id.Site.Cert.NotAfter) {
+		return nil, errs.E(errs.Conflict, "this site certificate ends at %s, before the installed one (%s): it is an older file; nothing was installed",
+			site.Cert.NotAfter.UTC().Format(time.RFC3339), id.Site.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	id.Chain, id.Root, id.Site = chain, root, site
 	if err := id.writeCertificate(); err != nil {

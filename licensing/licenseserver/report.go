@@ -3,6 +3,7 @@ package licenseserver
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"sort"
 	"time"
 
@@ -19,6 +20,47 @@ type Report struct {
 	// ChallengePools are the challenge pool levels of the processes serving
 	// this site (from the status files they write every two seconds).
 	ChallengePools []ProcessPools `json:"challenge_pools"`
+	// Certificate is the state of the site certificate; nil for a site not
+	// certified yet.
+	Certificate *CertificateStatus `json:"certificate,omitempty"`
+}
+
+// The states of a site certificate (CertificateStatus.State).
+const (
+	CertValid     = "valid"
+	CertRenewSoon = "renew_soon" // ends within RenewBefore
+	CertExpired   = "expired"    // the site issues no license until it is renewed
+)
+
+// CertificateStatus is the state of the site certificate at a time.
+type CertificateStatus struct {
+	SiteID   string    `json:"site_id"`
+	NotAfter time.Time `json:"not_after"`
+	State    string    `json:"state"`
+	Message  string    `json:"message"` // what it means and what to do
+}
+
+// CertificateStatus returns the state of the site certificate at now; nil
+// for a site not certified yet.
+func (id *Identity) CertificateStatus(now time.Time) *CertificateStatus {
+	if !id.Certified() {
+		return nil
+	}
+	end := id.Site.Cert.NotAfter.UTC()
+	st := &CertificateStatus{SiteID: id.SiteID, NotAfter: end, State: CertValid}
+	left := end.Sub(now)
+	switch {
+	case left <= 0:
+		st.State = CertExpired
+		st.Message = fmt.Sprintf("EXPIRED at %s: the site issues no licenses (they would not verify); renew it with 'licet site renew --data %s' (online) or '--out FILE' (by file), then restart 'licet site serve'",
+			end.Format(time.RFC3339), id.Dir)
+	case left < RenewBefore:
+		st.State = CertRenewSoon
+		st.Message = fmt.Sprintf("expires at %s, in %d days: licenses end with it; renew it with 'licet site renew --data %s'", end.Format(time.RFC3339), int(left/(24*time.Hour)), id.Dir)
+	default:
+		st.Message = fmt.Sprintf("valid until %s (%d days)", end.Format(time.RFC3339), int(left/(24*time.Hour)))
+	}
+	return st
 }
 
 // PackReport is one pack's seats.
@@ -69,7 +111,8 @@ func (s *Server) Report(ctx context.Context, window time.Duration) (*Report, err
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Generated: now, Window: window.String(), Packs: []PackReport{}, Products: []ProductReport{}, Expiring: []ExpiringEntry{}}
+	r := &Report{Generated: now, Window: window.String(), Packs: []PackReport{}, Products: []ProductReport{}, Expiring: []ExpiringEntry{},
+		Certificate: s.ID.CertificateStatus(now)}
 	byProduct := map[string]*ProductReport{}
 	product := func(id string) *ProductReport {
 		if p, ok := byProduct[id]; ok {

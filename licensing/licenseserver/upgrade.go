@@ -38,7 +38,7 @@ type Upgraded struct {
 // bound to a product (auth.FromContext of ctx) upgrades that product's
 // licenses only.
 func (s *Server) Upgrade(ctx context.Context, licensePEM []byte) (*Upgraded, error) {
-	if err := s.ID.RequireCertified(); err != nil {
+	if err := s.ID.CheckCurrent(s.Now()); err != nil {
 		return nil, err
 	}
 	v, err := s.Verifier()

@@ -26,22 +26,29 @@ type UsageReportStore interface {
 // recorded, so that the next report continues the chain, and returned as
 // an armored file for the vendor ('licet vendor report import', or online).
 func (s *Server) SignedUsageReport(ctx context.Context) ([]byte, *pack.UsageReport, error) {
+	file, r, _, err := s.signedUsageReport(ctx)
+	return file, r, err
+}
+
+// signedUsageReport is SignedUsageReport that also returns the SHA-256 of
+// the report's payload (its hash in the chain).
+func (s *Server) signedUsageReport(ctx context.Context) ([]byte, *pack.UsageReport, []byte, error) {
 	if err := s.ID.RequireCertified(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rs, ok := s.Store.(UsageReportStore)
 	if !ok {
-		return nil, nil, errs.E(errs.Internal, "this store keeps no usage reports")
+		return nil, nil, nil, errs.E(errs.Internal, "this store keeps no usage reports")
 	}
 	seq, prev, err := rs.LastUsageReport(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	r := &pack.UsageReport{SiteID: s.ID.SiteID, Created: s.Now().UTC().Truncate(time.Second), Sequence: seq + 1, Previous: prev,
 		Packs: []pack.UsagePack{}, Licenses: []pack.UsageLicense{}}
 	packs, err := s.Store.Packs(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, p := range packs {
 		r.Packs = append(r.Packs, pack.UsagePack{PackID: p.PackID, ProductID: p.ProductID, Quantity: p.Quantity, Assigned: p.Assigned,
@@ -49,11 +56,11 @@ func (s *Server) SignedUsageReport(ctx context.Context) ([]byte, *pack.UsageRepo
 	}
 	as, err := s.Store.Assignments(ctx, AssignmentFilter{})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	temps, err := s.Store.Temporaries(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, a := range append(as, temps...) {
 		r.Licenses = append(r.Licenses, pack.UsageLicense{LicenseID: a.LicenseID, PackID: a.PackID, UpgradePackID: a.UpgradePackID,
@@ -61,10 +68,10 @@ func (s *Server) SignedUsageReport(ctx context.Context) ([]byte, *pack.UsageRepo
 	}
 	file, hash, err := pack.SignUsageReport(r, s.ID.Signer, s.ID.Chain[:len(s.ID.Chain)-1])
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := rs.RecordUsageReport(ctx, r.Sequence, hash, r.Created, file); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return file, r, nil
+	return file, r, hash, nil
 }

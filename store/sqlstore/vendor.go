@@ -240,19 +240,54 @@ func (v *Vendor) putSite(ctx context.Context, c conn, s *clearinghouse.Site) err
 	case customer != s.CustomerID:
 		return errs.E(errs.Conflict, "site %s is already registered for customer %s, not %s; nothing was changed", s.ID, customer, s.CustomerID)
 	}
-	_, err = c.exec(ctx, `UPDATE v_sites SET name = ?, cert = ?, certified = ? WHERE id = ?`, s.Name, nonNilBytes(s.CertDER), toNanos(s.Certified), s.ID)
-	return v.dbErr(err, "renew site "+s.ID)
+	// A revoked site keeps its last certificate: the condition makes a
+	// renewal that races a revocation lose.
+	res, err := c.exec(ctx, `UPDATE v_sites SET name = ?, cert = ?, certified = ? WHERE id = ? AND revoked IS NULL`, s.Name, nonNilBytes(s.CertDER), toNanos(s.Certified), s.ID)
+	if err != nil {
+		return v.dbErr(err, "renew site "+s.ID)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return v.dbErr(err, "renew site "+s.ID)
+	} else if n != 1 {
+		return errs.E(errs.Conflict, "site %s is revoked; it cannot be certified again, enroll a new site", s.ID)
+	}
+	return nil
 }
 
-const siteCols = `id, customer_id, name, cert, certified`
+// RevokeSite marks a site revoked with a conditional update: of concurrent
+// revocations one wins, the others get Conflict.
+func (v *Vendor) RevokeSite(ctx context.Context, id, reason string, at time.Time) error {
+	return v.tx(ctx, func(c conn) error {
+		res, err := c.exec(ctx, `UPDATE v_sites SET revoked = ?, revoke_reason = ? WHERE id = ? AND revoked IS NULL`, toNanos(at), reason, id)
+		if err != nil {
+			return v.dbErr(err, "revoke site "+id)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return v.dbErr(err, "revoke site "+id)
+		} else if n == 1 {
+			return nil
+		}
+		var revoked sql.NullInt64
+		switch err := c.row(ctx, `SELECT revoked FROM v_sites WHERE id = ?`, id).Scan(&revoked); {
+		case errors.Is(err, sql.ErrNoRows):
+			return errs.E(errs.NotFound, "site %q not found; 'licet vendor site list' shows the sites", id)
+		case err != nil:
+			return v.dbErr(err, "read site "+id)
+		}
+		return errs.E(errs.Conflict, "site %s was already revoked on %s", id, fromNanos(revoked.Int64).Format(time.DateOnly))
+	})
+}
+
+const siteCols = `id, customer_id, name, cert, certified, revoked, revoke_reason`
 
 func scanSite(sc interface{ Scan(...any) error }) (*clearinghouse.Site, error) {
 	var s clearinghouse.Site
 	var certified int64
-	if err := sc.Scan(&s.ID, &s.CustomerID, &s.Name, &s.CertDER, &certified); err != nil {
+	var revoked sql.NullInt64
+	if err := sc.Scan(&s.ID, &s.CustomerID, &s.Name, &s.CertDER, &certified, &revoked, &s.RevokeReason); err != nil {
 		return nil, err
 	}
-	s.Certified = fromNanos(certified)
+	s.Certified, s.Revoked = fromNanos(certified), fromNullNanos(revoked)
 	return &s, nil
 }
 

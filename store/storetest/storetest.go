@@ -46,6 +46,7 @@ func TestVendor(t *testing.T, open func(t *testing.T) clearinghouse.Store) {
 	sub("EnrollSiteReuse", func(t *testing.T) { testEnrollSiteReuse(t, open(t)) })
 	sub("EnrollSiteConcurrent", func(t *testing.T) { testEnrollSiteConcurrent(t, open(t)) })
 	sub("Sites", func(t *testing.T) { testSites(t, open(t)) })
+	sub("RevokeSite", func(t *testing.T) { testRevokeSite(t, open(t)) })
 	sub("Orders", func(t *testing.T) { testOrders(t, open(t)) })
 	sub("AllocateSerials", func(t *testing.T) { testAllocateSerials(t, open(t)) })
 	sub("AllocateSerialsConcurrent", func(t *testing.T) { testAllocateSerialsConcurrent(t, open(t)) })
@@ -1957,5 +1958,56 @@ func testUpgradeSeatConcurrent(t *testing.T, st licenseserver.Store) {
 			t.Errorf("license ID %d given twice or outside the pack's range", id)
 		}
 		ids[id] = true
+	}
+}
+
+// testRevokeSite: a revocation is recorded once, shows in Site and Sites,
+// and a revoked site cannot be certified again (PutSite), its certificate
+// and revocation staying as they were.
+func testRevokeSite(t *testing.T, st clearinghouse.Store) {
+	ctx := t.Context()
+	seedCustomers(t, st, "cus_a")
+	wantKind(t, st.RevokeSite(ctx, "site_none", "gone", t0), errs.NotFound, "RevokeSite of a missing site")
+	a := &clearinghouse.Site{ID: "site_a", CustomerID: "cus_a", Name: "A", CertDER: []byte("der-a"), Certified: t0}
+	b := &clearinghouse.Site{ID: "site_b", CustomerID: "cus_a", Name: "B", CertDER: []byte("der-b"), Certified: t0}
+	ok(t, st.PutSite(ctx, a), "PutSite a")
+	ok(t, st.PutSite(ctx, b), "PutSite b")
+	ok(t, st.RevokeSite(ctx, "site_a", "duplicate serials in report 3", at(time.Hour)), "RevokeSite")
+	wantKind(t, st.RevokeSite(ctx, "site_a", "again", at(2*time.Hour)), errs.Conflict, "RevokeSite twice")
+	revoked := *a
+	revoked.Revoked, revoked.RevokeReason = ptr(at(time.Hour)), "duplicate serials in report 3"
+	got, err := st.Site(ctx, "site_a")
+	ok(t, err, "Site after revocation")
+	same(t, "revoked site", got, &revoked)
+
+	renew := &clearinghouse.Site{ID: "site_a", CustomerID: "cus_a", Name: "A", CertDER: []byte("der-a-renewed"), Certified: at(3 * time.Hour)}
+	wantKind(t, st.PutSite(ctx, renew), errs.Conflict, "PutSite of a revoked site")
+	got, err = st.Site(ctx, "site_a")
+	ok(t, err, "Site after refused renewal")
+	same(t, "revoked site after refused renewal", got, &revoked)
+
+	sites, err := st.Sites(ctx, "cus_a")
+	ok(t, err, "Sites")
+	sort.Slice(sites, func(i, j int) bool { return sites[i].ID < sites[j].ID })
+	same(t, "sites with one revoked", sites, []*clearinghouse.Site{&revoked, b})
+
+	// Of concurrent revocations of one site, exactly one wins.
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := st.RevokeSite(ctx, "site_b", fmt.Sprintf("reason %d", i), at(time.Duration(i)*time.Second)); {
+			case err == nil:
+				wins.Add(1)
+			case !errs.Is(err, errs.Conflict):
+				t.Errorf("concurrent RevokeSite: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Errorf("concurrent revocations: %d won, want 1", wins.Load())
 	}
 }

@@ -1,0 +1,135 @@
+package pack
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"time"
+
+	"github.com/licet/licet/armor"
+	"github.com/licet/licet/envelope"
+	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/ids"
+	"github.com/licet/licet/keys"
+	"github.com/licet/licet/pki"
+)
+
+// The renewal request a site signs to get a new site certificate
+// (docs/formats.md, section 8.7).
+const (
+	TypeSiteRenewal    = "licet.site-renewal"
+	SiteRenewalVersion = 1
+)
+
+// RenewalGrace is how long after its certificate expired a site may still
+// renew it with the key of that certificate; later, it enrolls anew.
+const RenewalGrace = 365 * 24 * time.Hour
+
+// RenewalRequest asks the vendor for a new certificate of the signing site,
+// against the usage report it names.
+type RenewalRequest struct {
+	RequestID string    `json:"request_id"`
+	SiteID    string    `json:"site_id"`
+	Created   time.Time `json:"created"`
+	// UsageReport is the SHA-256 of the payload of the usage report that
+	// travels with the request (its hash in the site's chain).
+	UsageReport []byte `json:"usage_report"`
+}
+
+// RenewalFile is what travels to the vendor, online (the body of POST
+// /v1/sites/renew) or as a file: the signed renewal request and the usage
+// report it names, both armored.
+type RenewalFile struct {
+	Renewal     string `json:"renewal"`      // armored SITE RENEWAL
+	UsageReport string `json:"usage_report"` // armored USAGE REPORT
+}
+
+// NewRenewalFile signs a renewal request naming the usage report (its
+// armored file and payload hash) with the site key (chain: the site's
+// certificate chain without the root) and returns the JSON renewal file.
+func NewRenewalFile(site *keys.Signer, chain [][]byte, report, reportHash []byte, now time.Time) ([]byte, error) {
+	req := RenewalRequest{RequestID: ids.New("ren"), SiteID: pki.SiteID(site.Public()), Created: now.UTC().Truncate(time.Second), UsageReport: reportHash}
+	s, err := envelope.Sign(TypeSiteRenewal, SiteRenewalVersion, req, site, chain)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "sign the renewal request")
+	}
+	f := RenewalFile{
+		Renewal:     string(armor.Encode(armor.Block{Type: armor.TypeSiteRenewal, Version: SiteRenewalVersion, Body: s.Marshal()})),
+		UsageReport: string(report),
+	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "encode the renewal file")
+	}
+	return append(b, '\n'), nil
+}
+
+// SiteCheckTime is the time at which to check the certificate chain of a
+// site whose leaf is certs[0]: now while the certificate is valid; for one
+// that expired less than grace ago, the last second of its validity (the
+// site key still proves the site); an Invalid error if it expired longer ago
+// or does not parse. It serves the renewal of an expired certificate only.
+func SiteCheckTime(certs [][]byte, now time.Time, grace time.Duration) (time.Time, error) {
+	if len(certs) == 0 {
+		return time.Time{}, errs.E(errs.Invalid, "no site certificate given")
+	}
+	c, err := x509.ParseCertificate(certs[0])
+	if err != nil {
+		return time.Time{}, errs.Wrap(errs.Invalid, err, "site certificate is not valid X.509")
+	}
+	if !now.After(c.NotAfter) {
+		return now, nil
+	}
+	if now.Sub(c.NotAfter) > grace {
+		return time.Time{}, errs.E(errs.Forbidden, "the certificate of site %s expired on %s, more than %d days ago: it can no longer be renewed; enroll the site anew ('licet site init' with a new enrollment code)",
+			c.Subject.SerialNumber, c.NotAfter.UTC().Format(time.DateOnly), int(grace/(24*time.Hour)))
+	}
+	return c.NotAfter.Add(-time.Second), nil
+}
+
+// ReadRenewalFile splits a renewal file into the armored usage report and
+// checks the renewal request: signed by the key of a site whose certificate
+// chains to root (at now, or for a certificate that expired less than
+// RenewalGrace ago, at its end), naming that site. It returns the request,
+// the site and the armored usage report.
+func ReadRenewalFile(data []byte, root *x509.Certificate, now time.Time) (*RenewalRequest, *pki.Site, []byte, error) {
+	var f RenewalFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, nil, nil, errs.Wrap(errs.Invalid, err, "renewal file is not the JSON 'licet site renew --out' writes")
+	}
+	if f.Renewal == "" || f.UsageReport == "" {
+		return nil, nil, nil, errs.E(errs.Invalid, "renewal file lacks its renewal request or its usage report; make it again with 'licet site renew --out FILE'")
+	}
+	blk, err := armor.Decode([]byte(f.Renewal), armor.TypeSiteRenewal)
+	if err != nil {
+		return nil, nil, nil, errs.Wrap(errs.Invalid, err, "renewal request rejected")
+	}
+	if blk.Version > SiteRenewalVersion {
+		return nil, nil, nil, errs.E(errs.Invalid, "renewal request format version %d is not supported (this licet reads up to %d); upgrade licet", blk.Version, SiteRenewalVersion)
+	}
+	s, err := envelope.ParseSigned(blk.Body, TypeSiteRenewal, SiteRenewalVersion)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	at, err := SiteCheckTime(s.Certificates, now, RenewalGrace)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	site, err := pki.VerifySite(s.Certificates, root, at)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := s.Verify(site.PublicKey); err != nil {
+		return nil, nil, nil, err
+	}
+	var req RenewalRequest
+	if err := s.Decode(&req); err != nil {
+		return nil, nil, nil, err
+	}
+	if req.SiteID != site.SiteID {
+		return nil, nil, nil, errs.E(errs.Invalid, "renewal request names site %s but is signed by site %s", req.SiteID, site.SiteID)
+	}
+	if len(req.UsageReport) == 0 {
+		return nil, nil, nil, errs.E(errs.Invalid, "renewal request names no usage report")
+	}
+	return &req, site, []byte(f.UsageReport), nil
+}
