@@ -298,7 +298,12 @@ func TestMetricsListen(t *testing.T) {
 	vendor := start(t, nil, "vendor", "serve", "--data", g.v.dir, "--metrics-listen", vendorMetrics)
 	get := func(url string) (int, string) {
 		t.Helper()
+		// The metrics listener opens just after the main one announces itself.
 		resp, err := http.Get(url)
+		for deadline := time.Now().Add(10 * time.Second); err != nil && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			resp, err = http.Get(url)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
