@@ -307,17 +307,27 @@ func (c *Client) ensure(ctx context.Context, presentExpired bool) (*verify.Licen
 	return lic, err == nil, nil
 }
 
-// NewRequest returns a request for path (and query) relative to the
-// gateway URL, with a replayable body.
-func (c *Client) NewRequest(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
+// RequestURL resolves path, a path and query on the gateway at base
+// (/v1/render?job=1) or a full URL, as Client.NewRequest does.
+func RequestURL(base *url.URL, path string) (*url.URL, error) {
 	ref, err := url.Parse(path)
 	if err != nil {
 		return nil, errs.Wrap(errs.Usage, err, "bad request path %q", path)
 	}
-	u := ref
-	if !ref.IsAbs() {
-		u = c.base.JoinPath(ref.Path)
-		u.RawQuery = ref.RawQuery
+	if ref.IsAbs() {
+		return ref, nil
+	}
+	u := base.JoinPath(ref.Path)
+	u.RawQuery = ref.RawQuery
+	return u, nil
+}
+
+// NewRequest returns a request for path (and query) relative to the
+// gateway URL, with a replayable body.
+func (c *Client) NewRequest(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
+	u, err := RequestURL(c.base, path)
+	if err != nil {
+		return nil, err
 	}
 	var r io.Reader
 	if len(body) > 0 {

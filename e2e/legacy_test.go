@@ -304,3 +304,59 @@ func TestLegacyUpgrade(t *testing.T) {
 		t.Fatalf("%d upgrade seats used, want 1", n)
 	}
 }
+
+// TestLegacyAgentCommands drives the legacy store with the real binary:
+// 'licet agent legacy deposit' and 'licet agent legacy request'.
+func TestLegacyAgentCommands(t *testing.T) {
+	g := newGrantEnv(t, "", 3)
+	site := start(t, nil, "site", "serve", "--data", g.siteDir)
+	app := newEchoApp(t)
+	gw := start(t, nil, "gateway", "--upstream", app.URL, "--site", site.URL, "--product", "app", "--root", g.rootPE,
+		"--legacy-dir", filepath.Join(t.TempDir(), "legacy"))
+	a, hwA := newAgent(t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+	var lic licenseOut
+	okJSON(t, &lic, "agent", "license", "acquire", "--data", a, "--hw-root", hwA, "--server", gw.URL,
+		"--product", "app", "--software-id", softwareID, "--image", g.image)
+	legacy := func(args ...string) []string {
+		return append([]string{"agent", "legacy", args[0], "--data", a, "--hw-root", hwA, "--server", gw.URL}, args[1:]...)
+	}
+
+	// Before the deposit the gateway knows no license for the key.
+	fails(t, 4, "license_required", legacy("request", "/v1/render")...)
+	out := ok(t, legacy("deposit", "--product", "app")...)
+	if !strings.Contains(out, "Deposited license "+itoa(int(lic.LicenseID))) || !strings.Contains(out, lic.ClientID) {
+		t.Fatalf("deposit printed %q", out)
+	}
+	var dep struct {
+		LicenseID int64 `json:"license_id"`
+		Replaced  bool  `json:"replaced"`
+	}
+	okJSON(t, &dep, legacy("deposit", "--license", filepath.Join(a, "licenses", "app.pem"), "--json")...)
+	if dep.LicenseID != lic.LicenseID || !dep.Replaced {
+		t.Fatalf("second deposit: %+v", dep)
+	}
+	// Requests signed by the key alone reach the application as the license.
+	var answer struct {
+		Status int    `json:"status"`
+		Body   string `json:"body"`
+	}
+	okJSON(t, &answer, legacy("request", "--json", "-H", "Content-Type: application/json", "--body", `{"scene":1}`, "/v1/render?job=1")...)
+	var got seen
+	if err := json.Unmarshal([]byte(answer.Body), &got); err != nil || answer.Status != 200 || got.ClientID != lic.ClientID ||
+		got.LicenseID != itoa(int(lic.LicenseID)) || got.Body != `{"scene":1}` {
+		t.Fatalf("legacy request: %+v (%v)", answer, err)
+	}
+	// The stored license, shown and removed.
+	if out := ok(t, legacy("request", gateway.LegacyPath)...); out != string(mustRead(t, filepath.Join(a, "licenses", "app.pem"))) {
+		t.Fatalf("GET %s printed %q", gateway.LegacyPath, out)
+	}
+	ok(t, legacy("request", "-X", "DELETE", gateway.LegacyPath)...)
+	fails(t, 4, "license_required", legacy("request", "/v1/render")...)
+
+	// Another client cannot deposit A's license: the deposit is signed by its key.
+	b, hwB := newAgent(t, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+	fails(t, 4, "wrong_client|client", "agent", "legacy", "deposit", "--data", b, "--hw-root", hwB, "--server", gw.URL,
+		"--license", filepath.Join(a, "licenses", "app.pem"))
+	fails(t, 2, "--product .* or --license", legacy("deposit")...)
+	fails(t, 3, "no license of other", legacy("deposit", "--product", "other")...)
+}

@@ -29,6 +29,10 @@ func agentCommand() *command {
 			leaf("show", "verify and print a cached license", agentShow),
 		}},
 		leaf("request", "send an HTTP request through a license gateway with the cached license (curl-like)", agentRequest),
+		{name: "legacy", summary: "a client whose license the gateway keeps (legacy license store)", sub: []*command{
+			leaf("deposit", "deposit the client's license at a gateway's legacy license store", agentLegacyDeposit),
+			leaf("request", "send an HTTP request through the gateway signed by the client key alone (curl-like)", agentLegacyRequest),
+		}},
 		agentPaygCommand(),
 		agentComplianceCommand(),
 		agentPolicyCommand(),
@@ -344,10 +348,7 @@ func agentRequest(ctx context.Context, e *env, args []string) error {
 			"Exit 0 for a 2xx answer; otherwise the body is still printed and the exit code\n"+
 			"follows the answer: 4 for 401/403, 3 for other 4xx, 1 for 5xx or no answer.")
 	f := addGatewayClientFlags(fs)
-	method := fs.String("X", "", "HTTP method (default GET, or POST with --body)")
-	body := fs.String("body", "", "request body: @FILE, - for standard input, or the text itself")
-	var headers listFlag
-	fs.Var(&headers, "H", "extra request header, 'Name: value' (repeatable)")
+	rf := addRequestFlags(fs)
 	asJSON := fs.Bool("json", false, "print the status, the verified license and the body as JSON")
 	if err := parse(fs, args, 1); err != nil {
 		return err
@@ -357,51 +358,92 @@ func agentRequest(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.CloseIdleConnections()
-	var data []byte
-	switch b := *body; {
-	case b == "":
-	case b == "-":
-		if data, err = readInput("-"); err != nil {
-			return err
-		}
-	case strings.HasPrefix(b, "@"):
-		if data, err = readInput(b[1:]); err != nil {
-			return err
-		}
-	default:
-		data = []byte(b)
-	}
-	m := strings.ToUpper(*method)
-	if m == "" {
-		m = http.MethodGet
-		if *body != "" {
-			m = http.MethodPost
-		}
+	m, data, err := rf.read()
+	if err != nil {
+		return err
 	}
 	req, err := c.NewRequest(ctx, m, fs.Arg(0), data)
 	if err != nil {
 		return err
 	}
-	for _, h := range headers {
+	if err := rf.setHeaders(req); err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	return printAnswer(e, resp, *asJSON, func(j map[string]any) {
+		if lic := c.License(); lic != nil {
+			j["client_id"], j["license_id"], j["license_expires"] = lic.ClientID, lic.LicenseID, lic.NotAfter
+		}
+	})
+}
+
+// requestFlags are the curl-like flags of a request command.
+type requestFlags struct {
+	method, body *string
+	headers      listFlag
+}
+
+func addRequestFlags(fs *flag.FlagSet) *requestFlags {
+	rf := &requestFlags{
+		method: fs.String("X", "", "HTTP method (default GET, or POST with --body)"),
+		body:   fs.String("body", "", "request body: @FILE, - for standard input, or the text itself"),
+	}
+	fs.Var(&rf.headers, "H", "extra request header, 'Name: value' (repeatable)")
+	return rf
+}
+
+// read returns the request's method and body.
+func (rf *requestFlags) read() (method string, data []byte, err error) {
+	switch b := *rf.body; {
+	case b == "":
+	case b == "-":
+		if data, err = readInput("-"); err != nil {
+			return "", nil, err
+		}
+	case strings.HasPrefix(b, "@"):
+		if data, err = readInput(b[1:]); err != nil {
+			return "", nil, err
+		}
+	default:
+		data = []byte(b)
+	}
+	method = strings.ToUpper(*rf.method)
+	if method == "" {
+		method = http.MethodGet
+		if *rf.body != "" {
+			method = http.MethodPost
+		}
+	}
+	return method, data, nil
+}
+
+// setHeaders adds the -H headers to req.
+func (rf *requestFlags) setHeaders(req *http.Request) error {
+	for _, h := range rf.headers {
 		k, v, ok := strings.Cut(h, ":")
 		if !ok || strings.TrimSpace(k) == "" {
 			return errs.E(errs.Usage, "-H %q is not 'Name: value'", h)
 		}
 		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
+	return nil
+}
+
+// printAnswer prints resp's body (with --json: the status and the body,
+// and what addJSON adds) and returns the error its status means.
+func printAnswer(e *env, resp *http.Response, asJSON bool, addJSON func(map[string]any)) error {
 	defer resp.Body.Close()
 	var out bytes.Buffer
 	if _, err := io.Copy(&out, io.LimitReader(resp.Body, 256<<20)); err != nil {
 		return errs.Wrap(errs.Internal, err, "read the answer")
 	}
-	if *asJSON {
+	if asJSON {
 		j := map[string]any{"status": resp.StatusCode, "body": out.String()}
-		if lic := c.License(); lic != nil {
-			j["client_id"], j["license_id"], j["license_expires"] = lic.ClientID, lic.LicenseID, lic.NotAfter
+		if addJSON != nil {
+			addJSON(j)
 		}
 		if err := printJSON(e.stdout, j); err != nil {
 			return err
