@@ -128,6 +128,16 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 			UpgradePackID: a.UpgradePackID, License: string(u.File), Certificates: string(u.License)})
 		return nil
 	})
+	// What a gateway polls to forget a remembered upgrade failure when seats
+	// were bought (gateway.SiteUpgradeSeats).
+	s.Scoped("GET /v1/upgrades/seats", auth.ScopeUpgrade, func(w http.ResponseWriter, r *http.Request) error {
+		v, err := srv.UpgradeSeatsVersion(r.Context())
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"version": v})
+		return nil
+	})
 	s.Public("POST /v1/licenses/verify", func(w http.ResponseWriter, r *http.Request) error {
 		verifier, err := srv.Verifier()
 		if err != nil {

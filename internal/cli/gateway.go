@@ -100,9 +100,10 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 			"license file, encrypted to the client, which the gateway serves under\n"+
 			"/.well-known/licet/license-update/. Without a token such licenses are refused.\n"+
 			"A failed exchange (no upgrade seat left, say) is remembered 30 s per license, so a\n"+
-			"client that keeps presenting it costs the license server one request, not one each:\n"+
-			"after upgrade seats are bought, such a client passes within 30 s (or at once after a\n"+
-			"gateway restart).\n\n"+
+			"client that keeps presenting it costs the license server one request, not one each;\n"+
+			"but the gateway forgets it as soon as the site's upgrade seats change (it asks the site,\n"+
+			"GET /v1/upgrades/seats, at most every 2 s while it refuses such a license): seats just\n"+
+			"bought are used within 2 s.\n\n"+
 			"With --legacy-dir, clients that cannot keep a license file deposit it at the gateway\n"+
 			"(signed PUT /v1/legacy/license, the license PEM as body; GET shows it, DELETE removes\n"+
 			"it), one file per client ID in DIR, and then send signed requests without Licet-License.\n\n"+
@@ -209,6 +210,7 @@ func gatewayServe(ctx context.Context, e *env, args []string) error {
 			return errs.E(errs.Usage, "the site token does not start with %s; make one with 'licet site token create --scope upgrade'", auth.TokenPrefix)
 		}
 		opts.Upgrade = gateway.SiteUpgrader(siteURL, siteToken, nil)
+		opts.UpgradeSeats = gateway.SiteUpgradeSeats(siteURL, siteToken, nil)
 	}
 	if *legacyDir != "" {
 		if opts.Legacy, err = gateway.NewLegacyStore(*legacyDir); err != nil {

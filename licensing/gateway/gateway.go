@@ -145,6 +145,13 @@ type Options struct {
 	// and the new license file is returned in HeaderLicenseUpdate. Nil: such
 	// licenses are refused.
 	Upgrade func(ctx context.Context, licensePEM []byte) (*Upgraded, error)
+	// UpgradeSeats, if set with Upgrade, returns a value that changes when
+	// the license server's upgrade seats change (SiteUpgradeSeats): a failed
+	// exchange, otherwise remembered 30 s, is forgotten once it has changed,
+	// so that seats just bought are used at once. The gateway asks at most
+	// every UpgradeSeatsPoll, and only while it refuses a license for a
+	// remembered failure. Nil: failures are remembered 30 s.
+	UpgradeSeats func(ctx context.Context) (string, error)
 	// Sites and Customers, if set, restrict whose licenses pass: a license
 	// must come from one of the Sites (site IDs) or from a site certified
 	// for one of the Customers (customer IDs); any other vendor customer's
@@ -294,6 +301,7 @@ type checker struct {
 	minVersion  string
 	upgrade     func(ctx context.Context, licensePEM []byte) (*Upgraded, error)
 	ups         upgrades
+	seats       upgradeSeats
 	publicNames []string                   // Options.PublicNames, normalized
 	acceptV1    bool                       // Options.AcceptLicetSignature
 	challenge   [numReasons]string         // WWW-Authenticate values
@@ -404,7 +412,7 @@ func newChecker(v *verify.Verifier, opts Options) *checker {
 	c.byHeader = newLicenseCache(licenseCacheSize / 2)
 	c.legacy = opts.Legacy
 	c.publicNames, c.acceptV1 = normPublicNames(opts.PublicNames), opts.AcceptLicetSignature
-	c.minVersion, c.upgrade = opts.MinVersion, opts.Upgrade
+	c.minVersion, c.upgrade, c.seats.ask = opts.MinVersion, opts.Upgrade, opts.UpgradeSeats
 	c.unbound, c.sites, c.customers, c.revs = opts.AllowUnbound, set(opts.Sites), set(opts.Customers), opts.Revocations
 	c.onCheck, c.onExchange = opts.OnCheck, opts.OnExchange
 	c.ups.m, c.ups.files = map[[32]byte]*upgradeCall{}, map[string]*upgradeCall{}

@@ -122,6 +122,39 @@ func SiteUpgrader(siteURL *url.URL, token string, client *http.Client) func(ctx 
 	}
 }
 
+// SiteUpgradeSeats returns an Options.UpgradeSeats function that asks the
+// license server at siteURL (GET /v1/upgrades/seats) with token, the site
+// API token of scope upgrade SiteUpgrader uses. client nil means a client
+// with UpgradeTimeout as its timeout.
+func SiteUpgradeSeats(siteURL *url.URL, token string, client *http.Client) func(ctx context.Context) (string, error) {
+	if client == nil {
+		client = &http.Client{Timeout: UpgradeTimeout}
+	}
+	endpoint := strings.TrimRight(siteURL.String(), "/") + "/v1/upgrades/seats"
+	return func(ctx context.Context) (string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", fmt.Errorf("the license server at %s cannot be reached: %w", siteURL.Redacted(), err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Version string `json:"version"`
+		}
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("the license server answered %s", resp.Status)
+		}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&out); err != nil || out.Version == "" {
+			return "", fmt.Errorf("the license server's answer is not the upgrade seats JSON")
+		}
+		return out.Version, nil
+	}
+}
+
 // SiteRefusal is a license server's refusal of an upgrade exchange
 // (SiteUpgrader): its HTTP status, and the code and message of its error
 // answer.
@@ -148,6 +181,47 @@ type upgradeCall struct {
 	f     *failure // why the exchange failed
 	file  []byte   // the new license file, sealed to the client
 	until time.Time
+	seats string // the license server's upgrade seats (Options.UpgradeSeats) before the exchange; "" unknown
+}
+
+// UpgradeSeatsPoll is how often, at most, a gateway asks the license server
+// whether its upgrade seats changed (Options.UpgradeSeats).
+const UpgradeSeatsPoll = 2 * time.Second
+
+// upgradeSeats is the last answer of Options.UpgradeSeats, asked at most
+// every UpgradeSeatsPoll by one request at a time.
+type upgradeSeats struct {
+	ask    func(ctx context.Context) (string, error)
+	asking sync.Mutex // held by the request asking
+	mu     sync.Mutex
+	value  string // "" unknown
+	at     time.Time
+}
+
+// current returns the license server's upgrade seats value, asking it if
+// the last answer is older than UpgradeSeatsPoll and no other request is
+// asking; "" if unknown.
+func (u *upgradeSeats) current(now time.Time) string {
+	if u.ask == nil {
+		return ""
+	}
+	u.mu.Lock()
+	v, fresh := u.value, now.Sub(u.at) < UpgradeSeatsPoll && !u.at.IsZero()
+	u.mu.Unlock()
+	if fresh || !u.asking.TryLock() {
+		return v
+	}
+	defer u.asking.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), UpgradeTimeout)
+	defer cancel()
+	nv, err := u.ask(ctx)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.at = now
+	if err == nil {
+		u.value = nv
+	}
+	return u.value
 }
 
 // stale reports whether a verified license must be exchanged before use:
@@ -180,6 +254,16 @@ func (c *checker) exchange(ctx context.Context, lic *verify.License, now time.Ti
 		default: // in flight
 		}
 	}
+	if call != nil && isDone(call) && call.f != nil && call.seats != "" {
+		// A remembered failure: forgotten if the upgrade seats changed since.
+		c.ups.mu.Unlock()
+		changed := c.seats.current(now) != call.seats
+		c.ups.mu.Lock()
+		if changed && c.ups.m[key] == call {
+			delete(c.ups.m, key)
+		}
+		call = c.ups.m[key]
+	}
 	if call == nil {
 		if len(c.ups.m) >= maxUpgrades {
 			clear(c.ups.m) // rare; costs at most one exchange per license again
@@ -188,6 +272,7 @@ func (c *checker) exchange(ctx context.Context, lic *verify.License, now time.Ti
 		call = &upgradeCall{done: make(chan struct{})}
 		c.ups.m[key] = call
 		c.ups.mu.Unlock()
+		call.seats = c.seats.current(now)
 		c.runExchange(call, lic, now)
 	} else {
 		c.ups.mu.Unlock()
@@ -201,6 +286,16 @@ func (c *checker) exchange(ctx context.Context, lic *verify.License, now time.Ti
 		return nil, c.fail(reasonExpired, "the upgraded license of client %s is not valid now; %s", lic.ClientID, c.where)
 	}
 	return call.e, call.f
+}
+
+// isDone reports whether call's exchange has finished.
+func isDone(call *upgradeCall) bool {
+	select {
+	case <-call.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // runExchange does the exchange of call and publishes its outcome, also

@@ -224,6 +224,56 @@ func TestUpgradeMinVersion(t *testing.T) {
 		t.Errorf("%d exchanges after a failure within 30 s, want 1", n)
 	}
 
+	// With Options.UpgradeSeats, the failure is forgotten as soon as the
+	// license server's upgrade seats change (asked at most every
+	// UpgradeSeatsPoll, and only while a remembered failure is refused).
+	var (
+		shift   atomic.Int64 // the gateway's clock, ahead of time.Now
+		failing atomic.Bool
+		seats   atomic.Value
+		asked   atomic.Int64
+	)
+	failing.Store(true)
+	seats.Store("v1")
+	good := &siteUpgrades{f: e.f}
+	var exchanges atomic.Int64
+	o := options()
+	o.MinVersion = "3.0"
+	o.Now = func() time.Time { return time.Now().Add(time.Duration(shift.Load())) }
+	o.Upgrade = func(ctx context.Context, licensePEM []byte) (*gateway.Upgraded, error) {
+		exchanges.Add(1)
+		if failing.Load() {
+			return nil, errors.New("no upgrade seat of app for platform linux-amd64 from version 2.1")
+		}
+		return good.upgrade(ctx, licensePEM)
+	}
+	o.UpgradeSeats = func(context.Context) (string, error) { asked.Add(1); return seats.Load().(string), nil }
+	gw = e.f.startGateway(t, gateway.NewProxy(e.f.v, e.up.url(), o), gateway.TLSConfig())
+	get := func() answer {
+		req, _ := http.NewRequest("GET", gw.URL+"/x", nil)
+		return do(t, httpClient(gw, &cert), req)
+	}
+	for range 3 {
+		wantRefused(t, get(), "old_version")
+	}
+	if exchanges.Load() != 1 || asked.Load() != 1 {
+		t.Errorf("within the poll interval: %d exchanges and %d questions about the seats, want 1 and 1", exchanges.Load(), asked.Load())
+	}
+	shift.Store(int64(gateway.UpgradeSeatsPoll + time.Second)) // seats unchanged: still remembered
+	wantRefused(t, get(), "old_version")
+	if exchanges.Load() != 1 || asked.Load() != 2 {
+		t.Errorf("seats unchanged after the poll interval: %d exchanges and %d questions, want 1 and 2", exchanges.Load(), asked.Load())
+	}
+	failing.Store(false) // upgrade seats bought
+	seats.Store("v2")
+	shift.Store(int64(2*gateway.UpgradeSeatsPoll + 2*time.Second))
+	if a := get(); a.status != http.StatusOK || a.header.Get(gateway.HeaderLicenseUpdate) == "" {
+		t.Fatalf("after the upgrade seats changed (well within 30 s): %d %s", a.status, a.msg)
+	}
+	if exchanges.Load() != 2 {
+		t.Errorf("%d exchanges, want 2", exchanges.Load())
+	}
+
 	// With an upgrade: through, as 3.0.
 	s = &siteUpgrades{f: e.f}
 	gw = e.f.startGateway(t, gateway.NewProxy(e.f.v, e.up.url(), upgradeOptions(s, "3.0")), gateway.TLSConfig())

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 
 	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
@@ -75,4 +78,21 @@ func (s *Server) Upgrade(ctx context.Context, licensePEM []byte) (*Upgraded, err
 		return nil, err
 	}
 	return &Upgraded{Assignment: a, Repeated: repeated, File: file, License: license.EncodePEM(chain)}, nil
+}
+
+// UpgradeSeatsVersion returns a value that changes when the site's upgrade
+// seats change (an upgrade pack installed): a gateway that remembers a
+// failed upgrade exchange forgets it then (GET /v1/upgrades/seats).
+func (s *Server) UpgradeSeatsVersion(ctx context.Context) (string, error) {
+	packs, err := s.Store.Packs(ctx)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, p := range packs { // oldest first: the order is stable
+		if p.Upgrade != nil {
+			fmt.Fprintf(h, "%s %d\n", p.PackID, p.Quantity)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16]), nil
 }
