@@ -141,9 +141,10 @@ func TestSiteRevoked(t *testing.T) {
 // so (site report) and grants nothing, and its licenses fail to verify.
 // Renewed online against its usage report, it grants licenses that verify
 // again; renewed again by file (site renew --out, vendor site renew, site
-// renew --install), its report continues the chain. A renewal from a second,
-// fresh database (a report that does not continue the chain) and an older
-// renewal file are refused.
+// renew --install), its report continues the chain, even past a renewal
+// file that was lost (the next one carries its report). A renewal from a
+// second, fresh database (a report that does not continue the chain) and an
+// older renewal file are refused.
 func TestSiteCertificateExpiryAndRenewal(t *testing.T) {
 	fails(t, 2, "site-validity", "vendor", "serve", "--data", t.TempDir(), "--site-validity", "10m")
 	v := newVendorServing(t, "", "--site-validity", "2h")
@@ -224,6 +225,19 @@ func TestSiteCertificateExpiryAndRenewal(t *testing.T) {
 	okJSON(t, &reports, g.v.admin("vendor", "report", "list")...)
 	if len(reports) != 3 || reports[2].Sequence != 3 || len(reports[1].Flags)+len(reports[2].Flags) != 0 {
 		t.Errorf("usage reports after three renewals: %+v", reports)
+	}
+
+	// A renewal file lost on the way: the next renewal carries its report
+	// too, so the chain has no gap and the renewal passes.
+	if r := licet(t, later, "site", "renew", "--data", g.siteDir, "--out", filepath.Join(tmp, "lost.json")); r.code != 0 {
+		t.Fatalf("site renew --out: %s", r)
+	}
+	if r := licet(t, later, "site", "renew", "--data", g.siteDir, "--vendor", v.srv.URL); r.code != 0 {
+		t.Fatalf("online renewal after a lost renewal file: %s", r)
+	}
+	okJSON(t, &reports, g.v.admin("vendor", "report", "list")...)
+	if len(reports) != 5 || reports[4].Sequence != 5 || len(reports[3].Flags)+len(reports[4].Flags) != 0 {
+		t.Errorf("usage reports after the lost file and the next renewal: %+v", reports)
 	}
 
 	// A second, fresh database starts a new chain: no renewal.

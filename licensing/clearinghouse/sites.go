@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -174,10 +175,12 @@ type Renewal struct {
 // key (with a certificate still valid or expired less than
 // pack.RenewalGrace ago) and recent; the usage report it names must come with
 // it, be the site's latest, recent, continue the site's chain and carry no
-// flag. The report is recorded whether or not the renewal is granted.
+// flag. The report, and the earlier ones the file carries (imported first,
+// so that reports the vendor missed close the chain), are recorded whether
+// or not the renewal is granted.
 func (s *Service) RenewSite(ctx context.Context, file []byte) (*Renewal, error) {
 	now := s.Now().UTC()
-	req, site, reportFile, err := pack.ReadRenewalFile(file, s.Root.Cert, now)
+	req, site, rf, err := pack.ReadRenewalFile(file, s.Root.Cert, now)
 	if err != nil {
 		return nil, err
 	}
@@ -188,11 +191,24 @@ func (s *Service) RenewSite(ctx context.Context, file []byte) (*Renewal, error) 
 	if err := recent("renewal request", req.Created, now); err != nil {
 		return nil, err
 	}
-	at, err := pack.SiteCheckTime([][]byte{site.Cert.Raw}, now, pack.RenewalGrace)
-	if err != nil {
-		return nil, err
+	// Earlier reports first: those the vendor missed (a lost file, a
+	// failed upload) continue the chain up to the new one; those it has
+	// change nothing. A flag on one this renewal brings (a fork from a
+	// second database, say) refuses the renewal like one on the new report.
+	var flagged []*UsageRecord
+	for i, e := range rf.Earlier {
+		erec, _, fresh, err := s.importUsageReport(ctx, []byte(e), now, pack.RenewalGrace)
+		if err != nil {
+			return nil, errs.Wrap(errs.KindOf(err), err, "earlier usage report %d of the renewal", i+1)
+		}
+		if erec.SiteID != site.SiteID {
+			return nil, errs.E(errs.Invalid, "earlier usage report %d of the renewal is site %s's, not the renewing site's (%s)", i+1, erec.SiteID, site.SiteID)
+		}
+		if fresh && len(erec.Flags) > 0 {
+			flagged = append(flagged, erec)
+		}
 	}
-	rec, report, err := s.importUsageReport(ctx, reportFile, now, at)
+	rec, report, _, err := s.importUsageReport(ctx, []byte(rf.UsageReport), now, pack.RenewalGrace)
 	if err != nil {
 		return nil, errs.Wrap(errs.KindOf(err), err, "the usage report of the renewal")
 	}
@@ -203,12 +219,17 @@ func (s *Service) RenewSite(ctx context.Context, file []byte) (*Renewal, error) 
 		return nil, err
 	}
 	if len(rec.Flags) > 0 {
+		flagged = append(flagged, rec)
+	}
+	if len(flagged) > 0 {
 		var msgs []string
-		for _, f := range rec.Flags {
-			msgs = append(msgs, f.Kind+": "+f.Message)
+		for _, r := range flagged {
+			for _, f := range r.Flags {
+				msgs = append(msgs, fmt.Sprintf("report %d: %s: %s", r.Sequence, f.Kind, f.Message))
+			}
 		}
-		return nil, errs.E(errs.Forbidden, "site %s cannot renew: the vendor flagged its usage report %d (%s); settle it with the vendor",
-			site.SiteID, rec.Sequence, strings.Join(msgs, "; "))
+		return nil, errs.E(errs.Forbidden, "site %s cannot renew: the vendor flagged its usage reports (%s); settle it with the vendor",
+			site.SiteID, strings.Join(msgs, "; "))
 	}
 	us, err := s.usageStore()
 	if err != nil {

@@ -82,31 +82,32 @@ func (s *Service) usageStore() (UsageReportStore, error) {
 // flags are evidence for the vendor, not proof of innocence when absent.
 func (s *Service) ImportUsageReport(ctx context.Context, file []byte) (*UsageRecord, error) {
 	now := s.Now().UTC()
-	rec, _, err := s.importUsageReport(ctx, file, now, now)
+	rec, _, _, err := s.importUsageReport(ctx, file, now, 0)
 	return rec, err
 }
 
-// importUsageReport is ImportUsageReport at now, with the site certificate
-// chain checked at time at (now, or the end of an expired certificate that
-// a renewal replaces). It also returns the report.
-func (s *Service) importUsageReport(ctx context.Context, file []byte, now, at time.Time) (*UsageRecord, *pack.UsageReport, error) {
+// importUsageReport is ImportUsageReport at now that also accepts a report
+// signed with a site certificate that expired less than grace ago (a
+// renewal's). It also returns the report, and whether this import recorded
+// it (false for a report received before).
+func (s *Service) importUsageReport(ctx context.Context, file []byte, now time.Time, grace time.Duration) (*UsageRecord, *pack.UsageReport, bool, error) {
 	us, err := s.usageStore()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	r, site, hash, err := pack.ReadUsageReport(file, s.Root.Cert, at)
+	r, site, hash, err := pack.ReadUsageReportGrace(file, s.Root.Cert, now, grace)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	if _, err := s.knownSite(ctx, site.SiteID, site.CustomerID, "send usage reports"); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	rec := &UsageRecord{SiteID: r.SiteID, Hash: hex.EncodeToString(hash), Sequence: r.Sequence, Previous: hex.EncodeToString(r.Previous),
 		Received: now, Licenses: len(r.Licenses), Flags: []UsageFlag{}, File: file}
 	if old, err := us.UsageReport(ctx, rec.SiteID, rec.Hash); err == nil {
-		return old, r, nil
+		return old, r, false, nil
 	} else if !errs.Is(err, errs.NotFound) {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	flag := func(kind, format string, args ...any) {
 		rec.Flags = append(rec.Flags, UsageFlag{Kind: kind, Message: fmt.Sprintf(format, args...)})
@@ -117,7 +118,7 @@ func (s *Service) importUsageReport(ctx context.Context, file []byte, now, at ti
 	// a second database, or one restored from a backup).
 	all, err := us.UsageReports(ctx, rec.SiteID)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	var prevRec, latest *UsageRecord
 	for _, o := range all {
@@ -175,7 +176,7 @@ func (s *Service) importUsageReport(ctx context.Context, file []byte, now, at ti
 	// Against what was sold.
 	sold, err := us.SitePacks(ctx, rec.SiteID)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	type packUse struct {
 		p          *IssuedPack
@@ -234,11 +235,11 @@ func (s *Service) importUsageReport(ctx context.Context, file []byte, now, at ti
 	if err := us.RecordUsageReport(ctx, rec); err != nil {
 		if errs.Is(err, errs.Conflict) { // the same report, imported concurrently
 			old, err := us.UsageReport(ctx, rec.SiteID, rec.Hash)
-			return old, r, err
+			return old, r, false, err
 		}
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	return rec, r, nil
+	return rec, r, true, nil
 }
 
 // UsageReports lists the usage reports received, of one site if siteID is

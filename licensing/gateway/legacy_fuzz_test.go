@@ -29,6 +29,30 @@ func FuzzLegacyDeposit(f *testing.F) {
 	expired.key = c.key
 	expired.issue(f, fx.site, appAttrs(9), now.Add(-48*time.Hour), now.Add(-time.Hour))
 
+	// deposit PUTs body, signed by c, into a new, empty store and returns
+	// the answer and the store's directory.
+	deposit := func(tb testing.TB, body []byte) (*httptest.ResponseRecorder, string) {
+		tb.Helper()
+		dir := filepath.Join(tb.TempDir(), "legacy")
+		store, err := gateway.NewLegacyStore(dir)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		opts := options()
+		opts.Legacy, opts.Now = store, func() time.Time { return now }
+		h := store.Handler(fx.v, opts)
+		req := httptest.NewRequest(http.MethodPut, "https://gw.example.com"+gateway.LegacyPath, bytes.NewReader(body))
+		if err := gateway.SignLegacyRequest(req, body, c.key, now); err != nil {
+			tb.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec, dir
+	}
+	// The valid seed is accepted: the target cannot pass by refusing all.
+	if rec, _ := deposit(f, c.licPEM); rec.Code != http.StatusCreated {
+		f.Fatalf("the valid seed is refused: %d %s", rec.Code, rec.Body)
+	}
 	f.Add(c.licPEM)
 	f.Add(append(bytes.Clone(c.licPEM), "trailing junk\n"...))
 	f.Add(append([]byte("leading junk\n"), c.licPEM...))
@@ -39,20 +63,7 @@ func FuzzLegacyDeposit(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(bytes.Repeat([]byte("A"), 1<<16))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		dir := filepath.Join(t.TempDir(), "legacy")
-		store, err := gateway.NewLegacyStore(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts := options()
-		opts.Legacy, opts.Now = store, func() time.Time { return now }
-		h := store.Handler(fx.v, opts)
-		req := httptest.NewRequest(http.MethodPut, "https://gw.example.com"+gateway.LegacyPath, bytes.NewReader(body))
-		if err := gateway.SignLegacyRequest(req, body, c.key, now); err != nil {
-			t.Fatal(err)
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
+		rec, dir := deposit(t, body)
 		stored, serr := os.ReadFile(filepath.Join(dir, c.id))
 
 		if rec.Code != http.StatusCreated && rec.Code != http.StatusOK {

@@ -17,6 +17,9 @@ type UsageReportStore interface {
 	// RecordUsageReport records report sequence with its payload hash and
 	// file; Conflict if a report with that sequence is recorded already.
 	RecordUsageReport(ctx context.Context, sequence int64, hash []byte, created time.Time, file []byte) error
+	// RecentUsageReports returns the files of the newest n reports, oldest
+	// first (fewer if there are fewer).
+	RecentUsageReports(ctx context.Context, n int) ([][]byte, error)
 }
 
 // SignedUsageReport makes the site's next usage report (docs/formats.md,

@@ -35,18 +35,28 @@ type RenewalRequest struct {
 	UsageReport []byte `json:"usage_report"`
 }
 
+// MaxEarlierReports is how many of its earlier usage reports a renewal
+// file carries (and the vendor reads): reports that a lost file or a failed
+// upload kept from the vendor, which it imports first so that the chain
+// has no gap.
+const MaxEarlierReports = 4
+
 // RenewalFile is what travels to the vendor, online (the body of POST
-// /v1/sites/renew) or as a file: the signed renewal request and the usage
-// report it names, both armored.
+// /v1/sites/renew) or as a file: the signed renewal request, the usage
+// report it names and the site's reports before it, all armored.
 type RenewalFile struct {
 	Renewal     string `json:"renewal"`      // armored SITE RENEWAL
 	UsageReport string `json:"usage_report"` // armored USAGE REPORT
+	// Earlier are the site's reports before UsageReport, oldest first (at
+	// most MaxEarlierReports).
+	Earlier []string `json:"earlier_reports,omitempty"`
 }
 
 // NewRenewalFile signs a renewal request naming the usage report (its
 // armored file and payload hash) with the site key (chain: the site's
-// certificate chain without the root) and returns the JSON renewal file.
-func NewRenewalFile(site *keys.Signer, chain [][]byte, report, reportHash []byte, now time.Time) ([]byte, error) {
+// certificate chain without the root) and returns the JSON renewal file,
+// which also carries the earlier reports (oldest first).
+func NewRenewalFile(site *keys.Signer, chain [][]byte, report, reportHash []byte, earlier [][]byte, now time.Time) ([]byte, error) {
 	req := RenewalRequest{RequestID: ids.New("ren"), SiteID: pki.SiteID(site.Public()), Created: now.UTC().Truncate(time.Second), UsageReport: reportHash}
 	s, err := envelope.Sign(TypeSiteRenewal, SiteRenewalVersion, req, site, chain)
 	if err != nil {
@@ -55,6 +65,9 @@ func NewRenewalFile(site *keys.Signer, chain [][]byte, report, reportHash []byte
 	f := RenewalFile{
 		Renewal:     string(armor.Encode(armor.Block{Type: armor.TypeSiteRenewal, Version: SiteRenewalVersion, Body: s.Marshal()})),
 		UsageReport: string(report),
+	}
+	for _, e := range earlier[max(0, len(earlier)-MaxEarlierReports):] {
+		f.Earlier = append(f.Earlier, string(e))
 	}
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
@@ -86,18 +99,21 @@ func SiteCheckTime(certs [][]byte, now time.Time, grace time.Duration) (time.Tim
 	return c.NotAfter.Add(-time.Second), nil
 }
 
-// ReadRenewalFile splits a renewal file into the armored usage report and
-// checks the renewal request: signed by the key of a site whose certificate
-// chains to root (at now, or for a certificate that expired less than
-// RenewalGrace ago, at its end), naming that site. It returns the request,
-// the site and the armored usage report.
-func ReadRenewalFile(data []byte, root *x509.Certificate, now time.Time) (*RenewalRequest, *pki.Site, []byte, error) {
+// ReadRenewalFile checks the renewal request of a renewal file: signed by
+// the key of a site whose certificate chains to root (at now, or for a
+// certificate that expired less than RenewalGrace ago, at its end), naming
+// that site. It returns the request, the site and the file (whose usage
+// reports the caller checks).
+func ReadRenewalFile(data []byte, root *x509.Certificate, now time.Time) (*RenewalRequest, *pki.Site, *RenewalFile, error) {
 	var f RenewalFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, nil, nil, errs.Wrap(errs.Invalid, err, "renewal file is not the JSON 'licet site renew --out' writes")
 	}
 	if f.Renewal == "" || f.UsageReport == "" {
 		return nil, nil, nil, errs.E(errs.Invalid, "renewal file lacks its renewal request or its usage report; make it again with 'licet site renew --out FILE'")
+	}
+	if len(f.Earlier) > MaxEarlierReports {
+		return nil, nil, nil, errs.E(errs.Invalid, "renewal file carries %d earlier usage reports; at most %d are read", len(f.Earlier), MaxEarlierReports)
 	}
 	blk, err := armor.Decode([]byte(f.Renewal), armor.TypeSiteRenewal)
 	if err != nil {
@@ -131,5 +147,5 @@ func ReadRenewalFile(data []byte, root *x509.Certificate, now time.Time) (*Renew
 	if len(req.UsageReport) == 0 {
 		return nil, nil, nil, errs.E(errs.Invalid, "renewal request names no usage report")
 	}
-	return &req, site, []byte(f.UsageReport), nil
+	return &req, site, &f, nil
 }

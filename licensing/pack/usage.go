@@ -69,6 +69,17 @@ func SignUsageReport(r *UsageReport, site *keys.Signer, chain [][]byte) ([]byte,
 // chains to root at now, the site key signed it, and it names that site. It
 // returns the report, the certified site and the SHA-256 of its payload.
 func ReadUsageReport(data []byte, root *x509.Certificate, now time.Time) (*UsageReport, *pki.Site, []byte, error) {
+	return readUsageReport(data, root, now, 0)
+}
+
+// ReadUsageReportGrace is ReadUsageReport that also accepts a report whose
+// site certificate expired less than grace ago (checked at its end, as
+// SiteCheckTime does): the reports a renewal carries.
+func ReadUsageReportGrace(data []byte, root *x509.Certificate, now time.Time, grace time.Duration) (*UsageReport, *pki.Site, []byte, error) {
+	return readUsageReport(data, root, now, grace)
+}
+
+func readUsageReport(data []byte, root *x509.Certificate, now time.Time, grace time.Duration) (*UsageReport, *pki.Site, []byte, error) {
 	blk, err := armor.Decode(data, armor.TypeUsageReport)
 	if err != nil {
 		return nil, nil, nil, errs.Wrap(errs.Invalid, err, "usage report rejected")
@@ -80,7 +91,13 @@ func ReadUsageReport(data []byte, root *x509.Certificate, now time.Time) (*Usage
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	site, err := pki.VerifySite(s.Certificates, root, now)
+	at := now
+	if grace > 0 {
+		if at, err = SiteCheckTime(s.Certificates, now, grace); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	site, err := pki.VerifySite(s.Certificates, root, at)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/licet/licet/errs"
@@ -41,6 +42,28 @@ func (s *Site) RecordUsageReport(ctx context.Context, sequence int64, hash []byt
 		return errs.Wrap(errs.Conflict, err, "usage report %d was made at the same time by another command; make the report again", sequence)
 	}
 	return s.dbErr(err, "record usage report")
+}
+
+// RecentUsageReports returns the newest n report files, oldest first.
+func (s *Site) RecentUsageReports(ctx context.Context, n int) ([][]byte, error) {
+	rows, err := s.conn().query(ctx, `SELECT file FROM s_usage_reports ORDER BY sequence DESC LIMIT ?`, n)
+	if err != nil {
+		return nil, s.dbErr(err, "read recent usage reports")
+	}
+	defer rows.Close()
+	var files [][]byte
+	for rows.Next() {
+		var f []byte
+		if err := rows.Scan(&f); err != nil {
+			return nil, s.dbErr(err, "read recent usage reports")
+		}
+		files = append(files, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.dbErr(err, "read recent usage reports")
+	}
+	slices.Reverse(files)
+	return files, nil
 }
 
 const usageCols = `site_id, hash, sequence, previous, received, licenses, flags, file`

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
@@ -127,6 +128,16 @@ func testSiteUsageReports(t *testing.T, st licenseserver.Store) {
 	ok(t, err, "LastUsageReport")
 	if seq != 2 || string(hash) != "h2" {
 		t.Errorf("LastUsageReport: %d %q, want 2 h2", seq, hash)
+	}
+	ok(t, rs.RecordUsageReport(ctx, 3, []byte("h3"), at(2*time.Hour), []byte("file 3")), "RecordUsageReport 3")
+	for n, want := range map[int][]string{1: {"file 3"}, 2: {"file 2", "file 3"}, 5: {"file 1", "file 2", "file 3"}} {
+		files, err := rs.RecentUsageReports(ctx, n)
+		ok(t, err, "RecentUsageReports")
+		var got []string
+		for _, f := range files {
+			got = append(got, string(f))
+		}
+		same(t, fmt.Sprintf("RecentUsageReports(%d)", n), got, want)
 	}
 }
 
