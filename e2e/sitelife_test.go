@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/licet/licet/api"
+	"github.com/licet/licet/errs"
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/licensing/gateway"
 )
@@ -114,6 +116,12 @@ func TestSiteRevoked(t *testing.T) {
 	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows", "--quantity", "5")...)
 	fails(t, 4, "revoked", "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
 	fails(t, 4, "revoked", "site", "report", "--data", g.siteDir, "--signed", "--upload")
+	// Nor be certified again under its key, with a new enrollment code or by the vendor's admin.
+	fails(t, 4, "revoked", g.v.admin("vendor", "site", "certify", "--customer", "acme", filepath.Join(g.siteDir, "site-request.txt"))...)
+	_, err := (&api.Client{BaseURL: g.v.srv.URL}).Enroll(t.Context(), g.v.enrollCode(t, "acme"), mustRead(t, filepath.Join(g.siteDir, "site-request.txt")))
+	if errs.KindOf(err) != errs.Forbidden || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("enrollment of the revoked site's key with a new code: %v, want forbidden, revoked", err)
+	}
 
 	// Out of date lists are refused, not trusted: by 'license verify', and
 	// by a gateway, which does not start with one.

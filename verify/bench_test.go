@@ -3,8 +3,13 @@ package verify_test
 import (
 	"crypto/ed25519"
 	"crypto/x509"
+	"fmt"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/licet/licet/envelope"
+	"github.com/licet/licet/internal/testpki"
 	"github.com/licet/licet/verify"
 )
 
@@ -21,6 +26,7 @@ func BenchmarkVerify(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		if _, err := v.Verify(f.licPEM, opts); err != nil {
 			b.Fatal(err)
@@ -92,4 +98,53 @@ func BenchmarkBareEd25519VerifyParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkVerifyRevocations is BenchmarkVerify with the vendor's list of
+// revoked sites (1,000 other sites) given in the options, as a gateway
+// with --revocations checks every license: the list's freshness and one map
+// lookup per verification.
+func BenchmarkVerifyRevocations(b *testing.B) {
+	f := newFixture(b)
+	v := f.verifier(b)
+	l := &verify.Revocations{Vendor: "Acme", Number: 1000, Issued: epoch.Add(-time.Hour), NextUpdate: epoch.Add(7 * 24 * time.Hour)}
+	for i := range 1000 {
+		l.Sites = append(l.Sites, verify.RevokedSite{SiteID: fmt.Sprintf("site-%016x", i), CustomerID: "cust", Revoked: epoch.Add(-2 * time.Hour), Reason: "bench"})
+	}
+	ch := testpki.Clearinghouse(b, f.root, epoch.Add(-24*time.Hour))
+	s, err := envelope.Sign(verify.RevokedSitesType, verify.RevokedSitesVersion, l, ch.Signer, [][]byte{ch.Cert.Raw})
+	if err != nil {
+		b.Fatal(err)
+	}
+	parsed, err := v.ParseRevocations(s.Marshal(), epoch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := verify.Options{Now: epoch, Product: "acme-cad", ClientKey: f.clientPub, Revocations: parsed}
+	if _, err := v.Verify(f.licPEM, opts); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for b.Loop() {
+		if _, err := v.Verify(f.licPEM, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// reportCPU reports the process's CPU time (user and system) per operation
+// as cpu-ns/op when the returned function is called: steadier than ns/op on
+// cores shared with other work.
+func reportCPU(b *testing.B) func() {
+	start := cpuTime()
+	return func() { b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op") }
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
