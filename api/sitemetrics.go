@@ -25,9 +25,10 @@ const SeatMetricsMaxAge = time.Second
 const productsMaxAge = 10 * time.Second
 
 // otherProduct is the product label of a request for a product no installed
-// pack holds: a client names the product, so labels are limited to the
-// products of installed packs (a bounded set) to keep /metrics bounded.
-const otherProduct = "other"
+// pack holds (no product ID starts with "_"): a client names the product, so
+// labels are limited to the products of installed packs (a bounded set) to
+// keep /metrics bounded.
+const otherProduct = "_other"
 
 // siteMetrics are the licensing figures of a site's /metrics: seats and
 // temporary licenses per pack and product (gauges, from the store), grants,
@@ -100,7 +101,7 @@ var (
 		[]string{"pack_id", "product", "platform"}, nil)
 	temporaryAllowedDesc = prometheus.NewDesc("licet_temporary_licenses_allowed", "Temporary licenses a pack's statement allows, by pack and product.",
 		[]string{"pack_id", "product", "platform"}, nil)
-	seatMetricsErrorDesc = prometheus.NewDesc("licet_seat_metrics_up", "1 if the seat figures could be read from the store at this scrape, 0 if not (they are then left out).", nil, nil)
+	seatMetricsUpDesc = prometheus.NewDesc("licet_seat_metrics_up", "1 if the seat figures could be read from the store at this scrape, 0 if not (they are then left out).", nil, nil)
 )
 
 func newSiteMetrics(srv *licenseserver.Server, log *slog.Logger, reg *prometheus.Registry) *siteMetrics {
@@ -176,7 +177,7 @@ func (m *siteMetrics) upgrade(licensePEM []byte, u *licenseserver.Upgraded, err 
 
 // Describe implements prometheus.Collector.
 func (m *siteMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{seatsAssignedDesc, seatsFreeDesc, temporaryIssuedDesc, temporaryAllowedDesc, seatMetricsErrorDesc} {
+	for _, d := range []*prometheus.Desc{seatsAssignedDesc, seatsFreeDesc, temporaryIssuedDesc, temporaryAllowedDesc, seatMetricsUpDesc} {
 		ch <- d
 	}
 }
@@ -185,10 +186,10 @@ func (m *siteMetrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *siteMetrics) Collect(ch chan<- prometheus.Metric) {
 	s := m.scrape.get()
 	if s == nil {
-		ch <- prometheus.MustNewConstMetric(seatMetricsErrorDesc, prometheus.GaugeValue, 0)
+		ch <- prometheus.MustNewConstMetric(seatMetricsUpDesc, prometheus.GaugeValue, 0)
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(seatMetricsErrorDesc, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(seatMetricsUpDesc, prometheus.GaugeValue, 1)
 	for _, p := range s.packs {
 		kind := "seats"
 		if p.Upgrade != nil {

@@ -129,7 +129,7 @@ func TestLicensingMetrics(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond) // SeatMetricsMaxAge: the next scrape reads the store again
 	m = scrape(t, site.URL, metricsToken)
 	wantMetrics(t, "a product without packs", m, map[string]float64{
-		`licet_grants_total{outcome="refused",product="other",reason="no_seat"}`: 1,
+		`licet_grants_total{outcome="refused",product="_other",reason="no_seat"}`: 1,
 	})
 	for s := range m {
 		if strings.Contains(s, "made-up-product") {
