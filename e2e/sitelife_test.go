@@ -247,6 +247,17 @@ func TestSiteCertificateExpiryAndRenewal(t *testing.T) {
 	if len(reports) != 5 || reports[4].Sequence != 5 || len(reports[3].Flags)+len(reports[4].Flags) != 0 {
 		t.Errorf("usage reports after the lost file and the next renewal: %+v", reports)
 	}
+	// The vendor acknowledged them online: the next renewal file carries no earlier report.
+	next := filepath.Join(tmp, "next.json")
+	if r := licet(t, later, "site", "renew", "--data", g.siteDir, "--out", next); r.code != 0 {
+		t.Fatalf("site renew --out: %s", r)
+	}
+	var nf struct {
+		Earlier []string `json:"earlier_reports"`
+	}
+	if err := json.Unmarshal(mustRead(t, next), &nf); err != nil || len(nf.Earlier) != 0 {
+		t.Errorf("renewal file after an acknowledged renewal carries %d earlier reports (%v), want 0", len(nf.Earlier), err)
+	}
 
 	// A second, fresh database starts a new chain: no renewal.
 	fresh := filepath.Join(tmp, "fresh.db")

@@ -569,6 +569,7 @@ func siteUsageReport(ctx context.Context, e *env, sf siteFlags, out string, uplo
 	if err != nil {
 		return errs.Wrap(errs.KindOf(err), err, "upload usage report %d (it is recorded at the site; send the file with -o if the vendor cannot be reached)", rep.Sequence)
 	}
+	acknowledge(ctx, e, srv, rep.Sequence)
 	return printUsageRecord(e, *sf.json, rec)
 }
 
@@ -727,7 +728,17 @@ func siteRenew(ctx context.Context, e *env, args []string) error {
 	if _, err := srv.ID.InstallCertificate([]byte(resp.Certificate), "", now()); err != nil {
 		return err
 	}
+	acknowledge(ctx, e, srv, rep.Sequence)
 	return printRenewed(e, *sf.json, srv.ID)
+}
+
+// acknowledge records that the vendor received the site's usage reports up
+// to seq, so that renewals stop carrying them; a failure only costs a
+// larger renewal file, so it is reported and not returned.
+func acknowledge(ctx context.Context, e *env, srv *licenseserver.Server, seq int64) {
+	if err := srv.AcknowledgeUsageReports(ctx, seq); err != nil {
+		fmt.Fprintf(e.stderr, "licet: warning: could not record that the vendor received usage report %d: %v\n", seq, err)
+	}
 }
 
 // printRenewed tells the new end of the site certificate.

@@ -17,9 +17,24 @@ type UsageReportStore interface {
 	// RecordUsageReport records report sequence with its payload hash and
 	// file; Conflict if a report with that sequence is recorded already.
 	RecordUsageReport(ctx context.Context, sequence int64, hash []byte, created time.Time, file []byte) error
-	// RecentUsageReports returns the files of the newest n reports, oldest
-	// first (fewer if there are fewer).
-	RecentUsageReports(ctx context.Context, n int) ([][]byte, error)
+	// UnsentUsageReports returns the files of the newest n reports not
+	// acknowledged, oldest first (fewer if there are fewer).
+	UnsentUsageReports(ctx context.Context, n int) ([][]byte, error)
+	// AcknowledgeUsageReports marks the reports up to sequence upTo as
+	// received by the vendor at time at (those marked already keep their time).
+	AcknowledgeUsageReports(ctx context.Context, upTo int64, at time.Time) error
+}
+
+// AcknowledgeUsageReports records that the vendor received the site's usage
+// reports up to sequence upTo (it answered an upload or a renewal of
+// report upTo: its chain holds every report before): renewals no longer
+// carry them.
+func (s *Server) AcknowledgeUsageReports(ctx context.Context, upTo int64) error {
+	rs, ok := s.Store.(UsageReportStore)
+	if !ok {
+		return errs.E(errs.Internal, "this store keeps no usage reports")
+	}
+	return rs.AcknowledgeUsageReports(ctx, upTo, s.Now().UTC())
 }
 
 // SignedUsageReport makes the site's next usage report (docs/formats.md,

@@ -44,9 +44,16 @@ func (s *Site) RecordUsageReport(ctx context.Context, sequence int64, hash []byt
 	return s.dbErr(err, "record usage report")
 }
 
-// RecentUsageReports returns the newest n report files, oldest first.
-func (s *Site) RecentUsageReports(ctx context.Context, n int) ([][]byte, error) {
-	rows, err := s.conn().query(ctx, `SELECT file FROM s_usage_reports ORDER BY sequence DESC LIMIT ?`, n)
+// AcknowledgeUsageReports marks the reports up to upTo acknowledged at at.
+func (s *Site) AcknowledgeUsageReports(ctx context.Context, upTo int64, at time.Time) error {
+	_, err := s.conn().exec(ctx, `UPDATE s_usage_reports SET acknowledged = ? WHERE sequence <= ? AND acknowledged IS NULL`, toNanos(at), upTo)
+	return s.dbErr(err, "acknowledge usage reports")
+}
+
+// UnsentUsageReports returns the newest n report files not acknowledged,
+// oldest first.
+func (s *Site) UnsentUsageReports(ctx context.Context, n int) ([][]byte, error) {
+	rows, err := s.conn().query(ctx, `SELECT file FROM s_usage_reports WHERE acknowledged IS NULL ORDER BY sequence DESC LIMIT ?`, n)
 	if err != nil {
 		return nil, s.dbErr(err, "read recent usage reports")
 	}

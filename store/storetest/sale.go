@@ -130,15 +130,25 @@ func testSiteUsageReports(t *testing.T, st licenseserver.Store) {
 		t.Errorf("LastUsageReport: %d %q, want 2 h2", seq, hash)
 	}
 	ok(t, rs.RecordUsageReport(ctx, 3, []byte("h3"), at(2*time.Hour), []byte("file 3")), "RecordUsageReport 3")
-	for n, want := range map[int][]string{1: {"file 3"}, 2: {"file 2", "file 3"}, 5: {"file 1", "file 2", "file 3"}} {
-		files, err := rs.RecentUsageReports(ctx, n)
-		ok(t, err, "RecentUsageReports")
+	unsent := func(n int, want ...string) {
+		t.Helper()
+		files, err := rs.UnsentUsageReports(ctx, n)
+		ok(t, err, "UnsentUsageReports")
 		var got []string
 		for _, f := range files {
 			got = append(got, string(f))
 		}
-		same(t, fmt.Sprintf("RecentUsageReports(%d)", n), got, want)
+		same(t, fmt.Sprintf("UnsentUsageReports(%d)", n), got, want)
 	}
+	unsent(1, "file 3")
+	unsent(2, "file 2", "file 3")
+	unsent(5, "file 1", "file 2", "file 3")
+	ok(t, rs.AcknowledgeUsageReports(ctx, 2, at(3*time.Hour)), "AcknowledgeUsageReports 2")
+	unsent(5, "file 3")
+	ok(t, rs.AcknowledgeUsageReports(ctx, 1, at(4*time.Hour)), "AcknowledgeUsageReports 1 again")
+	unsent(5, "file 3")
+	ok(t, rs.AcknowledgeUsageReports(ctx, 3, at(5*time.Hour)), "AcknowledgeUsageReports 3")
+	unsent(5)
 }
 
 // testVendorUsageReports: the vendor's record of received reports and the
