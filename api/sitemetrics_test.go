@@ -16,7 +16,9 @@ type packsOnly struct {
 	packs []*licenseserver.InstalledPack
 }
 
-func (p packsOnly) Packs(context.Context) ([]*licenseserver.InstalledPack, error) { return p.packs, nil }
+func (p packsOnly) Packs(context.Context) ([]*licenseserver.InstalledPack, error) {
+	return p.packs, nil
+}
 
 // BenchmarkGrantMetrics is what /metrics adds to a grant: the product label
 // checked against the installed packs, and the counter.
