@@ -163,7 +163,10 @@ func TestSiteCertificateExpiryAndRenewal(t *testing.T) {
 		t.Fatalf("site certificate expires in %s, want 2h (--site-validity)", d)
 	}
 	site := start(t, nil, "site", "serve", "--data", g.siteDir)
-	licPath, _, _ := g.clientLicense(t, nil, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", site.URL)
+	a, hwA := newAgent(t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+	var licA licenseOut
+	okJSON(t, &licA, g.acquireArgs(a, hwA, site.URL)...)
+	licPath := filepath.Join(a, "licenses", "app.pem")
 	ok(t, "license", "verify", "--root", g.rootPE, licPath)
 	site.stop(t)
 
@@ -195,6 +198,17 @@ func TestSiteCertificateExpiryAndRenewal(t *testing.T) {
 	licB, _, _ := g.clientLicense(t, later, "cccccccccccccccccccccccccccccccc", renewed.URL)
 	if r := licet(t, later, "license", "verify", "--root", g.rootPE, licB); r.code != 0 {
 		t.Fatalf("a license of the renewed site: %s", r)
+	}
+	// The client whose license ended with the old certificate gets its
+	// license (the same ID, the same seat) signed again, valid anew.
+	os.RemoveAll(filepath.Join(a, "licenses"))
+	r = licet(t, later, append(g.acquireArgs(a, hwA, renewed.URL), "--json")...)
+	var againA licenseOut
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &againA) != nil || againA.LicenseID != licA.LicenseID || !againA.Reissued {
+		t.Fatalf("the earlier client after the renewal: %s (first license %d)", r, licA.LicenseID)
+	}
+	if r := licet(t, later, "license", "verify", "--root", g.rootPE, licPath); r.code != 0 {
+		t.Fatalf("the earlier client's license signed again: %s", r)
 	}
 	renewed.stop(t)
 

@@ -117,6 +117,11 @@ type SeatRequest struct {
 	// signed (SeatLeaser): a new assignment takes that seat, not one of the
 	// pack row.
 	Lease *SeatLease
+	// Stale, if set, tells whether the stored license certificate of the
+	// client's live assignment must be signed again: it ended with the site
+	// certificate that signed it, and the site has been renewed since.
+	// AssignSeat then signs it again (same license ID) and stores it.
+	Stale func(cert []byte) bool
 }
 
 // UpgradeRequest asks to exchange license LicenseID (of product version

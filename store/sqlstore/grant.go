@@ -138,7 +138,7 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 				}
 				a.ClientHPKE = req.ClientHPKE
 			}
-			if len(a.Cert) > 0 {
+			if len(a.Cert) > 0 && (req.Stale == nil || !req.Stale(a.Cert)) {
 				return nil
 			}
 			return s.storeCert(ctx, c, a, sign)

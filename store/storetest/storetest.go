@@ -1388,6 +1388,31 @@ func testAssignSeatCert(t *testing.T, st licenseserver.Store) {
 	if got := assigned(t, st, "pk_1"); got != 1 {
 		t.Errorf("pack assigned %d, want 1", got)
 	}
+
+	// A stored license that is not stale comes back as it is; a stale one
+	// (it ended with a renewed site certificate) is signed again, same ID.
+	fresh := s.req("cli_1", "prod_a", "linux-amd64", at(2*time.Minute))
+	fresh.Stale = func(cert []byte) bool { return false }
+	c, existing, err := st.AssignSeat(ctx, fresh, func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error) { return []byte("unwanted"), nil })
+	ok(t, err, "AssignSeat with a license that is not stale")
+	if !existing || string(c.Cert) != "late cert" {
+		t.Errorf("license not stale: existing %v, cert %q; want the stored one", existing, c.Cert)
+	}
+	stale := s.req("cli_1", "prod_a", "linux-amd64", at(3*time.Minute))
+	stale.Stale = func(cert []byte) bool { return string(cert) == "late cert" }
+	d, existing, err := st.AssignSeat(ctx, stale, func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error) { return []byte("renewed cert"), nil })
+	ok(t, err, "AssignSeat with a stale license")
+	if !existing || d.LicenseID != a.LicenseID || string(d.Cert) != "renewed cert" {
+		t.Errorf("stale license: existing %v, license %d, cert %q; want true, %d, renewed cert", existing, d.LicenseID, d.Cert, a.LicenseID)
+	}
+	as, err = st.Assignments(ctx, licenseserver.AssignmentFilter{ClientID: "cli_1"})
+	ok(t, err, "Assignments after signing again")
+	if len(as) != 1 || string(as[0].Cert) != "renewed cert" {
+		t.Errorf("stored license after signing again: %+v", as)
+	}
+	if got := assigned(t, st, "pk_1"); got != 1 {
+		t.Errorf("pack assigned %d after signing again, want 1", got)
+	}
 }
 
 func testAssignSeatSignError(t *testing.T, st licenseserver.Store) {
