@@ -8,6 +8,7 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -306,6 +307,7 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 		ClientID: clientID, SystemID: req.SystemID, ClientKey: req.ClientKey,
 		ClientHPKE: req.ClientHPKEKey, ProductID: req.ProductID, Platform: softid.ID(sid).Platform(), Now: now,
 		ChallengeID: req.ChallengeID, ChallengeExpires: expires, TemporaryFor: s.temporaryFor(req.ProductID),
+		Stale: func(cert []byte) bool { return endedWithSite(cert, now) },
 	})
 	if err != nil {
 		return nil, err
@@ -315,6 +317,15 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 		return nil, err
 	}
 	return &Grant{Assignment: a, Reissued: existing, File: file}, nil
+}
+
+// endedWithSite reports whether a license certificate has ended by now
+// (or does not parse): a license of a live assignment ends before its pack
+// only with the site certificate that signed it, so the site, renewed
+// since, signs it again rather than hand out the dead one.
+func endedWithSite(cert []byte, now time.Time) bool {
+	c, err := x509.ParseCertificate(cert)
+	return err != nil || !now.Before(c.NotAfter)
 }
 
 // temporaryFor is the validity of a temporary license of product.

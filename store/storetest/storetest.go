@@ -1393,14 +1393,18 @@ func testAssignSeatCert(t *testing.T, st licenseserver.Store) {
 	// (it ended with a renewed site certificate) is signed again, same ID.
 	fresh := s.req("cli_1", "prod_a", "linux-amd64", at(2*time.Minute))
 	fresh.Stale = func(cert []byte) bool { return false }
-	c, existing, err := st.AssignSeat(ctx, fresh, func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error) { return []byte("unwanted"), nil })
+	c, existing, err := st.AssignSeat(ctx, fresh, func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error) {
+		return []byte("unwanted"), nil
+	})
 	ok(t, err, "AssignSeat with a license that is not stale")
 	if !existing || string(c.Cert) != "late cert" {
 		t.Errorf("license not stale: existing %v, cert %q; want the stored one", existing, c.Cert)
 	}
 	stale := s.req("cli_1", "prod_a", "linux-amd64", at(3*time.Minute))
 	stale.Stale = func(cert []byte) bool { return string(cert) == "late cert" }
-	d, existing, err := st.AssignSeat(ctx, stale, func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error) { return []byte("renewed cert"), nil })
+	d, existing, err := st.AssignSeat(ctx, stale, func(*licenseserver.Assignment, *licenseserver.InstalledPack) ([]byte, error) {
+		return []byte("renewed cert"), nil
+	})
 	ok(t, err, "AssignSeat with a stale license")
 	if !existing || d.LicenseID != a.LicenseID || string(d.Cert) != "renewed cert" {
 		t.Errorf("stale license: existing %v, license %d, cert %q; want true, %d, renewed cert", existing, d.LicenseID, d.Cert, a.LicenseID)
