@@ -49,10 +49,14 @@ const BusyTimeout = 10000
 
 // DSN returns the modernc.org/sqlite data source name of the database file
 // at path: WAL journal, full synchronous commits, the busy timeout, foreign
-// keys on, and BEGIN IMMEDIATE for transactions (_txlock=immediate).
+// keys on, temporary files in memory, and BEGIN IMMEDIATE for transactions
+// (_txlock=immediate). Temporary files hold what a savepoint or a statement
+// may have to undo inside a transaction that has not committed (a group
+// commit takes a savepoint per grant): nothing of them is needed after a
+// crash, and in a file each costs system calls.
 func DSN(path string) string {
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", fmt.Sprintf("busy_timeout(%d)", BusyTimeout), "foreign_keys(1)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", fmt.Sprintf("busy_timeout(%d)", BusyTimeout), "foreign_keys(1)", "temp_store(MEMORY)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")

@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -197,4 +198,43 @@ func TestSharedLeases(t *testing.T) {
 	t.Parallel()
 	a, b := storetest.OpenBoth(t, newSharedDSN(t), store.OpenSite)
 	storetest.TestSharedLeases(t, a, b)
+}
+
+// Answered challenges are swept once expired (a few every few answers),
+// and temporary files (a group commit's savepoints) stay in memory.
+func TestAnsweredChallengesSwept(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "site.db")
+	s := openSite(t, path)
+	ctx := t.Context()
+	count := func() int {
+		var n int
+		if err := s.SQL.QueryRowContext(ctx, `SELECT count(*) FROM s_used_challenges`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := range 40 {
+		if err := s.ConsumeChallenge(ctx, fmt.Sprintf("ch-expired-%d", i), time.Now().Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d expired answered challenges are left after 40 answers; they are swept as answers come", n)
+	}
+	for i := range 5 {
+		if err := s.ConsumeChallenge(ctx, fmt.Sprintf("ch-live-%d", i), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(); n != 5 {
+		t.Fatalf("%d answered challenges recorded, want the 5 that have not expired", n)
+	}
+	if err := s.ConsumeChallenge(ctx, "ch-live-0", time.Now().Add(time.Hour)); err == nil {
+		t.Fatal("a challenge was recorded as answered twice")
+	}
+	var temp int
+	if err := s.SQL.QueryRowContext(ctx, `PRAGMA temp_store`).Scan(&temp); err != nil || temp != 2 {
+		t.Fatalf("temp_store = %d (%v), want 2 (memory)", temp, err)
+	}
 }

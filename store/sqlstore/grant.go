@@ -70,12 +70,20 @@ func (s *Site) recordChallenge(ctx context.Context, c conn, id string, expires, 
 		}
 		return s.dbErr(err, "record answered challenge")
 	}
-	// Answered challenges are kept until they expire; sweep a few each time.
-	if _, err := c.exec(ctx, `DELETE FROM s_used_challenges WHERE id IN (SELECT id FROM s_used_challenges WHERE expires < ? LIMIT 4)`, toNanos(now)); err != nil {
+	// Answered challenges are kept until they expire; every sweepEvery-th
+	// answer sweeps up to sweepEvery*4 expired ones: four an answer, as
+	// many as come in, for one statement in sweepEvery.
+	if s.answered.Add(1)%sweepEvery != 0 {
+		return nil
+	}
+	if _, err := c.exec(ctx, `DELETE FROM s_used_challenges WHERE id IN (SELECT id FROM s_used_challenges WHERE expires < ? LIMIT ?)`, toNanos(now), sweepEvery*4); err != nil {
 		return s.dbErr(err, "sweep answered challenges")
 	}
 	return nil
 }
+
+// sweepEvery is how many answered challenges a sweep of expired ones waits for.
+const sweepEvery = 8
 
 const assignmentCols = `license_id, pack_id, client_id, system_id, product_id, platform, client_key, issued, expires, cert,
 	client_hpke, upgrade_pack_id, upgraded_from`

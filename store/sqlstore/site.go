@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"sync/atomic"
 	"time"
 
 	"github.com/licet/licet/errs"
@@ -16,6 +17,7 @@ import (
 type Site struct {
 	*DB
 	tokenTable
+	answered atomic.Uint64 // challenges recorded as answered, for their sweep
 }
 
 var _ licenseserver.Store = (*Site)(nil)
