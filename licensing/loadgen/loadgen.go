@@ -147,11 +147,12 @@ func (r *recorder) result(op string, elapsed time.Duration) *Result {
 }
 
 // httpClient is shared by all simulated clients: keep-alive connections, as
-// real clients behind a gateway would have.
-func httpClient(concurrency int) *http.Client {
-	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
-		MaxIdleConns: concurrency * 2, MaxIdleConnsPerHost: concurrency * 2, IdleConnTimeout: 90 * time.Second,
-	}}
+// real clients behind a gateway would have, on a transport that costs the
+// load generator little CPU (leanTransport). Call the returned function when
+// done: it closes the idle connections.
+func httpClient() (*http.Client, func()) {
+	t := newLeanTransport(60 * time.Second)
+	return &http.Client{Transport: t}, t.closeIdle
 }
 
 // GrantOptions configure a grant storm.
@@ -243,7 +244,9 @@ func Grants(ctx context.Context, opts GrantOptions) (*Result, error) {
 	if len(opts.Servers) == 0 {
 		return nil, errs.E(errs.Usage, "no server to drive")
 	}
-	hc := withMetricsToken(httpClient(opts.Concurrency), opts.MetricsToken)
+	lean, closeIdle := httpClient()
+	defer closeIdle()
+	hc := withMetricsToken(lean, opts.MetricsToken)
 	sites := make([]*api.Client, len(opts.Servers))
 	for i, u := range opts.Servers {
 		sites[i] = &api.Client{BaseURL: u, HTTP: hc}
@@ -565,7 +568,8 @@ type VerifyOptions struct {
 // Verifications posts the license to the site's verification endpoint
 // opts.Requests times over keep-alive connections.
 func Verifications(ctx context.Context, opts VerifyOptions) (*Result, error) {
-	hc := httpClient(opts.Concurrency)
+	hc, closeIdle := httpClient()
+	defer closeIdle()
 	url := opts.Server + "/v1/licenses/verify?product=" + opts.ProductID
 	rec := &recorder{}
 	var next atomic.Int64
