@@ -315,21 +315,26 @@ func testSeatsExact(t *testing.T, g *grantEnv, sites []string) {
 }
 
 // checkAssignments checks that every license the clients hold is recorded,
-// once, and that the pack's assigned count equals the rows.
+// once, as a seat's (no temporary license was given), and that the pack's
+// assigned count equals the seats' rows.
 func checkAssignments(t *testing.T, g *grantEnv, held map[string]int64, wantAtLeast int) {
 	t.Helper()
 	args := []string{"site", "license", "list", "--data", g.siteDir}
 	if g.db != "" {
 		args = append(args, "--db", g.db)
 	}
-	var rows []struct {
-		LicenseID int64  `json:"license_id"`
-		ClientID  string `json:"client_id"`
+	var temps, rows []siteLicenseRow
+	okJSON(t, &temps, append(args, "--kind", "temporary")...)
+	if len(temps) != 0 {
+		t.Fatalf("temporary licenses were given: %+v", temps)
 	}
-	okJSON(t, &rows, args...)
+	okJSON(t, &rows, append(args, "--kind", "permanent")...)
 	byClient := map[string]int64{}
 	ids := map[int64]bool{}
 	for _, r := range rows {
+		if r.Kind != "permanent" || r.Temporary {
+			t.Fatalf("site license list --kind permanent lists license %d of kind %q (temporary %v)", r.LicenseID, r.Kind, r.Temporary)
+		}
 		if _, dup := byClient[r.ClientID]; dup {
 			t.Fatalf("client %s has two assignments", r.ClientID)
 		}

@@ -104,7 +104,9 @@ func loadAgent(data, hwRoot string) (*agent.Identity, error) {
 	return agent.LoadWith(data, agent.LoadOptions{HWRoot: hwRoot})
 }
 
-func printLicense(e *env, asJSON bool, lic *verify.License, extra map[string]any) error {
+// printLicense prints a verified license; now is the time it was checked at
+// (a temporary license says how long it has left).
+func printLicense(e *env, asJSON bool, lic *verify.License, now time.Time, extra map[string]any) error {
 	if asJSON {
 		out := map[string]any{
 			"data_version": lic.DataVersion, "license_id": lic.LicenseID, "client_id": lic.ClientID, "system_id": lic.SystemID, "pack_id": lic.PackID,
@@ -121,10 +123,34 @@ func printLicense(e *env, asJSON bool, lic *verify.License, extra map[string]any
 	if lic.Temporary() {
 		kind = "Temporary license"
 	}
-	fmt.Fprintf(e.stdout, "%s %d for %s %s (%s), client %s\n  features  %s\n  valid     %s to %s\n  issued by site %s\n",
-		kind, lic.LicenseID, lic.ProductID, lic.ProductVersion, lic.Platform, lic.ClientID,
+	fmt.Fprintf(e.stdout, "%s %d for %s %s (%s), client %s\n", kind, lic.LicenseID, lic.ProductID, lic.ProductVersion, lic.Platform, lic.ClientID)
+	if lic.Temporary() {
+		fmt.Fprintf(e.stdout, "  temporary until %s (%s) and not renewed: the license server had no free seat. Once it has one,\n"+
+			"            this client's next license request ('licet agent license acquire') gets a permanent license.\n",
+			lic.NotAfter.UTC().Format(time.DateOnly), timeLeft(lic.NotAfter.Sub(now)))
+	}
+	fmt.Fprintf(e.stdout, "  features  %s\n  valid     %s to %s\n  issued by site %s\n",
 		strings.Join(lic.Features, ", "), lic.NotBefore.Format(time.DateOnly), lic.NotAfter.Format(time.DateOnly), lic.SiteID)
 	return nil
+}
+
+// timeLeft says how long d is from now, in days, hours or minutes, rounded.
+func timeLeft(d time.Duration) string {
+	n, unit := (d+30*time.Second)/time.Minute, "minute"
+	switch {
+	case d <= 0:
+		return "ended"
+	case d >= 47*time.Hour:
+		n, unit = (d+12*time.Hour)/(24*time.Hour), "day"
+	case d >= 2*time.Hour:
+		n, unit = (d+30*time.Minute)/time.Hour, "hour"
+	case n < 1:
+		n = 1
+	}
+	if n != 1 {
+		unit += "s"
+	}
+	return fmt.Sprintf("%d %s left", n, unit)
 }
 
 func agentAcquire(ctx context.Context, e *env, args []string) error {
@@ -178,7 +204,7 @@ func agentAcquire(ctx context.Context, e *env, args []string) error {
 	if !*asJSON && reissued {
 		fmt.Fprintln(e.stdout, "The server reissued this client's existing license.")
 	}
-	return printLicense(e, *asJSON, lic, map[string]any{"reissued": reissued})
+	return printLicense(e, *asJSON, lic, now(), map[string]any{"reissued": reissued})
 }
 
 func agentShow(ctx context.Context, e *env, args []string) error {
@@ -201,11 +227,12 @@ func agentShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	lic, err := id.License(*product, now())
+	at := now()
+	lic, err := id.License(*product, at)
 	if err != nil {
 		return err
 	}
-	return printLicense(e, *asJSON, lic, nil)
+	return printLicense(e, *asJSON, lic, at, nil)
 }
 
 func licenseCommand() *command {
@@ -258,7 +285,7 @@ func licenseVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return errs.Wrap(errs.Invalid, err, "license is not valid")
 	}
-	return printLicense(e, *asJSON, lic, nil)
+	return printLicense(e, *asJSON, lic, opts.Now, nil)
 }
 
 // gatewayClientFlags are the flags of the commands that talk to a gateway
@@ -531,5 +558,9 @@ func agentRenew(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintln(e.stdout, "The cached license is not due for renewal (use --force to fetch anyway).")
 		}
 	}
-	return printLicense(e, *asJSON, lic, map[string]any{"renewed": renewed})
+	now, err := e.clock()
+	if err != nil {
+		return err
+	}
+	return printLicense(e, *asJSON, lic, now(), map[string]any{"renewed": renewed})
 }

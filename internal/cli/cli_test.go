@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/licet/licet/errs"
 )
@@ -65,5 +66,22 @@ func TestVendorInitSaysTokenExpiry(t *testing.T) {
 	out, code := stdoutOf("vendor", "init", "--data", t.TempDir()+"/v", "--name", "Test Vendor")
 	if code != 0 || !strings.Contains(out, "expires in 90 days") || !strings.Contains(out, "licet vendor apitoken create") {
 		t.Fatalf("exit %d, output:\n%s", code, out)
+	}
+}
+
+// TestTimeLeft: how a temporary license's remaining time is said, rounded.
+func TestTimeLeft(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second:                    "ended",
+		0:                               "ended",
+		10 * time.Second:                "1 minute left",
+		90 * time.Minute:                "90 minutes left",
+		5*time.Hour + 40*time.Minute:    "6 hours left",
+		20*24*time.Hour - 3*time.Second: "20 days left",
+		60 * 24 * time.Hour:             "60 days left",
+	} {
+		if got := timeLeft(d); got != want {
+			t.Errorf("timeLeft(%s) = %q, want %q", d, got, want)
+		}
 	}
 }

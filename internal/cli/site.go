@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -476,34 +477,54 @@ func siteImageList(ctx context.Context, e *env, args []string) error {
 }
 
 func siteLicenseList(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet site license list", "--data DIR [--client ID] [--pack ID]", "Lists granted licenses (the client assignment table).")
+	fs := flagSet(e, "licet site license list", "--data DIR [--client ID] [--pack ID] [--kind permanent|temporary|upgraded]",
+		"Lists granted licenses: the seats' (the client assignment table) and the temporary ones,\n"+
+			"by license ID, with their KIND: permanent (a seat's), upgraded (a seat's license exchanged\n"+
+			"for a newer version) or temporary (the one a machine gets when no seat is free; it is not\n"+
+			"renewed), and when each ENDS. A temporary license whose client, or another client on its\n"+
+			"machine, holds a permanent license of the product now is marked 'superseded by' it.")
 	sf := addSiteFlags(fs)
 	client := fs.String("client", "", "only this client's licenses")
-	packID := fs.String("pack", "", "only licenses from this pack (a seat pack, or the upgrade pack of an upgraded license)")
+	packID := fs.String("pack", "", "only licenses from this pack (a seat pack, the upgrade pack of an upgraded license, or the pack a temporary license was charged to)")
+	kind := fs.String("kind", "", "only licenses of this kind: permanent (every seat's, upgraded ones included), temporary or upgraded")
 	if err := parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *kind != "" && !slices.Contains(licenseserver.LicenseKinds, *kind) {
+		return errs.E(errs.Usage, "--kind %q: give permanent, temporary or upgraded", *kind)
 	}
 	srv, closeFn, err := sf.open(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	as, err := srv.Store.Assignments(ctx, licenseserver.AssignmentFilter{ClientID: *client, PackID: *packID})
+	ls, err := srv.Licenses(ctx, licenseserver.LicenseFilter{AssignmentFilter: licenseserver.AssignmentFilter{ClientID: *client, PackID: *packID}, Kind: *kind})
 	if err != nil {
 		return err
 	}
 	if *sf.json {
-		return printJSON(e.stdout, as)
+		return printJSON(e.stdout, ls)
 	}
+	now := srv.Now()
 	var rows [][]string
-	for _, a := range as {
-		upgraded := "-"
-		if a.Upgraded() {
-			upgraded = fmt.Sprintf("from %d (%s)", a.UpgradedFrom, a.UpgradePackID)
+	for _, l := range ls {
+		ends, note := "-", "-"
+		if l.NotAfter != nil {
+			ends = l.NotAfter.Format(time.DateOnly)
 		}
-		rows = append(rows, []string{fmt.Sprint(a.LicenseID), a.ClientID, a.PackID, a.ProductID, a.Platform, a.Issued.Format(time.DateOnly), upgraded})
+		switch {
+		case l.Upgraded():
+			note = fmt.Sprintf("upgraded from %d (%s)", l.UpgradedFrom, l.UpgradePackID)
+		case l.SupersededBy != 0:
+			note = fmt.Sprintf("superseded by %d", l.SupersededBy)
+		case l.NotAfter != nil && !l.NotAfter.After(now):
+			note = "ended"
+		case l.Temporary:
+			note = "not renewed"
+		}
+		rows = append(rows, []string{fmt.Sprint(l.LicenseID), l.Kind, l.ClientID, l.PackID, l.ProductID, l.Platform, l.Issued.Format(time.DateOnly), ends, note})
 	}
-	table(e.stdout, []string{"LICENSE", "CLIENT", "PACK", "PRODUCT", "PLATFORM", "ISSUED", "UPGRADED"}, rows)
+	table(e.stdout, []string{"LICENSE", "KIND", "CLIENT", "PACK", "PRODUCT", "PLATFORM", "ISSUED", "ENDS", "NOTE"}, rows)
 	return nil
 }
 
@@ -575,7 +596,7 @@ func siteUsageReport(ctx context.Context, e *env, sf siteFlags, out string, uplo
 
 func siteReport(ctx context.Context, e *env, args []string) error {
 	fs := flagSet(e, "licet site report", "--data DIR [--expiring-within DAYS] | --signed [-o FILE] [--upload [--vendor URL]]",
-		"Reports seats per pack and per product, granted licenses, and the clients whose\nlicenses end within the given number of days.\n\n"+
+		"Reports seats per pack and per product, granted licenses, and the clients whose\nlicenses end within the given number of days. A temporary license whose client (or\nanother client on its machine) holds a permanent license of the product now is superseded:\ncounted as such under TEMPORARY and left out of the licenses ending soon.\n\n"+
 			"With --signed it makes the site's next usage report for the vendor instead: every pack with\n"+
 			"its seats and temporary licenses, every granted license with its client and system, signed\n"+
 			"by the site key and chained to the previous report by its hash. -o writes it to a file\n"+
@@ -625,14 +646,28 @@ func siteReport(ctx context.Context, e *env, args []string) error {
 	table(e.stdout, []string{"PACK", "PRODUCT", "KIND", "PLATFORM", "SEATS", "ASSIGNED", "FREE", "EXPIRES"}, rows)
 	fmt.Fprintln(e.stdout)
 	rows = nil
+	superseded := 0
 	for _, p := range rep.Products {
+		superseded += p.TemporarySuperseded
+		temps := fmt.Sprint(p.Temporary)
+		if p.TemporarySuperseded > 0 {
+			temps += fmt.Sprintf(" (%d superseded)", p.TemporarySuperseded)
+		}
 		rows = append(rows, []string{p.ProductID, fmt.Sprint(p.Seats), fmt.Sprint(p.Assigned), fmt.Sprint(p.Free),
-			fmt.Sprintf("%d/%d", p.UpgradesUsed, p.UpgradeSeats), fmt.Sprint(p.Permanent), fmt.Sprint(p.Temporary), fmt.Sprint(p.Upgraded)})
+			fmt.Sprintf("%d/%d", p.UpgradesUsed, p.UpgradeSeats), fmt.Sprint(p.Permanent), temps, fmt.Sprint(p.Upgraded)})
 	}
 	table(e.stdout, []string{"PRODUCT", "SEATS", "ASSIGNED", "FREE", "UPGRADES USED", "PERMANENT", "TEMPORARY", "UPGRADED"}, rows)
-	fmt.Fprintf(e.stdout, "\nLicenses ending within %d days: %d\n", *days, len(rep.Expiring))
+	fmt.Fprintf(e.stdout, "\nLicenses ending within %d days: %d", *days, len(rep.Expiring))
+	if superseded > 0 {
+		fmt.Fprintf(e.stdout, " (not counting %d superseded temporary licenses: their clients hold permanent ones now)", superseded)
+	}
+	fmt.Fprintln(e.stdout)
 	for _, x := range rep.Expiring {
-		fmt.Fprintf(e.stdout, "  %d  %s  %s  %s\n", x.LicenseID, x.ClientID, x.ProductID, x.Expires.Format(time.DateOnly))
+		kind := "permanent"
+		if x.Temporary {
+			kind = "temporary, not renewed"
+		}
+		fmt.Fprintf(e.stdout, "  %d  %s  %s  %s  (%s)\n", x.LicenseID, x.ClientID, x.ProductID, x.Expires.Format(time.DateOnly), kind)
 	}
 	fmt.Fprintln(e.stdout)
 	if len(rep.ChallengePools) == 0 {

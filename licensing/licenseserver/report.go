@@ -2,7 +2,6 @@ package licenseserver
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"sort"
 	"time"
@@ -89,15 +88,21 @@ type ProductReport struct {
 	UpgradesFree int    `json:"upgrades_free"`
 	Permanent    int    `json:"permanent_licenses"` // upgraded ones included
 	Temporary    int    `json:"temporary_licenses"`
-	Upgraded     int    `json:"upgraded_licenses"`
+	// TemporarySuperseded counts the temporary licenses (among Temporary)
+	// whose client or system holds a permanent license of the product now.
+	TemporarySuperseded int `json:"temporary_superseded"`
+	Upgraded            int `json:"upgraded_licenses"`
 }
 
-// ExpiringEntry is a license that ends soon.
+// ExpiringEntry is a license that ends soon. A temporary license whose
+// client or system holds a permanent license of the product now (see
+// LicenseEntry.SupersededBy) is not one: it is left out.
 type ExpiringEntry struct {
 	LicenseID int64     `json:"license_id"`
 	ClientID  string    `json:"client_id"`
 	ProductID string    `json:"product_id"`
 	Expires   time.Time `json:"expires"`
+	Temporary bool      `json:"temporary"` // a temporary license: it is not renewed
 }
 
 // Report builds the site report; licenses ending within the window are listed.
@@ -107,7 +112,7 @@ func (s *Server) Report(ctx context.Context, window time.Duration) (*Report, err
 	if err != nil {
 		return nil, err
 	}
-	as, err := s.Store.Assignments(ctx, AssignmentFilter{})
+	licenses, err := s.Licenses(ctx, LicenseFilter{})
 	if err != nil {
 		return nil, err
 	}
@@ -136,28 +141,24 @@ func (s *Server) Report(ctx context.Context, window time.Duration) (*Report, err
 		pr.Assigned += p.Assigned
 		pr.Free += p.Free()
 	}
-	temps, err := s.Store.Temporaries(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range temps {
-		product(a.ProductID).Temporary++
-	}
-	for _, a := range append(as, temps...) {
-		if !a.Temporary {
-			product(a.ProductID).Permanent++
-		}
-		if a.Upgraded() {
-			product(a.ProductID).Upgraded++
-		}
-		end := a.Expires
-		if len(a.Cert) > 0 {
-			if c, err := x509.ParseCertificate(a.Cert); err == nil {
-				end = &c.NotAfter
+	for _, l := range licenses {
+		pr := product(l.ProductID)
+		switch l.Kind {
+		case KindTemporary:
+			pr.Temporary++
+			if l.SupersededBy != 0 {
+				pr.TemporarySuperseded++
+				continue // its client holds a permanent license now: not ending soon
 			}
+		case KindUpgraded:
+			pr.Permanent++
+			pr.Upgraded++
+		default:
+			pr.Permanent++
 		}
-		if end != nil && end.After(now) && end.Before(now.Add(window)) {
-			r.Expiring = append(r.Expiring, ExpiringEntry{LicenseID: a.LicenseID, ClientID: a.ClientID, ProductID: a.ProductID, Expires: end.UTC()})
+		if end := l.NotAfter; end != nil && end.After(now) && end.Before(now.Add(window)) {
+			r.Expiring = append(r.Expiring, ExpiringEntry{LicenseID: l.LicenseID, ClientID: l.ClientID, ProductID: l.ProductID,
+				Expires: *end, Temporary: l.Temporary})
 		}
 	}
 	for _, p := range byProduct {
