@@ -55,9 +55,7 @@ func newGrantEnvWith(t *testing.T, v *vendorEnv, db string, seats int) *grantEnv
 		args = append(args, "--db", db)
 	}
 	ok(t, args...)
-	var o struct{ ID string }
-	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows", "--quantity", itoa(seats))...)
-	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
+	g.buySeats(t, seats)
 	g.image = filepath.Join(g.tmp, "client-app")
 	img := make([]byte, 64<<10)
 	rand.Read(img)
@@ -69,6 +67,15 @@ func newGrantEnvWith(t *testing.T, v *vendorEnv, db string, seats int) *grantEnv
 	ok(t, "site", "image", "add", "--data", g.siteDir, "--signature", sig, g.image)
 	g.rootPE = filepath.Join(g.v.dir, "root.crt")
 	return g
+}
+
+// buySeats has the vendor sell acme a pack of n seats of app, which the
+// site buys online.
+func (g *grantEnv) buySeats(t *testing.T, n int) {
+	t.Helper()
+	var o struct{ ID string }
+	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows", "--quantity", itoa(n))...)
+	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
@@ -232,17 +239,23 @@ func TestGrantFlowAndAttacks(t *testing.T) {
 	}
 
 	// Seats appear: C's next request replaces its temporary license with a permanent one.
-	var o struct{ ID string }
-	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows", "--quantity", "2")...)
-	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
+	g.buySeats(t, 2)
+	acquirePermanent(t, temp.LicenseID, acquire(c, hwC)...)
+}
+
+// acquirePermanent runs the acquire command of a client holding temporary
+// license tempID and checks that it gets a permanent license instead.
+func acquirePermanent(t *testing.T, tempID int64, acquire ...string) licenseOut {
+	t.Helper()
 	var perm struct {
 		licenseOut
 		Temporary bool `json:"temporary"`
 	}
-	okJSON(t, &perm, acquire(c, hwC)...)
-	if perm.Temporary || perm.LicenseID == temp.LicenseID {
-		t.Fatalf("after a new pack: %+v (temporary was %d)", perm, temp.LicenseID)
+	okJSON(t, &perm, acquire...)
+	if perm.Temporary || perm.LicenseID == tempID {
+		t.Fatalf("after seats were added: %+v (temporary license was %d)", perm, tempID)
 	}
+	return perm.licenseOut
 }
 
 // replayChallenge answers a challenge correctly, then sends the same grant

@@ -131,17 +131,8 @@ func TestTemporaryLicenseShown(t *testing.T) {
 
 	// A seat is added: B's next request gets a permanent license, and its
 	// temporary one is superseded.
-	var o struct{ ID string }
-	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows", "--quantity", "1")...)
-	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
-	var perm struct {
-		licenseOut
-		Temporary bool `json:"temporary"`
-	}
-	okJSON(t, &perm, acquire(b, hwB)...)
-	if perm.Temporary || perm.LicenseID == temp.LicenseID {
-		t.Fatalf("B after a seat was added: %+v (temporary was %d)", perm, temp.LicenseID)
-	}
+	g.buySeats(t, 1)
+	perm := acquirePermanent(t, temp.LicenseID, acquire(b, hwB)...)
 	if out := ok(t, "agent", "license", "show", "--data", b, "--hw-root", hwB, "--product", "app"); strings.Contains(strings.ToLower(out), "temporary") {
 		t.Fatalf("agent license show of B's permanent license:\n%s", out)
 	}
