@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -176,6 +177,16 @@ func TestUpgradeThroughGateway(t *testing.T) {
 	okJSON(t, &byPack, "site", "license", "list", "--data", g.siteDir, "--pack", rows[0].UpgradePackID, "--json")
 	if len(byPack) != 1 || byPack[0].LicenseID != newLic.LicenseID {
 		t.Fatalf("licenses of upgrade pack %s: %+v, want license %d", rows[0].UpgradePackID, byPack, newLic.LicenseID)
+	}
+	// Its kind is upgraded, and it counts among the seats' (permanent) licenses.
+	var upgraded []siteLicenseRow
+	okJSON(t, &upgraded, "site", "license", "list", "--data", g.siteDir, "--kind", "upgraded")
+	if len(upgraded) != 1 || upgraded[0].LicenseID != newLic.LicenseID || upgraded[0].Kind != "upgraded" || upgraded[0].Temporary {
+		t.Fatalf("site license list --kind upgraded: %+v, want license %d", upgraded, newLic.LicenseID)
+	}
+	if out := ok(t, "site", "license", "list", "--data", g.siteDir, "--kind", "permanent"); !regexp.MustCompile(
+		`(?m)^` + itoa(int(newLic.LicenseID)) + ` +upgraded .* upgraded from ` + itoa(int(a.lic.LicenseID)) + ` \(` + rows[0].UpgradePackID + `\)$`).MatchString(out) {
+		t.Fatalf("site license list --kind permanent does not show the upgraded license %d:\n%s", newLic.LicenseID, out)
 	}
 	var verified struct {
 		DataVersion int `json:"data_version"`
