@@ -155,24 +155,23 @@ func (s *Service) sellBatch(ctx context.Context, tx Tx, items []BatchItem, saleI
 		}
 	}
 	bt, multi := tx.(BatchTx)
-	var devs map[string]*Device
+	var allocs map[string]Allocated
+	var known map[string]*Device
 	if multi {
 		var err error
-		if devs, err = bt.NextSequences(ctx, devIDs); err != nil {
+		if allocs, err = bt.NextSequences(ctx, devIDs); err != nil {
 			return nil, err
 		}
+		known = pre.devices()
 	}
 	ans := &BatchAnswer{Sales: make([]BatchSale, len(items))}
 	postIDs := batchIDs("post", len(items))
 	ps, sales := make([]*billing.Posting, len(items)), make([]*billing.Sale, len(items))
 	batchDevs := make([]*Device, len(items))
 	for i, it := range items {
-		dev := devs[it.Device]
-		if !multi {
-			var err error
-			if dev, err = tx.Device(ctx, it.Device); err != nil && !errs.Is(err, errs.NotFound) {
-				return nil, errs.Wrap(errs.KindOf(err), err, "sales[%d]", i)
-			}
+		dev, err := batchDevice(ctx, tx, it.Device, multi, allocs, known)
+		if err != nil {
+			return nil, errs.Wrap(errs.KindOf(err), err, "sales[%d]", i)
 		}
 		switch {
 		case dev == nil:
@@ -217,6 +216,28 @@ func (s *Service) sellBatch(ctx context.Context, tx Tx, items []BatchItem, saleI
 	return ans, nil
 }
 
+// batchDevice returns the device of a batch sale, nil if it is not
+// registered. With BatchTx (multi), the sequence was allocated (allocs),
+// and the device as read before the transaction (known) is taken if its
+// keys have not changed since: then nothing more is read. Otherwise the
+// device is read in tx.
+func batchDevice(ctx context.Context, tx Tx, id string, multi bool, allocs map[string]Allocated, known map[string]*Device) (*Device, error) {
+	a, ok := allocs[id]
+	if multi && !ok {
+		return nil, nil
+	}
+	if d := known[id]; multi && d != nil && d.KeysVersion == a.KeysVersion {
+		dev := *d // the packet makers still read d
+		dev.LastSequence = a.Sequence
+		return &dev, nil
+	}
+	dev, err := tx.Device(ctx, id)
+	if errs.Is(err, errs.NotFound) {
+		return nil, nil
+	}
+	return dev, err
+}
+
 // storeSale stores one sale of a batch with its posting and packet, a
 // statement at a time (a Tx without BatchTx).
 func (s *Service) storeSale(ctx context.Context, tx Tx, dev *Device, plan *billing.Plan, p *billing.Posting, sale *billing.Sale, pre *prebuilt) (*StoredPacket, error) {
@@ -250,6 +271,16 @@ type prebuiltBatch struct {
 	pre  []*prebuilt
 	done []chan struct{} // done[k] is closed when part k is made
 	left []atomic.Int32  // packets of each part still being made
+	read chan struct{}   // closed when devs is read
+	devs map[string]*Device
+}
+
+// devices waits until the devices of the batch are read (BatchStore's
+// PaygDeviceKeys) and returns them: nil if the store cannot, or failed.
+// The caller must not change them: the packet makers read them.
+func (b *prebuiltBatch) devices() map[string]*Device {
+	<-b.read
+	return b.devs
 }
 
 // get waits until the packet of sale i is made (or given up), and returns
@@ -259,53 +290,56 @@ func (b *prebuiltBatch) get(i int) *prebuilt {
 	return b.pre[i]
 }
 
-// prebuildBatch starts making the packets of a batch on every core, in
-// order, and returns at once; an entry is nil where prebuilding failed or
-// ctx ended (the transaction then makes it or reports why). The devices
-// are read in few statements if the store can (BatchStore), and the plans
-// once, before the work starts, so that the workers need no database.
+// prebuildBatch starts making the packets of a batch in the background,
+// in order, and returns at once; an entry is nil where prebuilding failed
+// or ctx ended (the transaction then makes it or reports why). The devices
+// are read first, in few statements if the store can (BatchStore), while
+// the transaction starts; the workers need no database after that. They
+// leave one core to the transaction, which is the serial part.
 func (s *Service) prebuildBatch(ctx context.Context, items []BatchItem, saleIDs []string, now time.Time) *prebuiltBatch {
 	parts := (len(items) + prebuildPart - 1) / prebuildPart
-	b := &prebuiltBatch{pre: make([]*prebuilt, len(items)), done: make([]chan struct{}, parts), left: make([]atomic.Int32, parts)}
+	b := &prebuiltBatch{pre: make([]*prebuilt, len(items)), done: make([]chan struct{}, parts), left: make([]atomic.Int32, parts), read: make(chan struct{})}
 	for k := range parts {
 		b.done[k] = make(chan struct{})
 		b.left[k].Store(int32(min(prebuildPart, len(items)-k*prebuildPart)))
 	}
-	plans := map[string]*billing.Plan{}
-	for _, it := range items {
-		if _, ok := plans[it.Plan]; !ok {
-			plans[it.Plan] = s.plan(ctx, it.Plan)
+	go func() {
+		plans := map[string]*billing.Plan{}
+		for _, it := range items {
+			if _, ok := plans[it.Plan]; !ok {
+				plans[it.Plan] = s.plan(ctx, it.Plan)
+			}
 		}
-	}
-	var devs map[string]*Device
-	if bs, ok := s.Store.(BatchStore); ok {
-		devIDs := make([]string, len(items))
-		for i, it := range items {
-			devIDs[i] = it.Device
+		if bs, ok := s.Store.(BatchStore); ok {
+			devIDs := make([]string, len(items))
+			for i, it := range items {
+				devIDs[i] = it.Device
+			}
+			b.devs, _ = bs.PaygDeviceKeys(ctx, devIDs) // on an error the transaction reads them and says why
 		}
-		devs, _ = bs.PaygDeviceKeys(ctx, devIDs) // on an error the transaction reads them again and says why
-	}
-	var next atomic.Int64
-	for range min(runtime.GOMAXPROCS(0), len(items)) {
-		go func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(items) {
-					return
-				}
-				if ctx.Err() == nil {
-					it := items[i]
-					if devs != nil {
-						b.pre[i] = s.prebuildFor(devs[it.Device], plans[it.Plan], it.Account, saleIDs[i], now)
-					} else {
-						b.pre[i] = s.prebuild(ctx, SellRequest{Account: it.Account, Plan: it.Plan, Device: it.Device}, saleIDs[i], now)
+		close(b.read)
+		var next atomic.Int64
+		for range min(max(runtime.GOMAXPROCS(0)-1, 1), len(items)) {
+			go func() {
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(items) {
+						return
+					}
+					if ctx.Err() == nil {
+						it := items[i]
+						if b.devs != nil {
+							b.pre[i] = s.prebuildFor(b.devs[it.Device], plans[it.Plan], it.Account, saleIDs[i], now)
+						} else {
+							b.pre[i] = s.prebuild(ctx, SellRequest{Account: it.Account, Plan: it.Plan, Device: it.Device}, saleIDs[i], now)
+						}
+					}
+					if k := i / prebuildPart; b.left[k].Add(-1) == 0 {
+						close(b.done[k])
 					}
 				}
-				if k := i / prebuildPart; b.left[k].Add(-1) == 0 {
-					close(b.done[k])
-				}
-			}
-		}()
-	}
+			}()
+		}
+	}()
 	return b
 }

@@ -26,8 +26,12 @@ type Device struct {
 	InitKey []byte `json:"-"`
 	CertDER []byte `json:"-"`
 	// LastSequence is the sequence number of the device's last packet.
-	LastSequence uint64    `json:"last_sequence"`
-	Registered   time.Time `json:"registered"`
+	LastSequence uint64 `json:"last_sequence"`
+	// KeysVersion counts the device's re-registrations (each replaces its
+	// keys and initialization key): a packet made for one version is made
+	// again under another.
+	KeysVersion uint64    `json:"-"`
+	Registered  time.Time `json:"registered"`
 	// Report is the last sync report of the device, if any.
 	Report *Report `json:"report,omitempty"`
 	// Flag, if set, says why the device looks restored from an older copy
@@ -146,8 +150,16 @@ type Store interface {
 type BatchStore interface {
 	// PaygDeviceKeys returns the registered devices among ids, by ID, with
 	// only what a packet is made with: ID, AccountID, LastSequence,
-	// HPKEKey and InitKey. IDs that are not registered are left out.
+	// KeysVersion, HPKEKey and InitKey. IDs that are not registered are
+	// left out.
 	PaygDeviceKeys(ctx context.Context, ids []string) (map[string]*Device, error)
+}
+
+// Allocated is a packet sequence allocated to a device in a batch: the
+// device's new last sequence, and its keys version at that moment.
+type Allocated struct {
+	Sequence    uint64
+	KeysVersion uint64
 }
 
 // BatchTx is an optional capability of a Tx (detected by type assertion):
@@ -156,10 +168,11 @@ type BatchStore interface {
 type BatchTx interface {
 	// NextSequences is NextSequence for each device of ids (no ID twice)
 	// in few conditional updates: exact under any concurrency, and rolled
-	// back with the transaction. It returns the devices found, by ID, as
-	// PaygDeviceKeys does, with LastSequence the sequence just allocated;
-	// IDs that are not registered are left out.
-	NextSequences(ctx context.Context, ids []string) (map[string]*Device, error)
+	// back with the transaction. It returns what it allocated, by device
+	// ID; IDs that are not registered are left out. It reads nothing else
+	// of the devices: a packet made before the transaction for the same
+	// sequence and keys version is the one to store.
+	NextSequences(ctx context.Context, ids []string) (map[string]Allocated, error)
 	// InsertSales stores postings (each checked to balance) and their
 	// sales in multi-row inserts; Conflict if any exists already, NotFound
 	// if one refers to something missing.

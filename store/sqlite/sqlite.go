@@ -2,6 +2,14 @@
 // pure Go): WAL journal, full synchronous commits, a busy timeout, foreign
 // keys, and BEGIN IMMEDIATE for every transaction, so read-then-write
 // transactions serialise instead of failing with SQLITE_BUSY.
+//
+// A large transaction (a batch sale of 10,000 packets writes about 20 MB)
+// keeps its pages in memory until it commits: each connection may cache
+// CacheKiB of pages, and statement journals stay in memory, instead of
+// being spilled to files halfway. The write-ahead log is copied into the
+// database in the background after commits (sqlstore.Dialect.Checkpoint),
+// not inside the commit that crosses SQLite's threshold; SQLite's own
+// automatic checkpoint stays as a bound, at AutoCheckpoint pages.
 package sqlite
 
 import (
@@ -32,7 +40,16 @@ var Dialect = sqlstore.Dialect{
 		return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	},
 	IsForeignKey: func(err error) bool { return code(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY },
+	// PASSIVE: neither writers nor readers wait for it.
+	Checkpoint: "PRAGMA wal_checkpoint(PASSIVE)",
 }
+
+// CacheKiB is the most page cache, in KiB, each connection keeps.
+const CacheKiB = 64 << 10
+
+// AutoCheckpoint is the size of the write-ahead log, in pages, at which a
+// commit checkpoints it itself, if the background checkpoints fell behind.
+const AutoCheckpoint = 16384
 
 // code returns the extended result code of a SQLite error, or 0.
 func code(err error) int {
@@ -49,14 +66,16 @@ const BusyTimeout = 10000
 
 // DSN returns the modernc.org/sqlite data source name of the database file
 // at path: WAL journal, full synchronous commits, the busy timeout, foreign
-// keys on, temporary files in memory, and BEGIN IMMEDIATE for transactions
-// (_txlock=immediate). Temporary files hold what a savepoint or a statement
-// may have to undo inside a transaction that has not committed (a group
-// commit takes a savepoint per grant): nothing of them is needed after a
-// crash, and in a file each costs system calls.
+// keys on, the page cache and checkpoint threshold above, temporary files
+// in memory, and BEGIN IMMEDIATE for transactions (_txlock=immediate).
+// Temporary files hold what a savepoint or a statement may have to undo
+// inside a transaction that has not committed (a group commit takes a
+// savepoint per request): nothing of them is needed after a crash, and in
+// a file each costs system calls.
 func DSN(path string) string {
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", fmt.Sprintf("busy_timeout(%d)", BusyTimeout), "foreign_keys(1)", "temp_store(MEMORY)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", fmt.Sprintf("busy_timeout(%d)", BusyTimeout), "foreign_keys(1)",
+		fmt.Sprintf("cache_size(-%d)", CacheKiB), "temp_store(MEMORY)", fmt.Sprintf("wal_autocheckpoint(%d)", AutoCheckpoint)} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -236,5 +237,36 @@ func TestAnsweredChallengesSwept(t *testing.T) {
 	var temp int
 	if err := s.SQL.QueryRowContext(ctx, `PRAGMA temp_store`).Scan(&temp); err != nil || temp != 2 {
 		t.Fatalf("temp_store = %d (%v), want 2 (memory)", temp, err)
+	}
+}
+
+// TestCheckpointInBackground: after a commit, the write-ahead log is copied
+// into the database file by the background checkpointer, long before
+// SQLite's own checkpoint threshold (sqlite.AutoCheckpoint pages), and the
+// rows are still there after a reopen.
+func TestCheckpointInBackground(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "vendor.db")
+	v := openVendor(t, path)
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	for i := range 20 {
+		c := &clearinghouse.Customer{ID: fmt.Sprint("cust-", i), Name: strings.Repeat("n", 2000), Created: time.Now()}
+		if err := v.CreateCustomer(t.Context(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for size() < before+20*2000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes (%d before 40 KB of rows) 10 s after the commits: the log was not checkpointed", size(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -55,6 +55,12 @@ type Dialect struct {
 	// resolved by failing the statement (deadlock, serialization failure):
 	// the transaction is run again, in a later batch.
 	IsRetryable func(error) bool
+	// Checkpoint, if set, is the statement that copies the write-ahead log
+	// into the database (SQLite's "PRAGMA wal_checkpoint(PASSIVE)"), run in
+	// the background after commits. SQLite would otherwise run it inside
+	// the commit that crosses its threshold, and a large transaction's
+	// commit would wait for the copy of every page it wrote.
+	Checkpoint string
 	// SkipLocked, if set, ends a SELECT of rows to take so that rows another
 	// transaction has locked are passed over ("FOR UPDATE SKIP LOCKED").
 	// SQLite has one writer at a time and needs none.
@@ -70,6 +76,11 @@ type DB struct {
 	qmu     sync.Mutex // guards queue and leading
 	queue   []*txRequest
 	leading bool // a goroutine is committing batches
+
+	ckptOnce sync.Once
+	ckpt     chan struct{}  // a commit since the last checkpoint (Dialect.Checkpoint)
+	closed   chan struct{}  // closed by Close
+	ckptDone sync.WaitGroup // the checkpointer
 }
 
 // txRequest is one caller's transaction waiting for a group commit.
@@ -101,10 +112,51 @@ var errAgain = errors.New("run again")
 const maxBatch = 256
 
 // New wraps an open database.
-func New(db *sql.DB, d Dialect) *DB { return &DB{SQL: db, d: d} }
+func New(db *sql.DB, d Dialect) *DB {
+	return &DB{SQL: db, d: d, ckpt: make(chan struct{}, 1), closed: make(chan struct{})}
+}
 
-// Close closes the prepared statements and the database.
+// committed notes a commit: the checkpointer (started by the first) copies
+// the write-ahead log into the database off the committing path. Commits
+// made while a checkpoint runs share the next one.
+func (db *DB) committed() {
+	if db.d.Checkpoint == "" {
+		return
+	}
+	db.ckptOnce.Do(func() {
+		db.ckptDone.Add(1)
+		go db.checkpointer()
+	})
+	select {
+	case db.ckpt <- struct{}{}:
+	default:
+	}
+}
+
+// checkpointer runs Dialect.Checkpoint after commits until Close. A failed
+// checkpoint is tried again after the next commit; meanwhile SQLite's own
+// automatic checkpoint (see package sqlite) bounds the log.
+func (db *DB) checkpointer() {
+	defer db.ckptDone.Done()
+	for {
+		select {
+		case <-db.closed:
+			return
+		case <-db.ckpt:
+			db.SQL.Exec(db.d.Checkpoint)
+		}
+	}
+}
+
+// Close stops the checkpointer and closes the prepared statements and the
+// database.
 func (db *DB) Close() error {
+	select {
+	case <-db.closed:
+	default:
+		close(db.closed)
+	}
+	db.ckptDone.Wait()
 	db.stmts.Range(func(_, st any) bool {
 		st.(*sql.Stmt).Close()
 		return true
@@ -227,6 +279,9 @@ func (c conn) use(ctx context.Context) context.Context {
 func (c conn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	ctx = c.use(ctx)
 	res, err := c.on(ctx, q).ExecContext(ctx, c.db.rebind(q), args...)
+	if err == nil && c.tx == nil {
+		c.db.committed() // a statement outside a transaction commits itself
+	}
 	return res, errs.Private(err)
 }
 
@@ -286,6 +341,7 @@ func (db *DB) tx1(ctx context.Context, fn func(c conn) error) error {
 	if err := tx.Commit(); err != nil {
 		return errs.Wrap(errs.Internal, err, "commit transaction")
 	}
+	db.committed()
 	return nil
 }
 
@@ -368,12 +424,16 @@ func (db *DB) commitBatch(batch []*txRequest) {
 		}
 		tx.Exec("RELEASE licet_tx")
 	}
+	defer func() {
+	}()
 	if err := tx.Commit(); err != nil {
 		for i := range results {
 			if results[i] == nil {
 				results[i] = errs.Wrap(errs.Internal, err, "commit transaction")
 			}
 		}
+	} else {
+		db.committed()
 	}
 	for i, r := range batch {
 		if results[i] != errAgain {
@@ -608,6 +668,7 @@ func (db *DB) Migrate(ctx context.Context, role string) error {
 	if err := tx.Commit(); err != nil {
 		return errs.Wrap(errs.Internal, err, "commit the %s schema migration", role)
 	}
+	db.committed()
 	return nil
 }
 

@@ -83,19 +83,23 @@ func (t *paygTx) UseCode(ctx context.Context, hash []byte, deviceID string, now 
 // v_payg_sequences (migration 013).
 const lastSequenceCol = `COALESCE((SELECT s.last_sequence FROM v_payg_sequences s WHERE s.device_id = v_payg_devices.id), 0)`
 
-const paygDeviceCols = `id, account_id, system_id, salt, fingerprint, public_key, hpke_key, init_key, cert, ` + lastSequenceCol + `, registered,
+// keysVersionCol is a device's keys version, beside its last sequence
+// (migration 017).
+const keysVersionCol = `COALESCE((SELECT s.keys_version FROM v_payg_sequences s WHERE s.device_id = v_payg_devices.id), 0)`
+
+const paygDeviceCols = `id, account_id, system_id, salt, fingerprint, public_key, hpke_key, init_key, cert, ` + lastSequenceCol + `, ` + keysVersionCol + `, registered,
 	report_sequence, report_used, report_at, flag, flagged_at`
 
 func scanPaygDevice(sc interface{ Scan(...any) error }) (*provisioning.Device, error) {
 	var d provisioning.Device
 	var fp string
-	var last, registered int64
+	var last, version, registered int64
 	var rseq, rused, rat, flaggedAt sql.NullInt64
-	if err := sc.Scan(&d.ID, &d.AccountID, &d.SystemID, &d.Salt, &fp, &d.PublicKey, &d.HPKEKey, &d.InitKey, &d.CertDER, &last, &registered,
+	if err := sc.Scan(&d.ID, &d.AccountID, &d.SystemID, &d.Salt, &fp, &d.PublicKey, &d.HPKEKey, &d.InitKey, &d.CertDER, &last, &version, &registered,
 		&rseq, &rused, &rat, &d.Flag, &flaggedAt); err != nil {
 		return nil, err
 	}
-	d.Fingerprint, d.LastSequence, d.Registered, d.FlaggedAt = []byte(fp), uint64(last), fromNanos(registered), fromNullNanos(flaggedAt)
+	d.Fingerprint, d.LastSequence, d.KeysVersion, d.Registered, d.FlaggedAt = []byte(fp), uint64(last), uint64(version), fromNanos(registered), fromNullNanos(flaggedAt)
 	if rat.Valid {
 		d.Report = &provisioning.Report{HighestSequence: uint64(rseq.Int64), UsedSeconds: rused.Int64, At: fromNanos(rat.Int64)}
 	}
@@ -139,6 +143,10 @@ func (t *paygTx) InsertDevice(ctx context.Context, d *provisioning.Device) error
 func (t *paygTx) ReplaceDeviceKeys(ctx context.Context, d *provisioning.Device) error {
 	_, err := t.c.exec(ctx, `UPDATE v_payg_devices SET system_id = ?, salt = ?, fingerprint = ?, public_key = ?, hpke_key = ?, init_key = ?, cert = ? WHERE id = ?`,
 		d.SystemID, d.Salt, string(d.Fingerprint), nonNilBytes(d.PublicKey), nonNilBytes(d.HPKEKey), nonNilBytes(d.InitKey), nonNilBytes(d.CertDER), d.ID)
+	if err != nil {
+		return t.v.dbErr(err, "re-register device "+d.ID)
+	}
+	_, err = t.c.exec(ctx, `UPDATE v_payg_sequences SET keys_version = keys_version + 1 WHERE device_id = ?`, d.ID)
 	return t.v.dbErr(err, "re-register device "+d.ID)
 }
 

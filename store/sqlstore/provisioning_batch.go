@@ -50,26 +50,25 @@ func rowsSQL(rows, cols int) string {
 // listSQL returns n placeholders for an IN list: "?, ?, ?".
 func listSQL(n int) string { return "?" + strings.Repeat(", ?", n-1) }
 
-// paygDeviceKeyCols are the columns a packet is made with.
-const paygDeviceKeyCols = `id, account_id, ` + lastSequenceCol + `, hpke_key, init_key`
-
-// deviceKeys reads the devices of ids (paygDeviceKeyCols), a chunk at a
-// time, into a map by ID.
-func (v *Vendor) deviceKeys(ctx context.Context, c conn, what string, ids []string) (map[string]*provisioning.Device, error) {
+// PaygDeviceKeys implements provisioning.BatchStore: the devices' keys,
+// with their sequence and keys version, a chunk of devices per statement.
+func (v *Vendor) PaygDeviceKeys(ctx context.Context, ids []string) (map[string]*provisioning.Device, error) {
+	const what = "read the devices of a batch"
 	out := make(map[string]*provisioning.Device, len(ids))
 	err := chunks(len(ids), func(lo, hi int) error {
-		rows, err := c.query(ctx, `SELECT `+paygDeviceKeyCols+` FROM v_payg_devices WHERE id IN (`+listSQL(hi-lo)+`)`, stringArgs(ids[lo:hi])...)
+		rows, err := v.conn().query(ctx, `SELECT d.id, d.account_id, s.last_sequence, s.keys_version, d.hpke_key, d.init_key
+			FROM v_payg_sequences s JOIN v_payg_devices d ON d.id = s.device_id WHERE s.device_id IN (`+listSQL(hi-lo)+`)`, stringArgs(ids[lo:hi])...)
 		if err != nil {
 			return v.dbErr(err, what)
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var d provisioning.Device
-			var last int64
-			if err := rows.Scan(&d.ID, &d.AccountID, &last, &d.HPKEKey, &d.InitKey); err != nil {
+			var last, version int64
+			if err := rows.Scan(&d.ID, &d.AccountID, &last, &version, &d.HPKEKey, &d.InitKey); err != nil {
 				return v.dbErr(err, what)
 			}
-			d.LastSequence = uint64(last)
+			d.LastSequence, d.KeysVersion = uint64(last), uint64(version)
 			out[d.ID] = &d
 		}
 		return v.dbErr(rows.Err(), what)
@@ -86,16 +85,11 @@ func stringArgs(ss []string) []any {
 	return args
 }
 
-// PaygDeviceKeys implements provisioning.BatchStore.
-func (v *Vendor) PaygDeviceKeys(ctx context.Context, ids []string) (map[string]*provisioning.Device, error) {
-	return v.deviceKeys(ctx, v.conn(), "read the devices of a batch", ids)
-}
-
 // NextSequences implements provisioning.BatchTx: one conditional update of
 // the narrow v_payg_sequences per chunk of devices, in the transaction, so
-// the sequences are exact and gapless as NextSequence's; then the devices'
-// keys, read in the same transaction.
-func (t *paygTx) NextSequences(ctx context.Context, ids []string) (map[string]*provisioning.Device, error) {
+// the sequences are exact and gapless as NextSequence's. The devices' wide
+// rows are not read.
+func (t *paygTx) NextSequences(ctx context.Context, ids []string) (map[string]provisioning.Allocated, error) {
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		if seen[id] {
@@ -103,39 +97,28 @@ func (t *paygTx) NextSequences(ctx context.Context, ids []string) (map[string]*p
 		}
 		seen[id] = true
 	}
+	next := make(map[string]provisioning.Allocated, len(ids))
 	const what = "allocate the packet sequences of a batch"
-	next := make(map[string]uint64, len(ids))
 	err := chunks(len(ids), func(lo, hi int) error {
-		rows, err := t.c.query(ctx, `UPDATE v_payg_sequences SET last_sequence = last_sequence + 1 WHERE device_id IN (`+listSQL(hi-lo)+`) RETURNING device_id, last_sequence`, stringArgs(ids[lo:hi])...)
+		rows, err := t.c.query(ctx, `UPDATE v_payg_sequences SET last_sequence = last_sequence + 1 WHERE device_id IN (`+listSQL(hi-lo)+`) RETURNING device_id, last_sequence, keys_version`, stringArgs(ids[lo:hi])...)
 		if err != nil {
 			return t.v.dbErr(err, what)
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var id string
-			var last int64
-			if err := rows.Scan(&id, &last); err != nil {
+			var last, version int64
+			if err := rows.Scan(&id, &last, &version); err != nil {
 				return t.v.dbErr(err, what)
 			}
-			next[id] = uint64(last)
+			next[id] = provisioning.Allocated{Sequence: uint64(last), KeysVersion: uint64(version)}
 		}
 		return t.v.dbErr(rows.Err(), what)
 	})
 	if err != nil {
 		return nil, err
 	}
-	devs, err := t.v.deviceKeys(ctx, t.c, what, ids)
-	if err != nil {
-		return nil, err
-	}
-	for id, d := range devs {
-		seq, ok := next[id]
-		if !ok {
-			return nil, errs.E(errs.Internal, "device %s has no packet sequence (v_payg_sequences); the store is damaged", id)
-		}
-		d.LastSequence = seq
-	}
-	return devs, nil
+	return next, nil
 }
 
 // insertRows inserts n rows of cols columns into the table of head ("INSERT

@@ -41,6 +41,7 @@ func TestProvisioning(t *testing.T, open func(t *testing.T) PaygStore) {
 	sub("Nonces", func(t *testing.T) { testProvNonces(t, open(t)) })
 	sub("ReportsBackwards", func(t *testing.T) { testProvReports(t, open(t)) })
 	sub("SellBatch", func(t *testing.T) { testProvBatch(t, open) })
+	sub("SellBatchStaleKeys", func(t *testing.T) { testProvBatchStaleKeys(t, open(t)) })
 	sub("SellKeypad", func(t *testing.T) { testProvKeypadSale(t, open(t)) })
 }
 
@@ -294,6 +295,60 @@ func testProvBatchWith(t *testing.T, st PaygStore, ps provisioning.Store) {
 	ok(t, err, "sell after a batch")
 	if s.Sequence != 3 {
 		t.Fatalf("sale after the batch has sequence %d, want 3", s.Sequence)
+	}
+}
+
+// staleKeys is a store whose batch read (provisioning.BatchStore) returns
+// what it read before: the devices as they were before a re-registration.
+type staleKeys struct {
+	PaygStore
+	before map[string]*provisioning.Device
+}
+
+// PaygDeviceKeys implements provisioning.BatchStore with the old read.
+func (s staleKeys) PaygDeviceKeys(context.Context, []string) (map[string]*provisioning.Device, error) {
+	return s.before, nil
+}
+
+// testProvBatchStaleKeys: a batch whose devices were read (and their
+// packets made) before one of them re-registered stores that device's
+// packet under its new keys, which its new agent opens; the keys version
+// the store returns tells the batch, without reading the devices again.
+func testProvBatchStaleKeys(t *testing.T, st PaygStore) {
+	bs, isBatch := st.(provisioning.BatchStore)
+	if !isBatch {
+		t.Skip("this store has no batch read")
+	}
+	f := NewPaygFixture(t, st)
+	ctx := t.Context()
+	d1, d2 := NewTestDevice(t, "m1", "s1", Hardware("m1")), NewTestDevice(t, "m2", "s2", Hardware("m2"))
+	f.Register(t, d1, "acct")
+	f.Register(t, d2, "acct")
+	before, err := bs.PaygDeviceKeys(ctx, []string{d1.ID, d2.ID})
+	ok(t, err, "read the devices' keys")
+	again := NewTestDevice(t, "m1", "s1-again", Hardware("m1")) // the same machine, a fresh installation
+	if ans := f.Register(t, again, "acct"); ans.DeviceID != d1.ID {
+		t.Fatalf("re-registration got device %s, want %s", ans.DeviceID, d1.ID)
+	}
+	after, err := bs.PaygDeviceKeys(ctx, []string{d1.ID, d2.ID})
+	ok(t, err, "read the devices' keys again")
+	if after[d1.ID].KeysVersion != before[d1.ID].KeysVersion+1 || after[d2.ID].KeysVersion != before[d2.ID].KeysVersion {
+		t.Fatalf("keys versions %d->%d and %d->%d, want one more for the re-registered device only",
+			before[d1.ID].KeysVersion, after[d1.ID].KeysVersion, before[d2.ID].KeysVersion, after[d2.ID].KeysVersion)
+	}
+	f.Prov.Store = staleKeys{st, before}
+	ans, _, err := f.Prov.SellBatch(ctx, batchOf("acct", "hour", d1, d2), "")
+	ok(t, err, "sell a batch read before a re-registration")
+	for i, keys := range []packet.Keys{again.PacketKeys(), d2.PacketKeys()} {
+		s := ans.Sales[i]
+		pk, err := st.Packets(ctx, s.Device, s.Sequence-1)
+		ok(t, err, "packets")
+		if len(pk) != 1 {
+			t.Fatalf("device %s has %d packets after %d, want 1", s.Device, len(pk), s.Sequence-1)
+		}
+		if _, err := packet.OpenWith(pk[0].File, keys, f.Root, s.Device, f.Clock.Now()); err != nil {
+			t.Errorf("the batch packet of %s does not open with the device's current keys: %v", s.Device, err)
+		}
 	}
 }
 
