@@ -66,6 +66,7 @@ type PacketExport struct {
 //	GET  /v1/payg/devices[?account=A]
 //	GET  /v1/payg/devices/{id}
 //	GET  /v1/payg/devices/{id}/packets[?since=N]
+//	POST /v1/payg/devices/{id}/reregister  a one-time code that registers the device again (fresh agent directory)
 //	GET  /v1/payg/clones
 //
 // Public (bodies at most PaygMaxBody):
@@ -240,6 +241,15 @@ func AddPaygRoutes(s *Server, p *Payg) {
 		writeJSON(w, http.StatusOK, PacketExport{Device: r.PathValue("id"), Since: since, Count: n, File: string(file)})
 		return nil
 	})
+	s.Admin("POST /v1/payg/devices/{id}/reregister", func(w http.ResponseWriter, r *http.Request) error {
+		ans, replayed, err := p.Provisioning.Reregister(r.Context(), r.PathValue("id"), idem(r))
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		created(w, replayed, ans)
+		return nil
+	})
 	s.Admin("GET /v1/payg/clones", func(w http.ResponseWriter, r *http.Request) error {
 		cs, err := p.Provisioning.Store.Clones(r.Context())
 		if err != nil {
@@ -389,6 +399,13 @@ func (c *Client) Reverse(ctx context.Context, req billing.ReversalRequest, idemK
 func (c *Client) AddWebhook(ctx context.Context, name string) (*WebhookResponse, error) {
 	var out WebhookResponse
 	return &out, c.Post(ctx, "/v1/payg/webhooks", map[string]string{"name": name}, &out)
+}
+
+// Reregister asks for a code that registers the device deviceID again
+// from a fresh agent directory.
+func (c *Client) Reregister(ctx context.Context, deviceID, idemKey string) (*provisioning.ReregisterAnswer, error) {
+	var out provisioning.ReregisterAnswer
+	return &out, c.postIdempotent(ctx, "/v1/payg/devices/"+url.PathEscape(deviceID)+"/reregister", idemKey, struct{}{}, &out)
 }
 
 // ExportPackets fetches a device's packets above since.

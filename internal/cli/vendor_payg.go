@@ -79,6 +79,7 @@ func vendorDeviceCommand() *command {
 		leaf("list", "list registered devices", vendorDeviceList),
 		leaf("show", "show a device, its last report and packets", vendorDeviceShow),
 		leaf("clones", "list registrations refused as clones of another account's device", vendorDeviceClones),
+		leaf("reregister", "issue a code that registers a device again from a fresh agent directory", vendorDeviceReregister),
 		leaf("reset", "make a signed reset packet that lifts a device's non-operational compliance mode", vendorDeviceReset),
 		{name: "packet", summary: "provisioning packets", sub: []*command{
 			leaf("export", "write a device's packets to a file for 'licet agent payg import'", vendorDevicePacketExport),
@@ -462,12 +463,50 @@ func vendorDeviceShow(ctx context.Context, e *env, args []string) error {
 	if d.Flag != "" {
 		fmt.Fprintf(e.stdout, "FLAGGED: %s\n", d.Flag)
 	}
+	if d.Reregistered != nil {
+		fmt.Fprintf(e.stdout, "Re-registered %s: this installation started after packet %d", d.Reregistered.Format(time.RFC3339), d.BaseSequence)
+		if r := d.PreviousReport; r != nil {
+			fmt.Fprintf(e.stdout, "; the old installation last reported packet %d and %d s used, at %s", r.HighestSequence, r.UsedSeconds, r.At.Format(time.RFC3339))
+		}
+		fmt.Fprintln(e.stdout)
+	}
 	var rows [][]string
 	for _, p := range d.Packets {
 		rows = append(rows, []string{strconv.FormatUint(p.Sequence, 10), p.SaleID, p.Created.Format(time.RFC3339)})
 	}
 	fmt.Fprintln(e.stdout)
 	table(e.stdout, []string{"sequence", "sale", "created"}, rows)
+	return nil
+}
+
+func vendorDeviceReregister(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor device reregister", "--device D [--idempotency-key K] [--json]",
+		"Issues a one-time code that registers device D again, for a device whose agent lost its\n"+
+			"state directory or was reinstalled ('licet agent payg register --code CODE' in a fresh\n"+
+			"directory). Only D's hardware registers with it (the same hardware under another\n"+
+			"account is still refused as a clone); D keeps its ID, gets new keys, a new certificate\n"+
+			"and a new initialization key, and the old installation's requests are refused from\n"+
+			"then on. The new installation starts after D's last packet: the credit of the earlier\n"+
+			"packets is not given again, as the vendor cannot know how much of it the old\n"+
+			"installation used after its last report ('licet vendor device show' shows that report;\n"+
+			"sell credit to make up for it). No sale is posted.")
+	a := vendorAdmin(e, fs)
+	id := fs.String("device", "", "the registered device to register again")
+	idem := fs.String("idempotency-key", "", "a key for this request: retrying with it returns the same code")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "device"); err != nil {
+		return err
+	}
+	ans, err := a.client(e).Reregister(ctx, *id, *idem)
+	if err != nil {
+		return err
+	}
+	if *a.json {
+		return printJSON(e.stdout, ans)
+	}
+	fmt.Fprintf(e.stdout, "Re-registration code for device %s of account %s (one use, expires %s):\n  %s\n", ans.Device, ans.Account, ans.CodeExpires.Format(time.DateOnly), ans.Code)
 	return nil
 }
 

@@ -308,6 +308,7 @@ func (f *folded) apply(r *record) error {
 		if r.N != 1 {
 			return tampered("record %d is a second init record", r.N)
 		}
+		f.Highest = r.Sequence // a re-registration starts after the device's earlier packets
 	case recPacket:
 		if r.Sequence != f.Highest+1 {
 			return tampered("record %d applies packet %d after packet %d", r.N, r.Sequence, f.Highest)

@@ -46,6 +46,12 @@ type Registration struct {
 	Server       string    `json:"server,omitempty"`
 	Certificates [][]byte  `json:"certificates"` // device certificate, provisioning certificate (DER)
 	RegisteredAt time.Time `json:"registered_at"`
+	// BaseSequence is the device's last packet before this registration,
+	// when the vendor knew the device (a re-registration from a fresh
+	// directory): those packets were for an earlier installation, and
+	// this one applies the packets after it. Recorded in the log's first
+	// record.
+	BaseSequence uint64 `json:"base_sequence,omitempty"`
 }
 
 // Options configure a Meter.
@@ -128,7 +134,7 @@ func (m *Meter) Init(reg Registration, initKey []byte) error {
 	boot, bns := m.opts.Clock.Boot()
 	wall := m.opts.Clock.Wall()
 	f := &folded{}
-	if err := s.appendRecord(f, 0, &record{Type: recInit, DeviceID: reg.DeviceID, Trusted: wall, Wall: wall, Boot: boot, BootNS: int64(bns)}); err != nil {
+	if err := s.appendRecord(f, 0, &record{Type: recInit, DeviceID: reg.DeviceID, Sequence: reg.BaseSequence, Trusted: wall, Wall: wall, Boot: boot, BootNS: int64(bns)}); err != nil {
 		return err
 	}
 	reg.Version = 1

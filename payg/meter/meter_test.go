@@ -311,3 +311,34 @@ func TestClockSetBackAndForward(t *testing.T) {
 		t.Fatalf("server time re-anchored by %s", got)
 	}
 }
+
+// A re-registration from a fresh directory starts after the device's
+// earlier packets (Registration.BaseSequence, kept in the log's first
+// record): the next packet applies, an earlier one is refused as replayed,
+// and the base survives a reopen and a compaction.
+func TestReregisteredBase(t *testing.T) {
+	v := newVendor(t)
+	d := newDevice(t, v, "dev-1")
+	dec, _ := keys.GenerateDecrypter()
+	fresh := &device{id: d.id, dir: filepath.Join(t.TempDir(), "payg"), dec: dec, clock: meter.NewFakeClock(t0)}
+	fresh.m = meter.New(fresh.dir, meter.Options{Clock: fresh.clock, Root: v.root.Cert, Decrypter: dec})
+	if err := fresh.m.Init(meter.Registration{DeviceID: d.id, Account: "acct-1", BaseSequence: 7}, make([]byte, 32)); err != nil {
+		t.Fatal(err)
+	}
+	if st := fresh.m.Status(); st.HighestSequence != 7 || st.State == meter.StateTampered {
+		t.Fatalf("fresh installation after packet 7: %+v", st)
+	}
+	if _, err := fresh.m.Apply([][]byte{v.packetSeq(t, fresh, 7, 3600, nil)}); !errs.Is(err, errs.Conflict) || !strings.Contains(err.Error(), "replayed") {
+		t.Fatalf("packet 7 of the old installation: %v, want refused as replayed", err)
+	}
+	if _, err := fresh.m.Apply([][]byte{v.packetSeq(t, fresh, 8, 60, nil)}); err != nil {
+		t.Fatalf("packet 8: %v", err)
+	}
+	if err := fresh.m.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	reopened := meter.New(fresh.dir, meter.Options{Clock: fresh.clock, Root: v.root.Cert, Decrypter: dec})
+	if st := reopened.Status(); st.HighestSequence != 8 || st.BalanceSeconds != 60 {
+		t.Fatalf("after packet 8, compaction and a reopen: %+v", st)
+	}
+}

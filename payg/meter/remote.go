@@ -75,6 +75,7 @@ type registerAnswer struct {
 	Certificates [][]byte `json:"certificates"`
 	InitKey      []byte   `json:"init_key"`
 	Packets      []string `json:"packets"`
+	BaseSequence uint64   `json:"base_sequence"`
 }
 
 type syncAnswer struct {
@@ -128,7 +129,8 @@ func (r *Remote) Register(ctx context.Context, m *Meter, code string, dev Device
 	if err != nil || len(initKey) != 32 {
 		return nil, nil, errs.E(errs.Invalid, "the initialization key in the vendor's answer does not open with this device's key")
 	}
-	reg := Registration{DeviceID: ans.DeviceID, Account: ans.Account, Server: r.Server, Certificates: ans.Certificates, RegisteredAt: at.UTC()}
+	reg := Registration{DeviceID: ans.DeviceID, Account: ans.Account, Server: r.Server, Certificates: ans.Certificates, RegisteredAt: at.UTC(),
+		BaseSequence: ans.BaseSequence}
 	if err := m.Init(reg, initKey); err != nil {
 		return nil, nil, err
 	}

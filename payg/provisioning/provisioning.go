@@ -444,6 +444,11 @@ type RegisterAnswer struct {
 	Certificates []string `json:"certificates"` // base64 DER: device, provisioning
 	InitKey      string   `json:"init_key"`     // base64 of the sealed envelope JSON
 	Packets      []string `json:"packets"`
+	// BaseSequence, when the hardware registered before on this account
+	// (a fresh agent directory on a known device), is the device's last
+	// packet before this registration: the new installation starts after
+	// it, and the earlier packets' credit stays with the old installation.
+	BaseSequence uint64 `json:"base_sequence,omitempty"`
 }
 
 // registerResult is what the registration transaction decides.
@@ -528,9 +533,16 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (*RegisterA
 			}
 			same = d
 		}
+		if code.DeviceID != "" && (same == nil || same.ID != code.DeviceID) {
+			return nil, errs.E(errs.Conflict, "this code re-registers device %s, and this machine's hardware is not that device's (system %s); register a new device with the code of a new-device sale", code.DeviceID, fp.SystemID())
+		}
 		dev := &Device{ID: ids.New("dev"), AccountID: code.AccountID, Registered: now}
 		if same != nil {
+			// A fresh installation on a known device: it starts after the
+			// device's last packet, whose credit stays with the installation
+			// it was made for, and reports from its own start.
 			dev = same
+			dev.Reregistered, dev.BaseSequence, dev.PreviousReport = &now, same.LastSequence, same.Report
 		}
 		dev.SystemID, dev.Salt, dev.Fingerprint, dev.PublicKey, dev.HPKEKey = fp.SystemID(), salt, fpJSON, pub, hpkeKey
 		if err := tx.UseCode(ctx, hash, dev.ID, now); err != nil {
@@ -556,9 +568,12 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (*RegisterA
 		if err != nil {
 			return nil, err
 		}
-		ans := &RegisterAnswer{DeviceID: dev.ID, Account: dev.AccountID, Packets: []string{},
+		ans := &RegisterAnswer{DeviceID: dev.ID, Account: dev.AccountID, Packets: []string{}, BaseSequence: dev.BaseSequence,
 			Certificates: []string{base64.StdEncoding.EncodeToString(dev.CertDER), base64.StdEncoding.EncodeToString(s.Authority.Cert.Raw)},
 			InitKey:      base64.StdEncoding.EncodeToString(sealedInit.Marshal())}
+		if code.SaleID == "" { // a re-registration code: no sale, no packet
+			return registerResult{Answer: ans}, nil
+		}
 		sale, err := tx.Sale(ctx, code.SaleID)
 		if err != nil {
 			return nil, err
@@ -581,6 +596,49 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (*RegisterA
 		return nil, errs.E(errs.Conflict, "clone: this hardware (system %s) is registered as device %s of another account; the registration is refused and recorded for the vendor (%s)", c.SystemID, c.DeviceID, c.ID)
 	}
 	return res.Answer, nil
+}
+
+// ReregisterAnswer is a re-registration code issued for a registered
+// device (POST /v1/payg/devices/{id}/reregister).
+type ReregisterAnswer struct {
+	Device      string    `json:"device"`
+	Account     string    `json:"account"`
+	Code        string    `json:"code"`
+	CodeExpires time.Time `json:"code_expires"`
+}
+
+// Reregister issues a one-time code that registers the device deviceID
+// again, from a fresh agent directory (the device lost its state or was
+// reinstalled), without a sale: only that device's hardware registers
+// with it, its keys and initialization key are replaced, and the new
+// installation starts after the device's last packet (RegisterAnswer's
+// BaseSequence). The credit of the earlier packets is not given again:
+// the vendor cannot know how much of it the old installation used after
+// its last report, nor that it is gone. idemKey makes a retry return the
+// same code.
+func (s *Service) Reregister(ctx context.Context, deviceID, idemKey string) (*ReregisterAnswer, bool, error) {
+	if deviceID == "" {
+		return nil, false, errs.E(errs.Invalid, "device is required (--device D): the registered device to register again")
+	}
+	idem, err := billing.NewIdempotency(idemKey, "reregister", map[string]string{"device": deviceID})
+	if err != nil {
+		return nil, false, err
+	}
+	var out ReregisterAnswer
+	replayed, err := s.write(ctx, idem, &out, func(tx Tx) (any, error) {
+		dev, err := tx.Device(ctx, deviceID)
+		if err != nil {
+			return nil, err
+		}
+		now := s.Now().UTC()
+		code := newCode()
+		ans := &ReregisterAnswer{Device: dev.ID, Account: dev.AccountID, Code: code, CodeExpires: now.Add(CodeTTL)}
+		return ans, tx.InsertCode(ctx, &Code{Hash: hashCode(code), AccountID: dev.AccountID, DeviceID: dev.ID, Created: now, Expires: ans.CodeExpires})
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return &out, replayed, nil
 }
 
 // fingerprintSalt returns the salt of a fingerprint's JSON form.

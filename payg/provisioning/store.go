@@ -38,6 +38,15 @@ type Device struct {
 	// of its state (a report that went backwards); FlaggedAt says when.
 	Flag      string     `json:"flag,omitempty"`
 	FlaggedAt *time.Time `json:"flagged_at,omitempty"`
+	// Reregistered is when the device last registered again from a fresh
+	// agent directory (its keys replaced). BaseSequence is the sequence
+	// its current installation started after: packets up to it were made
+	// for an earlier installation, and their credit stays there.
+	// PreviousReport is the earlier installation's last report, as the
+	// vendor last heard of its use.
+	Reregistered   *time.Time `json:"reregistered,omitempty"`
+	BaseSequence   uint64     `json:"base_sequence,omitempty"`
+	PreviousReport *Report    `json:"previous_report,omitempty"`
 }
 
 // Report is what a device says at a sync: the highest packet sequence it
@@ -48,16 +57,20 @@ type Report struct {
 	At              time.Time `json:"at"`
 }
 
-// Code is a one-time registration code, made by the sale of a new device.
-// Only its hash is kept.
+// Code is a one-time registration code, made by the sale of a new device,
+// or issued by an administrator to re-register one registered device
+// (DeviceID set, no sale). Only its hash is kept.
 type Code struct {
-	Hash      []byte     `json:"-"`
-	AccountID string     `json:"account"`
-	SaleID    string     `json:"sale"`
-	Created   time.Time  `json:"created"`
-	Expires   time.Time  `json:"expires"`
-	UsedBy    string     `json:"used_by,omitempty"` // the device that registered with it
-	UsedAt    *time.Time `json:"used_at,omitempty"`
+	Hash      []byte `json:"-"`
+	AccountID string `json:"account"`
+	SaleID    string `json:"sale,omitempty"`
+	// DeviceID is the device a re-registration code is for: only that
+	// device's hardware registers with it.
+	DeviceID string     `json:"device,omitempty"`
+	Created  time.Time  `json:"created"`
+	Expires  time.Time  `json:"expires"`
+	UsedBy   string     `json:"used_by,omitempty"` // the device that registered with it
+	UsedAt   *time.Time `json:"used_at,omitempty"`
 }
 
 // StoredPacket is a packet as the vendor keeps it.
@@ -86,9 +99,11 @@ type Tx interface {
 	billing.Tx
 	// Sale returns a sale; NotFound if missing.
 	Sale(ctx context.Context, id string) (*billing.Sale, error)
-	// InsertCode records a registration code.
+	// InsertCode records a registration code: of a sale, or a
+	// re-registration code of a device (DeviceID set).
 	InsertCode(ctx context.Context, c *Code) error
-	// Code returns the code of a hash; NotFound if missing.
+	// Code returns the code of a hash, of either kind (a re-registration
+	// code with its device's account); NotFound if missing.
 	Code(ctx context.Context, hash []byte) (*Code, error)
 	// UseCode marks an unused code used by deviceID with a conditional
 	// update: of concurrent uses exactly one wins; the others get
@@ -102,7 +117,10 @@ type Tx interface {
 	// InsertDevice records a new device (LastSequence 0).
 	InsertDevice(ctx context.Context, d *Device) error
 	// ReplaceDeviceKeys records a re-registration of a device: its new
-	// fingerprint, keys, initialization key and certificate.
+	// fingerprint, keys, initialization key and certificate, Reregistered,
+	// BaseSequence and PreviousReport; its report is cleared (the new
+	// installation reports from its own start) and its keys version
+	// advances.
 	ReplaceDeviceKeys(ctx context.Context, d *Device) error
 	// InsertClone records a refused clone.
 	InsertClone(ctx context.Context, c *Clone) error

@@ -34,49 +34,72 @@ func (t *paygTx) Sale(ctx context.Context, id string) (*billing.Sale, error) {
 	return &s, nil
 }
 
-// InsertCode implements provisioning.Tx.
+// InsertCode implements provisioning.Tx: a sale's code in v_payg_codes, a
+// re-registration code in v_payg_reregister_codes (migration 018).
 func (t *paygTx) InsertCode(ctx context.Context, c *provisioning.Code) error {
-	_, err := t.c.exec(ctx, `INSERT INTO v_payg_codes (code_hash, account_id, sale_id, created, expires) VALUES (?, ?, ?, ?, ?)`,
-		c.Hash, c.AccountID, c.SaleID, toNanos(c.Created), toNanos(c.Expires))
+	var err error
+	if c.DeviceID != "" {
+		_, err = t.c.exec(ctx, `INSERT INTO v_payg_reregister_codes (code_hash, device_id, created, expires) VALUES (?, ?, ?, ?)`,
+			c.Hash, c.DeviceID, toNanos(c.Created), toNanos(c.Expires))
+	} else {
+		_, err = t.c.exec(ctx, `INSERT INTO v_payg_codes (code_hash, account_id, sale_id, created, expires) VALUES (?, ?, ?, ?, ?)`,
+			c.Hash, c.AccountID, c.SaleID, toNanos(c.Created), toNanos(c.Expires))
+	}
 	if t.v.isUnique(err) {
-		return errs.Wrap(errs.Conflict, err, "registration code exists already; sell again")
+		return errs.Wrap(errs.Conflict, err, "registration code exists already; ask for another")
 	}
 	return t.v.dbErr(err, "store registration code")
 }
 
-// Code implements provisioning.Tx.
+// Code implements provisioning.Tx: a sale's code, else a re-registration
+// code (its device's account, the device as UsedBy once used).
 func (t *paygTx) Code(ctx context.Context, hash []byte) (*provisioning.Code, error) {
 	var c provisioning.Code
 	var created, expires int64
-	var usedBy sql.NullString
+	var sale, device, usedBy sql.NullString
 	var usedAt sql.NullInt64
-	err := t.c.row(ctx, `SELECT code_hash, account_id, sale_id, created, expires, used_by, used_at FROM v_payg_codes WHERE code_hash = ?`, hash).
-		Scan(&c.Hash, &c.AccountID, &c.SaleID, &created, &expires, &usedBy, &usedAt)
+	err := t.c.row(ctx, `SELECT code_hash, account_id, sale_id, NULL, created, expires, used_by, used_at FROM v_payg_codes WHERE code_hash = ?
+		UNION ALL SELECT r.code_hash, d.account_id, NULL, r.device_id, r.created, r.expires, CASE WHEN r.used_at IS NULL THEN NULL ELSE r.device_id END, r.used_at
+		FROM v_payg_reregister_codes r JOIN v_payg_devices d ON d.id = r.device_id WHERE r.code_hash = ?`, hash, hash).
+		Scan(&c.Hash, &c.AccountID, &sale, &device, &created, &expires, &usedBy, &usedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errs.E(errs.NotFound, "registration code not found; check the code or ask the vendor for a new one")
 	}
 	if err != nil {
 		return nil, t.v.dbErr(err, "read registration code")
 	}
+	c.SaleID, c.DeviceID = sale.String, device.String
 	c.Created, c.Expires, c.UsedBy, c.UsedAt = fromNanos(created), fromNanos(expires), usedBy.String, fromNullNanos(usedAt)
 	return &c, nil
 }
 
-// UseCode implements provisioning.Tx with a conditional update.
+// UseCode implements provisioning.Tx with a conditional update of the
+// code's row, whichever table holds it.
 func (t *paygTx) UseCode(ctx context.Context, hash []byte, deviceID string, now time.Time) error {
 	res, err := t.c.exec(ctx, `UPDATE v_payg_codes SET used_by = ?, used_at = ? WHERE code_hash = ? AND used_at IS NULL`, deviceID, toNanos(now), hash)
+	n, err := affected(res, err)
+	if err == nil && n == 0 {
+		res, err = t.c.exec(ctx, `UPDATE v_payg_reregister_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL`, toNanos(now), hash)
+		n, err = affected(res, err)
+	}
+	switch {
+	case err != nil:
+		return t.v.dbErr(err, "use registration code")
+	case n == 1:
+		return nil
+	}
+	if _, err := t.Code(ctx, hash); err != nil {
+		return err
+	}
+	return errs.E(errs.Conflict, "registration code was already used; a code registers one device once: ask the vendor for a new one")
+}
+
+// affected returns the rows a statement changed.
+func affected(res sql.Result, err error) (int64, error) {
 	if err != nil {
-		return t.v.dbErr(err, "use registration code")
+		return 0, err
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return t.v.dbErr(err, "use registration code")
-	} else if n != 1 {
-		if _, err := t.Code(ctx, hash); err != nil {
-			return err
-		}
-		return errs.E(errs.Conflict, "registration code was already used; a code registers one device once: ask the vendor for a new one")
-	}
-	return nil
+	return res.RowsAffected()
 }
 
 // lastSequenceCol is a device's last packet sequence, kept apart in
@@ -88,16 +111,24 @@ const lastSequenceCol = `COALESCE((SELECT s.last_sequence FROM v_payg_sequences 
 const keysVersionCol = `COALESCE((SELECT s.keys_version FROM v_payg_sequences s WHERE s.device_id = v_payg_devices.id), 0)`
 
 const paygDeviceCols = `id, account_id, system_id, salt, fingerprint, public_key, hpke_key, init_key, cert, ` + lastSequenceCol + `, ` + keysVersionCol + `, registered,
-	report_sequence, report_used, report_at, flag, flagged_at`
+	report_sequence, report_used, report_at, flag, flagged_at, reregistered_at, base_sequence, previous_report`
 
 func scanPaygDevice(sc interface{ Scan(...any) error }) (*provisioning.Device, error) {
 	var d provisioning.Device
 	var fp string
 	var last, version, registered int64
-	var rseq, rused, rat, flaggedAt sql.NullInt64
+	var rseq, rused, rat, flaggedAt, rereg sql.NullInt64
+	var base int64
+	var prev sql.NullString
 	if err := sc.Scan(&d.ID, &d.AccountID, &d.SystemID, &d.Salt, &fp, &d.PublicKey, &d.HPKEKey, &d.InitKey, &d.CertDER, &last, &version, &registered,
-		&rseq, &rused, &rat, &d.Flag, &flaggedAt); err != nil {
+		&rseq, &rused, &rat, &d.Flag, &flaggedAt, &rereg, &base, &prev); err != nil {
 		return nil, err
+	}
+	d.Reregistered, d.BaseSequence = fromNullNanos(rereg), uint64(base)
+	if prev.Valid {
+		if err := fromJSON(prev.String, &d.PreviousReport); err != nil {
+			return nil, err
+		}
 	}
 	d.Fingerprint, d.LastSequence, d.KeysVersion, d.Registered, d.FlaggedAt = []byte(fp), uint64(last), uint64(version), fromNanos(registered), fromNullNanos(flaggedAt)
 	if rat.Valid {
@@ -141,8 +172,14 @@ func (t *paygTx) InsertDevice(ctx context.Context, d *provisioning.Device) error
 
 // ReplaceDeviceKeys implements provisioning.Tx.
 func (t *paygTx) ReplaceDeviceKeys(ctx context.Context, d *provisioning.Device) error {
-	_, err := t.c.exec(ctx, `UPDATE v_payg_devices SET system_id = ?, salt = ?, fingerprint = ?, public_key = ?, hpke_key = ?, init_key = ?, cert = ? WHERE id = ?`,
-		d.SystemID, d.Salt, string(d.Fingerprint), nonNilBytes(d.PublicKey), nonNilBytes(d.HPKEKey), nonNilBytes(d.InitKey), nonNilBytes(d.CertDER), d.ID)
+	prev := sql.NullString{}
+	if d.PreviousReport != nil {
+		prev = sql.NullString{String: toJSON(d.PreviousReport), Valid: true}
+	}
+	_, err := t.c.exec(ctx, `UPDATE v_payg_devices SET system_id = ?, salt = ?, fingerprint = ?, public_key = ?, hpke_key = ?, init_key = ?, cert = ?,
+		reregistered_at = ?, base_sequence = ?, previous_report = ?, report_sequence = NULL, report_used = NULL, report_at = NULL WHERE id = ?`,
+		d.SystemID, d.Salt, string(d.Fingerprint), nonNilBytes(d.PublicKey), nonNilBytes(d.HPKEKey), nonNilBytes(d.InitKey), nonNilBytes(d.CertDER),
+		toNullNanos(d.Reregistered), int64(min(d.BaseSequence, 1<<62)), prev, d.ID)
 	if err != nil {
 		return t.v.dbErr(err, "re-register device "+d.ID)
 	}

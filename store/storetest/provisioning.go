@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -36,6 +37,7 @@ func TestProvisioning(t *testing.T, open func(t *testing.T) PaygStore) {
 	sub("CodeConcurrent", func(t *testing.T) { testProvCodeConcurrent(t, open(t)) })
 	sub("Clone", func(t *testing.T) { testProvClone(t, open(t)) })
 	sub("SameHardwareSameAccount", func(t *testing.T) { testProvSameAccount(t, open(t)) })
+	sub("ReregisterCode", func(t *testing.T) { testProvReregisterCode(t, open(t)) })
 	sub("SellIdempotent", func(t *testing.T) { testProvSellIdempotent(t, open(t)) })
 	sub("ConcurrentSalesGapless", func(t *testing.T) { testProvGapless(t, open(t)) })
 	sub("Nonces", func(t *testing.T) { testProvNonces(t, open(t)) })
@@ -471,6 +473,14 @@ func (d *TestDevice) Accept(t testing.TB, ans *provisioning.RegisterAnswer) {
 	d.ID = ans.DeviceID
 }
 
+// SignedHeaders returns the headers of a signed device request (docs/
+// payg-protocol.md) of d at the fixture's time.
+func (d *TestDevice) SignedHeaders(f *PaygFixture, method, path string, body []byte) http.Header {
+	h := http.Header{}
+	devicereq.Sign(h, method, path, d.ID, d.Signer.Private(), d.InitKey, f.Clock.Now(), body)
+	return h
+}
+
 // PacketKeys are the keys the device opens its packets with.
 func (d *TestDevice) PacketKeys() packet.Keys {
 	return packet.Keys{Decrypter: d.HPKE, InitKey: d.InitKey}
@@ -633,11 +643,87 @@ func testProvSameAccount(t *testing.T, st PaygStore) {
 	} else if p, _ := packet.OpenWith([]byte(ans.Packets[0]), again.PacketKeys(), f.Root, ans.DeviceID, f.Clock.Now()); p.Sequence != 2 {
 		t.Errorf("re-registration packet sequence %d, want 2 (sequences continue)", p.Sequence)
 	}
+	if ans.BaseSequence != 1 {
+		t.Errorf("re-registration base sequence %d, want 1: the new installation starts after the device's packet 1", ans.BaseSequence)
+	}
 	// Two kinds changed: another machine.
 	hw["disk"], hw["machine-id"] = "new-disk", "new-mid"
 	third := NewTestDevice(t, "m3", "s1", hw)
 	if ans := f.Register(t, third, "acct"); ans.DeviceID == first.DeviceID {
 		t.Error("a machine with two of three components changed was taken for the same device")
+	}
+}
+
+// testProvReregisterCode: an administrator's re-registration code
+// registers that one device again from a fresh installation, without a
+// sale: new keys (the old installation's requests are refused), the same
+// device ID, a base sequence at the device's last packet, no packet, its
+// report cleared and kept as the previous installation's; the code works
+// once, for that device's hardware only, and a clone is still refused.
+func testProvReregisterCode(t *testing.T, st PaygStore) {
+	f := NewPaygFixture(t, st)
+	ctx := t.Context()
+	d := NewTestDevice(t, "m1", "s1", Hardware("m1"))
+	f.Register(t, d, "acct")
+	_, _, err := f.Prov.Sell(ctx, provisioning.SellRequest{Account: "acct", Plan: "hour", Device: d.ID}, "")
+	ok(t, err, "sell an hour")
+	_, err = st.RecordReport(ctx, d.ID, provisioning.Report{HighestSequence: 2, UsedSeconds: 1000, At: f.Clock.Now()})
+	ok(t, err, "record a report")
+	before := balance(t, st, "acct")
+
+	_, _, err = f.Prov.Reregister(ctx, "dev-missing", "")
+	wantKind(t, err, errs.NotFound, "a re-registration code of an unknown device")
+	rc, _, err := f.Prov.Reregister(ctx, d.ID, "rereg-1")
+	ok(t, err, "issue a re-registration code")
+	again, replayed, err := f.Prov.Reregister(ctx, d.ID, "rereg-1")
+	ok(t, err, "retry the re-registration code")
+	if !replayed || again.Code != rc.Code || rc.Account != "acct" || rc.Device != d.ID {
+		t.Fatalf("re-registration codes %+v and %+v (replayed %v), want one code of %s on acct", rc, again, replayed, d.ID)
+	}
+	// Other hardware on the same account, and the device's hardware under
+	// another account's code, are refused.
+	other := NewTestDevice(t, "m2", "s2", Hardware("m2"))
+	_, err = f.Prov.Register(ctx, other.RegisterRequest(rc.Code))
+	wantKind(t, err, errs.Conflict, "other hardware with a device's re-registration code")
+	clone := NewTestDevice(t, "m1", "s1-clone", Hardware("m1"))
+	_, err = f.Prov.Register(ctx, clone.RegisterRequest(f.SellNew(t, "acct2", "week")))
+	wantKind(t, err, errs.Conflict, "the device's hardware under another account")
+
+	fresh := NewTestDevice(t, "m1", "s1-fresh", Hardware("m1"))
+	ans, err := f.Prov.Register(ctx, fresh.RegisterRequest(rc.Code))
+	ok(t, err, "re-register with the code")
+	fresh.Accept(t, ans)
+	if ans.DeviceID != d.ID || ans.BaseSequence != 2 || len(ans.Packets) != 0 {
+		t.Fatalf("re-registration: device %s, base %d, %d packets; want %s, base 2, no packet", ans.DeviceID, ans.BaseSequence, len(ans.Packets), d.ID)
+	}
+	_, err = f.Prov.Register(ctx, fresh.RegisterRequest(rc.Code))
+	wantKind(t, err, errs.Conflict, "a re-registration code used twice")
+	dev, err := st.PaygDevice(ctx, d.ID)
+	ok(t, err, "read the device")
+	if dev.Report != nil || dev.PreviousReport == nil || dev.PreviousReport.UsedSeconds != 1000 || dev.BaseSequence != 2 || dev.Reregistered == nil || dev.LastSequence != 2 {
+		t.Fatalf("re-registered device: %+v, report %+v, previous %+v", dev, dev.Report, dev.PreviousReport)
+	}
+	if got := balance(t, st, "acct"); got != before {
+		t.Errorf("balance %d after a re-registration, want %d: it sells nothing", got, before)
+	}
+	// The new installation's first report (nothing used yet) is not
+	// taken for a restored copy; the old installation's keys are refused.
+	dev, err = st.RecordReport(ctx, d.ID, provisioning.Report{HighestSequence: 2, UsedSeconds: 0, At: f.Clock.Now()})
+	ok(t, err, "the new installation's first report")
+	if dev.Flag != "" {
+		t.Errorf("the new installation's first report flagged the device: %s", dev.Flag)
+	}
+	_, err = f.Prov.Authenticate(ctx, http.MethodPost, "/v1/payg/devices/"+d.ID+"/sync", d.SignedHeaders(f, http.MethodPost, "/v1/payg/devices/"+d.ID+"/sync", nil), nil)
+	wantKind(t, err, errs.Unauthenticated, "a request of the old installation")
+	_, err = f.Prov.Authenticate(ctx, http.MethodPost, "/v1/payg/devices/"+d.ID+"/sync", fresh.SignedHeaders(f, http.MethodPost, "/v1/payg/devices/"+d.ID+"/sync", nil), nil)
+	ok(t, err, "a request of the new installation")
+	// Its next packet opens with the new keys.
+	sale, _, err := f.Prov.Sell(ctx, provisioning.SellRequest{Account: "acct", Plan: "hour", Device: d.ID}, "")
+	ok(t, err, "sell after the re-registration")
+	p, err := packet.OpenWith([]byte(sale.Packet), fresh.PacketKeys(), f.Root, d.ID, f.Clock.Now())
+	ok(t, err, "open the packet with the new installation's keys")
+	if p.Sequence != 3 {
+		t.Errorf("packet after the re-registration has sequence %d, want 3", p.Sequence)
 	}
 }
 
