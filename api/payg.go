@@ -32,10 +32,12 @@ type WebhookResponse struct {
 	URL    string `json:"url"` // the path to give the payment processor
 }
 
-// DeviceDetail is the answer of GET /v1/payg/devices/{id}.
+// DeviceDetail is the answer of GET /v1/payg/devices/{id}: the device,
+// its packets and its last provisioning.ReportsKept sync reports.
 type DeviceDetail struct {
 	provisioning.Device
 	Packets []*provisioning.StoredPacket `json:"packets"`
+	Reports []*provisioning.PastReport   `json:"reports"`
 }
 
 // PacketExport is the answer of GET /v1/payg/devices/{id}/packets.
@@ -222,7 +224,11 @@ func AddPaygRoutes(s *Server, p *Payg) {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, DeviceDetail{Device: *d, Packets: ps})
+		reps, err := p.Provisioning.Store.PaygReports(r.Context(), d.ID)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, DeviceDetail{Device: *d, Packets: ps, Reports: reps})
 		return nil
 	})
 	s.Admin("GET /v1/payg/devices/{id}/packets", func(w http.ResponseWriter, r *http.Request) error {

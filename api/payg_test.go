@@ -128,6 +128,17 @@ func TestPaygSaleTwiceOneKey(t *testing.T) {
 	}
 }
 
+// TestPaygIdempotencyKeyTooLong: a key beyond billing.MaxIdempotencyKey
+// is a 400 naming the header, and nothing is sold.
+func TestPaygIdempotencyKeyTooLong(t *testing.T) {
+	s := newPaygServer(t)
+	st, b := s.admin(t, "POST", "/v1/payg/sales", strings.Repeat("k", billing.MaxIdempotencyKey+1), map[string]any{"account": "acct", "plan": "week", "new_device": true})
+	want(t, "a key one byte too long", st, b, http.StatusBadRequest, "Idempotency-Key (--idempotency-key) is 256 bytes long")
+	if n := len(s.postings(t)); n != 0 {
+		t.Errorf("%d postings after a refused key, want 0", n)
+	}
+}
+
 // TestPaygAmounts: zero, negative, overflowing, malformed and
 // wrong-currency amounts are 400s naming the field.
 func TestPaygAmounts(t *testing.T) {

@@ -170,14 +170,36 @@ type Idempotency struct {
 	RequestHash []byte // SHA-256 of the canonical request
 }
 
+// MaxIdempotencyKey is the longest idempotency key, in bytes, any
+// pay-as-you-go write takes (billing, provisioning, keypad tokens): as
+// long as the longest common processors take.
+const MaxIdempotencyKey = 255
+
+// CheckIdempotencyKey is the one rule for an idempotency key (the
+// Idempotency-Key header, the CLI's --idempotency-key): empty (the write
+// is not idempotent), or 1 to MaxIdempotencyKey visible ASCII characters
+// (no spaces or control characters, which a header would mangle).
+func CheckIdempotencyKey(key string) error {
+	if len(key) > MaxIdempotencyKey {
+		return errs.E(errs.Invalid, "Idempotency-Key (--idempotency-key) is %d bytes long; use at most %d visible ASCII characters", len(key), MaxIdempotencyKey)
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x21 || c > 0x7e {
+			return errs.E(errs.Invalid, "Idempotency-Key (--idempotency-key) has byte 0x%02x at position %d; use visible ASCII characters only (no spaces), at most %d", c, i+1, MaxIdempotencyKey)
+		}
+	}
+	return nil
+}
+
 // NewIdempotency hashes req (its JSON encoding) for the key given by the
-// caller of op; an empty key gives an empty Idempotency.
+// caller of op; an empty key gives an empty Idempotency. The key must pass
+// CheckIdempotencyKey.
 func NewIdempotency(key, op string, req any) (Idempotency, error) {
 	if key == "" {
 		return Idempotency{}, nil
 	}
-	if len(key) > 255 {
-		return Idempotency{}, errs.E(errs.Invalid, "Idempotency-Key (--idempotency-key) is %d bytes long; use at most 255", len(key))
+	if err := CheckIdempotencyKey(key); err != nil {
+		return Idempotency{}, err
 	}
 	b, err := json.Marshal(req)
 	if err != nil {

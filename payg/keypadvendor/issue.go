@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/errs"
+	"github.com/licet/licet/payg/billing"
 	"github.com/licet/licet/payg/openpaygo"
 )
 
@@ -86,8 +87,8 @@ func (s *Service) Issue(ctx context.Context, serial string, req IssueRequest, id
 	if err := CheckSerial(serial); err != nil {
 		return nil, false, err
 	}
-	if len(idemKey) > 200 {
-		return nil, false, errs.E(errs.Invalid, "Idempotency-Key is %d characters long; use at most 200", len(idemKey))
+	if err := billing.CheckIdempotencyKey(idemKey); err != nil {
+		return nil, false, err
 	}
 	var token string
 	rec, replayed, err := s.Store.IssueKeypadToken(ctx, serial, idemKey, func(d *Device) (*IssuedToken, error) {

@@ -57,6 +57,18 @@ type Report struct {
 	At              time.Time `json:"at"`
 }
 
+// ReportsKept is how many sync reports of each device the vendor keeps
+// as its history (Store.PaygReports); older ones are dropped as new ones
+// arrive. The device's last report and its flag do not depend on them.
+const ReportsKept = 100
+
+// PastReport is a sync report in a device's history: Backwards if it went
+// back from the report before it (it flagged the device).
+type PastReport struct {
+	Report
+	Backwards bool `json:"backwards,omitempty"`
+}
+
 // Code is a one-time registration code, made by the sale of a new device,
 // or issued by an administrator to re-register one registered device
 // (DeviceID set, no sale). Only its hash is kept.
@@ -159,8 +171,11 @@ type Store interface {
 	// RecordReport stores a device's sync report and returns the device.
 	// A report whose highest sequence or used seconds is below the
 	// previous report's, or whose sequence is above the last packet made,
-	// flags the device (the flag stays).
+	// flags the device (the flag stays). The device's history keeps its
+	// last ReportsKept reports.
 	RecordReport(ctx context.Context, deviceID string, r Report) (*Device, error)
+	// PaygReports returns a device's kept reports, newest first.
+	PaygReports(ctx context.Context, deviceID string) ([]*PastReport, error)
 }
 
 // BatchStore is an optional capability of a Store (detected by type

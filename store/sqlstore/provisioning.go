@@ -291,6 +291,10 @@ func (v *Vendor) RecordReport(ctx context.Context, deviceID string, r provisioni
 			deviceID, toNanos(r.At), int64(min(r.HighestSequence, 1<<62)), r.UsedSeconds, why != ""); err != nil {
 			return v.dbErr(err, "record report of device "+deviceID)
 		}
+		if _, err := c.exec(ctx, `DELETE FROM v_payg_reports WHERE device_id = ? AND at < (SELECT at FROM v_payg_reports WHERE device_id = ? ORDER BY at DESC LIMIT 1 OFFSET ?)`,
+			deviceID, deviceID, provisioning.ReportsKept-1); err != nil {
+			return v.dbErr(err, "drop the old reports of device "+deviceID)
+		}
 		q := `UPDATE v_payg_devices SET report_sequence = ?, report_used = ?, report_at = ? WHERE id = ?`
 		args := []any{int64(min(r.HighestSequence, 1<<62)), r.UsedSeconds, toNanos(r.At), deviceID}
 		if why != "" {
@@ -310,4 +314,17 @@ func (v *Vendor) RecordReport(ctx context.Context, deviceID string, r provisioni
 		return nil
 	})
 	return out, err
+}
+
+// PaygReports implements provisioning.Store.
+func (v *Vendor) PaygReports(ctx context.Context, deviceID string) ([]*provisioning.PastReport, error) {
+	return list(ctx, v.conn(), "list the reports of device "+deviceID, func(sc interface{ Scan(...any) error }) (*provisioning.PastReport, error) {
+		var r provisioning.PastReport
+		var at, seq int64
+		if err := sc.Scan(&at, &seq, &r.UsedSeconds, &r.Backwards); err != nil {
+			return nil, err
+		}
+		r.At, r.HighestSequence = fromNanos(at), uint64(seq)
+		return &r, nil
+	}, `SELECT at, highest_sequence, used_seconds, backwards FROM v_payg_reports WHERE device_id = ? ORDER BY at DESC`, deviceID)
 }

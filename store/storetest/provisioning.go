@@ -850,4 +850,15 @@ func testProvReports(t *testing.T, st PaygStore) {
 	if dev, _ = st.PaygDevice(t.Context(), d.ID); !strings.Contains(dev.Flag, "highest sequence went back") {
 		t.Errorf("lower sequence: flag %q", dev.Flag)
 	}
+	// The history keeps the last ReportsKept reports, newest first.
+	for i := range provisioning.ReportsKept {
+		f.Clock.Add(time.Minute)
+		_, err := st.RecordReport(t.Context(), d.ID, provisioning.Report{HighestSequence: 2, UsedSeconds: int64(1000 + i), At: f.Clock.Now()})
+		ok(t, err, "record a report")
+	}
+	past, err := st.PaygReports(t.Context(), d.ID)
+	ok(t, err, "list the reports")
+	if len(past) != provisioning.ReportsKept || past[0].UsedSeconds != int64(1000+provisioning.ReportsKept-1) || past[len(past)-1].UsedSeconds != 1000 {
+		t.Errorf("after %d more reports, the history has %d, newest %+v, oldest %+v; want the last %d", provisioning.ReportsKept, len(past), past[0], past[len(past)-1], provisioning.ReportsKept)
+	}
 }
