@@ -27,6 +27,7 @@ var Dialect = sqlstore.Dialect{
 	LockMigrations: "SELECT pg_advisory_xact_lock(7411001)",
 	LockBatch:      "SELECT pg_advisory_xact_lock(7411002)",
 	SkipLocked:     "FOR UPDATE SKIP LOCKED",
+	WritableCTE:    true,
 	IsRetryable: func(err error) bool {
 		c := pgCode(err)
 		return c == "40P01" || c == "40001" // deadlock_detected, serialization_failure

@@ -65,6 +65,10 @@ type Dialect struct {
 	// transaction has locked are passed over ("FOR UPDATE SKIP LOCKED").
 	// SQLite has one writer at a time and needs none.
 	SkipLocked string
+	// WritableCTE says that a statement may modify rows in its WITH clause
+	// (PostgreSQL): a grant then sends two statements fewer, each a round
+	// trip to the server. SQLite has no such statements, and no round trips.
+	WritableCTE bool
 }
 
 // DB is a database with its dialect.

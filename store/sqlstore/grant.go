@@ -64,7 +64,14 @@ func (s *Site) ConsumeChallenge(ctx context.Context, id string, expires time.Tim
 // recordChallenge records challenge id as answered, in a transaction, and
 // sweeps a few expired ones; Forbidden if it was answered before.
 func (s *Site) recordChallenge(ctx context.Context, c conn, id string, expires, now time.Time) error {
-	if _, err := c.exec(ctx, `INSERT INTO s_used_challenges (id, expires) VALUES (?, ?)`, id, toNanos(expires)); err != nil {
+	_, err := c.exec(ctx, `INSERT INTO s_used_challenges (id, expires) VALUES (?, ?)`, id, toNanos(expires))
+	return s.challengeRecorded(ctx, c, err, now)
+}
+
+// challengeRecorded follows the recording of an answered challenge, whose
+// error is err: Forbidden if it was answered before; else it sweeps.
+func (s *Site) challengeRecorded(ctx context.Context, c conn, err error, now time.Time) error {
+	if err != nil {
 		if s.d.IsUnique(err) {
 			return licenseserver.ErrChallengeAnswered
 		}
@@ -121,10 +128,10 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 	existing := false
 	err := s.lightTx(ctx, func(c conn) error {
 		out, existing = nil, false // the transaction may run again after a lock conflict
-		if err := s.recordChallenge(ctx, c, req.ChallengeID, req.ChallengeExpires, req.Now); err != nil {
-			return err
+		a, err, fatal := s.answerAndLookUp(ctx, c, req)
+		if fatal != nil {
+			return fatal
 		}
-		a, err := scanAssignment(c.row(ctx, `SELECT `+assignmentCols+` FROM s_assignments WHERE client_id = ? AND product_id = ?`, req.ClientID, req.ProductID))
 		if err == nil && a.SystemID == licenseserver.ReleasedSystemID {
 			// Released by the administrator: the client takes it over on this system.
 			if _, err := c.exec(ctx, `UPDATE s_assignments SET system_id = ?, cert = ? WHERE license_id = ?`, req.SystemID, []byte{}, a.LicenseID); err != nil {
@@ -217,6 +224,28 @@ func (s *Site) assignOnce(ctx context.Context, req licenseserver.SeatRequest, si
 		return nil, false, err
 	}
 	return out, existing, nil
+}
+
+// answerAndLookUp records the grant's challenge as answered (fatal if it
+// cannot be: answered before, or a database error) and reads the client's
+// assignment of the product (lookErr sql.ErrNoRows if it has none): in one
+// statement where the dialect allows it.
+func (s *Site) answerAndLookUp(ctx context.Context, c conn, req licenseserver.SeatRequest) (a *licenseserver.Assignment, lookErr, fatal error) {
+	const lookUp = `SELECT ` + assignmentCols + ` FROM s_assignments WHERE client_id = ? AND product_id = ?`
+	if !s.d.WritableCTE {
+		if err := s.recordChallenge(ctx, c, req.ChallengeID, req.ChallengeExpires, req.Now); err != nil {
+			return nil, nil, err
+		}
+		a, err := scanAssignment(c.row(ctx, lookUp, req.ClientID, req.ProductID))
+		return a, err, nil
+	}
+	a, err := scanAssignment(c.row(ctx, `WITH answered AS (INSERT INTO s_used_challenges (id, expires) VALUES (?, ?)) `+lookUp,
+		req.ChallengeID, toNanos(req.ChallengeExpires), req.ClientID, req.ProductID))
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		// The statement failed: recording the challenge, or reading.
+		return nil, nil, s.challengeRecorded(ctx, c, errs.Private(err), req.Now)
+	}
+	return a, err, s.challengeRecorded(ctx, c, nil, req.Now)
 }
 
 // storeCert signs and stores the license of an assignment that has none.

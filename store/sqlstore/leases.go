@@ -160,16 +160,37 @@ func (s *Site) ReturnSeats(ctx context.Context, owner string, serials []int64) e
 // transaction: the lease row goes, the assignment comes.
 func (s *Site) consumeLease(ctx context.Context, c conn, l *licenseserver.SeatLease) error {
 	a := l.Assignment
+	if s.d.WritableCTE { // one statement: the assignment is inserted only if the lease row was there
+		res, err := c.exec(ctx, `WITH taken AS (DELETE FROM s_seat_leases WHERE serial = ? AND owner = ? AND pack_id = ? RETURNING serial)
+			INSERT INTO s_assignments (`+assignmentCols+`)
+			SELECT serial, ?, ?, ?, ?, ?, CAST(? AS `+s.d.BlobType+`), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS `+s.d.BlobType+`),
+				CAST(? AS `+s.d.BlobType+`), NULL, NULL FROM taken`,
+			a.LicenseID, l.Owner, a.PackID,
+			a.PackID, a.ClientID, a.SystemID, a.ProductID, a.Platform, nonNilBytes(a.ClientKey), toNanos(a.Issued), toNullNanos(a.Expires), a.Cert, a.ClientHPKE)
+		if err != nil {
+			return errs.Wrap(errs.Internal, err, "take leased seat and record assignment")
+		}
+		return leaseTaken(res)
+	}
 	res, err := c.exec(ctx, `DELETE FROM s_seat_leases WHERE serial = ? AND owner = ? AND pack_id = ?`, a.LicenseID, l.Owner, a.PackID)
 	if err != nil {
 		return s.dbErr(err, "take leased seat")
 	}
+	if err := leaseTaken(res); err != nil {
+		return err
+	}
+	return s.recordAssignment(ctx, c, a)
+}
+
+// leaseTaken checks that a statement taking a leased seat found its row:
+// ErrSeatLeaseLost if another process took it after the lease ended.
+func leaseTaken(res sql.Result) error {
 	if n, err := res.RowsAffected(); err != nil {
-		return s.dbErr(err, "take leased seat")
+		return errs.Wrap(errs.Internal, errs.Private(err), "take leased seat")
 	} else if n != 1 {
 		return licenseserver.ErrSeatLeaseLost
 	}
-	return s.recordAssignment(ctx, c, a)
+	return nil
 }
 
 // recordAssignment inserts a new assignment with its license.
