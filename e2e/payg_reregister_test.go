@@ -72,7 +72,7 @@ func TestPaygReregister(t *testing.T) {
 	ok(t, "agent", "init", "--data", otherDir, "--hw-root", otherHW)
 	fails(t, 3, "re-registers device "+dev, "agent", "payg", "register", "--data", otherDir, "--hw-root", otherHW, "--server", v.srv.URL, "--code", rc.Code, "--root", root)
 
-	if r := register(fresh, rc.Code); r.code != 0 {
+	if r := register(fresh, rc.Code); r.code != 0 || !strings.Contains(r.stdout, "starts after its packet 2") {
 		t.Fatalf("re-registration: %s", r)
 	}
 	st := status(fresh)

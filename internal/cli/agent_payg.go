@@ -121,7 +121,11 @@ func agentPaygRegister(ctx context.Context, e *env, args []string) error {
 	if reg == nil {
 		return err
 	}
-	if perr := printApplied(e, *asJSON, applied, m.Status(), map[string]any{"device_id": reg.DeviceID, "account": reg.Account}); perr != nil {
+	extra := map[string]any{"device_id": reg.DeviceID, "account": reg.Account}
+	if reg.BaseSequence > 0 {
+		extra["base_sequence"] = reg.BaseSequence
+	}
+	if perr := printApplied(e, *asJSON, applied, m.Status(), extra); perr != nil {
 		return perr
 	}
 	return err
@@ -140,6 +144,9 @@ func printApplied(e *env, asJSON bool, applied []meter.Applied, st meter.Status,
 	}
 	if id, ok := extra["device_id"]; ok {
 		fmt.Fprintf(e.stdout, "Registered as device %s (account %s).\n", id, extra["account"])
+	}
+	if base, ok := extra["base_sequence"]; ok {
+		fmt.Fprintf(e.stdout, "The vendor knew this device: this installation starts after its packet %d, whose credit stayed with the earlier installation.\n", base)
 	}
 	for _, a := range applied {
 		what := fmt.Sprintf("%s of use", time.Duration(a.Seconds)*time.Second)

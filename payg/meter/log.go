@@ -32,7 +32,7 @@ const (
 
 // Record types.
 const (
-	recInit   = "init"   // first record: the device ID
+	recInit   = "init"   // first record: the device ID, and the sequence it starts after (a re-registration)
 	recPacket = "packet" // a packet applied
 	recUse    = "use"    // an interval of metered use
 	recClock  = "clock"  // the first anchor of a boot

@@ -44,8 +44,17 @@ var Dialect = sqlstore.Dialect{
 	Checkpoint: "PRAGMA wal_checkpoint(PASSIVE)",
 }
 
-// CacheKiB is the most page cache, in KiB, each connection keeps.
+// CacheKiB is the most page cache, in KiB, each connection keeps: enough
+// for a batch sale of 10,000 packets (the pages it writes and the index
+// pages it reads) to stay in memory until it commits; at 32 MiB such a
+// batch already spills. SQLite allocates it as pages are used, so a small
+// database stays small; a process has at most MaxConns connections, so a
+// server that reads a large database everywhere may hold MaxConns times
+// this much.
 const CacheKiB = 64 << 10
+
+// MaxConns is the most connections a process opens to one database.
+const MaxConns = 8
 
 // AutoCheckpoint is the size of the write-ahead log, in pages, at which a
 // commit checkpoints it itself, if the background checkpoints fell behind.
@@ -124,7 +133,7 @@ func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "open database %s", path)
 	}
-	db.SetMaxOpenConns(8)
+	db.SetMaxOpenConns(MaxConns)
 	if err := ping(ctx, db); err != nil {
 		db.Close()
 		return nil, errs.Wrap(errs.Internal, err, "open database %s; check that it is a licet SQLite database", path)
