@@ -36,6 +36,7 @@ type grantEnv struct {
 	siteDir, db   string
 	image, rootPE string
 	tmp           string
+	order         string // the ID of the order whose pack the site bought
 }
 
 // newGrantEnv sets up a site with one pack of seats for product app on the
@@ -48,6 +49,13 @@ func newGrantEnv(t *testing.T, db string, seats int) *grantEnv {
 // newGrantEnvWith is newGrantEnv with a vendor of the caller's.
 func newGrantEnvWith(t *testing.T, v *vendorEnv, db string, seats int) *grantEnv {
 	t.Helper()
+	return newGrantEnvOrder(t, v, db, "--quantity", itoa(seats))
+}
+
+// newGrantEnvOrder is newGrantEnvWith with the order's quantity and other
+// 'vendor order add' flags of the caller's (orderArgs).
+func newGrantEnvOrder(t *testing.T, v *vendorEnv, db string, orderArgs ...string) *grantEnv {
+	t.Helper()
 	g := &grantEnv{v: v, tmp: t.TempDir(), db: db}
 	g.siteDir = filepath.Join(g.tmp, "site")
 	args := []string{"site", "init", "--data", g.siteDir, "--vendor", g.v.srv.URL, "--enroll", g.v.enrollCode(t, "acme")}
@@ -55,7 +63,7 @@ func newGrantEnvWith(t *testing.T, v *vendorEnv, db string, seats int) *grantEnv
 		args = append(args, "--db", db)
 	}
 	ok(t, args...)
-	g.buySeats(t, seats)
+	g.order = g.buyPack(t, orderArgs...)
 	g.image = filepath.Join(g.tmp, "client-app")
 	img := make([]byte, 64<<10)
 	rand.Read(img)
@@ -73,9 +81,18 @@ func newGrantEnvWith(t *testing.T, v *vendorEnv, db string, seats int) *grantEnv
 // site buys online.
 func (g *grantEnv) buySeats(t *testing.T, n int) {
 	t.Helper()
+	g.buyPack(t, "--quantity", itoa(n))
+}
+
+// buyPack has the vendor record an order of acme for app on non-windows
+// with orderArgs (its quantity and other 'vendor order add' flags), which
+// the site buys online; it returns the order's ID.
+func (g *grantEnv) buyPack(t *testing.T, orderArgs ...string) string {
+	t.Helper()
 	var o struct{ ID string }
-	okJSON(t, &o, g.v.admin("vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows", "--quantity", itoa(n))...)
+	okJSON(t, &o, g.v.admin(append([]string{"vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows"}, orderArgs...)...)...)
 	ok(t, "site", "pack", "buy", "--data", g.siteDir, "--order", o.ID)
+	return o.ID
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }

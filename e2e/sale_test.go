@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -201,6 +202,106 @@ func TestTemporaryLicensesCapped(t *testing.T) {
 	dir, hw := newAgent(t, machines[2])
 	if r := licet(t, nil, h.acquireArgs(dir, hw, hsite.URL)...); r.code == 0 || !strings.Contains(r.stderr, "allows another temporary license") {
 		t.Fatalf("temporary license from an expired 20-seat pack: %s", r)
+	}
+}
+
+// TestTemporaryAllowancePerOrder: the vendor sets the temporary-license
+// allowance per order. An order with --temporary-licenses 2
+// --temporary-days 3 gives a pack whose site, once its seats are taken,
+// issues exactly two temporary licenses of at most 3 days (whatever the
+// site's --temporary-days) and refuses the third; an order with
+// --temporary-licenses 0 gives none. Out-of-range values are refused.
+func TestTemporaryAllowancePerOrder(t *testing.T) {
+	v := newVendor(t, "")
+	g := newGrantEnvOrder(t, v, "", "--quantity", "2", "--temporary-licenses", "2", "--temporary-days", "3")
+	type order struct {
+		ID                string `json:"id"`
+		TemporaryLicenses *int   `json:"temporary_licenses"`
+		TemporaryDays     *int   `json:"temporary_days"`
+	}
+	var shown order
+	okJSON(t, &shown, v.admin("vendor", "order", "show", g.order)...)
+	if shown.ID != g.order || shown.TemporaryLicenses == nil || *shown.TemporaryLicenses != 2 || shown.TemporaryDays == nil || *shown.TemporaryDays != 3 {
+		t.Fatalf("vendor order show --json: %+v; want 2 temporary licenses of 3 days", shown)
+	}
+	if out := ok(t, v.admin("vendor", "order", "show", g.order)...); !strings.Contains(out, "Temporary: 2 temporary licenses of at most 3 days") {
+		t.Errorf("vendor order show:\n%s", out)
+	}
+	if out := ok(t, v.admin("vendor", "order", "list")...); !strings.Contains(out, "temporary_licenses") || !regexp.MustCompile(g.order+`.* 2 +3 `).MatchString(out) {
+		t.Errorf("vendor order list does not show the allowance 2 / 3 days:\n%s", out)
+	}
+	var packs []struct {
+		TemporaryCount   int64 `json:"temporary_count"`
+		TemporaryMaxDays int64 `json:"temporary_max_days"`
+	}
+	okJSON(t, &packs, "site", "pack", "list", "--data", g.siteDir, "--all")
+	if len(packs) != 1 || packs[0].TemporaryCount != 2 || packs[0].TemporaryMaxDays != 3 {
+		t.Fatalf("installed pack: %+v; want an allowance of 2 temporary licenses of 3 days", packs)
+	}
+
+	site := start(t, nil, "site", "serve", "--data", g.siteDir) // --temporary-days: the default, 60
+	type grant struct {
+		LicenseID int64     `json:"license_id"`
+		Temporary bool      `json:"temporary"`
+		NotAfter  time.Time `json:"not_after"`
+	}
+	machines := []string{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "cccccccccccccccccccccccccccccccc",
+		"dddddddddddddddddddddddddddddddd", "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"}
+	seen := map[int64]bool{}
+	for i, m := range machines[:4] {
+		dir, hw := newAgent(t, m)
+		var got grant
+		okJSON(t, &got, g.acquireArgs(dir, hw, site.URL)...)
+		ok(t, "license", "verify", "--root", g.rootPE, filepath.Join(dir, "licenses", "app.pem"))
+		if want := i >= 2; got.Temporary != want {
+			t.Fatalf("grant %d: temporary %v, want %v (two seats, then temporary licenses)", i, got.Temporary, want)
+		}
+		if got.Temporary && time.Until(got.NotAfter) > 3*24*time.Hour+time.Minute {
+			t.Errorf("temporary license %d valid until %s: the order allows 3 days", got.LicenseID, got.NotAfter)
+		}
+		if seen[got.LicenseID] {
+			t.Errorf("license ID %d granted twice", got.LicenseID)
+		}
+		seen[got.LicenseID] = true
+	}
+	dir, hw := newAgent(t, machines[4])
+	if r := licet(t, nil, g.acquireArgs(dir, hw, site.URL)...); r.code == 0 || !strings.Contains(r.stderr, "allows another temporary license") {
+		t.Fatalf("a third temporary license from a pack that allows two: %s", r)
+	}
+
+	// --temporary-licenses 0: the pack allows none.
+	h := newGrantEnvOrder(t, v, "", "--quantity", "1", "--temporary-licenses", "0")
+	if out := ok(t, v.admin("vendor", "order", "show", h.order)...); !strings.Contains(out, "Temporary: no temporary licenses") {
+		t.Errorf("vendor order show of an order without temporary licenses:\n%s", out)
+	}
+	hsite := start(t, nil, "site", "serve", "--data", h.siteDir)
+	for i, m := range machines[:2] {
+		dir, hw := newAgent(t, m)
+		r := licet(t, nil, append(h.acquireArgs(dir, hw, hsite.URL), "--json")...)
+		if i == 0 && r.code != 0 {
+			t.Fatalf("the one seat: %s", r)
+		}
+		if i == 1 && (r.code == 0 || !strings.Contains(r.stderr, "allows another temporary license")) {
+			t.Fatalf("a temporary license from a pack that allows none: %s", r)
+		}
+	}
+
+	// Values out of range, each refused with the field and the range.
+	add := func(extra ...string) []string {
+		return v.admin(append([]string{"vendor", "order", "add", "--customer", "acme", "--product", "app", "--platform", "non-windows", "--quantity", "5"}, extra...)...)
+	}
+	fails(t, 3, `temporary_licenses \(--temporary-licenses\) -1 is out of range: allow 0 \(none\) up to the order's quantity, 5`, add("--temporary-licenses", "-1")...)
+	fails(t, 3, `temporary_licenses \(--temporary-licenses\) 6 is out of range`, add("--temporary-licenses", "6")...)
+	fails(t, 3, `temporary_days \(--temporary-days\) 366 is out of range: a temporary license lasts 1 to 365 days`, add("--temporary-days", "366")...)
+	fails(t, 3, `temporary_days \(--temporary-days\) -2 is out of range`, add("--temporary-days", "-2")...)
+	fails(t, 3, `to allow none, set temporary_licenses \(--temporary-licenses\) to 0`, add("--temporary-days", "0")...)
+	fails(t, 2, `--temporary-days "3d" is not a whole number`, add("--temporary-days", "3d")...)
+	fails(t, 3, `an upgrade order allows no temporary licenses`, add("--upgrade-from", "1.0..1.9", "--temporary-licenses", "1")...)
+	// Omitted: the defaults, stated in the order.
+	var def order
+	okJSON(t, &def, add("--quantity", "30")...)
+	if def.TemporaryLicenses == nil || *def.TemporaryLicenses != 3 || def.TemporaryDays == nil || *def.TemporaryDays != 60 {
+		t.Errorf("order without an allowance: %+v; want the default, 3 (30 seats / 10) of 60 days", def)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -58,6 +59,7 @@ func vendorCommand() *command {
 		{name: "order", summary: "record and list orders", sub: []*command{
 			leaf("add", "record an order", vendorOrderAdd),
 			leaf("list", "list orders", vendorList("order", "/v1/orders")),
+			leaf("show", "show an order, with the temporary licenses its pack allows", vendorOrderShow),
 		}},
 		{name: "pack", summary: "license packs", sub: []*command{
 			leaf("issue", "answer a site's purchase request file with its pack file", vendorPackIssue),
@@ -397,11 +399,16 @@ func parseDate(field, v string) (*time.Time, error) {
 }
 
 func vendorOrderAdd(ctx context.Context, e *env, args []string) error {
-	fs := flagSet(e, "licet vendor order add", "--customer ID --product ID --platform P --quantity N [--feature F]... [--first-active DATE] [--expires DATE] [--upgrade-from MIN..MAX]",
+	fs := flagSet(e, "licet vendor order add", "--customer ID --product ID --platform P --quantity N [--feature F]... [--first-active DATE] [--expires DATE] [--temporary-licenses N] [--temporary-days D] [--upgrade-from MIN..MAX]",
 		"Records an order and prints its ID. The customer's site then buys the pack with\n'licet site pack buy --order ID' (online) or 'licet site pack request --order ID' (offline).\n\n"+
+			"The pack states how many temporary licenses its site may issue when no seat is free\n"+
+			"(--temporary-licenses, 0 to the quantity; default max(1, quantity/10)) and for how long\n"+
+			fmt.Sprintf("at most (--temporary-days, 1 to %d; default %d); the site issues them only while the\n", pack.MaxTemporaryDays, pack.DefaultTemporaryDays)+
+			"pack is active.\n\n"+
 			"With --upgrade-from the order is for upgrade seats: each exchanges a client's license\n"+
 			"of a product version in MIN..MAX (both included), or an expired one, for a license of\n"+
-			"the product's current version, without a new seat or platform challenge.")
+			"the product's current version, without a new seat or platform challenge. An upgrade\n"+
+			"pack allows no temporary licenses.")
 	a := vendorAdmin(e, fs)
 	var o clearinghouse.Order
 	fs.StringVar(&o.CustomerID, "customer", "", "customer ID")
@@ -413,6 +420,8 @@ func vendorOrderAdd(ctx context.Context, e *env, args []string) error {
 	first := fs.String("first-active", "", "date the seats become usable (YYYY-MM-DD)")
 	exp := fs.String("expires", "", "date the pack expires (YYYY-MM-DD; default: never)")
 	upFrom := fs.String("upgrade-from", "", "make the seats upgrades from product versions MIN..MAX (e.g. 1.0..1.9)")
+	tempN := fs.String("temporary-licenses", "", "temporary licenses the site may issue when no seat is free (0: none; default max(1, quantity/10))")
+	tempDays := fs.String("temporary-days", "", fmt.Sprintf("longest validity of a temporary license, in days (1 to %d; default %d)", pack.MaxTemporaryDays, pack.DefaultTemporaryDays))
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -431,6 +440,12 @@ func vendorOrderAdd(ctx context.Context, e *env, args []string) error {
 		return errs.E(errs.Usage, "--quantity %q is not a whole number", *qty)
 	}
 	o.Quantity = n
+	if o.TemporaryLicenses, err = optionalInt("temporary-licenses", *tempN); err != nil {
+		return err
+	}
+	if o.TemporaryDays, err = optionalInt("temporary-days", *tempDays); err != nil {
+		return err
+	}
 	if len(feats) > 0 {
 		o.Features = feats
 	}
@@ -451,7 +466,63 @@ func vendorOrderAdd(ctx context.Context, e *env, args []string) error {
 	if out.Upgrade != nil {
 		kind = fmt.Sprintf("upgrade seats (from %s..%s)", out.Upgrade.FromMin, out.Upgrade.FromMax)
 	}
-	fmt.Fprintf(e.stdout, "Recorded order %s: %d %s %s of %s for %s.\n", out.ID, out.Quantity, out.Platform, kind, out.ProductID, out.CustomerID)
+	fmt.Fprintf(e.stdout, "Recorded order %s: %d %s %s of %s for %s; %s.\n", out.ID, out.Quantity, out.Platform, kind, out.ProductID, out.CustomerID, temporaryText(out))
+	return nil
+}
+
+// optionalInt parses the whole number of flag name; nil if v is empty.
+func optionalInt(name, v string) (*int, error) {
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, errs.E(errs.Usage, "--%s %q is not a whole number", name, v)
+	}
+	return &n, nil
+}
+
+// temporaryText describes the temporary licenses an order's pack allows.
+func temporaryText(o *clearinghouse.Order) string {
+	switch count, days := o.TemporaryAllowance(); count {
+	case 0:
+		return "no temporary licenses"
+	case 1:
+		return fmt.Sprintf("1 temporary license of at most %d days", days)
+	default:
+		return fmt.Sprintf("%d temporary licenses of at most %d days", count, days)
+	}
+}
+
+func vendorOrderShow(ctx context.Context, e *env, args []string) error {
+	fs := flagSet(e, "licet vendor order show", "ID",
+		"Shows an order: what it sells, the temporary licenses its pack allows, and its pack once issued.")
+	a := vendorAdmin(e, fs)
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	var o clearinghouse.Order
+	if err := a.client(e).Get(ctx, "/v1/orders/"+url.PathEscape(fs.Arg(0)), &o); err != nil {
+		return err
+	}
+	if *a.json {
+		return printJSON(e.stdout, o)
+	}
+	kind := "seats"
+	if o.Upgrade != nil {
+		kind = fmt.Sprintf("upgrade seats (from %s..%s)", o.Upgrade.FromMin, o.Upgrade.FromMax)
+	}
+	date := func(t *time.Time, none string) string {
+		if t == nil {
+			return none
+		}
+		return t.Format(time.DateOnly)
+	}
+	fmt.Fprintf(e.stdout, "Order %s of customer %s, created %s\n", o.ID, o.CustomerID, o.Created.Format(time.RFC3339))
+	fmt.Fprintf(e.stdout, "Sells: %d %s %s of %s, features %s\n", o.Quantity, o.Platform, kind, o.ProductID, strings.Join(o.Features, ", "))
+	fmt.Fprintf(e.stdout, "First active: %s\nExpires: %s\n", date(o.FirstActive, "when issued"), date(o.Expires, "never"))
+	fmt.Fprintf(e.stdout, "Temporary: %s\n", temporaryText(&o))
+	fmt.Fprintf(e.stdout, "Pack: %s\n", orDash(o.PackID))
 	return nil
 }
 
@@ -510,7 +581,7 @@ func vendorList(what, path string) func(ctx context.Context, e *env, args []stri
 			"product":  {"id", "name", "version", "features"},
 			"customer": {"id", "name", "created"},
 			"site":     {"id", "customer_id", "name", "certified", "expires", "revoked"},
-			"order":    {"id", "customer_id", "product_id", "platform", "quantity", "pack_id"},
+			"order":    {"id", "customer_id", "product_id", "platform", "quantity", "temporary_licenses", "temporary_days", "pack_id"},
 		}[what]
 		var out [][]string
 		for _, r := range rows {

@@ -451,10 +451,40 @@ func (s *Service) AddOrder(ctx context.Context, o *Order) error {
 	if o.Expires != nil && o.FirstActive != nil && !o.Expires.After(*o.FirstActive) {
 		return errs.E(errs.Invalid, "expiry date must be after the first-active date")
 	}
+	if err := settleTemporary(o); err != nil {
+		return err
+	}
 	o.ID = ids.New("ord")
 	o.Created = now
 	o.PackID = ""
 	return s.Store.CreateOrder(ctx, o)
+}
+
+// settleTemporary checks the temporary-license allowance an order states
+// and stores the defaults for what it leaves out, so that the order shows
+// what its pack will allow.
+func settleTemporary(o *Order) error {
+	if o.Upgrade != nil {
+		if o.TemporaryLicenses != nil || o.TemporaryDays != nil {
+			return errs.E(errs.Invalid, "an upgrade order allows no temporary licenses (its seats exchange licenses clients already have): leave out temporary_licenses and temporary_days (--temporary-licenses, --temporary-days)")
+		}
+		return nil
+	}
+	if n := o.TemporaryLicenses; n != nil && (*n < 0 || *n > o.Quantity) {
+		return errs.E(errs.Invalid, "temporary_licenses (--temporary-licenses) %d is out of range: allow 0 (none) up to the order's quantity, %d", *n, o.Quantity)
+	}
+	if d := o.TemporaryDays; d != nil && (*d < 0 || *d > pack.MaxTemporaryDays) {
+		return errs.E(errs.Invalid, "temporary_days (--temporary-days) %d is out of range: a temporary license lasts 1 to %d days", *d, pack.MaxTemporaryDays)
+	}
+	count, days := o.TemporaryAllowance()
+	switch {
+	case count == 0 && o.TemporaryDays == nil:
+		days = 0
+	case count > 0 && days == 0:
+		return errs.E(errs.Invalid, "temporary_days (--temporary-days) 0 with %d temporary licenses: a temporary license lasts 1 to %d days; to allow none, set temporary_licenses (--temporary-licenses) to 0", count, pack.MaxTemporaryDays)
+	}
+	o.TemporaryLicenses, o.TemporaryDays = &count, &days
+	return nil
 }
 
 // IssuePack answers a purchase request file with the license pack file of its
@@ -491,9 +521,10 @@ func (s *Service) IssuePack(ctx context.Context, requestFile []byte) ([]byte, *I
 	}
 	// The temporary licenses the pack allows get serials of their own, after
 	// the seats': license IDs stay unique across every site of the vendor.
+	// An order that allows none gives a statement without an allowance.
 	var temp *verify.TemporaryAllowance
-	if o.Upgrade == nil {
-		temp = &verify.TemporaryAllowance{Count: int64(pack.DefaultTemporaryCount(o.Quantity)), MaxDays: pack.DefaultTemporaryDays}
+	if count, days := o.TemporaryAllowance(); count > 0 {
+		temp = &verify.TemporaryAllowance{Count: int64(count), MaxDays: days}
 	}
 	n := o.Quantity
 	if temp != nil {

@@ -68,6 +68,30 @@ type Order struct {
 	// Upgrade, if set, makes this an order of upgrade seats: each exchanges a
 	// license of a version in the range for one of the product's version.
 	Upgrade *pack.Upgrade `json:"upgrade,omitempty"`
+	// TemporaryLicenses is how many temporary licenses the pack's site may
+	// issue (0: none), TemporaryDays their longest validity in days. Nil in
+	// a new order's request: the defaults (pack.DefaultTemporaryCount,
+	// pack.DefaultTemporaryDays), which AddOrder stores; nil for an upgrade
+	// order, whose pack allows none.
+	TemporaryLicenses *int `json:"temporary_licenses,omitempty"`
+	TemporaryDays     *int `json:"temporary_days,omitempty"`
+}
+
+// TemporaryAllowance returns how many temporary licenses the pack of o
+// allows and for at most how many days each: none for an upgrade order, the
+// defaults for a count or days o does not state.
+func (o *Order) TemporaryAllowance() (count, days int) {
+	if o.Upgrade != nil {
+		return 0, 0
+	}
+	count, days = pack.DefaultTemporaryCount(o.Quantity), pack.DefaultTemporaryDays
+	if o.TemporaryLicenses != nil {
+		count = *o.TemporaryLicenses
+	}
+	if o.TemporaryDays != nil {
+		days = *o.TemporaryDays
+	}
+	return count, days
 }
 
 // IssuedPack is the record of a pack the clearinghouse issued.

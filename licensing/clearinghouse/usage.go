@@ -186,8 +186,9 @@ func (s *Service) importUsageReport(ctx context.Context, file []byte, now time.T
 	packs := map[string]*packUse{}
 	for _, p := range sold {
 		u := &packUse{p: p}
-		if o, err := s.Store.Order(ctx, p.OrderID); err == nil && o.Upgrade == nil {
-			u.temps = int64(pack.DefaultTemporaryCount(p.Quantity))
+		if o, err := s.Store.Order(ctx, p.OrderID); err == nil {
+			count, _ := o.TemporaryAllowance()
+			u.temps = int64(count)
 		}
 		packs[p.PackID] = u
 	}

@@ -14,6 +14,10 @@ import (
 // allows when its order states none.
 const DefaultTemporaryDays = 60
 
+// MaxTemporaryDays is the longest validity an order may give its pack's
+// temporary licenses: a year, the term of a renewal.
+const MaxTemporaryDays = 365
+
 // DefaultUpgradeTerm is how long the pack of an upgrade (or renewal) order
 // without an expiry date, and every license from it, lasts: the
 // clearinghouse states it as the pack's expiry.

@@ -529,6 +529,23 @@ func fromNullNanos(n sql.NullInt64) *time.Time {
 	return &t
 }
 
+// nullInt stores an optional number: NULL for nil.
+func nullInt(n *int) sql.NullInt64 {
+	if n == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: int64(*n), Valid: true}
+}
+
+// fromNullInt reads an optional number: nil for NULL.
+func fromNullInt(n sql.NullInt64) *int {
+	if !n.Valid {
+		return nil
+	}
+	v := int(n.Int64)
+	return &v
+}
+
 // Lists and maps are stored as JSON text.
 func toJSON(v any) string {
 	b, err := json.Marshal(v)

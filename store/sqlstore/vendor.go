@@ -313,9 +313,9 @@ func (v *Vendor) CreateOrder(ctx context.Context, o *clearinghouse.Order) error 
 	if o.Upgrade != nil {
 		upMin, upMax = sql.NullString{String: o.Upgrade.FromMin, Valid: true}, sql.NullString{String: o.Upgrade.FromMax, Valid: true}
 	}
-	_, err := v.conn().exec(ctx, `INSERT INTO v_orders (id, customer_id, product_id, platform, quantity, features, first_active, expires, created, upgrade_from_min, upgrade_from_max)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, o.CustomerID, o.ProductID, o.Platform, o.Quantity, toJSON(nonNil(o.Features)),
-		toNullNanos(o.FirstActive), toNullNanos(o.Expires), toNanos(o.Created), upMin, upMax)
+	_, err := v.conn().exec(ctx, `INSERT INTO v_orders (id, customer_id, product_id, platform, quantity, features, first_active, expires, created, upgrade_from_min, upgrade_from_max, temporary_licenses, temporary_days)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, o.ID, o.CustomerID, o.ProductID, o.Platform, o.Quantity, toJSON(nonNil(o.Features)),
+		toNullNanos(o.FirstActive), toNullNanos(o.Expires), toNanos(o.Created), upMin, upMax, nullInt(o.TemporaryLicenses), nullInt(o.TemporaryDays))
 	switch {
 	case v.isUnique(err):
 		return errs.Wrap(errs.Conflict, err, "order %q already exists; choose another ID", o.ID)
@@ -328,18 +328,19 @@ func (v *Vendor) CreateOrder(ctx context.Context, o *clearinghouse.Order) error 
 	return v.dbErr(err, "store order "+o.ID)
 }
 
-const orderCols = `id, customer_id, product_id, platform, quantity, features, first_active, expires, created, pack_id, upgrade_from_min, upgrade_from_max`
+const orderCols = `id, customer_id, product_id, platform, quantity, features, first_active, expires, created, pack_id, upgrade_from_min, upgrade_from_max, temporary_licenses, temporary_days`
 
 func scanOrder(sc interface{ Scan(...any) error }) (*clearinghouse.Order, error) {
 	var o clearinghouse.Order
 	var feats string
-	var first, exp sql.NullInt64
+	var first, exp, tempN, tempDays sql.NullInt64
 	var created int64
 	var packID, upMin, upMax sql.NullString
-	if err := sc.Scan(&o.ID, &o.CustomerID, &o.ProductID, &o.Platform, &o.Quantity, &feats, &first, &exp, &created, &packID, &upMin, &upMax); err != nil {
+	if err := sc.Scan(&o.ID, &o.CustomerID, &o.ProductID, &o.Platform, &o.Quantity, &feats, &first, &exp, &created, &packID, &upMin, &upMax, &tempN, &tempDays); err != nil {
 		return nil, err
 	}
 	o.FirstActive, o.Expires, o.Created, o.PackID = fromNullNanos(first), fromNullNanos(exp), fromNanos(created), packID.String
+	o.TemporaryLicenses, o.TemporaryDays = fromNullInt(tempN), fromNullInt(tempDays)
 	if upMin.Valid {
 		o.Upgrade = &pack.Upgrade{FromMin: upMin.String, FromMax: upMax.String}
 	}

@@ -33,8 +33,8 @@ var t0 = time.Date(2031, time.May, 6, 7, 8, 9, 123456789, time.UTC)
 // at returns t0 moved by d.
 func at(d time.Duration) time.Time { return t0.Add(d) }
 
-// ptr returns a pointer to a copy of t.
-func ptr(t time.Time) *time.Time { return &t }
+// ptr returns a pointer to a copy of v.
+func ptr[T any](v T) *T { return &v }
 
 // TestVendor runs the conformance suite of clearinghouse.Store.
 func TestVendor(t *testing.T, open func(t *testing.T) clearinghouse.Store) {
@@ -561,10 +561,13 @@ func testOrders(t *testing.T, st clearinghouse.Store) {
 		t.Errorf("Orders of an empty store: %d", len(orders))
 	}
 
+	// The temporary-license allowance: 0 (none) is kept apart from NULL
+	// (not stated), and each of the two numbers is kept apart from the other.
 	timed := &clearinghouse.Order{ID: "ord_1", CustomerID: "cus_a", ProductID: "prod_a", Platform: "linux-amd64", Quantity: 25,
-		Features: []string{"basic", "export"}, FirstActive: ptr(at(24 * time.Hour)), Expires: ptr(at(365*24*time.Hour + 999)), Created: t0}
+		Features: []string{"basic", "export"}, FirstActive: ptr(at(24 * time.Hour)), Expires: ptr(at(365*24*time.Hour + 999)), Created: t0,
+		TemporaryLicenses: ptr(0), TemporaryDays: ptr(3)}
 	undated := &clearinghouse.Order{ID: "ord_2", CustomerID: "cus_a", ProductID: "prod_a", Platform: "windows-amd64", Quantity: 1,
-		Features: []string{}, Created: at(time.Second)}
+		Features: []string{}, Created: at(time.Second), TemporaryLicenses: ptr(1), TemporaryDays: ptr(365)}
 	half := &clearinghouse.Order{ID: "ord_3", CustomerID: "cus_b", ProductID: "prod_a", Platform: "linux-arm64", Quantity: 10_000_000,
 		Features: nil, Expires: ptr(at(time.Hour)), Created: at(2 * time.Second), Upgrade: &packfmt.Upgrade{FromMin: "1.0", FromMax: "2.9.1"}}
 	for _, o := range []*clearinghouse.Order{timed, undated, half} {
