@@ -268,6 +268,19 @@ func TestTemporaryAllowancePerOrder(t *testing.T) {
 	if r := licet(t, nil, g.acquireArgs(dir, hw, site.URL)...); r.code == 0 || !strings.Contains(r.stderr, "allows another temporary license") {
 		t.Fatalf("a third temporary license from a pack that allows two: %s", r)
 	}
+	// The vendor checks the site's usage report against the order's
+	// allowance (two temporary licenses), not the default (one for 2 seats).
+	var report struct {
+		Licenses int `json:"licenses"`
+		Flags    []struct {
+			Kind    string `json:"kind"`
+			Message string `json:"message"`
+		} `json:"flags"`
+	}
+	okJSON(t, &report, "site", "report", "--data", g.siteDir, "--signed", "--upload")
+	if report.Licenses != 4 || len(report.Flags) != 0 {
+		t.Errorf("the honest usage report with 2 seats and 2 temporary licenses: %+v", report)
+	}
 
 	// --temporary-licenses 0: the pack allows none.
 	h := newGrantEnvOrder(t, v, "", "--quantity", "1", "--temporary-licenses", "0")
