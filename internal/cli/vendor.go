@@ -462,11 +462,7 @@ func vendorOrderAdd(ctx context.Context, e *env, args []string) error {
 	if *a.json {
 		return printJSON(e.stdout, out)
 	}
-	kind := "seats"
-	if out.Upgrade != nil {
-		kind = fmt.Sprintf("upgrade seats (from %s..%s)", out.Upgrade.FromMin, out.Upgrade.FromMax)
-	}
-	fmt.Fprintf(e.stdout, "Recorded order %s: %d %s %s of %s for %s; %s.\n", out.ID, out.Quantity, out.Platform, kind, out.ProductID, out.CustomerID, temporaryText(out))
+	fmt.Fprintf(e.stdout, "Recorded order %s: %d %s %s of %s for %s; %s.\n", out.ID, out.Quantity, out.Platform, orderKind(out), out.ProductID, out.CustomerID, temporaryText(out))
 	return nil
 }
 
@@ -480,6 +476,14 @@ func optionalInt(name, v string) (*int, error) {
 		return nil, errs.E(errs.Usage, "--%s %q is not a whole number", name, v)
 	}
 	return &n, nil
+}
+
+// orderKind says what an order's seats are: new seats or upgrades.
+func orderKind(o *clearinghouse.Order) string {
+	if o.Upgrade != nil {
+		return fmt.Sprintf("upgrade seats (from %s..%s)", o.Upgrade.FromMin, o.Upgrade.FromMax)
+	}
+	return "seats"
 }
 
 // temporaryText describes the temporary licenses an order's pack allows.
@@ -508,10 +512,6 @@ func vendorOrderShow(ctx context.Context, e *env, args []string) error {
 	if *a.json {
 		return printJSON(e.stdout, o)
 	}
-	kind := "seats"
-	if o.Upgrade != nil {
-		kind = fmt.Sprintf("upgrade seats (from %s..%s)", o.Upgrade.FromMin, o.Upgrade.FromMax)
-	}
 	date := func(t *time.Time, none string) string {
 		if t == nil {
 			return none
@@ -519,7 +519,7 @@ func vendorOrderShow(ctx context.Context, e *env, args []string) error {
 		return t.Format(time.DateOnly)
 	}
 	fmt.Fprintf(e.stdout, "Order %s of customer %s, created %s\n", o.ID, o.CustomerID, o.Created.Format(time.RFC3339))
-	fmt.Fprintf(e.stdout, "Sells: %d %s %s of %s, features %s\n", o.Quantity, o.Platform, kind, o.ProductID, strings.Join(o.Features, ", "))
+	fmt.Fprintf(e.stdout, "Sells: %d %s %s of %s, features %s\n", o.Quantity, o.Platform, orderKind(&o), o.ProductID, strings.Join(o.Features, ", "))
 	fmt.Fprintf(e.stdout, "First active: %s\nExpires: %s\n", date(o.FirstActive, "when issued"), date(o.Expires, "never"))
 	fmt.Fprintf(e.stdout, "Temporary: %s\n", temporaryText(&o))
 	fmt.Fprintf(e.stdout, "Pack: %s\n", orDash(o.PackID))
