@@ -106,3 +106,19 @@ func TestSharedLeases(t *testing.T) {
 	c, d := storetest.OpenBoth(t, dsn, store.OpenSite)
 	storetest.TestSharedLeases(t, a, b, c, d)
 }
+
+// TestOrderTemporaryMigration runs vendor migration 016 on a PostgreSQL
+// database with orders from before it.
+func TestOrderTemporaryMigration(t *testing.T) {
+	t.Parallel()
+	dsn := postgres.TestDSN(t)
+	db, err := postgres.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	storetest.TestOrderTemporaryMigration(t, dsn, store.OpenVendor, func(q string) error {
+		_, err := db.SQL.ExecContext(t.Context(), q)
+		return err
+	})
+}

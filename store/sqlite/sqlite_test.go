@@ -270,3 +270,18 @@ func TestCheckpointInBackground(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestOrderTemporaryMigration runs vendor migration 016 on a SQLite file
+// with orders from before it.
+func TestOrderTemporaryMigration(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "vendor.db")
+	var db *sqlstore.DB
+	storetest.TestOrderTemporaryMigration(t, path, store.OpenVendor, func(q string) error {
+		if db == nil {
+			db = openDB(t, path)
+		}
+		_, err := db.SQL.ExecContext(t.Context(), q)
+		return err
+	})
+}

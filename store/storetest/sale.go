@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -188,5 +189,44 @@ func testVendorUsageReports(t *testing.T, st clearinghouse.Store) {
 	}
 	if other, err := us.UsageReports(ctx, "site_b"); err != nil || len(other) != 0 {
 		t.Errorf("UsageReports of another site: %v, %v", other, err)
+	}
+}
+
+// TestOrderTemporaryMigration checks vendor migration 016 (the
+// temporary-license allowance of orders) on the database dsn: open (which
+// migrates) it, then exec undoes 016 (its columns and its record), orders
+// are written as before it, and open again applies it. Orders from before
+// it get the allowance their packs were issued with, max(1, quantity/10)
+// temporary licenses of 60 days; an upgrade order gets none.
+func TestOrderTemporaryMigration(t *testing.T, dsn string, open func(ctx context.Context, dsn string) (clearinghouse.StoreCloser, error), exec func(query string) error) {
+	ctx := t.Context()
+	st, err := open(ctx, dsn)
+	ok(t, err, "open the vendor store")
+	seedOrderParts(t, st)
+	ok(t, st.Close(), "close")
+	for _, q := range []string{
+		`ALTER TABLE v_orders DROP COLUMN temporary_licenses`,
+		`ALTER TABLE v_orders DROP COLUMN temporary_days`,
+		`DELETE FROM licet_migrations WHERE role = 'vendor' AND version = 16`,
+		`INSERT INTO v_orders (id, customer_id, product_id, platform, quantity, features, created, upgrade_from_min, upgrade_from_max) VALUES
+			('ord_1', 'cus_a', 'prod_a', 'p', 1, '[]', 0, NULL, NULL),
+			('ord_19', 'cus_a', 'prod_a', 'p', 19, '[]', 0, NULL, NULL),
+			('ord_25', 'cus_a', 'prod_a', 'p', 25, '[]', 0, NULL, NULL),
+			('ord_up', 'cus_a', 'prod_a', 'p', 30, '[]', 0, '1.0', '1.9')`,
+	} {
+		ok(t, exec(q), q)
+	}
+	st, err = open(ctx, dsn)
+	ok(t, err, "open the vendor store again: migration 016 applied")
+	defer st.Close()
+	for id, want := range map[string]*int{"ord_1": ptr(1), "ord_19": ptr(1), "ord_25": ptr(2), "ord_up": nil} {
+		o, err := st.Order(ctx, id)
+		ok(t, err, "Order "+id)
+		wantDays := ptr(60)
+		if want == nil {
+			wantDays = nil
+		}
+		same(t, "temporary licenses of "+id, o.TemporaryLicenses, want)
+		same(t, "temporary days of "+id, o.TemporaryDays, wantDays)
 	}
 }
