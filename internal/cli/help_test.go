@@ -24,3 +24,18 @@ func TestHelpOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestNumberFlagsNotStrings: flags that take a number but are parsed by hand
+// (for an error that names them) show a number's placeholder in --help, not
+// "string".
+func TestNumberFlagsNotStrings(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := Run(context.Background(), []string{"vendor", "order", "add", "--help"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"-quantity N\n", "-temporary-licenses N\n", "-temporary-days DAYS\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("licet vendor order add --help lacks %q:\n%s", want, out.String())
+		}
+	}
+}

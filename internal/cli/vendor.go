@@ -414,14 +414,14 @@ func vendorOrderAdd(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&o.CustomerID, "customer", "", "customer ID")
 	fs.StringVar(&o.ProductID, "product", "", "product ID")
 	fs.StringVar(&o.Platform, "platform", "", "client platform: windows, non-windows, legacy or direct-connect")
-	qty := fs.String("quantity", "", "number of seats")
+	qty := fs.String("quantity", "", "number of seats, a whole number `N`")
 	var feats listFlag
 	fs.Var(&feats, "feature", "licensed feature (repeatable; default: all of the product's)")
 	first := fs.String("first-active", "", "date the seats become usable (YYYY-MM-DD)")
 	exp := fs.String("expires", "", "date the pack expires (YYYY-MM-DD; default: never)")
 	upFrom := fs.String("upgrade-from", "", "make the seats upgrades from product versions MIN..MAX (e.g. 1.0..1.9)")
-	tempN := fs.String("temporary-licenses", "", "temporary licenses the site may issue when no seat is free (0: none; default max(1, quantity/10))")
-	tempDays := fs.String("temporary-days", "", fmt.Sprintf("longest validity of a temporary license, in days (1 to %d; default %d)", pack.MaxTemporaryDays, pack.DefaultTemporaryDays))
+	tempN := fs.String("temporary-licenses", "", "`N` temporary licenses the site may issue when no seat is free (0: none; default max(1, quantity/10))")
+	tempDays := fs.String("temporary-days", "", fmt.Sprintf("longest validity of a temporary license, in `DAYS` (1 to %d; default %d)", pack.MaxTemporaryDays, pack.DefaultTemporaryDays))
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
