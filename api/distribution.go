@@ -90,7 +90,8 @@ func DistMirror(srv *licenseserver.Server) (*mirror.Service, error) {
 	if !ok {
 		return nil, errs.E(errs.Internal, "the site store does not keep distribution data")
 	}
-	if !srv.ID.Certified() {
+	cert := srv.ID.Certificate()
+	if cert == nil {
 		return nil, errs.E(errs.Invalid, "this site is not certified yet: enroll it or install its certificate ('licet site cert install') before distributing software")
 	}
 	now := srv.Now
@@ -99,8 +100,8 @@ func DistMirror(srv *licenseserver.Server) (*mirror.Service, error) {
 	}
 	return &mirror.Service{
 		Store: st, Blobs: blobstore.Dir(filepath.Join(srv.ID.Dir, "dist", "blobs")),
-		Customer: srv.ID.Site.CustomerID, SiteID: srv.ID.SiteID, VendorRoot: srv.ID.Root, Now: now,
-		Vendor: &mirror.Vendor{URL: srv.ID.Config.VendorURL, Signer: srv.ID.Signer, Chain: srv.ID.Chain[:len(srv.ID.Chain)-1], HTTP: &http.Client{}, Now: now},
+		Customer: cert.Site.CustomerID, SiteID: srv.ID.SiteID, VendorRoot: cert.Root, Now: now,
+		Vendor: &mirror.Vendor{URL: srv.ID.Config.VendorURL, Signer: srv.ID.Signer, CurrentChain: srv.ID.SiteChain, HTTP: &http.Client{}, Now: now},
 	}, nil
 }
 

@@ -55,10 +55,10 @@ type UpgradeResponse struct {
 // Info describes a site identity.
 func Info(id *licenseserver.Identity) SiteInfo {
 	info := SiteInfo{SiteID: id.SiteID, Name: id.Config.Name, Certified: id.Certified(), VendorURL: id.Config.VendorURL}
-	if id.Certified() {
-		info.CustomerID = id.Site.CustomerID
-		info.RootFingerprint = pki.Fingerprint(id.Root.Raw)
-		end := id.Site.Cert.NotAfter.UTC()
+	if c := id.Certificate(); c != nil { // one snapshot: a renewal may swap it
+		info.CustomerID = c.Site.CustomerID
+		info.RootFingerprint = pki.Fingerprint(c.Root.Raw)
+		end := c.Site.Cert.NotAfter.UTC()
 		info.CertificateExpires = &end
 	}
 	return info
@@ -159,7 +159,7 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 			return err
 		}
 		w.Header().Set("Content-Type", "application/x-pem-file")
-		_, err := w.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.ID.Root.Raw}))
+		_, err := w.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.ID.Root().Raw}))
 		return err
 	})
 	s.Admin("GET /v1/licenses", func(w http.ResponseWriter, r *http.Request) error {

@@ -112,7 +112,7 @@ func TestOfflineRoot(t *testing.T) {
 		evilHPKE, _ := keys.GenerateDecrypter()
 		csr, _ := pki.NewSiteRequest(evilKey, evilHPKE.PublicBytes(), "evil")
 		req, _ := pki.ParseSiteRequest(csr)
-		evilDER, err := (&pki.Authority{Cert: id.Site.Cert, Signer: id.Signer}).CertifySite(req, "acme", time.Now())
+		evilDER, err := (&pki.Authority{Cert: id.Site().Cert, Signer: id.Signer}).CertifySite(req, "acme", time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +127,7 @@ func TestOfflineRoot(t *testing.T) {
 			t.Fatal(err)
 		}
 		file := filepath.Join(t.TempDir(), "forged.pem")
-		os.WriteFile(file, license.EncodePEM(append([][]byte{forged, evilDER}, id.Chain[:len(id.Chain)-1]...)), 0o644)
+		os.WriteFile(file, license.EncodePEM(append([][]byte{forged, evilDER}, id.SiteChain()...)), 0o644)
 		fails(t, 3, `not certified|issuing CA`, "license", "verify", "--root", g.rootPE, "--product", "app", file)
 	})
 

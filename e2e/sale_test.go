@@ -96,7 +96,7 @@ func TestLicenseOutsideTheSale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	siteCA := &pki.Authority{Cert: id.Site.Cert, Signer: id.Signer}
+	siteCA := &pki.Authority{Cert: id.Site().Cert, Signer: id.Signer}
 	forge := func(name string, mod func(*verify.Attributes)) (string, []byte) {
 		attrs := genuine.Attributes
 		attrs.Features = slices.Clone(attrs.Features)

@@ -39,8 +39,19 @@ type Vendor struct {
 	URL    string
 	Signer *keys.Signer
 	Chain  [][]byte // the site certificate and its issuers below the vendor root, DER
-	HTTP   *http.Client
-	Now    func() time.Time
+	// CurrentChain, if set, replaces Chain: it is called for each request,
+	// so that a site certificate renewed while the site runs is sent.
+	CurrentChain func() [][]byte
+	HTTP         *http.Client
+	Now          func() time.Time
+}
+
+// chain is the chain sent with a request.
+func (v *Vendor) chain() [][]byte {
+	if v.CurrentChain != nil {
+		return v.CurrentChain()
+	}
+	return v.Chain
 }
 
 func (v *Vendor) request(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
@@ -54,7 +65,7 @@ func (v *Vendor) request(ctx context.Context, method, path string, body []byte) 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	siteauth.Sign(req, body, v.Signer, v.Chain, v.Now())
+	siteauth.Sign(req, body, v.Signer, v.chain(), v.Now())
 	return req, nil
 }
 
@@ -549,7 +560,7 @@ func (s *Service) ExportReports(ctx context.Context, write func(file []byte) err
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
-	if err := write(siteauth.SignFile(payload, s.Vendor.Signer, s.Vendor.Chain)); err != nil {
+	if err := write(siteauth.SignFile(payload, s.Vendor.Signer, s.Vendor.chain())); err != nil {
 		return 0, err
 	}
 	if err := s.Store.MarkDistReportsSent(ctx, ids); err != nil {

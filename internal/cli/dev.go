@@ -163,7 +163,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 			return stop(err)
 		}
 	}
-	v, err := verify.New(id.Root.Raw)
+	v, err := verify.New(id.Root().Raw)
 	if err != nil {
 		return stop(err)
 	}

@@ -204,6 +204,8 @@ const siteGOGC = 400
 func siteServe(ctx context.Context, e *env, args []string) error {
 	fs := flagSet(e, "licet site serve", "--data DIR [--listen ADDR] [--db DSN]",
 		"Runs the site API (packs, and /healthz and /metrics). Stops cleanly on SIGINT or SIGTERM.\n"+
+			"A renewed site certificate ('licet site renew' or 'site cert install' run meanwhile) is taken\n"+
+			"without a restart: within --cert-check, or at once on SIGHUP.\n"+
 			"Unless $GOGC is set, the Go garbage collector runs at GOGC=400 (the site's heap is\n"+
 			"small, and collecting less often saves CPU on every grant; see BENCHMARKS.md).")
 	sf := addSiteFlags(fs)
@@ -213,6 +215,7 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 	fs.Var(&perProduct, "product-temporary-days", "PRODUCT=DAYS: --temporary-days for one product (repeatable)")
 	poolSize := fs.Int("challenge-pool", licenseserver.DefaultPoolSize, "precomputed platform challenges kept per client image (a burst of this many new clients is served without hashing the image)")
 	poolWorkers := fs.Int("challenge-workers", licenseserver.DefaultPoolWorkers, "low-priority goroutines that hash client images to refill the challenge pools")
+	certCheck := fs.Duration("cert-check", DefaultCertCheck, "how often to read the site certificate file again and take a renewed certificate without a restart (SIGHUP reads it at once; 0: only on SIGHUP)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -224,6 +227,9 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 	}
 	if *tempDays < 0 {
 		return errs.E(errs.Usage, "--temporary-days must be 0 or more")
+	}
+	if *certCheck < 0 {
+		return errs.E(errs.Usage, "--cert-check must be 0 (only on SIGHUP) or a positive duration such as 1m")
 	}
 	tempFor := map[string]time.Duration{}
 	for _, v := range perProduct {
@@ -242,12 +248,15 @@ func siteServe(ctx context.Context, e *env, args []string) error {
 	srv.TemporaryFor = time.Duration(*tempDays) * 24 * time.Hour
 	srv.TemporaryForProduct = tempFor
 	log := srvf.logger(e)
+	poolOpts := licenseserver.PoolOptions{Size: *poolSize, Workers: *poolWorkers, StatusDir: licenseserver.PoolStatusDir(*sf.data), Log: log}
 	if srv.ID.Certified() {
-		if err := srv.StartChallengePools(ctx, licenseserver.PoolOptions{Size: *poolSize, Workers: *poolWorkers,
-			StatusDir: licenseserver.PoolStatusDir(*sf.data), Log: log}); err != nil {
+		if err := srv.StartChallengePools(ctx, poolOpts); err != nil {
 			return err
 		}
 	}
+	// A renewed certificate ('licet site renew' in another process) is
+	// taken without a restart.
+	watchSiteCertificate(ctx, srv, log, *certCheck, poolOpts)
 	ln, _, err := listen(e, "site", *srvf.listen)
 	if err != nil {
 		return err
@@ -701,7 +710,8 @@ func siteRenew(ctx context.Context, e *env, args []string) error {
 			"Online (default): sends both to the vendor and installs the new certificate.\n"+
 			"By file: --out FILE writes them for the vendor ('licet vendor site renew FILE -o CERT');\n"+
 			"--install CERT installs the certificate file that comes back.\n"+
-			"Restart 'licet site serve' afterwards: a running server keeps the certificate it started with.")
+			"A running 'licet site serve' on this data directory takes the new certificate without a\n"+
+			"restart: within a minute (its --cert-check), or at once on SIGHUP.")
 	sf := addSiteFlags(fs)
 	vendor := fs.String("vendor", "", "vendor API URL (default: the one given at init)")
 	out := fs.String("out", "", "write the renewal file here instead of sending it")
@@ -782,6 +792,6 @@ func printRenewed(e *env, asJSON bool, id *licenseserver.Identity) error {
 	if asJSON {
 		return printJSON(e.stdout, info)
 	}
-	fmt.Fprintf(e.stdout, "Renewed the certificate of site %s: valid until %s. Restart 'licet site serve' to use it.\n", id.SiteID, fmtTime(info.CertificateExpires))
+	fmt.Fprintf(e.stdout, "Renewed the certificate of site %s: valid until %s. A running 'licet site serve' takes it within a minute, or at once on SIGHUP.\n", id.SiteID, fmtTime(info.CertificateExpires))
 	return nil
 }

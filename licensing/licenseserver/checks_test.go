@@ -106,14 +106,14 @@ func TestUpgradeOfSiblingSiteLicense(t *testing.T) {
 	vs := newVendor(t)
 	a, b := enrolledSite(t, vs), enrolledSite(t, vs)
 	client, _ := newClient(t)
-	siteB := &pki.Authority{Cert: mustCert(t, b.ID.Chain[0]), Signer: b.ID.Signer}
+	siteB := &pki.Authority{Cert: mustCert(t, b.ID.SiteChain()[0]), Signer: b.ID.Signer}
 	now := time.Now()
 	der, err := license.Issue(siteB, client.Public(), verify.Attributes{LicenseID: 5, PackID: "pk-b", ProductID: "app", ProductVersion: "1.0", Platform: "non-windows"},
 		now.Add(-48*time.Hour), now.Add(-time.Hour))
 	must(t, err)
 	// The license file as site B writes it: the license, then B's chain
 	// without the root.
-	file := license.EncodePEM(append([][]byte{der}, b.ID.Chain[:len(b.ID.Chain)-1]...))
+	file := license.EncodePEM(append([][]byte{der}, b.ID.SiteChain()...))
 	v, err := a.Verifier()
 	must(t, err)
 	if _, err := v.Verify(file, verify.Options{Now: now, AllowExpired: true, AllowUnbound: true}); err != nil {

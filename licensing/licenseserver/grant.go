@@ -26,7 +26,6 @@ import (
 	"github.com/licet/licet/licensing/clientimage"
 	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/licensing/softid"
-	"github.com/licet/licet/pki"
 	"github.com/licet/licet/verify"
 )
 
@@ -55,7 +54,7 @@ func (s *Server) AddImage(ctx context.Context, sigFile []byte, image io.Reader) 
 	if err := s.ID.RequireCertified(); err != nil {
 		return nil, err
 	}
-	m, err := clientimage.Read(sigFile, s.ID.Root, s.Now())
+	m, err := clientimage.Read(sigFile, s.ID.Root(), s.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +306,7 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 		ClientID: clientID, SystemID: req.SystemID, ClientKey: req.ClientKey,
 		ClientHPKE: req.ClientHPKEKey, ProductID: req.ProductID, Platform: softid.ID(sid).Platform(), Now: now,
 		ChallengeID: req.ChallengeID, ChallengeExpires: expires, TemporaryFor: s.temporaryFor(req.ProductID),
-		Stale: func(cert []byte) bool { return endedWithSite(cert, now) },
+		Stale: func(cert []byte) bool { return s.staleLicense(cert, now) },
 	})
 	if err != nil {
 		return nil, err
@@ -319,13 +318,21 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 	return &Grant{Assignment: a, Reissued: existing, File: file}, nil
 }
 
-// endedWithSite reports whether a license certificate has ended by now
-// (or does not parse): a license of a live assignment ends before its pack
-// only with the site certificate that signed it, so the site, renewed
-// since, signs it again rather than hand out the dead one.
-func endedWithSite(cert []byte, now time.Time) bool {
+// staleLicense reports whether the stored license of a live assignment is
+// signed again rather than handed out as it is: it has ended by now (or
+// does not parse) - a license of a live assignment ends before its pack only
+// with the site certificate that signed it, so the site, renewed since,
+// signs it again rather than hand out the dead one - or it ends with the
+// site certificate this process replaced by a later one (see
+// Identity.ReloadCertificate): it was cut short by the old certificate (one
+// signed right at the swap, say), and the new one lets it run longer.
+func (s *Server) staleLicense(cert []byte, now time.Time) bool {
 	c, err := x509.ParseCertificate(cert)
-	return err != nil || !now.Before(c.NotAfter)
+	if err != nil || !now.Before(c.NotAfter) {
+		return true
+	}
+	cur := s.ID.Certificate()
+	return cur != nil && !cur.replacedEnd.IsZero() && c.NotAfter.Equal(cur.replacedEnd)
 }
 
 // temporaryFor is the validity of a temporary license of product.
@@ -338,12 +345,23 @@ func (s *Server) temporaryFor(product string) time.Duration {
 
 // signLicense makes the license certificate of an assignment from pack p
 // (for an upgraded assignment, the upgrade pack).
+//
+// It signs with the site certificate current when it is called (one
+// snapshot: a renewal swapping it meanwhile does not mix two), so a license
+// signed right before a swap ends with the old certificate at the latest;
+// it verifies with the new chain too (same key and name), and the client's
+// next request gets it signed again (staleLicense).
 func (s *Server) signLicense(a *Assignment, p *InstalledPack) ([]byte, error) {
-	notBefore := a.Issued.Add(-LicenseBackdate)
-	if notBefore.Before(s.ID.Site.Cert.NotBefore) {
-		notBefore = s.ID.Site.Cert.NotBefore // a license never predates its issuer
+	cert := s.ID.Certificate()
+	if cert == nil {
+		return nil, s.ID.RequireCertified()
 	}
-	notAfter := s.ID.Site.Cert.NotAfter
+	site := cert.Site.Cert
+	notBefore := a.Issued.Add(-LicenseBackdate)
+	if notBefore.Before(site.NotBefore) {
+		notBefore = site.NotBefore // a license never predates its issuer
+	}
+	notAfter := site.NotAfter
 	if a.Expires != nil && a.Expires.Before(notAfter) {
 		notAfter = *a.Expires
 	}
@@ -362,26 +380,11 @@ func (s *Server) signLicense(a *Assignment, p *InstalledPack) ([]byte, error) {
 		attrs.PackID = a.UpgradePackID
 		attrs.Flags |= verify.FlagUpgraded
 	}
-	der, err := s.licenseIssuer().Issue(ed25519.PublicKey(a.ClientKey), attrs, notBefore, notAfter)
+	der, err := cert.issuerFor(s.ID.Signer).Issue(ed25519.PublicKey(a.ClientKey), attrs, notBefore, notAfter)
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "sign license %d", a.LicenseID)
 	}
 	return der, nil
-}
-
-// licenseIssuer returns the site's license.Issuer, made once: it signs
-// without x509.CreateCertificate's verification of each signature, after
-// checking once that it builds the same certificates (else it uses
-// license.Issue).
-func (s *Server) licenseIssuer() *license.Issuer {
-	s.issuerOnce.Do(func() {
-		site := &pki.Authority{Cert: s.ID.Site.Cert, Signer: s.ID.Signer}
-		var err error
-		if s.issuer, err = license.NewIssuer(site); err != nil {
-			s.issuer = license.IssueWith(site) // the reference license failed: Issue will say why
-		}
-	})
-	return s.issuer
 }
 
 // SealLicense encrypts a license chain to a client's HPKE key as an armored LICENSE file.

@@ -4,6 +4,7 @@
 package licenseserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/cipher"
 	"crypto/x509"
@@ -64,15 +65,79 @@ type StoreCloser interface {
 }
 
 // Identity is the site's key material and, once certified, its certificate.
+// The certificate is swapped whole when it is renewed (InstallCertificate,
+// ReloadCertificate): readers take one snapshot (Certificate) with an
+// atomic load and use it throughout.
 type Identity struct {
 	Dir       string
 	Config    Config
 	Signer    *keys.Signer
 	Decrypter *keys.Decrypter
 	SiteID    string
-	Chain     [][]byte          // site certificate then root, DER; nil until certified
-	Root      *x509.Certificate // the vendor root; nil until certified
-	Site      *pki.Site         // the verified certificate contents; nil until certified
+
+	cert     atomic.Pointer[Certificate] // nil until certified
+	reloadMu sync.Mutex                  // one reload at a time; guards seen
+	seen     []byte                      // the certificate file last read by ReloadCertificate
+}
+
+// Certificate is one certificate of the site, as a whole: a renewal
+// replaces it by another, never changes it.
+type Certificate struct {
+	Chain [][]byte          // site certificate, the vendor's issuing CA's if any, then the root, DER
+	Root  *x509.Certificate // the vendor root
+	Site  *pki.Site         // the verified certificate contents
+	// replacedEnd is the end of the certificate this one replaced in this
+	// process (zero if none): licenses that end then were cut short by it
+	// and are signed again (Server.Grant).
+	replacedEnd time.Time
+
+	issuerOnce sync.Once
+	issuer     *license.Issuer
+}
+
+// Certificate returns the site's current certificate; nil until certified.
+func (id *Identity) Certificate() *Certificate { return id.cert.Load() }
+
+// Site returns the verified contents of the current site certificate; nil
+// until certified.
+func (id *Identity) Site() *pki.Site {
+	if c := id.cert.Load(); c != nil {
+		return c.Site
+	}
+	return nil
+}
+
+// Root returns the vendor root the site is certified under; nil until certified.
+func (id *Identity) Root() *x509.Certificate {
+	if c := id.cert.Load(); c != nil {
+		return c.Root
+	}
+	return nil
+}
+
+// SiteChain returns the current chain without the root (the site
+// certificate and, if the vendor's issuing CA certified the site, the
+// issuing CA's), which the site sends with what it signs; nil until certified.
+func (id *Identity) SiteChain() [][]byte {
+	if c := id.cert.Load(); c != nil {
+		return c.Chain[:len(c.Chain)-1]
+	}
+	return nil
+}
+
+// issuerFor returns the license.Issuer of this certificate and the site key
+// signer, made once per certificate: it signs without
+// x509.CreateCertificate's verification of each signature, after checking
+// once that it builds the same certificates (else it uses license.Issue).
+func (c *Certificate) issuerFor(signer *keys.Signer) *license.Issuer {
+	c.issuerOnce.Do(func() {
+		site := &pki.Authority{Cert: c.Site.Cert, Signer: signer}
+		var err error
+		if c.issuer, err = license.NewIssuer(site); err != nil {
+			c.issuer = license.IssueWith(site) // the reference license failed: Issue will say why
+		}
+	})
+	return c.issuer
 }
 
 // Enroller exchanges an armored certification request for the armored site
@@ -122,9 +187,11 @@ func Init(ctx context.Context, dir string, opts InitOptions, open OpenStore) (*I
 		if certFile, err = opts.Enroll(ctx, request); err != nil {
 			return nil, "", err
 		}
-		if id.Chain, id.Root, id.Site, err = id.checkCertificate(certFile, opts.RootFingerprint); err != nil {
+		c, err := id.checkCertificate(certFile, opts.RootFingerprint)
+		if err != nil {
 			return nil, "", err
 		}
+		id.cert.Store(c)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", errs.Wrap(errs.Internal, err, "create data directory")
@@ -138,8 +205,8 @@ func Init(ctx context.Context, dir string, opts InitOptions, open OpenStore) (*I
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir, fileRequest), request, 0o644); err != nil {
 		return nil, "", errs.Wrap(errs.Internal, err, "write certification request")
 	}
-	if certFile != nil {
-		if err := id.writeCertificate(); err != nil {
+	if c := id.cert.Load(); c != nil {
+		if err := id.writeCertificate(c); err != nil {
 			return nil, "", err
 		}
 	}
@@ -190,23 +257,26 @@ func LoadIdentity(dir string) (*Identity, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "read site certificate")
 	}
-	chain, root, site, err := id.checkCertificate(certFile, "")
+	c, err := id.checkCertificate(certFile, "")
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "the installed site certificate no longer verifies")
 	}
-	id.Chain, id.Root, id.Site = chain, root, site
+	id.cert.Store(c)
+	id.seen = certFile
 	return id, nil
 }
 
 // LicenseChain returns the certificates of a license file: the license
-// certificate, then the site's chain without the root (the site certificate
-// and, if the vendor's issuing CA certified the site, the issuing CA's).
+// certificate, then the site's current chain without the root (the site
+// certificate and, if the vendor's issuing CA certified the site, the
+// issuing CA's). A license signed under an earlier certificate of the site
+// verifies with it too: the same key and name sign both.
 func (id *Identity) LicenseChain(license []byte) [][]byte {
-	return append([][]byte{license}, id.Chain[:len(id.Chain)-1]...)
+	return append([][]byte{license}, id.SiteChain()...)
 }
 
 // Certified reports whether the site holds a certificate.
-func (id *Identity) Certified() bool { return id.Site != nil }
+func (id *Identity) Certified() bool { return id.cert.Load() != nil }
 
 // RenewBefore is how long before its end the site warns that its
 // certificate needs renewing (site report, site serve).
@@ -220,9 +290,9 @@ func (id *Identity) CheckCurrent(now time.Time) error {
 	if err := id.RequireCertified(); err != nil {
 		return err
 	}
-	c := id.Site.Cert
+	c := id.Site().Cert
 	if !now.Before(c.NotAfter) {
-		return errs.E(errs.Forbidden, "the certificate of license server %s expired at %s: it cannot issue licenses that verify. The administrator renews it with 'licet site renew --data DIR' (online) or 'licet site renew --data DIR --out FILE' (by file), then restarts 'licet site serve'",
+		return errs.E(errs.Forbidden, "the certificate of license server %s expired at %s: it cannot issue licenses that verify. The administrator renews it with 'licet site renew --data DIR' (online) or 'licet site renew --data DIR --out FILE' (by file); a running 'licet site serve' takes the new certificate within a minute, or at once on SIGHUP",
 			id.SiteID, c.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if now.Before(c.NotBefore) {
@@ -251,31 +321,31 @@ func EncodeCertificate(chain [][]byte) []byte {
 
 // checkCertificate verifies an armored certificate file against this site's
 // keys, against the pinned root (if any) and against rootFingerprint (if given).
-func (id *Identity) checkCertificate(file []byte, rootFingerprint string) ([][]byte, *x509.Certificate, *pki.Site, error) {
+func (id *Identity) checkCertificate(file []byte, rootFingerprint string) (*Certificate, error) {
 	blk, err := armor.Decode(file, armor.TypeSiteCertificate)
 	if err != nil {
-		return nil, nil, nil, errs.Wrap(errs.Invalid, err, "site certificate rejected")
+		return nil, errs.Wrap(errs.Invalid, err, "site certificate rejected")
 	}
 	if blk.Version > CertificateVersion {
-		return nil, nil, nil, errs.E(errs.Invalid, "site certificate format version %d is newer than this licet reads (%d)", blk.Version, CertificateVersion)
+		return nil, errs.E(errs.Invalid, "site certificate format version %d is newer than this licet reads (%d)", blk.Version, CertificateVersion)
 	}
 	var body certFileBody
 	if err := json.Unmarshal(blk.Body, &body); err != nil || len(body.Certificates) < 2 {
-		return nil, nil, nil, errs.E(errs.Invalid, "site certificate file must hold the site certificate and the vendor root")
+		return nil, errs.E(errs.Invalid, "site certificate file must hold the site certificate and the vendor root")
 	}
 	chain := body.Certificates
 	root, err := pki.ParseRoot(chain[len(chain)-1])
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	fp := pki.Fingerprint(root.Raw)
 	if rootFingerprint != "" && !strings.EqualFold(strings.ReplaceAll(rootFingerprint, ":", ""), fp) {
-		return nil, nil, nil, errs.E(errs.Invalid, "vendor root fingerprint is %s, not the %s you expected; do not install this certificate", fp, rootFingerprint)
+		return nil, errs.E(errs.Invalid, "vendor root fingerprint is %s, not the %s you expected; do not install this certificate", fp, rootFingerprint)
 	}
 	if pinned, err := os.ReadFile(filepath.Join(id.Dir, fileRootCert)); err == nil {
 		blk, _ := pem.Decode(pinned)
 		if blk == nil || string(blk.Bytes) != string(root.Raw) {
-			return nil, nil, nil, errs.E(errs.Invalid, "certificate chains to vendor root %s, but this site already trusts another root", fp[:16])
+			return nil, errs.E(errs.Invalid, "certificate chains to vendor root %s, but this site already trusts another root", fp[:16])
 		}
 	}
 	// The chain is checked at a time within the site certificate's
@@ -292,12 +362,12 @@ func (id *Identity) checkCertificate(file []byte, rootFingerprint string) ([][]b
 	}
 	site, err := pki.VerifySite(chain[:len(chain)-1], root, at)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	if site.SiteID != id.SiteID || string(site.HPKEKey) != string(id.Decrypter.PublicBytes()) {
-		return nil, nil, nil, errs.E(errs.Invalid, "certificate is for site %s, not for this site (%s)", site.SiteID, id.SiteID)
+		return nil, errs.E(errs.Invalid, "certificate is for site %s, not for this site (%s)", site.SiteID, id.SiteID)
 	}
-	return chain, root, site, nil
+	return &Certificate{Chain: chain, Root: root, Site: site}, nil
 }
 
 // InstallCertificate checks and installs the certificate file the vendor
@@ -305,31 +375,96 @@ func (id *Identity) checkCertificate(file []byte, rootFingerprint string) ([][]b
 // on first install. A certificate that has expired at now is refused, and so
 // is one that ends before the installed one (an older file).
 func (id *Identity) InstallCertificate(file []byte, rootFingerprint string, now time.Time) (*pki.Site, error) {
-	chain, root, site, err := id.checkCertificate(file, rootFingerprint)
+	id.reloadMu.Lock()
+	defer id.reloadMu.Unlock()
+	c, err := id.checkCertificate(file, rootFingerprint)
 	if err != nil {
 		return nil, err
 	}
-	if !now.Before(site.Cert.NotAfter) {
-		return nil, errs.E(errs.Invalid, "this site certificate expired at %s; nothing was installed: renew the site ('licet site renew') to get a current one", site.Cert.NotAfter.UTC().Format(time.RFC3339))
+	if !now.Before(c.Site.Cert.NotAfter) {
+		return nil, errs.E(errs.Invalid, "this site certificate expired at %s; nothing was installed: renew the site ('licet site renew') to get a current one", c.Site.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
-	if id.Site != nil && site.Cert.NotAfter.Before(id.Site.Cert.NotAfter) {
+	old := id.cert.Load()
+	if old != nil && c.Site.Cert.NotAfter.Before(old.Site.Cert.NotAfter) {
 		return nil, errs.E(errs.Conflict, "this site certificate ends at %s, before the installed one (%s): it is an older file; nothing was installed",
-			site.Cert.NotAfter.UTC().Format(time.RFC3339), id.Site.Cert.NotAfter.UTC().Format(time.RFC3339))
+			c.Site.Cert.NotAfter.UTC().Format(time.RFC3339), old.Site.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
-	id.Chain, id.Root, id.Site = chain, root, site
-	if err := id.writeCertificate(); err != nil {
+	if err := id.writeCertificate(c); err != nil {
 		return nil, err
 	}
-	return site, nil
+	id.swap(old, c)
+	id.seen = EncodeCertificate(c.Chain)
+	return c.Site, nil
 }
 
-// writeCertificate writes the pinned root and the certificate chain.
-func (id *Identity) writeCertificate() error {
-	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.Root.Raw})
+// swap makes c the current certificate in place of old.
+func (id *Identity) swap(old, c *Certificate) {
+	if old != nil && !old.Site.Cert.NotAfter.Equal(c.Site.Cert.NotAfter) {
+		c.replacedEnd = old.Site.Cert.NotAfter
+	}
+	id.cert.Store(c)
+}
+
+// ReloadCertificate reads the site certificate file again (a renewal by
+// another process, 'licet site renew' or 'site cert install', wrote it) and,
+// if it holds a certificate of this site's keys under the pinned root that
+// ends after the current one and is valid at now, makes it the current
+// certificate for every reader at once. It returns the new certificate's
+// contents, or nil if the file is unchanged or holds the current
+// certificate; an error (and no change) for a file that does not verify, is
+// another site's, has expired or is older than the current certificate (the
+// same error again at the next call: the caller reports it once). Reading
+// an unchanged file costs a read and a comparison: 'licet site serve' calls
+// it every minute and on SIGHUP.
+func (id *Identity) ReloadCertificate(now time.Time) (*pki.Site, error) {
+	id.reloadMu.Lock()
+	defer id.reloadMu.Unlock()
+	file, err := os.ReadFile(filepath.Join(id.Dir, fileCert))
+	if errors.Is(err, fs.ErrNotExist) && id.cert.Load() == nil {
+		return nil, nil // not certified yet
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "read the site certificate %s", filepath.Join(id.Dir, fileCert))
+	}
+	if bytes.Equal(file, id.seen) {
+		return nil, nil
+	}
+	c, err := id.checkCertificate(file, "")
+	if err != nil {
+		return nil, errs.Wrap(errs.KindOf(err), err, "the site certificate file %s was changed but is not used", filepath.Join(id.Dir, fileCert))
+	}
+	old := id.cert.Load()
+	switch {
+	case old != nil && bytes.Equal(c.Chain[0], old.Chain[0]):
+		id.seen = file
+		return nil, nil // the same certificate, written again
+	case !now.Before(c.Site.Cert.NotAfter):
+		return nil, errs.E(errs.Invalid, "the site certificate file %s was changed to a certificate that expired at %s; the current one (to %s) stays in use: renew the site ('licet site renew')",
+			filepath.Join(id.Dir, fileCert), c.Site.Cert.NotAfter.UTC().Format(time.RFC3339), fmtEnd(old))
+	case old != nil && !c.Site.Cert.NotAfter.After(old.Site.Cert.NotAfter):
+		return nil, errs.E(errs.Conflict, "the site certificate file %s was changed to a certificate that ends at %s, not after the current one (%s): an older file; the current one stays in use",
+			filepath.Join(id.Dir, fileCert), c.Site.Cert.NotAfter.UTC().Format(time.RFC3339), fmtEnd(old))
+	}
+	id.swap(old, c)
+	id.seen = file
+	return c.Site, nil
+}
+
+// fmtEnd is the end of certificate c, for messages.
+func fmtEnd(c *Certificate) string {
+	if c == nil {
+		return "none: the site is not certified"
+	}
+	return c.Site.Cert.NotAfter.UTC().Format(time.RFC3339)
+}
+
+// writeCertificate writes the pinned root and the certificate chain of c.
+func (id *Identity) writeCertificate(c *Certificate) error {
+	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw})
 	if err := fsutil.WriteFileAtomic(filepath.Join(id.Dir, fileRootCert), rootPEM, 0o644); err != nil {
 		return errs.Wrap(errs.Internal, err, "write vendor root")
 	}
-	if err := fsutil.WriteFileAtomic(filepath.Join(id.Dir, fileCert), EncodeCertificate(id.Chain), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(id.Dir, fileCert), EncodeCertificate(c.Chain), 0o644); err != nil {
 		return errs.Wrap(errs.Internal, err, "write site certificate")
 	}
 	return nil
@@ -366,19 +501,17 @@ type Server struct {
 	// nil means DefaultClientLimits.
 	ClientLimits *ClientLimits
 
-	sealOnce   sync.Once // derives seal, the AEAD of challenge IDs, from the site key
-	seal       cipher.AEAD
-	poolOnce   sync.Once             // starts pools
-	pool       atomic.Pointer[pools] // the precomputed challenges; nil until started
-	limitOnce  sync.Once             // makes limits from ClientLimits
-	limits     *clientLimiters
-	issuerOnce sync.Once // makes issuer, which signs licenses
-	issuer     *license.Issuer
-	seatOnce   sync.Once // makes seatPool, the seats leased to this Server
-	seatPool   *seatPool
-	verOnce    sync.Once // loads ver, the verifier of licenses against the vendor root
-	ver        *verify.Verifier
-	verErr     error
+	sealOnce  sync.Once // derives seal, the AEAD of challenge IDs, from the site key
+	seal      cipher.AEAD
+	poolOnce  sync.Once             // starts pools
+	pool      atomic.Pointer[pools] // the precomputed challenges; nil until started
+	limitOnce sync.Once             // makes limits from ClientLimits
+	limits    *clientLimiters
+	seatOnce  sync.Once // makes seatPool, the seats leased to this Server
+	seatPool  *seatPool
+	verOnce   sync.Once // loads ver, the verifier of licenses against the vendor root
+	ver       *verify.Verifier
+	verErr    error
 }
 
 // Verifier returns the verifier of licenses against the site's vendor root
@@ -387,7 +520,7 @@ func (s *Server) Verifier() (*verify.Verifier, error) {
 	if err := s.ID.RequireCertified(); err != nil {
 		return nil, err
 	}
-	s.verOnce.Do(func() { s.ver, s.verErr = verify.New(s.ID.Root.Raw) })
+	s.verOnce.Do(func() { s.ver, s.verErr = verify.New(s.ID.Root().Raw) }) // the root is pinned: a renewal keeps it
 	if s.verErr != nil {
 		return nil, errs.Wrap(errs.Internal, s.verErr, "load the vendor root")
 	}
@@ -402,7 +535,7 @@ func (s *Server) PurchaseRequest(orderID string) ([]byte, error) {
 	if orderID == "" {
 		return nil, errs.E(errs.Usage, "--order: the order ID the vendor gave you is required")
 	}
-	return pack.NewPurchaseRequest(s.ID.Signer, s.ID.Chain[:len(s.ID.Chain)-1], orderID, s.Now())
+	return pack.NewPurchaseRequest(s.ID.Signer, s.ID.SiteChain(), orderID, s.Now())
 }
 
 // InstallPack verifies, decrypts and installs a pack file. Nothing is written
@@ -412,7 +545,7 @@ func (s *Server) InstallPack(ctx context.Context, file []byte) (*InstalledPack, 
 		return nil, err
 	}
 	now := s.Now().UTC()
-	p, err := pack.Open(file, s.ID.Decrypter, s.ID.SiteID, s.ID.Root, now)
+	p, err := pack.Open(file, s.ID.Decrypter, s.ID.SiteID, s.ID.Root(), now)
 	if err != nil {
 		return nil, err
 	}

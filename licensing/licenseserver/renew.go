@@ -26,7 +26,7 @@ func (s *Server) RenewalFile(ctx context.Context) ([]byte, *pack.UsageReport, er
 	if err != nil {
 		return nil, nil, err
 	}
-	file, err := pack.NewRenewalFile(s.ID.Signer, s.ID.Chain[:len(s.ID.Chain)-1], report, hash, earlier, s.Now())
+	file, err := pack.NewRenewalFile(s.ID.Signer, s.ID.SiteChain(), report, hash, earlier, s.Now())
 	if err != nil {
 		return nil, nil, err
 	}

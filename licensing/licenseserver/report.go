@@ -45,13 +45,13 @@ func (id *Identity) CertificateStatus(now time.Time) *CertificateStatus {
 	if !id.Certified() {
 		return nil
 	}
-	end := id.Site.Cert.NotAfter.UTC()
+	end := id.Site().Cert.NotAfter.UTC()
 	st := &CertificateStatus{SiteID: id.SiteID, NotAfter: end, State: CertValid}
 	left := end.Sub(now)
 	switch {
 	case left <= 0:
 		st.State = CertExpired
-		st.Message = fmt.Sprintf("EXPIRED at %s: the site issues no licenses (they would not verify); renew it with 'licet site renew --data %s' (online) or '--out FILE' (by file), then restart 'licet site serve'",
+		st.Message = fmt.Sprintf("EXPIRED at %s: the site issues no licenses (they would not verify); renew it with 'licet site renew --data %s' (online) or '--out FILE' (by file); a running 'licet site serve' takes the new certificate within a minute, or at once on SIGHUP",
 			end.Format(time.RFC3339), id.Dir)
 	case left < RenewBefore:
 		st.State = CertRenewSoon

@@ -57,7 +57,7 @@ func TestRenewalBoundByStatement(t *testing.T) {
 	}
 	if limit := time.Now().Add(pack.DefaultUpgradeTerm + time.Minute); lic.NotAfter.After(limit) || lic.Statement == nil || lic.Statement.Expires == nil {
 		t.Errorf("renewed license valid until %s (site certificate until %s), statement %+v; want at most the renewal's term, %s",
-			lic.NotAfter, srv.ID.Site.Cert.NotAfter, lic.Statement, limit)
+			lic.NotAfter, srv.ID.Site().Cert.NotAfter, lic.Statement, limit)
 	}
 }
 
@@ -87,7 +87,7 @@ func TestUsageReportFlags(t *testing.T) {
 		Packs: []pack.UsagePack{{PackID: issued.PackID, ProductID: "app", Quantity: 3, Assigned: 4}},
 		Licenses: []pack.UsageLicense{lic(b, "c1", issued.PackID), lic(b+1, "c2", issued.PackID), lic(b+2, "c3", issued.PackID),
 			lic(b+2, "c4", issued.PackID), lic(b+500, "c5", issued.PackID), lic(7, "c6", "pk-never-sold")}}
-	data, _, err := pack.SignUsageReport(forged, srv.ID.Signer, srv.ID.Chain[:len(srv.ID.Chain)-1])
+	data, _, err := pack.SignUsageReport(forged, srv.ID.Signer, srv.ID.SiteChain())
 	must(t, err)
 	rec, err = vs.ImportUsageReport(ctx, data)
 	must(t, err)
@@ -107,7 +107,7 @@ func TestUsageReportFlags(t *testing.T) {
 
 	other, err := keys.GenerateSigner()
 	must(t, err)
-	data, _, err = pack.SignUsageReport(forged, other, srv.ID.Chain[:len(srv.ID.Chain)-1])
+	data, _, err = pack.SignUsageReport(forged, other, srv.ID.SiteChain())
 	must(t, err)
 	if _, err := vs.ImportUsageReport(ctx, data); err == nil {
 		t.Error("a report signed by another key than the site's was accepted")

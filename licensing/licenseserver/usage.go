@@ -84,7 +84,7 @@ func (s *Server) signedUsageReport(ctx context.Context) ([]byte, *pack.UsageRepo
 		r.Licenses = append(r.Licenses, pack.UsageLicense{LicenseID: a.LicenseID, PackID: a.PackID, UpgradePackID: a.UpgradePackID,
 			ClientID: a.ClientID, SystemID: a.SystemID, Temporary: a.Temporary})
 	}
-	file, hash, err := pack.SignUsageReport(r, s.ID.Signer, s.ID.Chain[:len(s.ID.Chain)-1])
+	file, hash, err := pack.SignUsageReport(r, s.ID.Signer, s.ID.SiteChain())
 	if err != nil {
 		return nil, nil, nil, err
 	}
