@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/licet/licet/store/postgres"
 )
 
 // TestSiteServeTakesRenewedCertificate: two 'licet site serve' processes
@@ -20,8 +22,18 @@ import (
 // with the new end (and no key). A certificate file put back to the older
 // one is refused and the renewed certificate stays in use.
 func TestSiteServeTakesRenewedCertificate(t *testing.T) {
+	testServeTakesRenewedCertificate(t, "")
+}
+
+// TestSiteServeTakesRenewedCertificatePostgres is the same with the two
+// processes on one PostgreSQL database, which lease seats from each other.
+func TestSiteServeTakesRenewedCertificatePostgres(t *testing.T) {
+	testServeTakesRenewedCertificate(t, postgres.TestDSN(t))
+}
+
+func testServeTakesRenewedCertificate(t *testing.T, db string) {
 	v := newVendorServing(t, "", "--site-validity", "2h")
-	g := newGrantEnvWith(t, v, "", 24)
+	g := newGrantEnvWith(t, v, db, 24)
 	var info siteInfo
 	okJSON(t, &info, "site", "info", "--data", g.siteDir)
 	oldEnd := info.CertificateExpires
@@ -29,8 +41,13 @@ func TestSiteServeTakesRenewedCertificate(t *testing.T) {
 	pastOld := []string{"LICET_NOW=" + oldEnd.Add(time.Minute).UTC().Format(time.RFC3339)}
 	oldCert := mustRead(t, filepath.Join(g.siteDir, "site-certificate.txt"))
 
-	onHUP := start(t, soon, "site", "serve", "--data", g.siteDir, "--cert-check", "0")
-	periodic := start(t, soon, "site", "serve", "--data", g.siteDir, "--cert-check", "1s")
+	serve := []string{"site", "serve", "--data", g.siteDir}
+	if db != "" {
+		serve = append(serve, "--db", db)
+	}
+	serve = serve[:len(serve):len(serve)] // each append below copies
+	onHUP := start(t, soon, append(serve, "--cert-check", "0")...)
+	periodic := start(t, soon, append(serve, "--cert-check", "1s")...)
 	agents := 0
 	acquire := func(server string) string {
 		t.Helper()
