@@ -24,6 +24,7 @@ import (
 	"github.com/licet/licet/auth"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/ratelimit"
+	"github.com/licet/licet/licensing/licenseserver"
 )
 
 // Limits bound what one client can send.
@@ -95,6 +96,65 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
+
+// writeGrant writes the answer of a grant (GrantResponse), byte for byte as
+// writeJSON would. The license is armored text, whose JSON string is the
+// text with each newline written \n: building it directly costs a fraction
+// of encoding/json's byte-by-byte escaping, which took about 4% of a grant's
+// CPU. A license with any other byte to escape goes through writeJSON.
+func writeGrant(w http.ResponseWriter, g *licenseserver.Grant) {
+	resp := GrantResponse{LicenseID: g.Assignment.LicenseID, Reissued: g.Reissued, Temporary: g.Assignment.Temporary}
+	buf := jsonBufs.Get().(*bytes.Buffer)
+	defer putJSONBuf(buf)
+	buf.Reset()
+	buf.Grow(len(g.File) + len(g.File)/32 + 128)
+	b, ok := appendGrantJSON(buf.AvailableBuffer(), resp, g.File)
+	if !ok {
+		resp.License = string(g.File)
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+}
+
+// appendGrantJSON appends the JSON of r with license as its License and a
+// newline, as json.Encoder writes it; false if license has a byte other
+// than a newline that JSON (with HTML escaping) would escape.
+func appendGrantJSON(dst []byte, r GrantResponse, license []byte) ([]byte, bool) {
+	dst = append(dst, `{"license_id":`...)
+	dst = strconv.AppendInt(dst, r.LicenseID, 10)
+	dst = append(dst, `,"reissued":`...)
+	dst = strconv.AppendBool(dst, r.Reissued)
+	dst = append(dst, `,"temporary":`...)
+	dst = strconv.AppendBool(dst, r.Temporary)
+	dst = append(dst, `,"license":"`...)
+	for len(license) > 0 {
+		line, rest, newline := bytes.Cut(license, []byte{'\n'})
+		for _, c := range line {
+			if !plainJSON[c] {
+				return nil, false
+			}
+		}
+		dst = append(dst, line...)
+		if newline {
+			dst = append(dst, '\\', 'n')
+		}
+		license = rest
+	}
+	return append(dst, "\"}\n"...), true
+}
+
+// plainJSON marks the bytes a JSON string holds as they are: printable
+// ASCII but for the quote, the backslash and encoding/json's HTML escapes.
+var plainJSON = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 // jsonBufs holds the buffers writeJSON encodes answers into (a grant's is
 // about 7 KB), so that each answer does not grow a new one.

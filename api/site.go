@@ -105,7 +105,7 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, GrantResponse{LicenseID: g.Assignment.LicenseID, Reissued: g.Reissued, Temporary: g.Assignment.Temporary, License: string(g.File)})
+		writeGrant(w, g)
 		return nil
 	})
 	// Upgrades need a gateway's token (scope upgrade): the gateway lets only a
