@@ -1,6 +1,7 @@
 package licenseserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -325,14 +326,17 @@ func (s *Server) Grant(ctx context.Context, req *GrantRequest) (*Grant, error) {
 // signs it again rather than hand out the dead one - or it ends with the
 // site certificate this process replaced by a later one (see
 // Identity.ReloadCertificate): it was cut short by the old certificate (one
-// signed right at the swap, say), and the new one lets it run longer.
+// signed right at the swap, say), and the new one lets it run longer - or
+// it names an issuer other than the current certificate's subject (the
+// vendor renamed the site): it would not verify with the current chain.
 func (s *Server) staleLicense(cert []byte, now time.Time) bool {
 	c, err := x509.ParseCertificate(cert)
 	if err != nil || !now.Before(c.NotAfter) {
 		return true
 	}
 	cur := s.ID.Certificate()
-	return cur != nil && !cur.replacedEnd.IsZero() && c.NotAfter.Equal(cur.replacedEnd)
+	return cur != nil && (!bytes.Equal(c.RawIssuer, cur.Site.Cert.RawSubject) ||
+		!cur.replacedEnd.IsZero() && c.NotAfter.Equal(cur.replacedEnd))
 }
 
 // temporaryFor is the validity of a temporary license of product.

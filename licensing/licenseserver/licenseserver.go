@@ -88,7 +88,7 @@ type Certificate struct {
 	Site  *pki.Site         // the verified certificate contents
 	// replacedEnd is the end of the certificate this one replaced in this
 	// process (zero if none): licenses that end then were cut short by it
-	// and are signed again (Server.Grant).
+	// and are signed again at their client's next request (Server.staleLicense).
 	replacedEnd time.Time
 
 	issuerOnce sync.Once

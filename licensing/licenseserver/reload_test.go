@@ -15,6 +15,7 @@ import (
 	"github.com/licet/licet/keys"
 	"github.com/licet/licet/licensing/clearinghouse"
 	"github.com/licet/licet/licensing/licenseserver"
+	"github.com/licet/licet/pki"
 	"github.com/licet/licet/store"
 	"github.com/licet/licet/verify"
 )
@@ -235,5 +236,40 @@ func BenchmarkReloadCertificateUnchanged(b *testing.B) {
 		if site, err := srv.ID.ReloadCertificate(now); site != nil || err != nil {
 			b.Fatal(site, err)
 		}
+	}
+}
+
+// TestRenamedSiteLicenseSignedAgain: the vendor renews the site under
+// another name (the license's issuer name changes). A process started after
+// the renewal (it knows nothing of the old certificate) signs a client's
+// license again at its next request rather than hand back the stored one,
+// which would not verify with the new chain.
+func TestRenamedSiteLicenseSignedAgain(t *testing.T) {
+	srv, sid, image := newSite(t, 2)
+	client, _ := keys.GenerateSigner()
+	dec, _ := keys.GenerateDecrypter()
+	first := openGrant(t, srv, grant(t, srv, sid, image, client, dec), dec, client, time.Now())
+
+	ctx := context.Background()
+	vs, err := clearinghouse.Open(ctx, filepath.Join(filepath.Dir(srv.ID.Dir), "vendor"), "", store.OpenVendor)
+	must(t, err)
+	defer vs.Close()
+	ca, rest := vs.Root, [][]byte{vs.Root.Cert.Raw}
+	if vs.Issuing != nil {
+		ca, rest = vs.Issuing, [][]byte{vs.Issuing.Cert.Raw, vs.Root.Cert.Raw}
+	}
+	req := &pki.SiteRequest{SiteID: srv.ID.SiteID, Name: "renamed site", PublicKey: srv.ID.Signer.Public(), HPKEKey: srv.ID.Decrypter.PublicBytes()}
+	der, err := ca.CertifySiteFor(req, "acme", time.Now().Add(time.Hour), pki.SiteValidity)
+	must(t, err)
+	_, err = srv.ID.InstallCertificate(licenseserver.EncodeCertificate(append([][]byte{der}, rest...)), "", time.Now())
+	must(t, err)
+
+	id, err := licenseserver.LoadIdentity(srv.ID.Dir)
+	must(t, err)
+	fresh := &licenseserver.Server{ID: id, Store: srv.Store, Now: time.Now}
+	g := grant(t, fresh, sid, image, client, dec)
+	again := openGrant(t, fresh, g, dec, client, time.Now())
+	if !g.Reissued || again.lic.LicenseID != first.lic.LicenseID {
+		t.Fatalf("got license %d (reissued %v), want license %d again", again.lic.LicenseID, g.Reissued, first.lic.LicenseID)
 	}
 }
