@@ -170,6 +170,7 @@ func BenchmarkPackets(b *testing.B) {
 		v.ids = append(v.ids, d.ID)
 	}
 	v.addBenchDevices(b, 9000)
+	batched := false // a batch of 10,000 ran: the bulk-loaded devices have packets
 	for _, size := range []int{1000, 10000} {
 		var req provisioning.BatchRequest
 		for _, id := range v.ids[:size] {
@@ -187,6 +188,7 @@ func BenchmarkPackets(b *testing.B) {
 				}
 			}
 			reportPackets(b, b.N*size, cpu)
+			batched = batched || size == len(v.ids)
 		})
 	}
 	b.Run("sell-sqlite", func(b *testing.B) {
@@ -222,7 +224,9 @@ func BenchmarkPackets(b *testing.B) {
 		}
 	}
 	check(v.devices[0].ID, v.devices[0].PacketKeys())
-	check(v.ids[len(v.ids)-1], packet.Keys{})
+	if batched {
+		check(v.ids[len(v.ids)-1], packet.Keys{})
+	}
 }
 
 // reportPackets reports packets per second and the CPU time per packet
