@@ -9,7 +9,9 @@
 # makes them ask again at once after a 429); --prepare runs the grants with
 # --prepare-answers (challenges, then answers and signed requests made
 # untimed, then grants: the clients' own work left out, as it happens on
-# their machines). LICET=path uses that binary
+# their machines). SITEFLAGS adds flags to 'site serve' (e.g. SITEFLAGS="--challenge-pool
+# 8192": a pool as large as the burst, so that no answer is precomputed during
+# it). LICET=path uses that binary
 # instead of building one (to compare two builds in one session); NOVERIFY=1
 # skips the verification benchmark that follows the grants.
 # Prints the load generator's results; everything lives in a temporary directory.
@@ -49,7 +51,7 @@ SERVERS=(); SITEPIDS=()
 # cpu PID...: the CPU seconds (user + system) the processes used so far, from /proc.
 cpu() { for p in "$@"; do cut -d' ' -f14,15 "/proc/$p/stat"; done | awk -v hz="$(getconf CLK_TCK)" '{t += $1 + $2} END {printf "%.3f", t / hz}'; }
 for i in $(seq 1 "$SITES"); do
-  $L site serve --data "$W/site" --listen 127.0.0.1:0 --rate-limit 0 > "$W/site$i.out" 2>"$W/site$i.log" &
+  $L site serve --data "$W/site" --listen 127.0.0.1:0 --rate-limit 0 ${SITEFLAGS:-} > "$W/site$i.out" 2>"$W/site$i.log" &
   SITEPIDS+=($!)
   until grep -q listening "$W/site$i.out" 2>/dev/null; do sleep 0.1; done
   SERVERS+=(--server "$(grep -o 'http://[^ ]*' "$W/site$i.out")")
