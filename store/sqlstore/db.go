@@ -404,12 +404,15 @@ func (db *DB) commitBatch(batch []*txRequest) {
 		return
 	}
 	var again []*txRequest
+	// The savepoint statements run prepared, like the requests' (SQLite
+	// would parse them again for every request).
+	sp, bg := conn{db: db, q: tx, tx: tx}, context.Background()
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = errs.Wrap(errs.Internal, err, "request ended before its transaction ran")
 			continue
 		}
-		if _, err := tx.Exec("SAVEPOINT licet_tx"); err != nil {
+		if _, err := sp.exec(bg, "SAVEPOINT licet_tx"); err != nil {
 			results[i] = errs.Wrap(errs.Internal, err, "begin savepoint")
 			continue
 		}
@@ -419,14 +422,14 @@ func (db *DB) commitBatch(batch []*txRequest) {
 		// of the batch.
 		results[i] = runRequest(r, conn{db: db, q: tx, tx: tx, ctx: context.WithoutCancel(r.ctx), batch: bl})
 		if results[i] != nil {
-			tx.Exec("ROLLBACK TO licet_tx")
+			sp.exec(bg, "ROLLBACK TO licet_tx")
 			if db.retryable(results[i]) && r.tries+1 < maxTries {
 				r.tries++
 				results[i] = errAgain
 				again = append(again, r)
 			}
 		}
-		tx.Exec("RELEASE licet_tx")
+		sp.exec(bg, "RELEASE licet_tx")
 	}
 	defer func() {
 	}()
