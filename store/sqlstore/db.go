@@ -431,8 +431,6 @@ func (db *DB) commitBatch(batch []*txRequest) {
 		}
 		sp.exec(bg, "RELEASE licet_tx")
 	}
-	defer func() {
-	}()
 	if err := tx.Commit(); err != nil {
 		for i := range results {
 			if results[i] == nil {
