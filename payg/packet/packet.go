@@ -34,6 +34,7 @@
 package packet
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ed25519"
@@ -94,6 +95,30 @@ type Packet struct {
 	ServerTime time.Time `json:"server_time"`
 	// Sale is the billing reference of the sale that paid for the packet.
 	Sale string `json:"sale"`
+}
+
+// canonicalPacket is Packet with its fields in the order of their JSON
+// keys, canonjson's order.
+type canonicalPacket struct {
+	DeviceID   string     `json:"device_id"`
+	Sale       string     `json:"sale"`
+	Seconds    int64      `json:"seconds,omitempty"`
+	Sequence   uint64     `json:"sequence"`
+	ServerTime time.Time  `json:"server_time"`
+	Until      *time.Time `json:"until,omitempty"`
+}
+
+// CanonicalJSON implements canonjson.Canonical: the packet's canonical JSON
+// in one pass, the bytes the vendor signs (TestCanonicalJSON shows they are
+// canonjson's).
+func (p Packet) CanonicalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(canonicalPacket{DeviceID: p.DeviceID, Sale: p.Sale, Seconds: p.Seconds, Sequence: p.Sequence, ServerTime: p.ServerTime, Until: p.Until}); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // Validate checks the fields a packet must have.

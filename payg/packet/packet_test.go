@@ -1,6 +1,7 @@
 package packet_test
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/armor"
+	"github.com/licet/licet/canonjson"
 	"github.com/licet/licet/envelope"
 	"github.com/licet/licet/errs"
 	"github.com/licet/licet/keys"
@@ -322,6 +324,39 @@ func TestAttacksV2(t *testing.T) {
 	for range 2 {
 		if err := open(text, ik, "dev-1"); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestCanonicalJSON: the packet's one-pass encoding (Packet.CanonicalJSON,
+// what the vendor signs) is the canonical JSON canonjson makes of the same
+// packet by its general path (encode, decode, sort, encode), for packets of
+// seconds and of a date, with characters JSON escapes or must not.
+func TestCanonicalJSON(t *testing.T) {
+	until := time.Date(2027, 1, 31, 23, 59, 59, 0, time.FixedZone("x", 3600))
+	for _, p := range []packet.Packet{
+		sample(),
+		{DeviceID: "dev-1", Sequence: 1<<64 - 1, Seconds: 1<<63 - 1, ServerTime: time.Unix(0, 1).UTC(), Sale: "sale-1"},
+		{DeviceID: "dev-<&>", Sequence: 7, Until: &until, ServerTime: time.Date(2026, 11, 30, 3, 0, 0, 0, time.UTC), Sale: "s\u2028\"\\é\x01"},
+		{},
+	} {
+		fast, err := p.CanonicalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, _ := json.Marshal(p)
+		var generic map[string]any
+		dec := json.NewDecoder(bytes.NewReader(plain))
+		dec.UseNumber()
+		if err := dec.Decode(&generic); err != nil {
+			t.Fatal(err)
+		}
+		slow, err := canonjson.Marshal(generic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(fast, slow) {
+			t.Errorf("packet %+v:\n one pass %s\n canonjson %s", p, fast, slow)
 		}
 	}
 }
