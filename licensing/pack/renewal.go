@@ -115,26 +115,8 @@ func ReadRenewalFile(data []byte, root *x509.Certificate, now time.Time) (*Renew
 	if len(f.Earlier) > MaxEarlierReports {
 		return nil, nil, nil, errs.E(errs.Invalid, "renewal file carries %d earlier usage reports; at most %d are read", len(f.Earlier), MaxEarlierReports)
 	}
-	blk, err := armor.Decode([]byte(f.Renewal), armor.TypeSiteRenewal)
+	s, site, err := openSiteSigned([]byte(f.Renewal), armor.TypeSiteRenewal, TypeSiteRenewal, SiteRenewalVersion, "renewal request", root, now, RenewalGrace)
 	if err != nil {
-		return nil, nil, nil, errs.Wrap(errs.Invalid, err, "renewal request rejected")
-	}
-	if blk.Version > SiteRenewalVersion {
-		return nil, nil, nil, errs.E(errs.Invalid, "renewal request format version %d is not supported (this licet reads up to %d); upgrade licet", blk.Version, SiteRenewalVersion)
-	}
-	s, err := envelope.ParseSigned(blk.Body, TypeSiteRenewal, SiteRenewalVersion)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	at, err := SiteCheckTime(s.Certificates, now, RenewalGrace)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	site, err := pki.VerifySite(s.Certificates, root, at)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if err := s.Verify(site.PublicKey); err != nil {
 		return nil, nil, nil, err
 	}
 	var req RenewalRequest

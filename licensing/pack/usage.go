@@ -80,28 +80,8 @@ func ReadUsageReportGrace(data []byte, root *x509.Certificate, now time.Time, gr
 }
 
 func readUsageReport(data []byte, root *x509.Certificate, now time.Time, grace time.Duration) (*UsageReport, *pki.Site, []byte, error) {
-	blk, err := armor.Decode(data, armor.TypeUsageReport)
+	s, site, err := openSiteSigned(data, armor.TypeUsageReport, TypeUsageReport, UsageReportVersion, "usage report", root, now, grace)
 	if err != nil {
-		return nil, nil, nil, errs.Wrap(errs.Invalid, err, "usage report rejected")
-	}
-	if blk.Version > UsageReportVersion {
-		return nil, nil, nil, errs.E(errs.Invalid, "usage report format version %d is not supported (this licet reads up to %d); upgrade licet", blk.Version, UsageReportVersion)
-	}
-	s, err := envelope.ParseSigned(blk.Body, TypeUsageReport, UsageReportVersion)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	at := now
-	if grace > 0 {
-		if at, err = SiteCheckTime(s.Certificates, now, grace); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	site, err := pki.VerifySite(s.Certificates, root, at)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if err := s.Verify(site.PublicKey); err != nil {
 		return nil, nil, nil, err
 	}
 	var r UsageReport
@@ -116,4 +96,37 @@ func readUsageReport(data []byte, root *x509.Certificate, now time.Time, grace t
 	}
 	sum := sha256.Sum256(s.Payload)
 	return &r, site, sum[:], nil
+}
+
+// openSiteSigned reads an armored Signed envelope that a site signs (a usage
+// report, a renewal request; what names it in errors): of a format version
+// this licet reads, signed by the key of a site whose certificate chains to
+// root at now, or, with grace above zero, at the end of a certificate that
+// expired less than grace ago (SiteCheckTime).
+func openSiteSigned(data []byte, armorType, typ string, version int, what string, root *x509.Certificate, now time.Time, grace time.Duration) (*envelope.Signed, *pki.Site, error) {
+	blk, err := armor.Decode(data, armorType)
+	if err != nil {
+		return nil, nil, errs.Wrap(errs.Invalid, err, "%s rejected", what)
+	}
+	if blk.Version > version {
+		return nil, nil, errs.E(errs.Invalid, "%s format version %d is not supported (this licet reads up to %d); upgrade licet", what, blk.Version, version)
+	}
+	s, err := envelope.ParseSigned(blk.Body, typ, version)
+	if err != nil {
+		return nil, nil, err
+	}
+	at := now
+	if grace > 0 {
+		if at, err = SiteCheckTime(s.Certificates, now, grace); err != nil {
+			return nil, nil, err
+		}
+	}
+	site, err := pki.VerifySite(s.Certificates, root, at)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.Verify(site.PublicKey); err != nil {
+		return nil, nil, err
+	}
+	return s, site, nil
 }
