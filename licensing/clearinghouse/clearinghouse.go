@@ -82,6 +82,8 @@ type Service struct {
 	// RevocationsValidity is how long a revocation list is current (its
 	// next update after its issue); zero: DefaultRevocationsValidity.
 	RevocationsValidity time.Duration
+
+	revoked revokedCache // the public revocation list, signed at most once a minute
 }
 
 // Init creates a vendor data directory: root and clearinghouse keys and

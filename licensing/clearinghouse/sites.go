@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -128,7 +129,47 @@ func (s *Service) RevokeSite(ctx context.Context, siteID, reason string) (*Site,
 	if err := s.Store.RevokeSite(ctx, siteID, reason, s.Now().UTC()); err != nil {
 		return nil, err
 	}
+	s.revoked.forget()
 	return s.Site(ctx, siteID)
+}
+
+// revokedListReuse is how long the public revocation list (GET
+// /v1/revoked-sites, which anyone may ask for) is served again instead of
+// read and signed anew: each request would otherwise read every site and
+// sign. A revocation in this process takes effect at once; one made by
+// another vendor server process, within this time.
+const revokedListReuse = time.Minute
+
+// revokedCache holds the last signed revocation list of the default
+// validity.
+type revokedCache struct {
+	mu   sync.Mutex
+	at   time.Time // when it was made; zero: none
+	raw  []byte
+	list *verify.Revocations
+}
+
+// get returns the cached list if it was made less than revokedListReuse
+// before now.
+func (c *revokedCache) get(now time.Time) ([]byte, *verify.Revocations, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() || now.Before(c.at) || now.Sub(c.at) >= revokedListReuse {
+		return nil, nil, false
+	}
+	return c.raw, c.list, true
+}
+
+func (c *revokedCache) put(now time.Time, raw []byte, list *verify.Revocations) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at, c.raw, c.list = now, raw, list
+}
+
+func (c *revokedCache) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at, c.raw, c.list = time.Time{}, nil, nil
 }
 
 // Revocations makes the signed list of revoked sites (docs/formats.md,
@@ -136,7 +177,12 @@ func (s *Service) RevokeSite(ctx context.Context, siteID, reason string) (*Site,
 // JSON of its Signed envelope, signed by the clearinghouse key, and its
 // content.
 func (s *Service) Revocations(ctx context.Context, validFor time.Duration) ([]byte, *verify.Revocations, error) {
-	if validFor <= 0 {
+	now := s.Now().UTC().Truncate(time.Second)
+	byDefault := validFor <= 0
+	if byDefault {
+		if raw, l, ok := s.revoked.get(now); ok {
+			return raw, l, nil
+		}
 		validFor = s.RevocationsValidity
 	}
 	if validFor <= 0 {
@@ -146,7 +192,6 @@ func (s *Service) Revocations(ctx context.Context, validFor time.Duration) ([]by
 	if err != nil {
 		return nil, nil, err
 	}
-	now := s.Now().UTC().Truncate(time.Second)
 	l := &verify.Revocations{Vendor: s.Config.VendorName, Issued: now, NextUpdate: now.Add(validFor), Sites: []verify.RevokedSite{}}
 	for _, site := range sites {
 		if site.Revoked != nil {
@@ -158,7 +203,11 @@ func (s *Service) Revocations(ctx context.Context, validFor time.Duration) ([]by
 	if err != nil {
 		return nil, nil, errs.Wrap(errs.Internal, err, "sign the revocation list")
 	}
-	return signed.Marshal(), l, nil
+	raw := signed.Marshal()
+	if byDefault {
+		s.revoked.put(now, raw, l)
+	}
+	return raw, l, nil
 }
 
 // Renewal is the answer to a renewal: the new certificate chain and the
