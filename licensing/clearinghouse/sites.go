@@ -147,6 +147,7 @@ type revokedCache struct {
 	at   time.Time // when it was made; zero: none
 	raw  []byte
 	list *verify.Revocations
+	gen  uint64 // counts forget calls: a list read before one is not kept
 }
 
 // get returns the cached list if it was made less than revokedListReuse
@@ -160,16 +161,31 @@ func (c *revokedCache) get(now time.Time) ([]byte, *verify.Revocations, bool) {
 	return c.raw, c.list, true
 }
 
-func (c *revokedCache) put(now time.Time, raw []byte, list *verify.Revocations) {
+// generation returns the number of forget calls so far; take it before
+// reading the sites of a list to put.
+func (c *revokedCache) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put keeps the list made at now from sites read after generation returned
+// gen, unless a revocation forgot the cache since: that list may miss it.
+func (c *revokedCache) put(now time.Time, gen uint64, raw []byte, list *verify.Revocations) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	c.at, c.raw, c.list = now, raw, list
 }
 
+// forget drops the cached list, and any list being made meanwhile.
 func (c *revokedCache) forget() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.at, c.raw, c.list = time.Time{}, nil, nil
+	c.gen++
 }
 
 // Revocations makes the signed list of revoked sites (docs/formats.md,
@@ -179,6 +195,7 @@ func (c *revokedCache) forget() {
 func (s *Service) Revocations(ctx context.Context, validFor time.Duration) ([]byte, *verify.Revocations, error) {
 	now := s.Now().UTC().Truncate(time.Second)
 	byDefault := validFor <= 0
+	gen := s.revoked.generation()
 	if byDefault {
 		if raw, l, ok := s.revoked.get(now); ok {
 			return raw, l, nil
@@ -205,7 +222,7 @@ func (s *Service) Revocations(ctx context.Context, validFor time.Duration) ([]by
 	}
 	raw := signed.Marshal()
 	if byDefault {
-		s.revoked.put(now, raw, l)
+		s.revoked.put(now, gen, raw, l)
 	}
 	return raw, l, nil
 }
