@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/licet/licet/agent"
@@ -132,6 +134,9 @@ func agentLegacyDeposit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return errs.Wrap(errs.Invalid, err, "read the license to deposit")
 	}
+	if err := notPrivateKey(pem, *licFile); err != nil {
+		return err
+	}
 	resp, err := c.do(ctx, http.MethodPut, gateway.LegacyPath, pem, nil)
 	if err != nil {
 		return err
@@ -161,6 +166,21 @@ func agentLegacyDeposit(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "%s license %d of %s for client %s at %s; it ends %s.\nRequests signed by the client key alone ('licet agent legacy request') now pass.\n",
 		what, ans.LicenseID, ans.ProductID, ans.ClientID, c.base.Redacted(), ans.Expires.Format(time.DateOnly))
 	return nil
+}
+
+// notPrivateKey refuses a file to deposit that holds a private key (the
+// client key given as --license by mistake), before it leaves the machine:
+// a deposit sends the file to the gateway as it is.
+func notPrivateKey(data []byte, path string) error {
+	for rest := data; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return nil
+		}
+		if strings.Contains(b.Type, "PRIVATE KEY") {
+			return errs.E(errs.Usage, "--license %s holds a private key (%s), not a license; it was not sent. Give the license file (PEM certificates: the agent keeps it as licenses/PRODUCT.pem), or --product", path, b.Type)
+		}
+	}
 }
 
 func agentLegacyRequest(ctx context.Context, e *env, args []string) error {

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/licet/licet/errs"
 	"github.com/licet/licet/verify"
 )
 
@@ -366,7 +366,10 @@ func (c *checker) doExchange(lic *verify.License, now time.Time) (*entry, []byte
 		code := "failed" // unreachable, or an answer that is not an upgrade
 		var ref *SiteRefusal
 		if errors.As(err, &ref) {
-			code = cmp.Or(ref.Code, "refused")
+			code = "refused"
+			if ref.Code != "" && errs.KindFromCode(ref.Code).String() == ref.Code {
+				code = ref.Code // one of the few error codes: a bounded metrics label
+			}
 		}
 		return nil, nil, c.fail(r, "license %d %s and could not be upgraded: %v; %s", lic.LicenseID, why, err, c.where), code
 	}

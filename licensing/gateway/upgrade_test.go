@@ -333,3 +333,34 @@ func TestUpgradePanics(t *testing.T) {
 		t.Fatal("a request with the same license hangs after the exchange panicked")
 	}
 }
+
+// TestUpgradeExchangeReasonBounded: the reason OnExchange gets for a license
+// server's refusal (a metrics label) is its error code only when that is
+// one of licet's few codes; any other code the answer carries is "refused",
+// so an answer cannot grow the gateway's /metrics without bound.
+func TestUpgradeExchangeReasonBounded(t *testing.T) {
+	for _, tc := range []struct{ code, want string }{
+		{"exhausted", "exhausted"},
+		{"no-such-code-7f3a9c", "refused"},
+		{"", "refused"},
+	} {
+		e := newEnv(t)
+		cert := e.c.certificate()
+		var mu sync.Mutex
+		var got []string
+		o := options()
+		o.MinVersion = "3.0"
+		o.Upgrade = func(context.Context, []byte) (*gateway.Upgraded, error) {
+			return nil, &gateway.SiteRefusal{Status: http.StatusConflict, Code: tc.code, Message: "no upgrade seat"}
+		}
+		o.OnExchange = func(reason string) { mu.Lock(); got = append(got, reason); mu.Unlock() }
+		gw := e.f.startGateway(t, gateway.NewProxy(e.f.v, e.up.url(), o), gateway.TLSConfig())
+		req, _ := http.NewRequest("GET", gw.URL+"/x", nil)
+		wantRefused(t, do(t, httpClient(gw, &cert), req), "old_version")
+		mu.Lock()
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("site code %q: OnExchange got %q, want [%s]", tc.code, got, tc.want)
+		}
+		mu.Unlock()
+	}
+}
