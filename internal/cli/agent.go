@@ -475,6 +475,10 @@ func printAnswer(e *env, resp *http.Response, asJSON bool, addJSON func(map[stri
 		if err := printJSON(e.stdout, j); err != nil {
 			return err
 		}
+		if err := statusError(resp, out.Bytes()); err != nil {
+			return &reportedError{err} // the JSON above has the status: no second document
+		}
+		return nil
 	} else if _, err := e.stdout.Write(out.Bytes()); err != nil {
 		return errs.Wrap(errs.Internal, err, "write the answer")
 	}

@@ -151,7 +151,7 @@ func agentLegacyDeposit(ctx context.Context, e *env, args []string) error {
 		Replaced  bool      `json:"replaced"`
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		return printAnswer(e, resp, false, nil)
+		return printAnswer(e, resp, *asJSON, nil)
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20)).Decode(&ans); err != nil {
 		return errs.Wrap(errs.Internal, err, "the gateway's answer to the deposit is not its JSON; is %s a licet gateway started with --legacy-dir?", c.base.Redacted())
