@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/licet/licet/envelope"
 	"github.com/licet/licet/internal/testpki"
 	"github.com/licet/licet/licensing/gateway"
+	"github.com/licet/licet/licensing/license"
 	"github.com/licet/licet/verify"
 )
 
@@ -82,5 +84,47 @@ func TestRevokedSiteRefused(t *testing.T) {
 	rec = send()
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "out of date") {
 		t.Fatalf("with a stale list: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestRevokedUpgradeSite: a license the gateway got in an upgrade exchange
+// (and keeps for the client's next requests) is refused once the list names
+// the site that issued it, though the client's own license comes from a
+// site in good standing.
+func TestRevokedUpgradeSite(t *testing.T) {
+	start := time.Now().Truncate(time.Second)
+	f := newFixture(t, start.Add(-72*time.Hour))
+	other := newSite(t, f.root, "Acme Site Paris", start.Add(-72*time.Hour))
+	c := f.newClient(t, appAttrs(7), start.Add(-time.Hour), start.Add(30*24*time.Hour)) // version 2.1
+	upgrade := func(ctx context.Context, licensePEM []byte) (*gateway.Upgraded, error) {
+		attrs := appAttrs(1007)
+		attrs.ProductVersion, attrs.Flags = "3.0", verify.FlagUpgraded
+		der, err := license.Issue(other, c.key.Public(), attrs, start.Add(-time.Minute), start.Add(30*24*time.Hour))
+		if err != nil {
+			return nil, err
+		}
+		return &gateway.Upgraded{Chain: [][]byte{der, other.Cert.Raw}, File: []byte("sealed license")}, nil
+	}
+	var list atomic.Pointer[verify.Revocations]
+	list.Store(&verify.Revocations{Vendor: "Acme", Issued: start.Add(-time.Minute), NextUpdate: start.Add(24 * time.Hour)})
+	opts := options()
+	opts.Now = func() time.Time { return start }
+	opts.Upgrade, opts.MinVersion, opts.Revocations = upgrade, "3.0", list.Load
+	h := gateway.Middleware(f.v, opts)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	send := func() *httptest.ResponseRecorder {
+		req := signed(t, c, "GET", "http://app.example.com/x", nil, start)
+		req.RequestURI = "/x"
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := send(); rec.Code != http.StatusOK || rec.Header().Get(gateway.HeaderLicenseUpdate) == "" {
+		t.Fatalf("upgrade before the revocation: %d %s %s", rec.Code, rec.Header(), rec.Body)
+	}
+	list.Store(&verify.Revocations{Vendor: "Acme", Number: 1, Issued: start, NextUpdate: start.Add(24 * time.Hour),
+		Sites: []verify.RevokedSite{{SiteID: other.Cert.Subject.SerialNumber, CustomerID: "cust-1", Revoked: start, Reason: "test"}}})
+	rec := send()
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Header().Get("WWW-Authenticate"), `error="site_revoked"`) {
+		t.Fatalf("the kept upgraded license of a site revoked since: %d %s %s", rec.Code, rec.Header(), rec.Body)
 	}
 }

@@ -285,6 +285,13 @@ func (c *checker) exchange(ctx context.Context, lic *verify.License, now time.Ti
 	if call.e != nil && !call.e.validAt(now) {
 		return nil, c.fail(reasonExpired, "the upgraded license of client %s is not valid now; %s", lic.ClientID, c.where)
 	}
+	if call.e != nil {
+		// The upgraded license is kept for upgradeKeep: a site revoked since
+		// it was verified loses it at once, as a cached license does.
+		if f := c.revoked(call.e.lic, now); f != nil {
+			return nil, f
+		}
+	}
 	return call.e, call.f
 }
 
