@@ -147,6 +147,9 @@ func (is *Issuer) Issue(clientPub ed25519.PublicKey, attrs verify.Attributes, no
 	tbsLen := len(derVersion3) + len(serial) + len(derAlg) + len(is.site.Cert.RawSubject) +
 		tlvLen(len(nb)+len(na)) + len(subject) + len(derSPKI) + len(clientPub) + tlvLen(tlvLen(extsSeq))
 	certLen := tlvLen(tbsLen) + len(derAlg) + tlvLen(1+ed25519.SignatureSize)
+	if certLen > maxDERLen { // lengths appendHeader cannot write: Issue can
+		return Issue(is.site, clientPub, attrs, notBefore, notAfter)
+	}
 
 	der := make([]byte, 0, tlvLen(certLen))
 	der = appendHeader(der, 0x30, certLen)
@@ -186,7 +189,13 @@ func (is *Issuer) Issue(clientPub ed25519.PublicKey, attrs verify.Attributes, no
 	return der, nil
 }
 
-// tlvLen is the length of a DER element whose content is n bytes long.
+// maxDERLen is the longest content, in bytes, whose length tlvLen and
+// appendHeader write (in three bytes): 16 MiB, far more than a license
+// holds; a longer license goes through Issue.
+const maxDERLen = 0xffffff
+
+// tlvLen is the length of a DER element whose content is n bytes long
+// (n at most maxDERLen).
 func tlvLen(n int) int {
 	switch {
 	case n < 0x80:
@@ -196,11 +205,12 @@ func tlvLen(n int) int {
 	case n <= 0xffff:
 		return 4 + n
 	default:
-		return 5 + n // up to 16 MiB: far more than a license holds
+		return 5 + n
 	}
 }
 
-// appendHeader appends the tag and the definite length n of a DER element.
+// appendHeader appends the tag and the definite length n (at most
+// maxDERLen) of a DER element.
 func appendHeader(dst []byte, tag byte, n int) []byte {
 	switch {
 	case n < 0x80:

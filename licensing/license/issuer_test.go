@@ -137,6 +137,11 @@ func TestIssuerDEREdges(t *testing.T) {
 		a.PackStatement = bytes.Repeat([]byte("s"), n)
 		check(fmt.Sprint("pack statement of ", n, " bytes"), a, epoch, epoch.Add(time.Hour))
 	}
+	// A pack statement that makes the certificate longer than a three-byte
+	// DER length holds (16 MiB) needs a four-byte length.
+	huge := attrs()
+	huge.PackStatement = bytes.Repeat([]byte("s"), 1<<24)
+	check("pack statement of 16 MiB", huge, epoch, epoch.Add(time.Hour))
 	features := attrs()
 	features.Features = []string{strings.Repeat("f", 300)}
 	check("long attributes", features, epoch, epoch.Add(time.Hour))
