@@ -164,6 +164,7 @@ type SiteRefusal struct {
 	Message string
 }
 
+// Error returns the refusal's message, which says what to do.
 func (e *SiteRefusal) Error() string { return e.Message }
 
 // upgrades remembers exchanges by the SHA-256 of the presented license
