@@ -142,14 +142,7 @@ func agentLegacyDeposit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	var ans struct {
-		ClientID  string    `json:"client_id"`
-		LicenseID int64     `json:"license_id"`
-		ProductID string    `json:"product_id"`
-		Expires   time.Time `json:"expires"`
-		Temporary bool      `json:"temporary"`
-		Replaced  bool      `json:"replaced"`
-	}
+	var ans gateway.LegacyDeposit
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
 		return printAnswer(e, resp, *asJSON, nil)
 	}

@@ -337,8 +337,9 @@ func (s *LegacyStore) Handler(v *verify.Verifier, opts Options) http.Handler {
 	})
 }
 
-// legacyAnswer is the JSON answer to a deposit.
-type legacyAnswer struct {
+// LegacyDeposit is the JSON answer to a deposit (a signed PUT of
+// LegacyPath): the license kept for the client.
+type LegacyDeposit struct {
 	ClientID  string    `json:"client_id"`
 	LicenseID int64     `json:"license_id"`
 	ProductID string    `json:"product_id"`
@@ -417,7 +418,7 @@ func (s *LegacyStore) deposit(c *checker, w http.ResponseWriter, r *http.Request
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(legacyAnswer{ClientID: lic.ClientID, LicenseID: lic.LicenseID, ProductID: lic.ProductID,
+	_ = enc.Encode(LegacyDeposit{ClientID: lic.ClientID, LicenseID: lic.LicenseID, ProductID: lic.ProductID,
 		Expires: lic.NotAfter.UTC(), Temporary: lic.Temporary(), Replaced: replaced})
 }
 
