@@ -29,9 +29,6 @@ type RevocationsExportRequest struct {
 	ValidFor string `json:"valid_for"` // a Go duration, e.g. 720h; empty: the server's default
 }
 
-// maxRevocationsValidFor bounds the life of an exported revocation list.
-const maxRevocationsValidFor = 90 * 24 * time.Hour
-
 // siteRoutes adds the routes of a site's life after enrollment to the vendor
 // API: renewal (authenticated by the site key's signature, as a purchase
 // request), revocation and the lists of sites (admin), and the signed list
@@ -85,8 +82,8 @@ func siteRoutes(s *Server, svc *clearinghouse.Service) {
 		var d time.Duration
 		if req.ValidFor != "" {
 			var err error
-			if d, err = time.ParseDuration(req.ValidFor); err != nil || d < time.Hour || d > maxRevocationsValidFor {
-				return errs.E(errs.Invalid, "valid_for %q: give a duration from 1h to %s, e.g. 720h", req.ValidFor, maxRevocationsValidFor)
+			if d, err = time.ParseDuration(req.ValidFor); err != nil || d < clearinghouse.MinRevocationsValidity || d > clearinghouse.MaxRevocationsValidity {
+				return errs.E(errs.Invalid, "valid_for %q: give a duration from %s to %s, e.g. 720h", req.ValidFor, clearinghouse.MinRevocationsValidity, clearinghouse.MaxRevocationsValidity)
 			}
 		}
 		list, _, err := svc.Revocations(r.Context(), d)

@@ -171,7 +171,7 @@ func vendorServe(ctx context.Context, e *env, args []string) error {
 	data := fs.String("data", "", "vendor data directory made by 'licet vendor init'")
 	db := fs.String("db", "", "override the configured database (SQLite path or postgres:// URL)")
 	siteValidity := fs.Duration("site-validity", pki.SiteValidity, "life of the site certificates issued (enrollment, certification, renewal), "+pki.MinSiteValidity.String()+" to "+pki.MaxSiteValidity.String())
-	revValid := fs.Duration("revocations-valid-for", clearinghouse.DefaultRevocationsValidity, "how long the list of revoked sites served at GET /v1/revoked-sites is current (its next update)")
+	revValid := fs.Duration("revocations-valid-for", clearinghouse.DefaultRevocationsValidity, "how long the list of revoked sites served at GET /v1/revoked-sites is current (its next update), "+clearinghouse.MinRevocationsValidity.String()+" to "+clearinghouse.MaxRevocationsValidity.String())
 	sf := addServerFlags(fs, DefaultVendorListen)
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -182,8 +182,9 @@ func vendorServe(ctx context.Context, e *env, args []string) error {
 	if err := pki.CheckSiteValidity(*siteValidity); err != nil {
 		return err
 	}
-	if *revValid < time.Hour {
-		return errs.E(errs.Usage, "--revocations-valid-for %s is too short; give at least 1h", *revValid)
+	if *revValid < clearinghouse.MinRevocationsValidity || *revValid > clearinghouse.MaxRevocationsValidity {
+		return errs.E(errs.Usage, "--revocations-valid-for %s is out of range: give %s to %s (an old copy of the list hides later revocations for that long)",
+			*revValid, clearinghouse.MinRevocationsValidity, clearinghouse.MaxRevocationsValidity)
 	}
 	now, err := e.clock()
 	if err != nil {

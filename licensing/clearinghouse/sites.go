@@ -26,6 +26,15 @@ import (
 // next update is this long after its issue.
 const DefaultRevocationsValidity = 7 * 24 * time.Hour
 
+// MinRevocationsValidity and MaxRevocationsValidity bound how long a
+// revocation list may be current: a list is usable until its next update
+// (and verify.RevocationGrace), so an old copy handed to a verifier hides
+// the revocations made since for at most that long.
+const (
+	MinRevocationsValidity = time.Hour
+	MaxRevocationsValidity = 90 * 24 * time.Hour
+)
+
 // RenewalReportMaxAge is how old the usage report a renewal is made against
 // (and the renewal request itself) may be when the vendor receives it: a
 // file carried by hand has this long to arrive.
