@@ -119,7 +119,13 @@ func TestIssuerDEREdges(t *testing.T) {
 			t.Fatalf("%s: Issuer.Issue: %v", name, err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Fatalf("%s: the Issuer's certificate differs from x509.CreateCertificate's\n got %x\nwant %x", name, got, want)
+			at := 0 // the first byte that differs; show what is around it, not megabytes
+			for at < min(len(got), len(want)) && got[at] == want[at] {
+				at++
+			}
+			from := max(at-16, 0)
+			t.Fatalf("%s: the Issuer's certificate (%d bytes) differs from x509.CreateCertificate's (%d bytes) at byte %d\n got ...%x\nwant ...%x",
+				name, len(got), len(want), at, got[from:min(at+48, len(got))], want[from:min(at+48, len(want))])
 		}
 	}
 	for _, id := range []int64{1, 127, 128, 255, 256, 32767, 32768, 1<<31 - 1, 1 << 31, 1<<56 + 1, 1<<63 - 1} {
