@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -358,11 +359,11 @@ func TestMetricsListen(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var sb strings.Builder
-		buf := make([]byte, 64<<10)
-		n, _ := resp.Body.Read(buf)
-		sb.Write(buf[:n])
-		return resp.StatusCode, sb.String()
+		body, err := io.ReadAll(resp.Body) // to the end: one Read may stop short of the marker
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(body)
 	}
 	for role, c := range map[string]struct{ main, metrics string }{
 		"gateway": {gw.URL, gwMetrics}, "site": {site.URL, siteMetrics}, "vendor": {vendor.URL, vendorMetrics},
