@@ -162,12 +162,16 @@ func NewSiteHandler(srv *licenseserver.Server, log *slog.Logger, limits Limits) 
 		_, err := w.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.ID.Root().Raw}))
 		return err
 	})
+	// The granted licenses, seats' and temporary ones, as 'licet site license
+	// list --json' prints them (query: client, pack, kind).
 	s.Admin("GET /v1/licenses", func(w http.ResponseWriter, r *http.Request) error {
-		as, err := srv.Store.Assignments(r.Context(), licenseserver.AssignmentFilter{ClientID: r.URL.Query().Get("client"), PackID: r.URL.Query().Get("pack")})
+		q := r.URL.Query()
+		ls, err := srv.Licenses(r.Context(), licenseserver.LicenseFilter{
+			AssignmentFilter: licenseserver.AssignmentFilter{ClientID: q.Get("client"), PackID: q.Get("pack")}, Kind: q.Get("kind")})
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, as)
+		writeJSON(w, http.StatusOK, ls)
 		return nil
 	})
 	s.Admin("GET /v1/report", func(w http.ResponseWriter, r *http.Request) error {

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -88,6 +90,23 @@ func TestTemporaryLicenseShown(t *testing.T) {
 	}
 	if rows := list("--kind", "temporary"); len(rows) != 1 || rows[0].LicenseID != temp.LicenseID {
 		t.Fatalf("--kind temporary: %+v", rows)
+	}
+	// The site's API (GET /v1/licenses, admin token) lists the same.
+	admin := siteToken(t, g.siteDir, "admin")
+	for query, want := range map[string][]int64{"": {seat.LicenseID, temp.LicenseID}, "?kind=temporary": {temp.LicenseID}, "?client=" + temp.ClientID: {temp.LicenseID}} {
+		st, body := status(t, site.URL+"/v1/licenses"+query, admin)
+		var got []siteLicenseRow
+		if st != http.StatusOK || json.Unmarshal([]byte(body), &got) != nil || len(got) != len(want) {
+			t.Fatalf("GET /v1/licenses%s: %d %s; want licenses %v", query, st, body, want)
+		}
+		for i, r := range got {
+			if r.LicenseID != want[i] || (r.LicenseID == temp.LicenseID) != (r.Kind == "temporary" && r.Temporary) {
+				t.Fatalf("GET /v1/licenses%s: %+v; want licenses %v, %d temporary", query, got, want, temp.LicenseID)
+			}
+		}
+	}
+	if st, body := status(t, site.URL+"/v1/licenses?kind=seat", admin); st != http.StatusBadRequest || !strings.Contains(body, "permanent, temporary, upgraded") {
+		t.Fatalf("GET /v1/licenses?kind=seat: %d %s; want 400 naming the kinds", st, body)
 	}
 	if rows := list("--kind", "permanent"); len(rows) != 1 || rows[0].LicenseID != seat.LicenseID {
 		t.Fatalf("--kind permanent: %+v", rows)
