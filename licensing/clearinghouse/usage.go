@@ -152,7 +152,9 @@ func (s *Service) importUsageReport(ctx context.Context, file []byte, now time.T
 	}
 	var before map[int64]string // license ID -> client in the base report
 	if base != nil {
-		if prev, _, _, err := pack.ReadUsageReport(base.File, s.Root.Cert, base.Received); err == nil {
+		// Read as it was accepted: a renewal's report may be signed under a
+		// certificate that had expired when it was received.
+		if prev, _, _, err := pack.ReadUsageReportGrace(base.File, s.Root.Cert, base.Received, pack.RenewalGrace); err == nil {
 			before = map[int64]string{}
 			for _, l := range prev.Licenses {
 				before[l.LicenseID] = l.ClientID

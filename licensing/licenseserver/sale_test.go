@@ -135,3 +135,55 @@ func mustHex(t *testing.T, s string) []byte {
 	must(t, err)
 	return b
 }
+
+// TestUsageReportAfterLateRenewal: a site whose certificate expired renews
+// it against a report signed under the expired certificate; the report
+// after the renewal is still compared with that one, so a serial moved to
+// another client between them is flagged.
+func TestUsageReportAfterLateRenewal(t *testing.T) {
+	ctx := context.Background()
+	vs := newVendor(t)
+	vs.SiteValidity = 2 * time.Hour
+	start := time.Now().UTC().Truncate(time.Second)
+	vs.Now = func() time.Time { return start }
+	srv := enrolledSite(t, vs)
+	issued := buyPack(t, vs, srv, &clearinghouse.Order{CustomerID: "acme", ProductID: "app", Platform: "non-windows", Quantity: 3})
+	b := issued.BeginSerial
+	report := func(seq int64, prev []byte, client string, created time.Time) ([]byte, []byte) {
+		r := &pack.UsageReport{SiteID: srv.ID.SiteID, Created: created, Sequence: seq, Previous: prev,
+			Packs:    []pack.UsagePack{{PackID: issued.PackID, ProductID: "app", Quantity: 3, Assigned: 1}},
+			Licenses: []pack.UsageLicense{{LicenseID: b, PackID: issued.PackID, ClientID: client, SystemID: "sys-" + client}}}
+		data, hash, err := pack.SignUsageReport(r, srv.ID.Signer, srv.ID.SiteChain())
+		must(t, err)
+		return data, hash
+	}
+	first, h1 := report(1, nil, "c1", start)
+	rec, err := vs.ImportUsageReport(ctx, first)
+	must(t, err)
+	if len(rec.Flags) != 0 {
+		t.Fatalf("report 1: flags %+v", rec.Flags)
+	}
+
+	// Three hours later the site certificate has expired: the site renews
+	// against report 2, signed under it.
+	later := start.Add(3 * time.Hour)
+	vs.Now = func() time.Time { return later }
+	second, h2 := report(2, h1, "c1", later)
+	file, err := pack.NewRenewalFile(srv.ID.Signer, srv.ID.SiteChain(), second, h2, nil, later)
+	must(t, err)
+	rn, err := vs.RenewSite(ctx, file)
+	must(t, err)
+	_, err = srv.ID.InstallCertificate(licenseserver.EncodeCertificate(rn.Chain), "", later)
+	must(t, err)
+
+	// Report 3, under the new certificate, gives serial b to another client.
+	third, _ := report(3, h2, "c2", later.Add(time.Minute))
+	rec, err = vs.ImportUsageReport(ctx, third)
+	must(t, err)
+	for _, f := range rec.Flags {
+		if f.Kind == clearinghouse.FlagDuplicateSerial {
+			return
+		}
+	}
+	t.Fatalf("serial %d moved from client c1 (report 2) to c2 (report 3) without a %s flag: flags %+v", b, clearinghouse.FlagDuplicateSerial, rec.Flags)
+}
