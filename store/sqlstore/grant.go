@@ -62,14 +62,14 @@ func (s *Site) ConsumeChallenge(ctx context.Context, id string, expires time.Tim
 }
 
 // recordChallenge records challenge id as answered, in a transaction, and
-// sweeps a few expired ones; Forbidden if it was answered before.
+// sweeps a few expired ones; licenseserver.ErrChallengeAnswered (Invalid) if it was answered before.
 func (s *Site) recordChallenge(ctx context.Context, c conn, id string, expires, now time.Time) error {
 	_, err := c.exec(ctx, `INSERT INTO s_used_challenges (id, expires) VALUES (?, ?)`, id, toNanos(expires))
 	return s.challengeRecorded(ctx, c, err, now)
 }
 
 // challengeRecorded follows the recording of an answered challenge, whose
-// error is err: Forbidden if it was answered before; else it sweeps.
+// error is err: licenseserver.ErrChallengeAnswered (Invalid) if it was answered before; else it sweeps.
 func (s *Site) challengeRecorded(ctx context.Context, c conn, err error, now time.Time) error {
 	if err != nil {
 		if s.d.IsUnique(err) {
