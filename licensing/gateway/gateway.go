@@ -412,7 +412,7 @@ func newChecker(v *verify.Verifier, opts Options) *checker {
 	c.byHeader = newLicenseCache(licenseCacheSize / 2)
 	c.legacy = opts.Legacy
 	c.publicNames, c.acceptV1 = normPublicNames(opts.PublicNames), opts.AcceptLicetSignature
-	c.minVersion, c.upgrade, c.seats.ask = opts.MinVersion, opts.Upgrade, opts.UpgradeSeats
+	c.minVersion, c.upgrade, c.seats.ask, c.seats.log = opts.MinVersion, opts.Upgrade, opts.UpgradeSeats, opts.log()
 	c.unbound, c.sites, c.customers, c.revs = opts.AllowUnbound, set(opts.Sites), set(opts.Customers), opts.Revocations
 	c.onCheck, c.onExchange = opts.OnCheck, opts.OnExchange
 	c.ups.m, c.ups.files = map[[32]byte]*upgradeCall{}, map[string]*upgradeCall{}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -193,7 +194,8 @@ const UpgradeSeatsPoll = 2 * time.Second
 // every UpgradeSeatsPoll by one request at a time.
 type upgradeSeats struct {
 	ask    func(ctx context.Context) (string, error)
-	asking sync.Mutex // held by the request asking
+	log    *slog.Logger // says when the license server cannot be asked
+	asking sync.Mutex   // held by the request asking
 	mu     sync.Mutex
 	value  string // "" unknown
 	at     time.Time
@@ -221,6 +223,9 @@ func (u *upgradeSeats) current(now time.Time) string {
 	u.at = now
 	if err == nil {
 		u.value = nv
+	} else {
+		u.log.Warn("upgrade seats: the license server could not be asked whether its upgrade seats changed "+
+			"(GET /v1/upgrades/seats); a failed upgrade exchange is remembered 30 s, so seats bought meanwhile are used only then", "err", err)
 	}
 	return u.value
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -363,4 +364,44 @@ func TestUpgradeExchangeReasonBounded(t *testing.T) {
 		}
 		mu.Unlock()
 	}
+}
+
+// TestUpgradeSeatsUnreachableLogged: when the license server cannot say
+// whether its upgrade seats changed (an older site without GET
+// /v1/upgrades/seats, a token refused), the gateway logs it, since failed
+// exchanges are then remembered the full 30 s instead of up to 2 s.
+func TestUpgradeSeatsUnreachableLogged(t *testing.T) {
+	e := newEnv(t)
+	cert := e.c.certificate()
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	o := options()
+	o.MinVersion = "3.0"
+	o.Log = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, nil))
+	o.Upgrade = func(context.Context, []byte) (*gateway.Upgraded, error) {
+		return nil, &gateway.SiteRefusal{Status: http.StatusConflict, Code: "exhausted", Message: "no upgrade seat"}
+	}
+	o.UpgradeSeats = func(context.Context) (string, error) {
+		return "", errors.New("the license server answered 404 Not Found")
+	}
+	gw := e.f.startGateway(t, gateway.NewProxy(e.f.v, e.up.url(), o), gateway.TLSConfig())
+	req, _ := http.NewRequest("GET", gw.URL+"/x", nil)
+	wantRefused(t, do(t, httpClient(gw, &cert), req), "old_version")
+	mu.Lock()
+	defer mu.Unlock()
+	if out := logged.String(); !strings.Contains(out, "upgrade seats") || !strings.Contains(out, "404 Not Found") || !strings.Contains(out, "30 s") {
+		t.Fatalf("the gateway did not log that it could not ask for the upgrade seats:\n%s", out)
+	}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
