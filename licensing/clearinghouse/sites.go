@@ -287,8 +287,11 @@ func (s *Service) RenewSite(ctx context.Context, file []byte) (*Renewal, error) 
 	if err != nil {
 		return nil, errs.Wrap(errs.KindOf(err), err, "the usage report of the renewal")
 	}
-	if hex.EncodeToString(req.UsageReport) != rec.Hash || report.SiteID != site.SiteID {
-		return nil, errs.E(errs.Invalid, "the renewal request names usage report %.16x, but report %.16s came with it; make the renewal file again", req.UsageReport, rec.Hash)
+	if report.SiteID != site.SiteID {
+		return nil, errs.E(errs.Invalid, "the usage report of the renewal is site %s's, not the renewing site's (%s); make the renewal file again at the renewing site ('licet site renew')", report.SiteID, site.SiteID)
+	}
+	if hex.EncodeToString(req.UsageReport) != rec.Hash {
+		return nil, errs.E(errs.Invalid, "the renewal request names usage report %.16s, but report %.16s came with it; make the renewal file again", hex.EncodeToString(req.UsageReport), rec.Hash)
 	}
 	if err := recent("usage report", report.Created, now); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,4 +187,23 @@ func TestUsageReportAfterLateRenewal(t *testing.T) {
 		}
 	}
 	t.Fatalf("serial %d moved from client c1 (report 2) to c2 (report 3) without a %s flag: flags %+v", b, clearinghouse.FlagDuplicateSerial, rec.Flags)
+}
+
+// TestRenewalWithAnotherSitesReport: a renewal request that names another
+// site's usage report, and brings it, is refused with a message that says
+// so (not that the report differs from the one named: it is that one).
+func TestRenewalWithAnotherSitesReport(t *testing.T) {
+	ctx := context.Background()
+	vs := newVendor(t)
+	a, b := enrolledSite(t, vs), enrolledSite(t, vs)
+	theirs, _, err := b.SignedUsageReport(ctx)
+	must(t, err)
+	_, _, hash, err := pack.ReadUsageReport(theirs, b.ID.Root(), time.Now())
+	must(t, err)
+	file, err := pack.NewRenewalFile(a.ID.Signer, a.ID.SiteChain(), theirs, hash, nil, time.Now())
+	must(t, err)
+	_, err = vs.RenewSite(ctx, file)
+	if err == nil || !strings.Contains(err.Error(), "is site "+b.ID.SiteID+"'s, not the renewing site's") {
+		t.Fatalf("renewal of site %s with site %s's report: %v", a.ID.SiteID, b.ID.SiteID, err)
+	}
 }
