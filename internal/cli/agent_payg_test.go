@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,32 +23,12 @@ import (
 // runLicet runs licet in-process and returns stdout+stderr and the exit code.
 func runLicet(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	var out lockedBuffer
+	var out paygtest.Buffer
 	err := Run(context.Background(), args, &out, &out)
 	if err != nil {
 		fmt.Fprintln(&out, "licet:", err)
 	}
 	return out.String(), errs.ExitCode(err)
-}
-
-// lockedBuffer is a bytes.Buffer that several goroutines may write: a
-// metered program's output is copied into it while the meter writes its own
-// messages (a terminal or a file would take both).
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func paygStatus(t *testing.T, data string) meter.Status {

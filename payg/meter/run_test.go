@@ -1,7 +1,6 @@
 package meter_test
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os/exec"
@@ -12,29 +11,13 @@ import (
 	"time"
 
 	"github.com/licet/licet/errs"
+	"github.com/licet/licet/internal/paygtest"
 	"github.com/licet/licet/payg/meter"
 )
 
 // realMeter is d's meter on the system clock, for tests that run programs.
 func realMeter(d *device, v *vendor) *meter.Meter {
 	return meter.New(d.dir, meter.Options{Root: v.root.Cert, Decrypter: d.dec})
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A metered program runs the balance down with a short tick, is stopped at
@@ -46,7 +29,7 @@ func TestSuperviseStopsAtZero(t *testing.T) {
 	if _, err := m.Apply([][]byte{v.packet(t, d, 2, nil)}); err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
+	var log paygtest.Buffer
 	opts := meter.RunOptions{Product: "app", Tick: 100 * time.Millisecond, Grace: 500 * time.Millisecond, Warn: []time.Duration{time.Second}, Log: &log}
 	start := time.Now()
 	err := m.Supervise(context.Background(), exec.Command("sleep", "30"), opts)
