@@ -106,8 +106,9 @@ func (l *Revocations) Check(siteID string, now time.Time) error {
 	return nil
 }
 
-// maxRevocationList bounds the size of a list this package reads.
-const maxRevocationList = 16 << 20
+// MaxRevocationList bounds the size of a revocation list, in bytes: this
+// package refuses a longer one, and readers stop reading there.
+const MaxRevocationList = 16 << 20
 
 // ParseRevocations checks a revocation list (the JSON of its Signed
 // envelope, as the vendor serves it at GET /v1/revoked-sites and 'licet
@@ -116,8 +117,8 @@ const maxRevocationList = 16 << 20
 // at now, of format version 1 to RevokedSitesVersion (the version is inside
 // the signature), and fresh (Revocations.Fresh).
 func (v *Verifier) ParseRevocations(raw []byte, now time.Time) (*Revocations, error) {
-	if len(raw) > maxRevocationList {
-		return nil, fmt.Errorf("%w: the revocation list is %d bytes, over the limit of %d", ErrMalformed, len(raw), maxRevocationList)
+	if len(raw) > MaxRevocationList {
+		return nil, fmt.Errorf("%w: the revocation list is %d bytes, over the limit of %d", ErrMalformed, len(raw), MaxRevocationList)
 	}
 	payload, ch, err := v.checkVendorSigned(raw, RevokedSitesType, RevokedSitesVersion, "the revocation list", ErrUntrustedSite)
 	if err != nil {

@@ -15,9 +15,6 @@ import (
 	"github.com/licet/licet/verify"
 )
 
-// maxRevocationList bounds a revocation list the feed reads.
-const maxRevocationList = 16 << 20
-
 // RevocationFeed keeps a gateway's copy of the vendor's signed list of
 // revoked sites current: it reads the list from a file (which the
 // administrator replaces with 'licet vendor site revocations --out FILE')
@@ -70,31 +67,38 @@ func (f *RevocationFeed) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// read reads the list from the file or the URL, at most verify.MaxRevocationList
+// bytes of it.
 func (f *RevocationFeed) read(ctx context.Context) ([]byte, error) {
+	var body io.Reader
 	if !strings.HasPrefix(f.source, "http://") && !strings.HasPrefix(f.source, "https://") {
-		raw, err := os.ReadFile(f.source)
+		file, err := os.Open(f.source)
 		if err != nil {
 			return nil, errs.Wrap(errs.Invalid, err, "cannot read the list of revoked sites %s", f.source)
 		}
-		return raw, nil
+		defer file.Close()
+		body = file
+	} else {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.source, nil)
+		if err != nil {
+			return nil, errs.Wrap(errs.Usage, err, "bad URL of the list of revoked sites %q", f.source)
+		}
+		resp, err := f.client.Do(req)
+		if err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "cannot fetch the list of revoked sites from %s", f.source)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, errs.E(errs.Internal, "GET %s answered %s", f.source, resp.Status)
+		}
+		body = resp.Body
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.source, nil)
+	raw, err := io.ReadAll(io.LimitReader(body, verify.MaxRevocationList+1))
 	if err != nil {
-		return nil, errs.Wrap(errs.Usage, err, "bad URL of the list of revoked sites %q", f.source)
-	}
-	resp, err := f.client.Do(req)
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "cannot fetch the list of revoked sites from %s", f.source)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxRevocationList+1))
-	switch {
-	case err != nil:
 		return nil, errs.Wrap(errs.Internal, err, "read the list of revoked sites from %s", f.source)
-	case resp.StatusCode != http.StatusOK:
-		return nil, errs.E(errs.Internal, "GET %s answered %s", f.source, resp.Status)
-	case len(raw) > maxRevocationList:
-		return nil, errs.E(errs.TooLarge, "the list of revoked sites from %s is over %d bytes", f.source, maxRevocationList)
+	}
+	if len(raw) > verify.MaxRevocationList {
+		return nil, errs.E(errs.TooLarge, "the list of revoked sites from %s is over %d bytes; give the file 'licet vendor site revocations --out' writes", f.source, verify.MaxRevocationList)
 	}
 	return raw, nil
 }

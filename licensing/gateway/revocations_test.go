@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/licet/licet/envelope"
+	"github.com/licet/licet/errs"
 	"github.com/licet/licet/internal/testpki"
 	"github.com/licet/licet/licensing/gateway"
 	"github.com/licet/licet/licensing/license"
@@ -126,5 +127,22 @@ func TestRevokedUpgradeSite(t *testing.T) {
 	rec := send()
 	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Header().Get("WWW-Authenticate"), `error="site_revoked"`) {
 		t.Fatalf("the kept upgraded license of a site revoked since: %d %s %s", rec.Code, rec.Header(), rec.Body)
+	}
+}
+
+// TestRevocationFileTooLarge: a --revocations file over the size limit is
+// refused as too large before it is read whole (the URL source already was).
+func TestRevocationFileTooLarge(t *testing.T) {
+	f := newFixture(t, time.Now().Add(-time.Hour))
+	file := filepath.Join(t.TempDir(), "revoked.json")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(file, 16<<20+1); err != nil { // sparse: no 16 MiB written
+		t.Fatal(err)
+	}
+	_, err := gateway.NewRevocationFeed(t.Context(), f.v, file, time.Now)
+	if !errs.Is(err, errs.TooLarge) || !strings.Contains(err.Error(), "over 16777216 bytes") {
+		t.Fatalf("a 16 MiB + 1 revocation file: got %v, want a TooLarge error naming the limit", err)
 	}
 }
