@@ -264,6 +264,20 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// printList writes items as indented JSON if asJSON, else as a table of
+// one row each (made by row) under header: what every list command prints.
+func printList[T any](e *env, asJSON bool, items []T, header []string, row func(T) []string) error {
+	if asJSON {
+		return printJSON(e.stdout, items)
+	}
+	rows := make([][]string, 0, len(items))
+	for _, it := range items {
+		rows = append(rows, row(it))
+	}
+	table(e.stdout, header, rows)
+	return nil
+}
+
 // table writes rows under a header, aligned.
 func table(w io.Writer, header []string, rows [][]string) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

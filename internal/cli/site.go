@@ -474,15 +474,9 @@ func siteImageList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *sf.json {
-		return printJSON(e.stdout, imgs)
-	}
-	var rows [][]string
-	for _, i := range imgs {
-		rows = append(rows, []string{softid.ID(i.SoftwareID).String(), i.Name, fmt.Sprint(i.Size), hex.EncodeToString(i.SHA256)[:16]})
-	}
-	table(e.stdout, []string{"SOFTWARE ID", "NAME", "BYTES", "SHA-256"}, rows)
-	return nil
+	return printList(e, *sf.json, imgs, []string{"SOFTWARE ID", "NAME", "BYTES", "SHA-256"}, func(i *licenseserver.Image) []string {
+		return []string{softid.ID(i.SoftwareID).String(), i.Name, fmt.Sprint(i.Size), hex.EncodeToString(i.SHA256)[:16]}
+	})
 }
 
 func siteLicenseList(ctx context.Context, e *env, args []string) error {

@@ -96,15 +96,9 @@ func siteGroupList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *sf.json {
-		return printJSON(e.stdout, gs)
-	}
-	var rows [][]string
-	for _, g := range gs {
-		rows = append(rows, []string{g.Name, g.Created.Format(time.RFC3339)})
-	}
-	table(e.stdout, []string{"group", "created"}, rows)
-	return nil
+	return printList(e, *sf.json, gs, []string{"group", "created"}, func(g *mirror.Group) []string {
+		return []string{g.Name, g.Created.Format(time.RFC3339)}
+	})
 }
 
 func siteDeviceAdd(ctx context.Context, e *env, args []string) error {
@@ -151,15 +145,9 @@ func siteDeviceList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *sf.json {
-		return printJSON(e.stdout, ds)
-	}
-	var rows [][]string
-	for _, d := range ds {
-		rows = append(rows, []string{d.Name, d.Group, d.ID, d.Created.Format(time.RFC3339)})
-	}
-	table(e.stdout, []string{"device", "group", "id", "created"}, rows)
-	return nil
+	return printList(e, *sf.json, ds, []string{"device", "group", "id", "created"}, func(d *mirror.Device) []string {
+		return []string{d.Name, d.Group, d.ID, d.Created.Format(time.RFC3339)}
+	})
 }
 
 func printSync(e *env, json bool, res *mirror.SyncResult, err error) error {

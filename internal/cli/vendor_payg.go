@@ -141,15 +141,9 @@ func vendorAccountList(ctx context.Context, e *env, args []string) error {
 	if err := a.client(e).Get(ctx, "/v1/payg/accounts?customer="+url.QueryEscape(*customer), &out); err != nil {
 		return err
 	}
-	if *a.json {
-		return printJSON(e.stdout, out)
-	}
-	var rows [][]string
-	for _, x := range out {
-		rows = append(rows, []string{x.ID, x.CustomerID, x.Currency, strconv.FormatInt(x.Balance, 10), x.Created.Format(time.DateOnly)})
-	}
-	table(e.stdout, []string{"id", "customer", "currency", "balance", "created"}, rows)
-	return nil
+	return printList(e, *a.json, out, []string{"id", "customer", "currency", "balance", "created"}, func(x *billing.Account) []string {
+		return []string{x.ID, x.CustomerID, x.Currency, strconv.FormatInt(x.Balance, 10), x.Created.Format(time.DateOnly)}
+	})
 }
 
 // accountDetail is what 'licet vendor account show --json' prints.
@@ -267,15 +261,9 @@ func vendorPlanList(ctx context.Context, e *env, args []string) error {
 	if err := a.client(e).Get(ctx, "/v1/payg/plans", &out); err != nil {
 		return err
 	}
-	if *a.json {
-		return printJSON(e.stdout, out)
-	}
-	var rows [][]string
-	for _, p := range out {
-		rows = append(rows, []string{p.ID, p.Name, planUse(p), strconv.FormatInt(p.Price, 10), p.Currency})
-	}
-	table(e.stdout, []string{"id", "name", "use", "price", "currency"}, rows)
-	return nil
+	return printList(e, *a.json, out, []string{"id", "name", "use", "price", "currency"}, func(p *billing.Plan) []string {
+		return []string{p.ID, p.Name, planUse(p), strconv.FormatInt(p.Price, 10), p.Currency}
+	})
 }
 
 func vendorSell(ctx context.Context, e *env, args []string) error {
@@ -521,15 +509,9 @@ func vendorDeviceClones(ctx context.Context, e *env, args []string) error {
 	if err := a.client(e).Get(ctx, "/v1/payg/clones", &out); err != nil {
 		return err
 	}
-	if *a.json {
-		return printJSON(e.stdout, out)
-	}
-	var rows [][]string
-	for _, c := range out {
-		rows = append(rows, []string{c.At.Format(time.RFC3339), c.ID, c.DeviceID, c.AccountID, c.AttemptAccount, c.SystemID})
-	}
-	table(e.stdout, []string{"at", "id", "device", "account", "attempt_account", "system"}, rows)
-	return nil
+	return printList(e, *a.json, out, []string{"at", "id", "device", "account", "attempt_account", "system"}, func(c *provisioning.Clone) []string {
+		return []string{c.At.Format(time.RFC3339), c.ID, c.DeviceID, c.AccountID, c.AttemptAccount, c.SystemID}
+	})
 }
 
 func vendorDevicePacketExport(ctx context.Context, e *env, args []string) error {

@@ -112,15 +112,9 @@ func vendorTokenDeviceList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *a.json {
-		return printJSON(e.stdout, ds)
-	}
-	var rows [][]string
-	for _, d := range ds {
-		rows = append(rows, []string{d.Serial, strconv.Itoa(d.Divider), keypadvendor.FormName(d.Extended), strconv.FormatBool(d.Restricted), strconv.FormatUint(uint64(d.LastCount), 10)})
-	}
-	table(e.stdout, []string{"serial", "divider", "form", "restricted", "last_count"}, rows)
-	return nil
+	return printList(e, *a.json, ds, []string{"serial", "divider", "form", "restricted", "last_count"}, func(d *keypadvendor.Device) []string {
+		return []string{d.Serial, strconv.Itoa(d.Divider), keypadvendor.FormName(d.Extended), strconv.FormatBool(d.Restricted), strconv.FormatUint(uint64(d.LastCount), 10)}
+	})
 }
 
 func vendorTokenDeviceExport(ctx context.Context, e *env, args []string) error {
