@@ -197,10 +197,7 @@ func siteTokenCreate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeFn()
-	now, err := e.clock()
-	if err != nil {
-		return err
-	}
+	now := srv.Now // e.clock(), read by open
 	exp, err := parseExpires(*tf.expires, now())
 	if err != nil {
 		return err
@@ -223,10 +220,7 @@ func siteTokenList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeFn()
-	now, err := e.clock()
-	if err != nil {
-		return err
-	}
+	now := srv.Now // e.clock(), read by open
 	list, err := srv.Store.Tokens(ctx)
 	if err != nil {
 		return err
@@ -250,10 +244,7 @@ func siteTokenRevoke(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeFn()
-	now, err := e.clock()
-	if err != nil {
-		return err
-	}
+	now := srv.Now // e.clock(), read by open
 	t, err := srv.Store.RevokeToken(ctx, fs.Arg(0), now())
 	if err != nil {
 		return err
