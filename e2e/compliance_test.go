@@ -29,15 +29,7 @@ type complianceStatus struct {
 // vendor lists it by score; a stopped supervisor makes the agent fail closed.
 func TestComplianceFlow(t *testing.T) {
 	v := newVendor(t, "")
-	ok(t, v.admin("vendor", "account", "add", "--customer", "acme", "--currency", "EUR", "--id", "acme-c")...)
-	ok(t, v.admin("vendor", "plan", "add", "--id", "tenh", "--hours", "10", "--price", "100", "--currency", "EUR")...)
-	var sale provisioning.SellAnswer
-	okJSON(t, &sale, v.admin("vendor", "sell", "--account", "acme-c", "--plan", "tenh", "--new-device", "--idempotency-key", "c-1")...)
-	dir := t.TempDir()
-	data := filepath.Join(dir, "agent")
-	hw := paygtest.FakeHardware(t, fmt.Sprintf("%032x", time.Now().UnixNano()))
-	ok(t, "agent", "init", "--data", data, "--hw-root", hw)
-	ok(t, "agent", "payg", "register", "--data", data, "--hw-root", hw, "--server", v.srv.URL, "--code", sale.Code, "--root", filepath.Join(v.dir, "root.crt"))
+	dir, data, hw := sellAndRegister(t, v, "acme-c")
 	var ps struct {
 		DeviceID string `json:"device_id"`
 	}
@@ -207,3 +199,20 @@ policies:
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// sellAndRegister sells ten hours of use to a new account (ID account) with
+// a new device, and registers a fresh agent directory (dir/agent, on fake
+// hardware hw) with the sale's code.
+func sellAndRegister(t *testing.T, v *vendorEnv, account string) (dir, data, hw string) {
+	t.Helper()
+	ok(t, v.admin("vendor", "account", "add", "--customer", "acme", "--currency", "EUR", "--id", account)...)
+	ok(t, v.admin("vendor", "plan", "add", "--id", "tenh", "--hours", "10", "--price", "100", "--currency", "EUR")...)
+	var sale provisioning.SellAnswer
+	okJSON(t, &sale, v.admin("vendor", "sell", "--account", account, "--plan", "tenh", "--new-device", "--idempotency-key", account+"-1")...)
+	dir = t.TempDir()
+	data = filepath.Join(dir, "agent")
+	hw = paygtest.FakeHardware(t, fmt.Sprintf("%032x", time.Now().UnixNano()))
+	ok(t, "agent", "init", "--data", data, "--hw-root", hw)
+	ok(t, "agent", "payg", "register", "--data", data, "--hw-root", hw, "--server", v.srv.URL, "--code", sale.Code, "--root", filepath.Join(v.dir, "root.crt"))
+	return dir, data, hw
+}

@@ -6,11 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/licet/licet/internal/paygtest"
 	"github.com/licet/licet/internal/tpmseal/swtpmtest"
-	"github.com/licet/licet/payg/provisioning"
 )
 
 // TestComplianceTPMSnapshot runs the real agent commands with the state
@@ -22,15 +19,7 @@ func TestComplianceTPMSnapshot(t *testing.T) {
 	tpm := swtpmtest.Start(t)
 	t.Setenv("LICET_TPM", tpm.Path) // every licet process below seals with it
 	v := newVendor(t, "")
-	ok(t, v.admin("vendor", "account", "add", "--customer", "acme", "--currency", "EUR", "--id", "acme-t")...)
-	ok(t, v.admin("vendor", "plan", "add", "--id", "tenh", "--hours", "10", "--price", "100", "--currency", "EUR")...)
-	var sale provisioning.SellAnswer
-	okJSON(t, &sale, v.admin("vendor", "sell", "--account", "acme-t", "--plan", "tenh", "--new-device", "--idempotency-key", "t-1")...)
-	dir := t.TempDir()
-	data := filepath.Join(dir, "agent")
-	hw := paygtest.FakeHardware(t, fmt.Sprintf("%032x", time.Now().UnixNano()))
-	ok(t, "agent", "init", "--data", data, "--hw-root", hw)
-	ok(t, "agent", "payg", "register", "--data", data, "--hw-root", hw, "--server", v.srv.URL, "--code", sale.Code, "--root", filepath.Join(v.dir, "root.crt"))
+	dir, data, hw := sellAndRegister(t, v, "acme-t")
 
 	fault := filepath.Join(dir, "fault")
 	pol := filepath.Join(dir, "policy.yaml")
